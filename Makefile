@@ -1,0 +1,37 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both create .venv on first use (pinned: constraints.txt keeps torch on the local CPU
+# wheel and holds the fastapi / SQLAlchemy versions that Prefect 3.8 needs).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test test-all bench lint clean-home
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	@$(BIN)/python -c "import torch; assert torch.__version__.endswith('+cpu') or torch.cuda.is_available(), torch.__version__"
+	touch $(STAMP)
+
+demo: $(STAMP)            ## generate + validate a gaze batch on embedded defaults
+	$(BIN)/synthloop demo
+
+test: $(STAMP)            ## the default suite (what CI runs)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)        ## including tests marked slow
+	$(BIN)/python -m pytest -m ""
+
+bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/results/
+	$(BIN)/python -m benchmarks.bench_eye_generation
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean-home:               ## delete the embedded stores (./.synthloop)
+	rm -rf .synthloop

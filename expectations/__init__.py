@@ -1,0 +1,1 @@
+"""Great Expectations validation of synthetic batches: suites (JSON), frames, validate."""

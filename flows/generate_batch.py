@@ -1,0 +1,45 @@
+"""Flow: generate one synthetic batch and validate it, as one transaction.
+
+If validation fails, the transaction rolls back and the write task's rollback hook marks
+the batch quarantined: it stays on disk for inspection and is never trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+from prefect.states import Failed
+from prefect.transactions import transaction
+from pydantic import BaseModel, Field
+
+from synthloop.settings import get_settings
+from tasks.batches import BatchRejected, validate_batch, write_batch
+
+
+class GenerateParams(BaseModel):
+    """What to generate. Rendered by the Prefect dashboard as the run form."""
+
+    task: Literal["gaze"] = Field("gaze", description="which generator: gaze = eye patches")
+    n: int = Field(2048, ge=1, le=5_000_000, description="number of samples")
+    seed: int = Field(0, ge=0, description="same seed + distribution = identical bytes")
+    out: str | None = Field(None, description="batch folder; default <home>/batches/<task>-s<seed>-n<n>")
+    distribution_path: str | None = Field(
+        None, description="scene distribution JSON; default: the task's built-in distribution")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where to render")
+
+
+@flow(name="generate-batch", log_prints=True)
+def generate_batch(params: GenerateParams = GenerateParams()):  # noqa: B008 (pydantic default)
+    settings = get_settings()
+    settings.ensure_home()
+    out = Path(params.out) if params.out else settings.batches_dir / f"{params.task}-s{params.seed}-n{params.n}"
+    dist_json = Path(params.distribution_path).read_text() if params.distribution_path else None
+    try:
+        with transaction():
+            path = write_batch(str(out), params.task, params.n, params.seed, dist_json, params.device)
+            return validate_batch(path)
+    except BatchRejected as e:
+        # the rollback hook has quarantined the batch; the run ends Failed, with the reason
+        return Failed(message=f"{e} (quarantined at {out})")

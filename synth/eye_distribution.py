@@ -1,0 +1,91 @@
+"""The default scene distribution for eye patches (version 1 of the gaze task).
+
+Ranges follow what MPIIGaze-style normalised eye patches show: gaze within about
++-40 deg pitch and +-45 deg yaw, head pose within +-30 deg, a normalised camera at
+roughly 600 mm with a focal length near 960 px, and histogram-equalised patches.
+Shaped factors get a soft Gaussian prior with mass left in every bin, so that the
+feedback loop can raise any region later without leaving the support.
+"""
+
+from __future__ import annotations
+
+import math
+
+from synth.distribution import Factor, ImageSpec, SceneDistribution
+
+D = math.radians
+
+#: Factor names the eye renderer reads (checked when a distribution is rendered).
+EYE_FACTORS = (
+    "gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw", "head_roll",
+    "eye_openness", "blink", "eye_width_mm", "lid_tilt_mm", "crease_mm", "lash_mm",
+    "iris_radius_mm", "iris_albedo", "iris_hue", "iris_texture", "pupil_radius_mm",
+    "sclera_albedo", "sclera_tint", "skin_tone", "skin_texture",
+    "light_polar", "light_azimuth", "light_intensity", "ambient", "glint_strength",
+    "camera_distance_mm", "focal_length_px", "offset_x_px", "offset_y_px",
+    "blur_sigma_px", "noise_sigma", "gamma", "contrast", "jpeg_quality", "histeq",
+)
+
+
+def default_eye_distribution(
+    height: int = 36, width: int = 60, channels: int = 1
+) -> SceneDistribution:
+    f = Factor
+    factors = (
+        # labels: the gaze direction in the normalised camera frame (DESIGN.md convention)
+        f.shaped("gaze_pitch", D(-40), D(40), 16, 0.0, D(18), unit="rad",
+                 doc="gaze pitch, camera frame; > 0 looks up"),
+        f.shaped("gaze_yaw", D(-45), D(45), 16, 0.0, D(22), unit="rad",
+                 doc="gaze yaw, camera frame; > 0 moves the iris to the image's left"),
+        # head pose relative to the (normalised) camera: moves lids and skin, not the label
+        f.shaped("head_pitch", D(-30), D(30), 8, 0.0, D(12), unit="rad"),
+        f.shaped("head_yaw", D(-30), D(30), 8, 0.0, D(15), unit="rad"),
+        f.uniform("head_roll", D(-8), D(8), 4, unit="rad",
+                  doc="small: MPIIGaze normalisation removes most roll"),
+        # eyelids
+        f.uniform("eye_openness", 0.55, 1.25, 6, doc="scales the aperture above the iris"),
+        f.categorical("blink", {0.0: 0.96, 1.0: 0.04}, doc="1 = lids (nearly) closed"),
+        f.uniform("eye_width_mm", 24.0, 30.0, 4, unit="mm", doc="corner to corner"),
+        f.uniform("lid_tilt_mm", -1.5, 2.0, 4, unit="mm",
+                  doc="outer corner above (<0) or below the inner one"),
+        f.uniform("crease_mm", 2.5, 6.0, 4, unit="mm", doc="lid crease above the lid margin"),
+        f.uniform("lash_mm", 0.3, 1.2, 4, unit="mm", doc="upper lash band thickness"),
+        # iris, pupil, sclera
+        f.uniform("iris_radius_mm", 5.6, 6.4, 4, unit="mm"),
+        f.uniform("iris_albedo", 0.06, 0.55, 6, doc="dark brown ... light blue"),
+        f.uniform("iris_hue", 0.0, 1.0, 4, doc="0 brown, 0.5 green/hazel, 1 blue (RGB only)"),
+        f.uniform("iris_texture", 0.0, 1.0, 4, doc="contrast of radial fibres"),
+        f.uniform("pupil_radius_mm", 1.2, 3.4, 4, unit="mm"),
+        f.uniform("sclera_albedo", 0.55, 0.95, 4),
+        f.uniform("sclera_tint", 0.0, 1.0, 4, doc="0 white, 1 reddish/yellowish"),
+        # skin
+        f.uniform("skin_tone", 0.12, 0.85, 8, doc="albedo, dark to light"),
+        f.uniform("skin_texture", 0.0, 0.6, 4, doc="amplitude of pores / blotches"),
+        # illumination (directional light + ambient), corneal glint
+        f.shaped("light_polar", 0.0, D(80), 8, D(25), D(30), unit="rad",
+                 doc="angle between light and camera axis"),
+        f.uniform("light_azimuth", -math.pi, math.pi, 8, unit="rad"),
+        f.uniform("light_intensity", 0.45, 1.35, 6),
+        f.uniform("ambient", 0.08, 0.55, 6),
+        f.uniform("glint_strength", 0.0, 1.0, 4),
+        # camera: distance and focal length set the scale (px per mm = f / d)
+        f.uniform("camera_distance_mm", 480.0, 720.0, 6, unit="mm"),
+        f.uniform("focal_length_px", 880.0, 1100.0, 4, unit="px"),
+        f.uniform("offset_x_px", -3.0, 3.0, 4, unit="px", doc="normalisation jitter"),
+        f.uniform("offset_y_px", -2.0, 2.0, 4, unit="px"),
+        # camera pipeline
+        f.shaped("blur_sigma_px", 0.0, 1.6, 8, 0.7, 0.5, unit="px"),
+        f.shaped("noise_sigma", 0.0, 0.05, 8, 0.008, 0.012, doc="fraction of full scale"),
+        f.uniform("gamma", 0.7, 1.4, 4),
+        f.uniform("contrast", 0.7, 1.3, 4),
+        f.uniform("jpeg_quality", 50.0, 98.0, 6),
+        f.categorical("histeq", {0.0: 0.3, 1.0: 0.7},
+                      doc="1 = histogram equalised, as MPIIGaze patches are"),
+    )
+    assert tuple(x.name for x in factors) == EYE_FACTORS
+    return SceneDistribution(
+        name="eyes-default-v1",
+        task="gaze",
+        factors=factors,
+        image=ImageSpec(height=height, width=width, channels=channels),
+    )

@@ -1,0 +1,57 @@
+"""Sample grids: generated eyes with their gaze drawn as arrows, optionally beside real
+patches. Pure matplotlib (Agg), no display needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _tile(ax, images: np.ndarray, cols: int, title: str):
+    h, w = images.shape[1:3]
+    rows = int(np.ceil(len(images) / cols))
+    canvas = np.full((rows * (h + 2), cols * (w + 2)), 255, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = im if im.ndim == 2 else im.mean(-1)
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+    return h, w
+
+
+def eye_grid(images: np.ndarray, pitchyaw: np.ndarray | None, pupils: np.ndarray | None,
+             out: str | Path, *, real: np.ndarray | None = None, cols: int = 8,
+             title: str = "synthetic") -> Path:
+    """Save a PNG grid. Arrows start at the projected pupil and point along the image-plane
+    projection of the gaze vector g = (-cos p sin y, -sin p, ...): right = +x, down = +y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if real is not None and len(real) else 1
+    h, w = images.shape[1:3]
+    rows = int(np.ceil(len(images) / cols))
+    panel_w = 7.0
+    fig, axes = plt.subplots(1, panels, squeeze=False,
+                             figsize=(panel_w * panels, panel_w * rows * (h + 2) / (cols * (w + 2)) + 0.5))
+    ax = axes[0, 0]
+    h, w = _tile(ax, images, cols, title)
+    if pitchyaw is not None:
+        for i, (p, y) in enumerate(pitchyaw):
+            r, c = divmod(i, cols)
+            x0 = c * (w + 2) + (pupils[i, 0] if pupils is not None else w / 2)
+            y0 = r * (h + 2) + (pupils[i, 1] if pupils is not None else h / 2)
+            dx, dy = -np.cos(p) * np.sin(y), -np.sin(p)
+            ax.arrow(x0, y0, dx * 22, dy * 22, color="#ffcc00", width=0.35, head_width=2.2,
+                     length_includes_head=True)
+    if panels == 2:
+        _tile(axes[0, 1], real[: len(images)], cols, "real (MPIIGaze, unlabeled)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

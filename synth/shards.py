@@ -1,0 +1,311 @@
+"""Batch shards on disk: uint8 ``.npy`` image shards, a per-sample metadata table and a
+manifest with checksums.
+
+Layout of a batch folder::
+
+    manifest.json        id, task, distribution id, seed, n, image shape, generator settings,
+                         every file with its sha256 and size
+    distribution.json    the full scene distribution the batch was drawn from
+    metadata.parquet     one row per sample: labels, factor values, geometry
+    shards/images-00000.npy ...   uint8 (n_i, H, W) or (n_i, H, W, 3), memmap-able
+    validation/          written by validation: result, status, Data Docs
+
+Writes are atomic: everything goes to a hidden sibling folder that is renamed into place
+only when complete, so a crash or a bad input never leaves a half-written batch behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synth.distribution import SceneDistribution
+from synthloop.errors import DataFormatError
+
+MANIFEST = "manifest.json"
+DISTRIBUTION = "distribution.json"
+METADATA = "metadata.parquet"
+STATUS = "validation/status.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def batch_id_for(dist_id: str, seed: int, n: int, generator: dict[str, Any]) -> str:
+    key = json.dumps({"dist": dist_id, "seed": seed, "n": n, "gen": generator}, sort_keys=True)
+    return "batch-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see either the old or the new content, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class BatchWriter:
+    """Streams chunks of images + metadata rows into a batch folder, atomically.
+
+    Use as a context manager; on an exception the partial folder is removed and the
+    destination is left as it was.
+    """
+
+    def __init__(self, out: str | Path, *, task: str, dist: SceneDistribution, seed: int, n: int,
+                 generator: dict[str, Any], shard_size: int = 4096, overwrite: bool = False):
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise FileExistsError(f"{self.out}: already exists (use --overwrite to replace it)")
+        self.task, self.dist, self.seed, self.n = task, dist, seed, n
+        self.generator, self.shard_size, self.overwrite = generator, shard_size, overwrite
+        self.batch_id = batch_id_for(dist.id, seed, n, generator)
+        self.tmp = self.out.with_name(f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}")
+        self._buf: list[np.ndarray] = []
+        self._buffered = 0
+        self._rows: list[pd.DataFrame] = []
+        self._shards: list[dict[str, Any]] = []
+        self._written = 0
+        self._image_shape: tuple[int, ...] | None = None
+
+    def __enter__(self) -> BatchWriter:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        (self.tmp / "shards").mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        self._finish()
+
+    def add(self, images: np.ndarray, rows: pd.DataFrame) -> None:
+        if images.dtype != np.uint8:
+            raise TypeError(f"images must be uint8, got {images.dtype}")
+        if len(images) != len(rows):
+            raise ValueError(f"{len(images)} images but {len(rows)} metadata rows")
+        if self._image_shape is None:
+            self._image_shape = tuple(images.shape[1:])
+        elif tuple(images.shape[1:]) != self._image_shape:
+            raise ValueError(f"image shape changed from {self._image_shape} to {images.shape[1:]}")
+        self._buf.append(images)
+        self._buffered += len(images)
+        self._rows.append(rows)
+        while self._buffered >= self.shard_size:
+            self._flush(self.shard_size)
+
+    def _flush(self, k: int) -> None:
+        data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
+        shard, rest = data[:k], data[k:]
+        name = f"shards/images-{len(self._shards):05d}.npy"
+        path = self.tmp / name
+        np.save(path, np.ascontiguousarray(shard), allow_pickle=False)
+        self._shards.append({"file": name, "n": int(len(shard)), "sha256": sha256_file(path),
+                             "bytes": path.stat().st_size})
+        self._written += len(shard)
+        self._buf = [rest] if len(rest) else []
+        self._buffered = len(rest)
+
+    def _finish(self) -> None:
+        if self._buffered:
+            self._flush(self._buffered)
+        if self._written != self.n:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise ValueError(f"batch {self.batch_id}: wrote {self._written} samples, expected {self.n}")
+        meta = pd.concat(self._rows, ignore_index=True)
+        meta.insert(0, "sample", np.arange(len(meta), dtype=np.int64))
+        meta.to_parquet(self.tmp / METADATA, index=False)
+        (self.tmp / DISTRIBUTION).write_text(self.dist.dumps() + "\n")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "batch_id": self.batch_id,
+            "task": self.task,
+            "distribution_id": self.dist.id,
+            "seed": self.seed,
+            "n": self.n,
+            "image_shape": list(self._image_shape or ()),
+            "dtype": "uint8",
+            "shard_size": self.shard_size,
+            "generator": self.generator,
+            "shards": self._shards,
+            "metadata": {"file": METADATA, "sha256": sha256_file(self.tmp / METADATA),
+                         "columns": list(meta.columns)},
+            "distribution": {"file": DISTRIBUTION, "sha256": sha256_file(self.tmp / DISTRIBUTION)},
+        }
+        _write_json(self.tmp / MANIFEST, manifest)
+        if self.out.exists():  # overwrite: swap in, then drop the old one
+            trash = self.out.with_name(f".{self.out.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(self.out, trash)
+            os.replace(self.tmp, self.out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.out)
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    status: str  # "unvalidated" | "accepted" | "quarantined"
+    failing: tuple[str, ...] = ()
+    detail: dict[str, Any] | None = None
+
+
+class BatchReader:
+    """Reads a batch folder; checks the manifest, shapes, sizes and (optionally) checksums.
+
+    Any problem raises DataFormatError naming the file. Images are memory-mapped, and
+    ``images(indices)`` gathers a batch with one fancy-index per shard touched.
+    """
+
+    def __init__(self, path: str | Path, verify: bool = True):
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not self.path.is_dir():
+            raise DataFormatError(self.path, "not a batch folder (does not exist or is not a folder)")
+        if not mpath.is_file():
+            raise DataFormatError(mpath, "missing: not a batch folder")
+        try:
+            self.manifest: dict[str, Any] = json.loads(mpath.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataFormatError(mpath, f"not valid JSON ({e})") from None
+        for key in ("batch_id", "task", "n", "image_shape", "shards", "metadata", "distribution"):
+            if key not in self.manifest:
+                raise DataFormatError(mpath, f"manifest lacks {key!r}")
+        self.batch_id: str = self.manifest["batch_id"]
+        self.task: str = self.manifest["task"]
+        self.n: int = int(self.manifest["n"])
+        self.image_shape = tuple(self.manifest["image_shape"])
+        if verify:
+            self.verify_checksums()
+        self._shards = [self._open_shard(s) for s in self.manifest["shards"]]
+        self._offsets = np.cumsum([0] + [len(s) for s in self._shards])
+        if self._offsets[-1] != self.n:
+            raise DataFormatError(mpath, f"shards hold {self._offsets[-1]} samples, manifest says {self.n}")
+        self._meta: pd.DataFrame | None = None
+        self._dist: SceneDistribution | None = None
+
+    def _open_shard(self, entry: dict[str, Any]) -> np.ndarray:
+        p = self.path / entry["file"]
+        if not p.is_file():
+            raise DataFormatError(p, "shard missing")
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DataFormatError(p, f"unreadable or truncated .npy shard ({e})") from None
+        if arr.dtype != np.uint8 or tuple(arr.shape[1:]) != self.image_shape or len(arr) != entry["n"]:
+            raise DataFormatError(
+                p, f"shard has dtype {arr.dtype} shape {arr.shape}, manifest expects uint8 "
+                   f"({entry['n']}, {', '.join(map(str, self.image_shape))})")
+        return arr
+
+    def verify_checksums(self) -> None:
+        entries = list(self.manifest["shards"]) + [self.manifest["metadata"], self.manifest["distribution"]]
+        for e in entries:
+            p = self.path / e["file"]
+            if not p.is_file():
+                raise DataFormatError(p, "listed in the manifest but missing")
+            if "bytes" in e and p.stat().st_size != e["bytes"]:
+                raise DataFormatError(p, f"size {p.stat().st_size} bytes, manifest says {e['bytes']} (truncated?)")
+            if sha256_file(p) != e["sha256"]:
+                raise DataFormatError(p, "checksum does not match the manifest (corrupted or modified)")
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        if self._meta is None:
+            p = self.path / self.manifest["metadata"]["file"]
+            try:
+                self._meta = pd.read_parquet(p)
+            except Exception as e:  # pyarrow raises several types for bad files
+                raise DataFormatError(p, f"unreadable metadata table ({e})") from None
+            if len(self._meta) != self.n:
+                raise DataFormatError(p, f"{len(self._meta)} rows, manifest says {self.n}")
+        return self._meta
+
+    @property
+    def distribution(self) -> SceneDistribution:
+        if self._dist is None:
+            p = self.path / self.manifest["distribution"]["file"]
+            try:
+                self._dist = SceneDistribution.loads(p.read_text())
+            except (ValueError, KeyError, TypeError) as e:
+                raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
+        return self._dist
+
+    def images(self, indices: Sequence[int] | np.ndarray | slice | None = None) -> np.ndarray:
+        """Images at ``indices`` (in the given order) as a new uint8 array."""
+        if indices is None:
+            indices = slice(None)
+        if isinstance(indices, slice):
+            indices = np.arange(self.n)[indices]
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"index out of range for batch of {self.n}")
+        out = np.empty((len(idx), *self.image_shape), dtype=np.uint8)
+        shard_of = np.searchsorted(self._offsets, idx, side="right") - 1
+        for s in np.unique(shard_of):
+            sel = np.nonzero(shard_of == s)[0]
+            local = idx[sel] - self._offsets[s]
+            order = np.argsort(local, kind="stable")  # sorted reads are sequential in the mmap
+            out[sel[order]] = self._shards[s][local[order]]
+        return out
+
+    def iter_images(self, chunk: int = 4096) -> Iterable[np.ndarray]:
+        for shard in self._shards:
+            for i in range(0, len(shard), chunk):
+                yield np.asarray(shard[i:i + chunk])
+
+    @property
+    def status(self) -> BatchStatus:
+        p = self.path / STATUS
+        if not p.is_file():
+            return BatchStatus("unvalidated")
+        d = json.loads(p.read_text())
+        return BatchStatus(d["status"], tuple(d.get("failing", ())), d)
+
+
+def write_status(batch_dir: str | Path, status: str, failing: Iterable[str] = (), **extra: Any) -> Path:
+    """Mark a batch accepted or quarantined (quarantined batches are kept, never trained on)."""
+    if status not in ("accepted", "quarantined"):
+        raise ValueError(f"unknown status {status!r}")
+    p = Path(batch_dir) / STATUS
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p, json.dumps({"status": status, "failing": list(failing), **extra},
+                                    indent=2, sort_keys=True, default=str) + "\n")
+    return p
+
+
+class QuarantinedBatchError(RuntimeError):
+    pass
+
+
+def open_for_training(path: str | Path, allow_unvalidated: bool = False) -> BatchReader:
+    """The only door from a batch into training: quarantined batches never pass."""
+    r = BatchReader(path)
+    st = r.status
+    if st.status == "quarantined":
+        raise QuarantinedBatchError(
+            f"{r.path}: batch {r.batch_id} is quarantined (failed: {', '.join(st.failing)}); "
+            "it is kept for inspection and is never trained on")
+    if st.status != "accepted" and not allow_unvalidated:
+        raise QuarantinedBatchError(f"{r.path}: batch {r.batch_id} has not been validated yet")
+    return r

@@ -1,0 +1,223 @@
+"""The one command people use: ``synthloop <command>``.
+
+Heavy imports (torch, Prefect, Great Expectations) happen inside the commands that need
+them, so ``synthloop --help`` is instant. Errors in the input become one line on stderr
+and exit code 2; a batch that fails validation exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from synthloop.errors import DataFormatError
+
+EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
+
+
+def _progress(total: int, label: str):
+    """A rich progress bar on a terminal, nothing when piped (logs stay clean)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed} img/s"),
+                    TimeRemainingColumn(), disable=not sys.stderr.isatty(), transient=False)
+    tid = prog.add_task(label, total=total)
+    return prog, (lambda k: prog.advance(tid, k))
+
+
+def _load_distribution(path: str | None):
+    if not path:
+        return None
+    from synth.distribution import SceneDistribution
+
+    p = Path(path)
+    try:
+        return SceneDistribution.loads(p.read_text())
+    except FileNotFoundError:
+        raise DataFormatError(p, "file not found") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    import time
+
+    from synth.generate import generate_batch
+
+    dist = _load_distribution(a.distribution)
+    prog, advance = _progress(a.n, "rendering")
+    t0 = time.perf_counter()
+    with prog:
+        batch_id, path = generate_batch(a.out, task=a.task, n=a.n, seed=a.seed, dist=dist,
+                                        device=a.device, compiled=a.compile, shard_size=a.shard_size,
+                                        overwrite=a.overwrite, progress=advance)
+    dt = time.perf_counter() - t0
+    print(f"{batch_id}\t{path.resolve()}")
+    print(f"generated {a.n} samples in {dt:.1f} s ({a.n / dt:,.0f} img/s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    from expectations.validate import record_outcome, validate_batch
+
+    report = validate_batch(a.batch, docs=not a.no_docs)
+    status = record_outcome(a.batch, report)
+    if a.json:
+        print(json.dumps({"batch_id": report.batch_id, "status": status, "success": report.success,
+                          "failing": list(report.failing), "result": str(report.result_path),
+                          "docs": str(report.docs_path) if report.docs_path else None}))
+    else:
+        print(f"{report.batch_id}: {status}")
+        for f in report.failing:
+            print(f"  failed: {f}")
+        print(f"  result: {report.result_path}")
+        if report.docs_path:
+            print(f"  Data Docs: {report.docs_path}")
+    return EXIT_OK if report.success else EXIT_INVALID
+
+
+def cmd_preview(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from synth.preview import eye_grid
+    from synth.shards import BatchReader
+
+    r = BatchReader(a.batch)
+    k = min(a.count, r.n)
+    idx = np.arange(k)
+    meta = r.metadata.iloc[idx]
+    real = None
+    if a.real:
+        from realdata import read_eye_folder
+
+        real = read_eye_folder(a.real).images[:k]
+    out = eye_grid(r.images(idx), meta[["pitch", "yaw"]].to_numpy(),
+                   meta[["pupil_x_px", "pupil_y_px"]].to_numpy(), a.out, real=real,
+                   title=f"synthetic {r.batch_id} (arrows: gaze)")
+    print(out)
+    return EXIT_OK
+
+
+def cmd_distribution(a: argparse.Namespace) -> int:
+    from synth.generate import default_distribution
+
+    d = _load_distribution(a.file) or default_distribution(a.task)
+    text = d.dumps() + "\n"
+    if a.out:
+        Path(a.out).write_text(text)
+        print(f"{d.id}\t{Path(a.out).resolve()}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _prefect_env(settings) -> None:
+    """Embedded Prefect: its own home under the project home, no telemetry, and a start-up
+    timeout that survives a busy 2-core machine. The user's own settings win."""
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_dir))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    _prefect_env(settings)
+    from flows.generate_batch import GenerateParams, generate_batch
+
+    out = settings.batches_dir / f"demo-gaze-s{a.seed}-n{a.n}"
+    state = generate_batch(GenerateParams(task="gaze", n=a.n, seed=a.seed, out=str(out)), return_state=True)
+    ok = state.is_completed()
+    preview = settings.outputs_dir / "demo-eyes.png"
+    from synth.preview import eye_grid
+    from synth.shards import BatchReader
+
+    r = BatchReader(out)
+    meta = r.metadata.iloc[:64]
+    real = None
+    if settings.real_eyes_unlabeled:
+        from realdata import read_eye_manifest
+
+        real = read_eye_manifest(settings.real_eyes_unlabeled).images[:64]
+    eye_grid(r.images(range(min(64, r.n))), meta[["pitch", "yaw"]].to_numpy(),
+             meta[["pupil_x_px", "pupil_y_px"]].to_numpy(), preview, real=real,
+             title=f"synthetic {r.batch_id} (arrows: gaze)")
+    st = r.status
+    print()
+    print(f"batch      {r.batch_id}  ({r.n} eye patches, {'x'.join(map(str, r.image_shape))} uint8)")
+    print(f"status     {st.status}" + (f"  failing: {', '.join(st.failing)}" if st.failing else ""))
+    print(f"folder     {out}")
+    if st.detail:
+        print(f"result     {st.detail.get('result')}")
+        print(f"Data Docs  {st.detail.get('docs')}")
+    print(f"preview    {preview}")
+    print(f"home       {settings.root}  (override with SYNTHLOOP_HOME)")
+    return EXIT_OK if ok else EXIT_INVALID
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="synthloop", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="generate + validate a gaze batch through the Prefect flow (embedded stores)")
+    d.add_argument("-n", type=int, default=4096)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("generate", help="write one synthetic batch (shards, metadata, manifest)")
+    g.add_argument("--task", choices=["gaze"], default="gaze")
+    g.add_argument("-n", type=int, required=True, help="number of samples")
+    g.add_argument("--seed", type=int, required=True)
+    g.add_argument("--out", required=True, help="batch folder to create")
+    g.add_argument("--distribution", help="scene distribution JSON (default: built-in)")
+    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the renderer (default: only for large batches)")
+    g.add_argument("--shard-size", type=int, default=4096)
+    g.add_argument("--overwrite", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    v = sub.add_parser("validate", help="validate a batch with Great Expectations (exit 0 ok, 1 failed, 2 error)")
+    v.add_argument("batch")
+    v.add_argument("--no-docs", action="store_true", help="skip Data Docs HTML")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_validate)
+
+    pv = sub.add_parser("preview", help="PNG grid of a batch with gaze arrows (optionally beside real eyes)")
+    pv.add_argument("batch")
+    pv.add_argument("--out", required=True)
+    pv.add_argument("--real", help="folder with manifest.csv or labels.csv of real eyes")
+    pv.add_argument("--count", type=int, default=64)
+    pv.set_defaults(func=cmd_preview)
+
+    ds = sub.add_parser("distribution", help="print or export a scene distribution as JSON")
+    ds.add_argument("--task", choices=["gaze"], default="gaze")
+    ds.add_argument("--file", help="read this distribution instead of the built-in one")
+    ds.add_argument("--out")
+    ds.set_defaults(func=cmd_distribution)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataFormatError, FileExistsError, FileNotFoundError, ValueError) as e:
+        print(f"synthloop {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

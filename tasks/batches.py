@@ -1,0 +1,110 @@
+"""Prefect tasks around synthetic batches: write, validate, mark. Each is one call into
+pure code (synth, expectations) plus what orchestration adds: names, retries, hooks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
+from prefect.transactions import get_transaction
+
+from synth.distribution import SceneDistribution
+
+
+class BatchRejected(RuntimeError):
+    """Validation failed; raising it inside the transaction triggers the quarantine."""
+
+
+@task(name="write-synthetic-batch", retries=2, retry_delay_seconds=2)
+def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: str | None,
+                device: str = "cpu") -> str:
+    from synth.generate import generate_batch
+    from synth.shards import MANIFEST
+
+    dist = SceneDistribution.loads(distribution_json) if distribution_json else None
+    logger = get_run_logger()
+    path = Path(out)
+    if (path / MANIFEST).is_file():
+        # a retry after a crash past the rename, or a re-run: the folder is complete
+        existing = json.loads((path / MANIFEST).read_text())
+        if existing.get("seed") == seed and existing.get("n") == n and (
+                dist is None or existing.get("distribution_id") == dist.id):
+            logger.info("batch %s already written at %s", existing["batch_id"], path)
+            _remember(path)
+            return str(path)
+    done = {"n": 0, "next": 0.1}
+
+    def progress(k: int) -> None:  # one log line per 10 %
+        done["n"] += k
+        if done["n"] >= done["next"] * n:
+            logger.info("rendered %d / %d", done["n"], n)
+            done["next"] = (int(done["n"] * 10 / n) + 1) / 10
+
+    batch_id, path = generate_batch(path, task=task_name, n=n, seed=seed, dist=dist,
+                                    device=device, progress=progress, overwrite=True)
+    logger.info("wrote %s (%d samples) to %s", batch_id, n, path)
+    _remember(path)
+    return str(path)
+
+
+def _share(**values) -> None:
+    """Store values on the enclosing (flow-level) transaction. Each task runs in a child
+    transaction of its own; children read their parents' values, so the write task's
+    commit/rollback hooks see what the validate task found."""
+    txn = get_transaction()
+    if txn is None:
+        return
+    txn = txn.get_parent() or txn
+    for k, v in values.items():
+        txn.set(k, v)
+
+
+def _remember(path: Path) -> None:
+    _share(batch_dir=str(path))
+
+
+@write_batch.on_commit
+def _accept_on_commit(txn) -> None:
+    from synth.shards import write_status
+
+    write_status(txn.get("batch_dir"), "accepted", batch_id=txn.get("batch_id", None),
+                 result=txn.get("result", None), docs=txn.get("docs", None))
+
+
+@write_batch.on_rollback
+def _quarantine_on_rollback(txn) -> None:
+    """The batch is kept and marked, never deleted: people inspect what failed."""
+    from synth.shards import write_status
+
+    batch_dir = txn.get("batch_dir", None)
+    if batch_dir and Path(batch_dir).is_dir():
+        failing = txn.get("failing", None) or ["transaction rolled back before validation finished"]
+        write_status(batch_dir, "quarantined", failing=failing, batch_id=txn.get("batch_id", None),
+                     result=txn.get("result", None), docs=txn.get("docs", None))
+
+
+@task(name="validate-batch-with-great-expectations")
+def validate_batch(batch_dir: str) -> dict:
+    """Runs the GX suites. The verdict is written by the transaction: accepted on commit,
+    quarantined on rollback (this task raises BatchRejected to roll back)."""
+    from expectations.validate import validate_batch as run_validation
+
+    report = run_validation(batch_dir)
+    status = "accepted" if report.success else "quarantined"
+    _share(batch_id=report.batch_id, failing=list(report.failing), result=str(report.result_path),
+           docs=str(report.docs_path) if report.docs_path else None)
+    lines = [f"# Batch `{report.batch_id}`: **{status}**", "",
+             f"- folder: `{batch_dir}`", f"- result: `{report.result_path}`",
+             f"- Data Docs: `{report.docs_path}`"]
+    if report.failing:
+        lines += ["", "## Failing expectations", ""] + [f"- `{f}`" for f in report.failing]
+    create_markdown_artifact("\n".join(lines), key="batch-validation",
+                             description=f"GX validation of {report.batch_id}")
+    if not report.success:
+        raise BatchRejected(f"batch {report.batch_id} failed validation: {', '.join(report.failing)}")
+    return {"batch_id": report.batch_id, "batch_dir": batch_dir, "status": status, "failing": [],
+            "result": str(report.result_path),
+            "docs": str(report.docs_path) if report.docs_path else None}

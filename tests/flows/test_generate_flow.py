@@ -1,0 +1,48 @@
+"""The generate-batch flow: write then validate inside one Prefect transaction; a batch that
+fails validation is rolled back into quarantine (kept, marked), and the run fails loudly."""
+
+import json
+
+import pytest
+
+from synth.distribution import Factor
+from synth.eye_distribution import default_eye_distribution
+from synth.shards import BatchReader, QuarantinedBatchError, open_for_training
+
+pytestmark = [pytest.mark.flow, pytest.mark.gx]
+
+
+def test_good_batch_is_written_validated_and_accepted(prefect_harness, tmp_path):
+    from flows.generate_batch import GenerateParams, generate_batch
+
+    out = tmp_path / "good"
+    state = generate_batch(GenerateParams(n=512, seed=4, out=str(out)), return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["status"] == "accepted" and summary["failing"] == []
+    assert open_for_training(out).n == 512
+    assert (out / "validation" / "result.json").is_file()
+
+
+def test_bad_batch_is_quarantined_by_the_rollback(prefect_harness, tmp_path):
+    from flows.generate_batch import GenerateParams, generate_batch
+
+    # a camera that sees nothing: no light, no noise -> blank images
+    d = default_eye_distribution()
+    dark = {"light_intensity", "ambient", "noise_sigma", "glint_strength"}
+    factors = tuple(Factor.uniform(f.name, 0.0, 1e-6, 1) if f.name in dark else f for f in d.factors)
+    blind = d.derive("test: blank images", factors=factors)
+    dist_path = tmp_path / "blind.json"
+    dist_path.write_text(blind.dumps())
+    out = tmp_path / "bad"
+    state = generate_batch(GenerateParams(n=256, seed=1, out=str(out), distribution_path=str(dist_path)),
+                           return_state=True)
+    assert state.is_failed()
+    assert "img_std" in state.message and "quarantined" in state.message
+    r = BatchReader(out)  # kept on disk, intact
+    assert r.n == 256 and r.status.status == "quarantined"
+    assert any("img_std" in f for f in r.status.failing)
+    with pytest.raises(QuarantinedBatchError):
+        open_for_training(out)
+    status = json.loads((out / "validation" / "status.json").read_text())
+    assert status["status"] == "quarantined"

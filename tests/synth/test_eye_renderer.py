@@ -1,0 +1,151 @@
+"""The renderer's labels agree with its geometry, and the camera pipeline does what it says."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from realdata.gaze import gaze_vector_to_pitchyaw, pitchyaw_to_gaze_vector
+from synth.camera import camera_operators, equalise_histogram, gaussian_blur, jpeg_quantise
+from synth.distribution import ImageSpec
+from synth.eye_distribution import EYE_FACTORS
+from synth.eye_renderer import gaze_vector, head_rotation, render_eyes
+
+CLEAN = {  # a well-lit, open eye with the camera pipeline switched (nearly) off
+    "head_pitch": 0.0, "head_yaw": 0.0, "head_roll": 0.0, "eye_openness": 1.25, "blink": 0.0,
+    "eye_width_mm": 28.0, "lid_tilt_mm": 0.0, "crease_mm": 4.0, "lash_mm": 0.6,
+    "iris_radius_mm": 6.0, "iris_albedo": 0.35, "iris_hue": 0.0, "iris_texture": 0.0,
+    "pupil_radius_mm": 2.5, "sclera_albedo": 0.9, "sclera_tint": 0.0, "skin_tone": 0.7,
+    "skin_texture": 0.0, "light_polar": 0.0, "light_azimuth": 0.0, "light_intensity": 0.9,
+    "ambient": 0.3, "glint_strength": 0.0, "camera_distance_mm": 600.0, "focal_length_px": 960.0,
+    "offset_x_px": 0.0, "offset_y_px": 0.0, "blur_sigma_px": 0.0, "noise_sigma": 0.0,
+    "gamma": 1.0, "contrast": 1.0, "jpeg_quality": 100.0, "histeq": 0.0,
+}
+
+
+def render(pitchyaw, spec=None, **over):
+    spec = spec or ImageSpec()
+    n = len(pitchyaw)
+    f = {k: torch.full((n,), float(over.get(k, v))) for k, v in CLEAN.items()}
+    f["gaze_pitch"] = torch.tensor([p for p, _ in pitchyaw], dtype=torch.float32)
+    f["gaze_yaw"] = torch.tensor([y for _, y in pitchyaw], dtype=torch.float32)
+    assert set(f) == set(EYE_FACTORS)
+    images, geo = render_eyes(f, spec, torch.Generator().manual_seed(0))
+    return images.numpy(), {k: v.numpy() for k, v in geo.items()}
+
+
+def pupil_centroid(img: np.ndarray) -> tuple[float, float]:
+    """Centre of the darkest pixels: the pupil (albedo 0.02) is the darkest thing in CLEAN."""
+    mask = img <= np.percentile(img, 2)
+    ys, xs = np.nonzero(mask)
+    return xs.mean() + 0.5, ys.mean() + 0.5
+
+
+def test_gaze_vector_follows_the_design_convention():
+    p, y = torch.tensor([0.3, -0.2, 0.0]), torch.tensor([0.4, 0.1, 0.0])
+    g = torch.stack(gaze_vector(p, y), -1).numpy()
+    np.testing.assert_allclose(np.linalg.norm(g, axis=1), 1, atol=1e-6)
+    # pitch = asin(-g_y), yaw = atan2(-g_x, -g_z); the reader-side helper agrees
+    np.testing.assert_allclose(np.arcsin(-g[:, 1]), p.numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.arctan2(-g[:, 0], -g[:, 2]), y.numpy(), atol=1e-6)
+    np.testing.assert_allclose(gaze_vector_to_pitchyaw(g), np.stack([p, y], 1), atol=1e-6)
+    np.testing.assert_allclose(pitchyaw_to_gaze_vector(np.stack([p, y], 1)), g, atol=1e-6)
+
+
+def test_head_rotation_forward_axis_has_the_head_pose_angles():
+    p, y, r = torch.tensor([0.2]), torch.tensor([-0.4]), torch.tensor([0.1])
+    R = head_rotation(p, y, r)[0].numpy()
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-6)
+    fwd = R @ np.array([0.0, 0.0, -1.0])
+    np.testing.assert_allclose(gaze_vector_to_pitchyaw(fwd[None])[0], [0.2, -0.4], atol=1e-6)
+
+
+def test_iris_moves_left_for_positive_yaw_and_up_for_positive_pitch():
+    imgs, geo = render([(0.0, -0.3), (0.0, 0.0), (0.0, 0.3), (0.25, 0.0), (-0.15, 0.0)])
+    cx = [pupil_centroid(im)[0] for im in imgs]
+    cy = [pupil_centroid(im)[1] for im in imgs]
+    assert cx[0] > cx[1] + 3 > cx[2] + 6  # yaw > 0 -> image left
+    assert cy[3] < cy[1] - 2 and cy[4] > cy[1] + 1  # pitch > 0 -> up (y is down)
+    # the straight-ahead eye is centred in the patch
+    assert abs(cx[1] - 30) < 1.0 and abs(cy[1] - 18) < 1.5
+
+
+def test_projected_pupil_metadata_matches_the_rendered_pupil():
+    angles = [(p, y) for p in (-0.15, 0.0, 0.2) for y in (-0.35, 0.0, 0.35)]
+    imgs, geo = render(angles)
+    for i, im in enumerate(imgs):
+        cx, cy = pupil_centroid(im)
+        # the cornea magnifies and shifts the pupil a little; within 1.5 px of the projection
+        assert abs(cx - geo["pupil_x_px"][i]) < 1.5, (angles[i], cx, geo["pupil_x_px"][i])
+        assert abs(cy - geo["pupil_y_px"][i]) < 1.5, (angles[i], cy, geo["pupil_y_px"][i])
+
+
+def test_pupil_size_and_blink_change_the_image_where_expected():
+    open_, _ = render([(0.0, 0.0)])
+    closed, _ = render([(0.0, 0.0)], blink=1.0)
+    small, _ = render([(0.0, 0.0)], pupil_radius_mm=1.2)
+    dark = lambda im: (im < 20).sum()  # noqa: E731
+    assert dark(small[0]) < dark(open_[0])
+    assert dark(closed[0]) < dark(open_[0]) * 0.3  # the lid hides the pupil
+
+
+def test_head_pose_moves_the_lids_but_not_the_label_geometry():
+    a, ga = render([(0.0, 0.0)])
+    b, gb = render([(0.0, 0.0)], head_yaw=0.3)
+    assert np.abs(a[0].astype(int) - b[0].astype(int)).mean() > 2
+    assert ga["pupil_x_px"][0] == pytest.approx(gb["pupil_x_px"][0])
+
+
+def test_rgb_and_larger_patches():
+    imgs, _ = render([(0.1, 0.2)], spec=ImageSpec(72, 120, 3))
+    assert imgs.shape == (1, 72, 120, 3) and imgs.dtype == np.uint8
+    assert imgs.std() > 10
+
+
+def test_histogram_equalisation_matches_the_opencv_formula():
+    rng = np.random.default_rng(0)
+    x = rng.integers(40, 120, size=(2, 1, 8, 10)).astype(np.uint8)
+    out = equalise_histogram(torch.from_numpy(x)).numpy()
+    for b in range(2):
+        v = x[b, 0].ravel()
+        hist = np.bincount(v, minlength=256)
+        cdf = hist.cumsum()
+        cmin = cdf[hist > 0][0]
+        lut = np.round((cdf - cmin) * 255.0 / (v.size - cmin)).clip(0, 255)
+        np.testing.assert_array_equal(out[b, 0].ravel(), lut[v])
+    assert out.min() == 0 and out.max() == 255
+    const = np.full((1, 1, 4, 4), 77, np.uint8)  # a constant image stays as it is
+    np.testing.assert_array_equal(equalise_histogram(torch.from_numpy(const)).numpy(), const)
+
+
+def test_jpeg_loss_grows_as_quality_drops_and_vanishes_at_100():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(128, 40, (3, 1, 36, 60)).clip(0, 255).round().astype(np.float32))
+    ops = camera_operators(36, 60, "cpu")
+    err = [float((jpeg_quantise(x, torch.full((3,), q), ops) - x).abs().mean()) for q in (100, 80, 30)]
+    assert err[0] < 0.6 < err[1] < err[2]
+
+
+def test_blur_preserves_mean_and_a_tiny_sigma_is_identity():
+    rng = np.random.default_rng(2)
+    x = torch.from_numpy(rng.random((2, 1, 36, 60)).astype(np.float32))
+    ops = camera_operators(36, 60, "cpu")
+    same = gaussian_blur(x, torch.tensor([1e-3, 1e-3]), ops)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    blurred = gaussian_blur(x, torch.tensor([1.5, 1.5]), ops)
+    assert float(blurred.std()) < 0.6 * float(x.std())
+    assert abs(float(blurred.mean()) - float(x.mean())) < 0.01
+
+
+def test_render_is_deterministic_and_seed_sensitive():
+    from synth.eye_distribution import default_eye_distribution
+    from synth.eye_generator import EyeGenerator
+
+    g = EyeGenerator(default_eye_distribution())
+    a = np.concatenate([c.images for c in g.iter_chunks(300, seed=5)])
+    b = np.concatenate([c.images for c in g.iter_chunks(300, seed=5)])
+    c = np.concatenate([c.images for c in g.iter_chunks(300, seed=6)])
+    assert a.tobytes() == b.tobytes()
+    assert a.tobytes() != c.tobytes()
+    assert not math.isclose(a.mean(), c.mean(), rel_tol=1e-6)
