@@ -68,3 +68,38 @@ __all__ = [
     "register_model",
     "warmup_cosine",
 ]
+
+# --- training loop (models/train.py and helpers): appended re-exports. The functions
+# train() and augment() are NOT re-exported: a package attribute named like a submodule
+# would shadow it (``import models.train as t`` would then bind the function).
+from models.augment import AugmentConfig  # noqa: E402
+from models.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
+from models.data import ArraySource, OnTheFlySource, ShardSource, split_indices  # noqa: E402
+from models.train import TrainConfig, TrainResult, evaluate, train_step  # noqa: E402
+from models.validators import (  # noqa: E402
+    bnm_score,
+    information_maximization,
+    prediction_entropy,
+    snd_score,
+    unsupervised_scores,
+)
+
+__all__ += [
+    "ArraySource",
+    "AugmentConfig",
+    "OnTheFlySource",
+    "ShardSource",
+    "TrainConfig",
+    "TrainResult",
+    "bnm_score",
+    "evaluate",
+    "information_maximization",
+    "load_checkpoint",
+    "load_model",
+    "prediction_entropy",
+    "save_checkpoint",
+    "snd_score",
+    "split_indices",
+    "train_step",
+    "unsupervised_scores",
+]

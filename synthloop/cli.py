@@ -120,6 +120,65 @@ def cmd_distribution(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    from synthloop.gaze_jobs import train_gaze
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    if a.task != "gaze":
+        raise ValueError(f"task {a.task!r}: only gaze training exists so far")
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731  (stdout stays machine-readable)
+    run = train_gaze(settings, method=a.method, target=a.target, steps=a.steps, seed=a.seed,
+                     out=a.out, source=a.source, n_source=a.n_source, batch_size=a.batch_size,
+                     lr=a.lr, trade_off=a.trade_off, model=a.model, device=a.device,
+                     register=not a.no_register, log=log)
+    print(f"checkpoint\t{run.checkpoint_dir.resolve()}")
+    print(f"mlflow_run\t{run.run_id}")
+    if run.model_version:
+        print(f"model\tmodels:/synthloop-gaze/{run.model_version}" + ("  (champion)" if run.promoted else ""))
+    return EXIT_OK
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    if a.task != "gaze":
+        raise ValueError(f"task {a.task!r}: only gaze evaluation exists so far")
+    if a.model.startswith("models:/") or a.model.startswith("runs:/"):
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
+    from synthloop.gaze_jobs import evaluate_gaze_model
+
+    res = evaluate_gaze_model(a.model, a.data)
+    if a.json:
+        print(json.dumps(res))
+        return EXIT_OK
+    print(f"model {res['model']} on {res['data']} ({res['data_kind']}, n={res['n']})")
+    if res.get("labeled"):
+        print(f"  mean angular error   {res['mean_angular_error_deg']:.2f} deg")
+        print(f"  median angular error {res['median_angular_error_deg']:.2f} deg")
+        for sl in res.get("slices", []):
+            print(f"  {sl['axis']:>5} {sl['lo_deg']:+6.1f}..{sl['hi_deg']:+6.1f} deg  n={sl['n']:<5d}"
+                  f" {sl['mean_error_deg']:.2f} deg")
+    else:
+        for k in ("mmd_rbf", "frechet_distance", "mean_prediction_entropy"):
+            print(f"  {k:<24} {res[k]:.4f}")
+        print(f"  (reference: {res['reference']})")
+    return EXIT_OK
+
+
+def cmd_simulate_target(a: argparse.Namespace) -> int:
+    from synth.targets import write_simulated_target
+
+    out = write_simulated_target(a.out, a.n, a.seed, labeled=not a.unlabeled)
+    print(out.resolve())
+    return EXIT_OK
+
+
 def _prefect_env(settings) -> None:
     """Embedded Prefect: its own home under the project home, no telemetry, and a start-up
     timeout that survives a busy 2-core machine. The user's own settings win."""
@@ -207,6 +266,36 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--file", help="read this distribution instead of the built-in one")
     ds.add_argument("--out")
     ds.set_defaults(func=cmd_distribution)
+    t = sub.add_parser("train", help="train a gaze model on synthetic data with an unlabeled target (MLflow-tracked)")
+    t.add_argument("--task", choices=["gaze"], default="gaze")
+    t.add_argument("--method", choices=["source_only", "dann", "daln"], required=True)
+    t.add_argument("--target", required=True, help="folder with manifest.csv or labels.csv (labels ignored)")
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--seed", type=int, required=True)
+    t.add_argument("--out", required=True, help="checkpoint folder")
+    t.add_argument("--source", help="an existing batch folder (default: generate one)")
+    t.add_argument("--n-source", type=int, default=20_000, help="size of the generated source batch")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
+    t.add_argument("--model", default="gaze_resnet_s")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--no-register", action="store_true", help="do not log/register the model")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a model on labeled (errors) or unlabeled (domain gap) data")
+    e.add_argument("--task", choices=["gaze"], default="gaze")
+    e.add_argument("--model", required=True, help="checkpoint folder/file or models:/name@alias")
+    e.add_argument("--data", required=True, help="folder with labels.csv or manifest.csv")
+    e.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    e.set_defaults(func=cmd_evaluate)
+
+    st = sub.add_parser("simulate-target", help="write the built-in shifted target domain (a simulation, named so)")
+    st.add_argument("--out", required=True)
+    st.add_argument("-n", type=int, default=2000)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--unlabeled", action="store_true", help="write manifest.csv only")
+    st.set_defaults(func=cmd_simulate_target)
     return p
 
 

@@ -1,0 +1,125 @@
+"""Gaze evaluation: overall angular error plus errors per slice of the true gaze angle.
+
+The slices are what the feedback loop acts on: a bin of true pitch or yaw where the model
+is much worse than average is a region of label space the synthetic distribution should
+cover better (``worst_slices`` -> ``SceneDistribution.reweight``).
+
+Angles are (pitch, yaw) in radians, MPIIGaze convention (DESIGN.md); the error is the
+angle between the predicted and true 3D gaze vectors, in degrees, as
+:func:`models.da_losses.angular_error_deg` computes it (here in numpy, float64).
+Everything returned is plain Python (floats, ints, lists, dicts, None): ``json.dumps``
+takes it as is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["angular_errors_deg", "evaluate_gaze", "mean_ci95", "worst_slices"]
+
+AXES = ("pitch", "yaw")
+
+
+def _pitchyaw(x: Any, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1 and a.shape == (2,):
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"{name} must be (N, 2) (pitch, yaw) radians, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} holds non-finite values")
+    return a
+
+
+def _vectors(py: np.ndarray) -> np.ndarray:
+    p, y = py[:, 0], py[:, 1]
+    return np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], 1)
+
+
+def angular_errors_deg(pred_pitchyaw: Any, true_pitchyaw: Any) -> np.ndarray:
+    """Per-sample angle (degrees) between predicted and true gaze vectors,
+    ``acos(g_pred . g_true)`` with ``g = (-cos p sin y, -sin p, -cos p cos y)``."""
+    pred, true = _pitchyaw(pred_pitchyaw, "pred_pitchyaw"), _pitchyaw(true_pitchyaw, "true_pitchyaw")
+    if pred.shape != true.shape:
+        raise ValueError(f"pred and true shapes differ: {pred.shape} vs {true.shape}")
+    cos = np.sum(_vectors(pred) * _vectors(true), 1)  # both unit vectors
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def mean_ci95(x: np.ndarray) -> list[float] | None:
+    r"""Two-sided 95 % t-interval of the mean, :math:`\bar x \pm t_{0.975,\,n-1}\, s/\sqrt n`
+    (``s`` the sample standard deviation), lower end clipped at 0 since errors are
+    non-negative. Deterministic (no resampling). ``None`` when ``n < 2``."""
+    from scipy.stats import t as student_t
+
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        return None
+    m = float(x.mean())
+    half = float(student_t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return [max(m - half, 0.0), m + half]
+
+
+def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 10.0) -> dict[str, Any]:
+    """Angular-error summary and per-slice errors.
+
+    Args:
+        pred_pitchyaw, true_pitchyaw: ``(N, 2)`` radians (numpy, lists or tensors).
+        slice_deg: width of the slices of the TRUE pitch and yaw, in degrees. Slices
+            are aligned to multiples of the width: a true angle ``a`` (degrees) falls in
+            ``[lo, lo + slice_deg)`` with ``lo = floor(a / slice_deg) * slice_deg``.
+
+    Returns:
+        ``{"n", "mean_angular_error_deg", "median_angular_error_deg", "p90", "ci95",
+        "slice_deg", "slices"}``, where ``p90`` is the 90th percentile of the errors
+        (degrees), ``ci95`` the t-interval of the mean (:func:`mean_ci95`), and
+        ``slices`` a list of ``{"axis": "pitch"|"yaw", "lo_deg", "hi_deg", "n",
+        "mean_error_deg", "ci95"}`` ordered by axis then ``lo_deg``; empty slices are
+        left out.
+    """
+    if not (slice_deg > 0 and math.isfinite(slice_deg)):
+        raise ValueError(f"slice_deg must be positive, got {slice_deg}")
+    err = angular_errors_deg(pred_pitchyaw, true_pitchyaw)
+    if len(err) == 0:
+        raise ValueError("no samples to evaluate")
+    true_deg = np.degrees(_pitchyaw(true_pitchyaw, "true_pitchyaw"))
+    slices: list[dict[str, Any]] = []
+    for axis_i, axis in enumerate(AXES):
+        # tiny tolerance so that e.g. 10 deg given as radians lands in [10, 20), not [0, 10)
+        idx = np.floor(true_deg[:, axis_i] / slice_deg + 1e-9).astype(np.int64)
+        for b in np.unique(idx):
+            e = err[idx == b]
+            slices.append({
+                "axis": axis,
+                "lo_deg": float(b * slice_deg),
+                "hi_deg": float((b + 1) * slice_deg),
+                "n": int(len(e)),
+                "mean_error_deg": float(e.mean()),
+                "ci95": mean_ci95(e),
+            })
+    return {
+        "n": int(len(err)),
+        "mean_angular_error_deg": float(err.mean()),
+        "median_angular_error_deg": float(np.median(err)),
+        "p90": float(np.percentile(err, 90)),
+        "ci95": mean_ci95(err),
+        "slice_deg": float(slice_deg),
+        "slices": slices,
+    }
+
+
+def worst_slices(result: dict[str, Any], k: int = 3, min_n: int = 20) -> list[dict[str, Any]]:
+    """The ``k`` slices with the highest mean error among those with at least ``min_n``
+    samples (small slices have wide intervals and would dominate by chance), worst
+    first; ties broken by axis then ``lo_deg``. Returns copies."""
+    if k < 0 or min_n < 1:
+        raise ValueError(f"need k >= 0 and min_n >= 1, got k={k}, min_n={min_n}")
+    ok = [s for s in result["slices"] if s["n"] >= min_n]
+    ok.sort(key=lambda s: (-s["mean_error_deg"], s["axis"], s["lo_deg"]))
+    return [dict(s) for s in ok[:k]]

@@ -1,0 +1,161 @@
+"""Batched tensor augmentation for eye patches, seeded per step, on CPU or CUDA.
+
+One call augments a whole batch on the device it lives on (no per-image Python, no
+DataLoader workers). Every random number comes from the ``torch.Generator`` passed in,
+drawn in a fixed order and for every sample whether or not an op then fires, so the
+same generator seed gives the same output (on the same device type) and a checkpoint
+needs no augmentation state: the loop seeds the generator from ``(seed, step)``.
+
+Ops, in order (geometry, optics, then photometrics, then the sensor):
+
+1. translation by an integer offset in ``[-max_shift, max_shift]`` px per axis, via
+   edge-replicate padding and a per-sample crop (exact, no resampling);
+2. Gaussian blur with a per-sample sigma (separable, grouped conv, replicate border);
+3. contrast stretch between per-sample 2nd/98th percentiles: a cheap stand-in for the
+   histogram equalisation real normalised patches (MPIIGaze) have been through;
+4. gamma, contrast about the sample mean, brightness offset;
+5. additive Gaussian noise with a per-sample sigma; clamp to ``[0, 1]``.
+
+**Never flips horizontally** (nor rotates by large angles): a mirrored eye patch
+has its yaw label negated and a left eye turned into a right one, so a flip without
+relabelling teaches the wrong gaze. Labels are untouched by every op here; a +-2 px
+shift moves the eye in the patch but not the gaze direction in the normalised camera.
+
+Examples::
+
+    >>> g = torch.Generator().manual_seed(step_seed(seed, step, 1))
+    >>> x = augment(batch["image"], g)         # uint8 (B,1,36,60) -> float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["AugmentConfig", "augment", "gaussian_blur", "translate"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Strengths and per-sample probabilities. ``AugmentConfig.off()`` is the identity
+    (up to the uint8 -> float conversion)."""
+
+    max_shift: int = 2
+    p_shift: float = 0.8
+    max_blur_sigma: float = 1.0
+    p_blur: float = 0.3
+    p_stretch: float = 0.2
+    max_log_gamma: float = math.log(1.5)
+    p_gamma: float = 0.5
+    contrast: float = 0.3  # factor in [1 - c, 1 + c]
+    p_contrast: float = 0.5
+    brightness: float = 0.12  # offset in [-b, b]
+    p_brightness: float = 0.5
+    max_noise: float = 0.03  # sigma in [0, max_noise]
+    p_noise: float = 0.5
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        return cls(**{k: 0.0 if k.startswith("p_") else v for k, v in asdict(cls()).items()})
+
+
+def translate(x: Tensor, dy: Tensor, dx: Tensor, max_shift: int) -> Tensor:
+    """Shift each sample by integer ``(dy[i], dx[i])`` px (``|d| <= max_shift``) with
+    edge replication: ``out[i, :, r, c] = x[i, :, clamp(r - dy), clamp(c - dx)]``."""
+    if max_shift <= 0:
+        return x
+    b, c, h, w = x.shape
+    m = max_shift
+    xp = F.pad(x, (m, m, m, m), mode="replicate")
+    rows = (m - dy).view(b, 1) + torch.arange(h, device=x.device)  # (B, H)
+    cols = (m - dx).view(b, 1) + torch.arange(w, device=x.device)  # (B, W)
+    xp = xp.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, xp.shape[3]))
+    return xp.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, radius: int = 2) -> Tensor:
+    """Separable Gaussian blur, one sigma per sample (``sigma`` ``(B,)``, 0 = identity)."""
+    b, c, h, w = x.shape
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    s = sigma.to(x.dtype).clamp_min(1e-3).view(b, 1)
+    k = torch.exp(-0.5 * (t / s) ** 2)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B*C, 2r+1)
+    y = F.pad(x.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="replicate")
+    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c)
+    return y.view(b, c, h, w)
+
+
+def _stretch(x: Tensor, lo_q: float = 0.02, hi_q: float = 0.98) -> Tensor:
+    """Per-sample linear stretch mapping the lo_q/hi_q percentiles to 0/1 (kthvalue is a
+    selection, cheaper than the full sort behind torch.quantile)."""
+    flat = x.reshape(x.shape[0], -1)
+    n = flat.shape[1]
+    lo = flat.kthvalue(max(1, round(lo_q * n)), dim=1).values.view(-1, 1, 1, 1)
+    hi = flat.kthvalue(max(1, round(hi_q * n)), dim=1).values.view(-1, 1, 1, 1)
+    return ((x - lo) / (hi - lo).clamp_min(1e-3)).clamp(0.0, 1.0)
+
+
+def _uniform(gen: torch.Generator, n: int, lo: float, hi: float, device) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen, device=device)
+
+
+def augment(images: Tensor, gen: torch.Generator, cfg: AugmentConfig | None = None) -> Tensor:
+    """Augment a batch: uint8 ``(B, C, H, W)`` (or float in [0, 1]) -> float32 in ``[0, 1]``.
+
+    ``gen`` must live on ``images.device``. See the module docstring for the ops; no
+    horizontal flips, by design.
+    """
+    cfg = cfg or AugmentConfig()
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
+    dev = images.device
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    b = x.shape[0]
+
+    # every draw happens unconditionally and in this order: the stream never depends on
+    # which ops fire, so changing one probability does not reshuffle the others
+    def fire(p: float) -> Tensor:
+        return torch.rand(b, generator=gen, device=dev) < p
+
+    m = int(cfg.max_shift)
+    shift_on = fire(cfg.p_shift)
+    dy = torch.randint(-m, m + 1, (b,), generator=gen, device=dev) * shift_on
+    dx = torch.randint(-m, m + 1, (b,), generator=gen, device=dev) * shift_on
+    blur_on = fire(cfg.p_blur)
+    sigma = _uniform(gen, b, 0.3, max(cfg.max_blur_sigma, 0.3), dev) * blur_on
+    stretch_on = fire(cfg.p_stretch)
+    gamma_on = fire(cfg.p_gamma)
+    log_gamma = _uniform(gen, b, -cfg.max_log_gamma, cfg.max_log_gamma, dev) * gamma_on
+    contrast_on = fire(cfg.p_contrast)
+    contrast = 1.0 + _uniform(gen, b, -cfg.contrast, cfg.contrast, dev) * contrast_on
+    bright_on = fire(cfg.p_brightness)
+    bright = _uniform(gen, b, -cfg.brightness, cfg.brightness, dev) * bright_on
+    noise_on = fire(cfg.p_noise)
+    noise_sigma = _uniform(gen, b, 0.0, cfg.max_noise, dev) * noise_on
+    noise = torch.randn(x.shape, generator=gen, device=dev)
+
+    # on CPU skip ops that fire for no sample; on CUDA always run them (no host sync)
+    def any_(mask: Tensor) -> bool:
+        return dev.type == "cuda" or bool(mask.any())
+
+    if m > 0 and any_(shift_on):
+        x = translate(x, dy, dx, m)
+    if any_(blur_on):
+        x = torch.where(blur_on.view(b, 1, 1, 1), gaussian_blur(x, sigma), x)
+    if any_(stretch_on):
+        if dev.type == "cuda":  # whole batch, no host sync
+            x = torch.where(stretch_on.view(b, 1, 1, 1), _stretch(x), x)
+        else:  # only the selected samples: the percentiles are most of this op's cost
+            sel = stretch_on.nonzero().squeeze(1)
+            x = x.index_copy(0, sel, _stretch(x.index_select(0, sel)))
+    view = (b, 1, 1, 1)
+    x = x.clamp(0.0, 1.0).pow(torch.exp(log_gamma).view(view))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast.view(view) + mean + bright.view(view)
+    x = x + noise * noise_sigma.view(view)
+    return x.clamp(0.0, 1.0)

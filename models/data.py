@@ -1,0 +1,222 @@
+"""Stateless, step-keyed batch sources for the training loop.
+
+A source is anything with ``batch(step) -> dict``: ``image`` a uint8 ``(B, C, H, W)``
+tensor and, when labels exist, ``pitchyaw`` a float32 ``(B, 2)`` tensor in radians.
+Batch ``k`` is drawn from a generator seeded by ``(seed, k)`` and nothing else, so
+
+- resuming at step ``k`` needs no sampler state (the checkpoint's step is enough);
+- source and target sets of different sizes need no epoch bookkeeping;
+- the same ``(seed, k)`` gives the same batch in any process, on any machine.
+
+Sampling is without replacement within a batch and with replacement across batches
+(each batch is an independent draw). Over ``n / B`` steps every sample is seen about
+once on average, like an epoch, without the epoch boundary.
+
+Examples::
+
+    >>> src = ShardSource(BatchReader("batches/b1"), batch_size=64, seed=0)
+    >>> src.batch(0)["image"].shape
+    torch.Size([64, 1, 36, 60])
+    >>> train_idx, val_idx = split_indices(len(reader), 0.1, seed=0)
+    >>> val = ShardSource(reader, 64, 0, indices=val_idx).gather(range(len(val_idx)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # synth.shards pulls in pandas; only the type is needed here
+    from synth.distribution import SceneDistribution
+    from synth.shards import BatchReader
+
+__all__ = [
+    "ArraySource",
+    "BatchSource",
+    "OnTheFlySource",
+    "ShardSource",
+    "split_indices",
+    "step_seed",
+]
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    batch_size: int
+
+    def batch(self, step: int) -> dict[str, Tensor]: ...
+
+
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """A 63-bit seed for ``(seed, step, stream)``: independent streams for data,
+    augmentation and dropout at the same step (SeedSequence mixes all the words)."""
+    ss = np.random.SeedSequence([int(seed), int(step), int(stream)])
+    return int(ss.generate_state(1, np.uint64)[0] >> 1)
+
+
+def split_indices(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``(keep, holdout)`` index arrays, each sorted; ``holdout`` has
+    ``round(n * frac)`` entries (at least 1 when ``0 < frac`` and ``n > 1``)."""
+    if not 0.0 <= frac < 1.0:
+        raise ValueError(f"frac must be in [0, 1), got {frac}")
+    k = int(round(n * frac))
+    if frac > 0 and n > 1:
+        k = min(max(k, 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def _draw(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """``batch_size`` positions in ``range(n)`` for ``step``: no repeats within a batch
+    unless ``batch_size > n``; sorted, so memory-mapped reads run forward."""
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    rng = np.random.default_rng([int(seed), int(step)])
+    idx = rng.choice(n, size=batch_size, replace=batch_size > n)
+    return np.sort(idx)
+
+
+def _to_nchw(images: np.ndarray) -> Tensor:
+    """uint8 (k, H, W) / (k, H, W, 3) / (k, C, H, W) -> contiguous uint8 (k, C, H, W)."""
+    t = torch.from_numpy(np.ascontiguousarray(images))
+    if t.ndim == 3:
+        return t.unsqueeze(1)
+    if t.ndim == 4 and t.shape[-1] in (1, 3) and t.shape[1] not in (1, 3):
+        return t.permute(0, 3, 1, 2).contiguous()
+    return t
+
+
+class ShardSource:
+    """Random batches from a batch folder (a :class:`synth.shards.BatchReader`).
+
+    Args:
+        reader: an open batch; its metadata must have ``pitch`` and ``yaw`` (radians).
+        indices: restrict sampling to these samples (e.g. the ``keep`` half of
+            :func:`split_indices`); positions drawn per step index into this array.
+    """
+
+    def __init__(self, reader: BatchReader, batch_size: int, seed: int,
+                 indices: Sequence[int] | np.ndarray | None = None):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.reader, self.batch_size, self.seed = reader, int(batch_size), int(seed)
+        self.indices = (np.arange(len(reader), dtype=np.int64) if indices is None
+                        else np.asarray(indices, dtype=np.int64))
+        if len(self.indices) == 0:
+            raise ValueError("ShardSource needs at least one sample")
+        meta = reader.metadata
+        self._pitchyaw = np.stack([meta["pitch"].to_numpy(np.float32),
+                                   meta["yaw"].to_numpy(np.float32)], axis=1)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def gather(self, positions: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
+        """The batch at explicit positions (into ``indices``): for fixed validation sets."""
+        idx = self.indices[np.asarray(positions, dtype=np.int64)]
+        return {"image": _to_nchw(self.reader.images(idx)),
+                "pitchyaw": torch.from_numpy(self._pitchyaw[idx])}
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        return self.gather(_draw(len(self.indices), self.batch_size, self.seed, step))
+
+
+class ArraySource:
+    """Random batches from in-memory images, e.g. real target patches
+    (:class:`realdata.eyes.EyeImages` ``.images``).
+
+    Labels are optional and are passed through only so that benchmarks can score the
+    target; the training loop never trains on target labels.
+    """
+
+    def __init__(self, images: np.ndarray | Tensor, batch_size: int, seed: int,
+                 pitchyaw: np.ndarray | Tensor | None = None):
+        images = images.numpy() if isinstance(images, Tensor) else np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ValueError(f"images must be uint8 (N, H, W) or (N, C, H, W), got "
+                             f"{images.dtype} {images.shape}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if len(images) == 0:
+            raise ValueError("ArraySource needs at least one image")
+        self.images = images
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.pitchyaw = None
+        if pitchyaw is not None:
+            py = pitchyaw.numpy() if isinstance(pitchyaw, Tensor) else np.asarray(pitchyaw)
+            if py.shape != (len(images), 2):
+                raise ValueError(f"pitchyaw must be ({len(images)}, 2), got {py.shape}")
+            self.pitchyaw = py.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def gather(self, positions: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
+        idx = np.asarray(positions, dtype=np.int64)
+        out = {"image": _to_nchw(self.images[idx])}
+        if self.pitchyaw is not None:
+            out["pitchyaw"] = torch.from_numpy(self.pitchyaw[idx])
+        return out
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        return self.gather(_draw(len(self.images), self.batch_size, self.seed, step))
+
+
+class OnTheFlySource:
+    """Renders every batch from a scene distribution: an endless, never-repeating
+    synthetic source. Scenes for step ``k`` come from
+    ``sample_scenes(dist, B, chunk_seed(seed, k))`` and the renderer's noise from the
+    same seed, so batch ``k`` is reproducible (bytes match for the same device type).
+
+    Images stay on ``device`` (render on the GPU that trains).
+    """
+
+    def __init__(self, dist: SceneDistribution, batch_size: int, seed: int,
+                 device: str | torch.device = "cpu"):
+        from synth.eye_generator import EyeGenerator
+
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.dist, self.batch_size, self.seed = dist, int(batch_size), int(seed)
+        self.generator = EyeGenerator(dist, device=device, chunk=self.batch_size)
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        from synth.eye_generator import chunk_seed, sample_scenes
+
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        s = chunk_seed(self.seed, step)
+        scenes = sample_scenes(self.dist, self.batch_size, s)
+        # no_grad rather than inference_mode: inference tensors cannot enter autograd later
+        with torch.no_grad():
+            images, _ = self.generator.render(scenes, 0, s)
+        pitchyaw = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], axis=1).astype(np.float32)
+        image = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        return {"image": image.contiguous(),
+                "pitchyaw": torch.from_numpy(pitchyaw).to(images.device)}
+
+    def gather_steps(self, steps: Sequence[int]) -> dict[str, Tensor]:
+        """Several batches concatenated: a fixed validation set of rendered images."""
+        parts = [self.batch(s) for s in steps]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def __repr__(self) -> str:
+        return f"OnTheFlySource(dist={self.dist.id!r}, batch_size={self.batch_size}, seed={self.seed})"
+
+
+def describe(source: Any) -> dict[str, Any]:
+    """A small JSON-able description of a source (for run parameters)."""
+    d: dict[str, Any] = {"type": type(source).__name__,
+                         "batch_size": getattr(source, "batch_size", None),
+                         "seed": getattr(source, "seed", None)}
+    if isinstance(source, ShardSource):
+        d.update(batch_id=source.reader.batch_id, path=str(source.reader.path), n=len(source))
+    elif isinstance(source, ArraySource):
+        d.update(n=len(source))
+    elif isinstance(source, OnTheFlySource):
+        d.update(distribution_id=source.dist.id)
+    return d

@@ -1,0 +1,253 @@
+"""Gaze jobs: what `synthloop train` / `synthloop evaluate` and the Prefect tasks run.
+
+Plain functions (no Prefect), so the command line works without a Prefect server and the
+flows stay thin: each task is one call into this module or into pure code. MLflow is
+used here, never inside the pure packages.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from synth.distribution import SceneDistribution
+from synthloop.errors import DataFormatError
+from synthloop.settings import Settings
+
+#: The validation a training run declares: the label-free score picked on the unlabeled
+#: target (see README, "Label-free model selection"). Lower is better.
+SELECTION_METRIC = "target_entropy"
+SELECTION_HIGHER_IS_BETTER = False
+VAL_SOURCE_N = 512
+VAL_TARGET_MAX = 512
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run_id: str
+    checkpoint_dir: Path
+    model_uri: str | None
+    model_version: str | None
+    promoted: bool
+    metrics: dict[str, float]
+
+
+# ------------------------------------------------------------------------- data
+
+
+def prepare_source(settings: Settings, *, source: str | None, n: int, seed: int,
+                   dist: SceneDistribution | None = None, log=print):
+    """An accepted synthetic batch to train on: the given folder (validated now if it was
+    not), or a fresh batch generated and validated under the project home."""
+    from expectations.validate import record_outcome, validate_batch
+    from synth.generate import default_distribution, generate_batch
+    from synth.shards import BatchReader, QuarantinedBatchError, open_for_training
+
+    if source is None:
+        dist = dist or default_distribution("gaze")
+        out = settings.batches_dir / f"train-gaze-{dist.id}-s{seed}-n{n}"
+        if not (out / "manifest.json").is_file():
+            log(f"generating {n} synthetic eyes from {dist.id} into {out}")
+            generate_batch(out, task="gaze", n=n, seed=seed, dist=dist)
+        source = str(out)
+    reader = BatchReader(source)
+    if reader.status.status == "unvalidated":
+        log(f"validating {reader.batch_id} with Great Expectations")
+        report = validate_batch(source)
+        record_outcome(source, report)
+    try:
+        return open_for_training(source)
+    except QuarantinedBatchError as e:
+        raise DataFormatError(source, str(e)) from None
+
+
+def load_target(target: str):
+    from realdata.eyes import read_eye_folder
+
+    return read_eye_folder(target)
+
+
+def _val_source(dist: SceneDistribution, seed: int) -> dict[str, torch.Tensor]:
+    """A fixed labeled synthetic batch, rendered in memory, never trained on."""
+    from synth.eye_generator import EyeGenerator, sample_scenes
+
+    scenes = sample_scenes(dist, VAL_SOURCE_N, seed + 7_919)
+    images = np.concatenate([c.images for c in EyeGenerator(dist).iter_chunks(
+        VAL_SOURCE_N, seed + 7_919, scenes=scenes)])
+    py = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype(np.float32)
+    return {"image": torch.from_numpy(images).unsqueeze(1), "pitchyaw": torch.from_numpy(py)}
+
+
+def _split_target(images: np.ndarray, seed: int):
+    """Hold out up to VAL_TARGET_MAX target images for label-free selection."""
+    rng = np.random.default_rng([seed, 99])
+    perm = rng.permutation(len(images))
+    k = min(VAL_TARGET_MAX, max(1, len(images) // 5))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+# ------------------------------------------------------------------------- train
+
+
+def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed: int, out: str,
+               source: str | None = None, n_source: int = 20_000, batch_size: int = 64,
+               lr: float | None = None, trade_off: float = 1.0, model: str = "gaze_resnet_s",
+               device: str = "cpu", register: bool = True, run_name: str | None = None,
+               log=print, train_overrides: dict[str, Any] | None = None) -> TrainedRun:
+    import mlflow
+
+    from models.data import ArraySource, ShardSource
+    from models.train import TrainConfig, train
+    from synth.targets import is_simulated
+    from synthloop import tracking
+
+    reader = prepare_source(settings, source=source, n=n_source, seed=seed, log=log)
+    tgt = load_target(target)
+    train_idx, val_idx = _split_target(tgt.images, seed)
+    dist = reader.distribution
+    kw: dict[str, Any] = dict(model=model, method=method, steps=steps, batch_size=batch_size,
+                              trade_off=trade_off, seed=seed, device=device)
+    if lr is not None:
+        kw["lr"] = lr
+    kw.update(train_overrides or {})
+    cfg = TrainConfig(**kw)
+
+    tracking.configure(settings.tracking_uri, "gaze")
+    simulated = is_simulated(target)
+    with mlflow.start_run(run_name=run_name or f"{method}-s{seed}") as run:
+        run_id = run.info.run_id
+        mlflow.set_tags({"task": "gaze", "method": method, "source_batch": reader.batch_id,
+                         "distribution": dist.id, "target": str(Path(target).resolve()),
+                         "target_kind": "simulated" if simulated else "real",
+                         "selection_metric": SELECTION_METRIC})
+        mlflow.log_params(tracking.flat_params({
+            **cfg.to_dict(), "source_batch": reader.batch_id, "source_n": reader.n,
+            "source_status": reader.status.status, "distribution_id": dist.id,
+            "target_n_train": len(train_idx), "target_n_val": len(val_idx),
+            "target_simulated": simulated}))
+        mlflow.log_dict(json.loads(dist.dumps()), "distribution.json")
+        mlflow.log_dict(reader.manifest, "source_manifest.json")
+        _log_sample_grid(reader, tgt.images, settings)
+
+        t0 = time.perf_counter()
+        result = train(
+            cfg,
+            ShardSource(reader, batch_size, seed),
+            ArraySource(tgt.images[train_idx], batch_size, seed + 1),
+            out,
+            val_source=_val_source(dist, seed),
+            val_target={"image": torch.from_numpy(tgt.images[val_idx]).unsqueeze(1)},
+            callback=tracking.MetricLogger(run_id),
+        )
+        mlflow.log_metric("train_seconds", time.perf_counter() - t0)
+        mlflow.log_metric("samples_per_s", float(result.samples_per_s))
+        from analysis.plots import learning_curves
+
+        curves = learning_curves(result.history, settings.outputs_dir / f"curves-{run_id}.png",
+                                 title=f"{method} seed {seed}")
+        mlflow.log_artifact(str(curves), "plots")
+        for name in ("best.pt", "last.pt"):
+            if (Path(out) / name).is_file():
+                mlflow.log_artifact(str(Path(out) / name), "checkpoint")
+
+        uri = version = None
+        promoted = False
+        final = {k: float(v) for k, v in (result.final_metrics or {}).items()
+                 if isinstance(v, int | float)}
+        if register:
+            from models.checkpoint import load_model
+            from models.predictor import GazePredictor
+
+            net = load_model(out).eval()
+            example = torch.from_numpy(tgt.images[val_idx[:4]]).unsqueeze(1)
+            uri, version = tracking.log_model_and_register(GazePredictor(net), example, "gaze", run_id)
+            score = float(result.best_score) if result.best_score is not None else float("nan")
+            mlflow.log_metric(SELECTION_METRIC + "_best", score)
+            decision = tracking.maybe_promote("gaze", version, SELECTION_METRIC + "_best", score,
+                                              SELECTION_HIGHER_IS_BETTER)
+            promoted = bool(decision.get("promoted"))
+            mlflow.set_tag("champion_decision", json.dumps(decision, default=str))
+    return TrainedRun(run_id, Path(out), uri, version, promoted, final)
+
+
+def _log_sample_grid(reader, target_images: np.ndarray, settings: Settings) -> None:
+    import mlflow
+
+    from synth.preview import eye_grid
+
+    k = min(32, reader.n)
+    meta = reader.metadata.iloc[:k]
+    png = eye_grid(reader.images(np.arange(k)), meta[["pitch", "yaw"]].to_numpy(),
+                   meta[["pupil_x_px", "pupil_y_px"]].to_numpy(),
+                   settings.outputs_dir / f"samples-{reader.batch_id}.png",
+                   real=target_images[:k], title=f"source {reader.batch_id}")
+    mlflow.log_artifact(str(png), "samples")
+
+
+# ------------------------------------------------------------------------- evaluate
+
+
+def load_gaze_model(ref: str):
+    """A GazeNet from a checkpoint file/folder or an MLflow model URI (models:/name@alias)."""
+    if "://" in ref or ref.startswith("models:/") or ref.startswith("runs:/"):
+        import mlflow.pytorch
+
+        loaded = mlflow.pytorch.load_model(ref, map_location="cpu")
+        return getattr(loaded, "net", loaded)
+    from models.checkpoint import load_model
+
+    return load_model(ref)
+
+
+@torch.no_grad()
+def _predict(net, images: np.ndarray, batch: int = 512):
+    net.eval()
+    preds, feats, logits = [], [], []
+    for i in range(0, len(images), batch):
+        out = net(torch.from_numpy(images[i:i + batch]).unsqueeze(1))
+        preds.append(out.pitchyaw)
+        feats.append(out.features)
+        logits.append((out.pitch_logits, out.yaw_logits))
+    pitch = torch.cat([lg[0] for lg in logits])
+    yaw = torch.cat([lg[1] for lg in logits])
+    return torch.cat(preds).numpy(), torch.cat(feats).numpy(), [pitch, yaw]
+
+
+def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024, seed: int = 0) -> dict:
+    """Labeled DIR (labels.csv): angular errors overall and per gaze slice. Unlabeled DIR
+    (manifest.csv): domain-gap measures between synthetic data and DIR, and the mean
+    prediction entropy on DIR."""
+    from analysis.domain_gap import frechet_distance, mean_prediction_entropy, mmd_rbf
+    from analysis.gaze_eval import evaluate_gaze
+    from synth.targets import is_simulated
+
+    net = load_gaze_model(model_ref)
+    ds = load_target(data)
+    pred, feats, logits = _predict(net, ds.images)
+    out: dict[str, Any] = {"model": model_ref, "data": str(Path(data).resolve()), "n": len(ds.images),
+                           "data_kind": "simulated" if is_simulated(data) else "real"}
+    if ds.pitchyaw is not None:
+        out.update(evaluate_gaze(pred, ds.pitchyaw))
+        out["labeled"] = True
+        return out
+    from synth.eye_generator import EyeGenerator, sample_scenes
+    from synth.generate import default_distribution
+
+    dist = default_distribution("gaze")
+    scenes = sample_scenes(dist, reference_n, seed)
+    syn = np.concatenate([c.images for c in EyeGenerator(dist).iter_chunks(reference_n, seed, scenes=scenes)])
+    _, syn_feats, _ = _predict(net, syn)
+    out.update({
+        "labeled": False,
+        "reference": f"{reference_n} synthetic samples of {dist.id}",
+        "mmd_rbf": float(mmd_rbf(syn_feats, feats)),
+        "frechet_distance": float(frechet_distance(syn_feats, feats)),
+        "mean_prediction_entropy": float(mean_prediction_entropy(logits)),
+    })
+    return out

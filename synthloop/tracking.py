@@ -1,0 +1,126 @@
+"""MLflow for synthloop: one experiment per task, runs with params, per-step metrics and
+artifacts, models registered with a signature, and the ``champion`` alias moved only when
+a new model beats it on the validation metric the run declares.
+
+Pure code never imports this: training reports through a callback (``MetricLogger``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+
+
+def experiment_name(task: str) -> str:
+    return f"synthloop-{task}"
+
+
+def registered_model_name(task: str) -> str:
+    return f"synthloop-{task}"
+
+
+def configure(tracking_uri: str, task: str) -> str:
+    """Point MLflow at the store and select (creating if needed) the task's experiment."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    exp = mlflow.set_experiment(experiment_name(task))
+    return exp.experiment_id
+
+
+class MetricLogger:
+    """A training callback that batches metrics into MLflow (one write per call, not per
+    metric), skipping non-finite values, which MLflow rejects."""
+
+    def __init__(self, run_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient()
+        self.run_id = run_id
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()
+                 if isinstance(v, int | float) and math.isfinite(float(v))]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+
+def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_params(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def log_model_and_register(predictor, example, task: str, run_id: str) -> tuple[str, str]:
+    """Log the serving model (pickle format, so it loads back as our class) with an input
+    example and signature, and register a new version. Returns (model uri, version)."""
+    import mlflow
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
+
+    with __import__("torch").no_grad():
+        out = predictor(example).numpy()
+    sig = infer_signature(example.numpy(), out)
+    info = mlflow.pytorch.log_model(
+        predictor, name="model", input_example=example.numpy(), signature=sig,
+        serialization_format="pickle", registered_model_name=registered_model_name(task),
+        pip_requirements=["torch==2.13.0"],
+    )
+    return info.model_uri, str(info.registered_model_version)
+
+
+def maybe_promote(task: str, version: str, metric: str, value: float, higher_is_better: bool) -> dict:
+    """Move the champion alias to ``version`` if it beats the current champion on ``metric``
+    (the metric this run declared), or if there is no comparable champion yet."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    name = registered_model_name(task)
+    decision = {"metric": metric, "new": value, "champion_version": None, "champion_value": None}
+    try:
+        champ = client.get_model_version_by_alias(name, CHAMPION)
+        decision["champion_version"] = champ.version
+        champ_run = client.get_run(champ.run_id) if champ.run_id else None
+        champ_value = champ_run.data.metrics.get(metric) if champ_run else None
+        decision["champion_value"] = champ_value
+    except MlflowException:
+        champ_value = None
+    better = champ_value is None or (value > champ_value if higher_is_better else value < champ_value)
+    if math.isfinite(value) and better:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        decision["promoted"] = True
+    else:
+        decision["promoted"] = False
+    client.set_model_version_tag(name, version, "validation", json.dumps(decision, default=str))
+    return decision
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_dict(obj if isinstance(obj, dict | list) else json.loads(json.dumps(obj, default=str)),
+                    artifact_file)
+
+
+def log_file(path: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_path)

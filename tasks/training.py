@@ -1,0 +1,51 @@
+"""Prefect tasks for training and evaluation: one call into synthloop.gaze_jobs each,
+plus a dashboard artifact that links the MLflow run."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from synthloop.settings import get_settings
+
+
+@task(name="train-gaze-model")
+def train_gaze_model(method: str, target: str, steps: int, seed: int, out: str, source: str | None,
+                     n_source: int, batch_size: int, trade_off: float, device: str) -> dict:
+    from synthloop.gaze_jobs import train_gaze
+    from synthloop.tracking import experiment_name
+
+    settings = get_settings()
+    settings.ensure_home()
+    run = train_gaze(settings, method=method, target=target, steps=steps, seed=seed, out=out,
+                     source=source, n_source=n_source, batch_size=batch_size, trade_off=trade_off,
+                     device=device)
+    create_markdown_artifact(
+        "\n".join([f"# {method} (seed {seed})", "",
+                   f"- MLflow run: `{run.run_id}` in experiment `{experiment_name('gaze')}`"
+                   f" at `{settings.tracking_uri}`",
+                   f"- checkpoint: `{run.checkpoint_dir}`",
+                   f"- registered: `{run.model_uri}` version {run.model_version}"
+                   + (" (now champion)" if run.promoted else "")]),
+        key="gaze-training", description="training run")
+    return {"run_id": run.run_id, "checkpoint_dir": str(run.checkpoint_dir),
+            "model_version": run.model_version, "promoted": run.promoted, "metrics": run.metrics}
+
+
+@task(name="evaluate-gaze-model")
+def evaluate_gaze_model(model: str, data: str) -> dict:
+    import mlflow
+
+    from synthloop.gaze_jobs import evaluate_gaze_model as run_eval
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    res = run_eval(model, data)
+    if res.get("labeled"):
+        create_table_artifact(
+            [{"axis": s["axis"], "from_deg": s["lo_deg"], "to_deg": s["hi_deg"], "n": s["n"],
+              "mean_error_deg": round(s["mean_error_deg"], 2)} for s in res.get("slices", [])],
+            key="gaze-evaluation",
+            description=f"{res['data_kind']} data, mean {res['mean_angular_error_deg']:.2f} deg")
+    return res

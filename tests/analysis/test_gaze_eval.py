@@ -1,0 +1,91 @@
+"""Gaze evaluation on hand-made predictions whose errors are known exactly."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from analysis.gaze_eval import angular_errors_deg, evaluate_gaze, mean_ci95, worst_slices
+
+R = math.radians
+
+
+def test_errors_along_one_axis_are_the_angle_difference():
+    true = np.array([[0.0, 0.0], [R(10), 0.0], [0.0, R(-20)], [R(5), R(5)]])
+    pred = true + np.array([[R(3), 0.0], [R(-4), 0.0], [0.0, R(7)], [0.0, 0.0]])
+    assert angular_errors_deg(pred, true) == pytest.approx([3.0, 4.0, 7.0, 0.0], abs=1e-9)
+
+
+def test_agrees_with_the_training_metric():
+    torch = pytest.importorskip("torch")
+    from models.da_losses import angular_error_deg
+
+    rng = np.random.default_rng(0)
+    true = rng.uniform(-0.6, 0.6, size=(50, 2))
+    pred = true + rng.normal(0, 0.1, size=(50, 2))
+    ref = angular_error_deg(torch.tensor(pred), torch.tensor(true), reduction="none").numpy()
+    assert angular_errors_deg(pred, true) == pytest.approx(ref, abs=1e-9)
+
+
+def test_summary_slices_and_intervals_on_hand_made_predictions():
+    # true pitch: 2 in [0, 10), 3 in [10, 20), 1 in [-10, 0); yaw all in [0, 10)
+    true_deg = np.array([[2, 1], [8, 1], [12, 1], [15, 1], [19, 1], [-5, 1]], dtype=float)
+    pitch_err = np.array([1, 3, 2, 4, 6, 10], dtype=float)  # pred errs only in pitch
+    true = np.radians(true_deg)
+    pred = np.radians(true_deg + np.stack([pitch_err, np.zeros(6)], 1))
+    res = evaluate_gaze(pred, true, slice_deg=10.0)
+
+    assert res["n"] == 6
+    assert res["mean_angular_error_deg"] == pytest.approx(26 / 6)
+    assert res["median_angular_error_deg"] == pytest.approx(3.5)
+    assert res["p90"] == pytest.approx(np.percentile(pitch_err, 90))
+    by = {(s["axis"], s["lo_deg"]): s for s in res["slices"]}
+    assert set(by) == {("pitch", -10.0), ("pitch", 0.0), ("pitch", 10.0), ("yaw", 0.0)}  # empty skipped
+    assert by[("pitch", 0.0)]["n"] == 2 and by[("pitch", 0.0)]["mean_error_deg"] == pytest.approx(2.0)
+    assert by[("pitch", 10.0)]["hi_deg"] == 20.0
+    assert by[("pitch", 10.0)]["n"] == 3 and by[("pitch", 10.0)]["mean_error_deg"] == pytest.approx(4.0)
+    assert by[("pitch", -10.0)]["ci95"] is None  # one sample: no interval
+    assert by[("yaw", 0.0)]["n"] == 6
+    for s in res["slices"]:
+        if s["ci95"] is not None:
+            lo, hi = s["ci95"]
+            assert lo <= s["mean_error_deg"] <= hi and lo < hi
+    # t-interval by hand for the [10, 20) slice: errors 2, 4, 6 -> mean 4, s = 2, t(0.975, 2)
+    half = 4.302652729911275 * 2.0 / math.sqrt(3)
+    assert by[("pitch", 10.0)]["ci95"] == pytest.approx([max(4 - half, 0.0), 4 + half])
+    assert json.loads(json.dumps(res)) == res
+
+
+def test_slice_edges_are_half_open():
+    true = np.radians([[10.0, -10.0], [-10.0, 0.0], [0.0, 9.999]])
+    res = evaluate_gaze(true, true, slice_deg=10.0)
+    pitch = sorted((s["lo_deg"], s["n"]) for s in res["slices"] if s["axis"] == "pitch")
+    yaw = sorted((s["lo_deg"], s["n"]) for s in res["slices"] if s["axis"] == "yaw")
+    assert pitch == [(-10.0, 1), (0.0, 1), (10.0, 1)]
+    assert yaw == [(-10.0, 1), (0.0, 2)]
+    assert res["mean_angular_error_deg"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_worst_slices_ranks_by_mean_and_respects_min_n():
+    true_deg = np.array([[2, 1], [8, 1], [12, 1], [15, 1], [19, 1], [-5, 1]], dtype=float)
+    err = np.array([1, 3, 2, 4, 6, 10], dtype=float)
+    res = evaluate_gaze(np.radians(true_deg + np.stack([err, np.zeros(6)], 1)), np.radians(true_deg))
+    top = worst_slices(res, k=2, min_n=2)
+    # yaw [0, 10) holds all six (mean 26/6), pitch [10, 20) three (mean 4)
+    assert [(s["axis"], s["lo_deg"]) for s in top] == [("yaw", 0.0), ("pitch", 10.0)]
+    assert top[0]["mean_error_deg"] >= top[1]["mean_error_deg"]
+    assert worst_slices(res, k=1, min_n=1)[0]["lo_deg"] == -10.0  # the single 10-degree miss
+    assert worst_slices(res, k=5, min_n=100) == []
+
+
+def test_mean_ci95_and_input_checks():
+    assert mean_ci95(np.array([1.0])) is None
+    lo, hi = mean_ci95(np.array([1.0, 1.0, 1.0]))
+    assert lo == hi == 1.0
+    with pytest.raises(ValueError):
+        evaluate_gaze(np.zeros((3, 2)), np.zeros((4, 2)))
+    with pytest.raises(ValueError):
+        evaluate_gaze(np.zeros((3, 3)), np.zeros((3, 3)))
+    with pytest.raises(ValueError):
+        evaluate_gaze(np.full((2, 2), np.nan), np.zeros((2, 2)))
