@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-all bench lint clean-home
+.PHONY: demo test test-all bench bench-quick lint clean-home
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,14 @@ test-all: $(STAMP)        ## including tests marked slow
 
 bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/results/
 	$(BIN)/python -m benchmarks.bench_eye_generation
+	$(BIN)/python -m benchmarks.bench_train_throughput
+	$(BIN)/python -m benchmarks.bench_gaze_da
+	$(BIN)/python -m benchmarks.bench_gaze_da --appearance-only
+
+bench-quick: $(STAMP)     ## every benchmark on a tiny budget (a smoke run, not results)
+	$(BIN)/python -m benchmarks.bench_eye_generation --quick --no-compile
+	$(BIN)/python -m benchmarks.bench_train_throughput --steps 5
+	$(BIN)/python -m benchmarks.bench_gaze_da --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

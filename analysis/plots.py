@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from synth.preview import save_figure
+
 
 def _plt():
     import matplotlib
@@ -36,12 +38,7 @@ def learning_curves(history: Sequence[dict], out: str | Path, keys: Sequence[str
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def slice_errors(result: dict, out: str | Path, title: str = "") -> Path:
@@ -65,9 +62,4 @@ def slice_errors(result: dict, out: str | Path, title: str = "") -> Path:
         ax.grid(alpha=0.3, axis="y")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -33,14 +33,15 @@ def _one(args: tuple) -> dict:
 
     settings = get_settings()
     out = Path(out_root) / f"{method}-s{seed}"
+    kind = Path(out_root).name.removeprefix("runs-")
     t0 = time.perf_counter()
     run = train_gaze(settings, method=method, target=target_train, steps=steps, seed=seed, out=str(out),
                      source=source, n_source=n_source, batch_size=batch_size, register=False,
-                     run_name=f"bench-{method}-s{seed}", log=lambda *_: None, train_overrides=extra)
+                     run_name=f"bench-{kind}-{method}-s{seed}", log=lambda *_: None, train_overrides=extra)
     res = evaluate_gaze_model(str(out), target_test)
     return {"method": method, "seed": seed, "error_deg": res["mean_angular_error_deg"],
             "median_deg": res["median_angular_error_deg"], "run_id": run.run_id,
-            "seconds": time.perf_counter() - t0, "samples_per_s": run.metrics.get("samples_per_s")}
+            "seconds": time.perf_counter() - t0}
 
 
 def main() -> None:
@@ -53,6 +54,8 @@ def main() -> None:
     ap.add_argument("--n-target", type=int, default=4000)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--trade-off", type=float, default=None)
+    ap.add_argument("--appearance-only", action="store_true",
+                    help="target shifts appearance only (gaze/head pose as the source)")
     ap.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a result")
     args = ap.parse_args()
     if args.quick:
@@ -65,19 +68,21 @@ def main() -> None:
     settings = get_settings()
     settings.ensure_home()
     work = settings.root / "bench-gaze-da"
-    tgt_train = work / f"target-train-n{args.n_target}"
-    tgt_test = work / "target-test-n2000"
+    kind = "app" if args.appearance_only else "target"
+    tgt_train = work / f"{kind}-train-n{args.n_target}"
+    tgt_test = work / f"{kind}-test-n2000"
+    shift = not args.appearance_only
     if not tgt_train.exists():
-        write_simulated_target(tgt_train, args.n_target, seed=101, labeled=False)
+        write_simulated_target(tgt_train, args.n_target, seed=101, labeled=False, label_shift=shift)
     if not tgt_test.exists():
-        write_simulated_target(tgt_test, 2000, seed=202, labeled=True)
+        write_simulated_target(tgt_test, 2000, seed=202, labeled=True, label_shift=shift)
     source = prepare_source(settings, source=None, n=args.n_source, seed=0, log=print)
     from synthloop import tracking
 
     # create/migrate the MLflow store once, before workers race to do it
-    tracking.configure(settings.tracking_uri, "gaze")
+    tracking.configure(settings.tracking_uri, "gaze", settings.artifact_root)
     extra = {} if args.trade_off is None else {"trade_off": args.trade_off}
-    jobs = [(m, s, args.steps, str(source.path), str(tgt_train), str(tgt_test), str(work / "runs"),
+    jobs = [(m, s, args.steps, str(source.path), str(tgt_train), str(tgt_test), str(work / f"runs-{kind}"),
              args.n_source, args.batch_size, extra) for s in args.seeds for m in args.methods]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as ex:
@@ -98,9 +103,10 @@ def main() -> None:
                       else f"{100 * (mean - base) / base:+.1f}%"})
     print_table(table, ["method", "mean_error_deg", "std_deg", "per_seed", "vs_source_only"])
     print(f"\n{len(rows)} runs, {args.steps} steps each, batch {args.batch_size}+{args.batch_size}, "
-          f"{wall / 60:.1f} min wall on {args.workers} workers; target = simulated shift "
+          f"{wall / 60:.1f} min wall on {args.workers} workers; target = simulated "
+          f"{'appearance-only' if args.appearance_only else 'label + appearance'} shift "
           f"({tgt_test}), NOT real data")
-    path = save("gaze_da" + ("_quick" if args.quick else ""), {
+    path = save("gaze_da" + ("_appearance" if args.appearance_only else "") + ("_quick" if args.quick else ""), {
         "machine": machine(), "args": vars(args), "rows": rows, "table": table, "wall_s": wall,
         "target": "simulated (synth.targets.SIMULATED_TARGET_NAME)"})
     print(f"wrote {path}")

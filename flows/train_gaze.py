@@ -14,14 +14,14 @@ from tasks.training import evaluate_gaze_model, train_gaze_model
 class TrainParams(BaseModel):
     method: Literal["source_only", "dann", "daln"] = Field("dann", description="domain adaptation method")
     target: str = Field(..., description="folder of target eyes: manifest.csv or labels.csv (labels ignored)")
-    steps: int = Field(2000, ge=1, le=1_000_000)
-    seed: int = Field(0, ge=0)
+    steps: int = Field(2000, ge=1, le=1_000_000, description="optimiser steps")
+    seed: int = Field(0, ge=0, description="seeds model init, batches and augmentation")
     out: str = Field(..., description="checkpoint folder")
     source: str | None = Field(None, description="existing accepted batch; default: generate one")
     n_source: int = Field(20_000, ge=64, description="size of the generated source batch")
-    batch_size: int = Field(64, ge=2, le=4096)
+    batch_size: int = Field(64, ge=2, le=4096, description="source images per step (target: the same)")
     trade_off: float = Field(1.0, ge=0.0, le=100.0, description="weight of the transfer loss")
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Literal["cpu", "cuda"] = Field("cpu", description="cuda routes to a GPU worker's card")
 
 
 @flow(name="train-gaze", log_prints=True)

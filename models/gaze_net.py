@@ -21,12 +21,13 @@ per-dataset mean/std is baked in.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from models.configs import strict_from_dict
 from models.gaze_bins import PITCH_BINS, YAW_BINS, GazeBins
 from models.registry import register_model
 
@@ -79,11 +80,7 @@ class GazeNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GazeNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise TypeError(f"unknown GazeNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
 
 def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:

@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from models.augment import augment
 from models.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from models.configs import strict_from_dict
 from models.da_losses import angular_error_deg, gaze_loss
 from models.data import BatchSource, step_seed
 from models.registry import create_method, create_model
@@ -110,8 +111,12 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm; None = off
     trade_off: float = 1.0
     grl_alpha: float = 10.0
-    reg: str = "mse"  # gaze_loss regression term: "mse" (deg^2) or "l1" (deg)
-    reg_alpha: float = 1.0
+    # gaze_loss regression term: "l1" (deg) or "mse" (deg^2). L1 x 0.1 keeps the task loss
+    # at a few nats, comparable to the transfer losses (~0.4-0.7); with L2CS's deg^2 MSE at
+    # alpha 1 the task loss is ~100-250 and a trade_off of 1 left DANN's term negligible
+    # (measured: domain accuracy stayed at 0.82-0.88, target error unchanged).
+    reg: str = "l1"
+    reg_alpha: float = 0.1
     seed: int = 0
     device: str = "cpu"
     amp: bool = True  # bf16 autocast, and channels_last, only when device is cuda
@@ -145,11 +150,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
 
 @dataclass

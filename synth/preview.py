@@ -49,9 +49,16 @@ def eye_grid(images: np.ndarray, pitchyaw: np.ndarray | None, pupils: np.ndarray
                      length_includes_head=True)
     if panels == 2:
         _tile(axes[0, 1], real[: len(images)], cols, "real (MPIIGaze, unlabeled)")
+    return save_figure(fig, out, dpi=110)
+
+
+def save_figure(fig, out: str | Path, dpi: int = 100) -> Path:
+    """tight_layout, create the folder, save, close (figures are not kept in memory)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out

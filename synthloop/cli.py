@@ -174,7 +174,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_simulate_target(a: argparse.Namespace) -> int:
     from synth.targets import write_simulated_target
 
-    out = write_simulated_target(a.out, a.n, a.seed, labeled=not a.unlabeled)
+    out = write_simulated_target(a.out, a.n, a.seed, labeled=not a.unlabeled,
+                                 label_shift=not a.appearance_only)
     print(out.resolve())
     return EXIT_OK
 
@@ -295,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("-n", type=int, default=2000)
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--unlabeled", action="store_true", help="write manifest.csv only")
+    st.add_argument("--appearance-only", action="store_true",
+                    help="keep the default gaze / head-pose distribution (no label shift)")
     st.set_defaults(func=cmd_simulate_target)
     return p
 

@@ -118,7 +118,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     kw.update(train_overrides or {})
     cfg = TrainConfig(**kw)
 
-    tracking.configure(settings.tracking_uri, "gaze")
+    tracking.configure(settings.tracking_uri, "gaze", settings.artifact_root)
     simulated = is_simulated(target)
     with mlflow.start_run(run_name=run_name or f"{method}-s{seed}") as run:
         run_id = run.info.run_id

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         return self.mlflow_uri or f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
+    def artifact_root(self) -> Path:
+        """Where MLflow artifacts go with the embedded (SQLite) store."""
+        return self.root / "mlartifacts"
+
+    @property
     def optuna_storage(self) -> str:
         # never the MLflow file: both use an alembic_version table (stack.md)
         return self.optuna_url or f"sqlite:///{self.root / 'optuna.db'}"

@@ -17,6 +17,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def experiment_name(task: str) -> str:
@@ -27,13 +29,25 @@ def registered_model_name(task: str) -> str:
     return f"synthloop-{task}"
 
 
-def configure(tracking_uri: str, task: str) -> str:
-    """Point MLflow at the store and select (creating if needed) the task's experiment."""
+def configure(tracking_uri: str, task: str, artifact_root: str | Path | None = None) -> str:
+    """Point MLflow at the store and select (creating if needed) the task's experiment.
+
+    With a local database store, MLflow would put artifacts in ``./mlruns`` of whatever
+    folder the first run happened to start in; ``artifact_root`` pins them (the project
+    home's ``mlartifacts/``). A tracking server decides that itself."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    exp = mlflow.set_experiment(experiment_name(task))
+    name = experiment_name(task)
+    if artifact_root is not None and not tracking_uri.startswith("http") \
+            and mlflow.get_experiment_by_name(name) is None:
+        root = Path(artifact_root).resolve() / name
+        mlflow.create_experiment(name, artifact_location=root.as_uri())
+    exp = mlflow.set_experiment(name)
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        # MLflow 3's UI opens experiments in its GenAI view unless told otherwise
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp.experiment_id
 
 

@@ -11,9 +11,9 @@ import pytest
 pytestmark = pytest.mark.gx
 
 
-def run(*args, env=None):
+def run(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "synthloop.cli", *args], capture_output=True,
-                          text=True, timeout=600, env=env)
+                          text=True, timeout=600, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,14 @@ def trained(tmp_path_factory):
     r = run("simulate-target", "--out", str(tgt), "-n", "160", "--seed", "3", env=env)
     assert r.returncode == 0, r.stderr
     ckpt = home / "ckpt"
+    cwd = tmp_path_factory.mktemp("cwd")
     r = run("train", "--task", "gaze", "--method", "dann", "--target", str(tgt), "--steps", "12",
-            "--seed", "0", "--out", str(ckpt), "--n-source", "256", "--batch-size", "16", env=env)
+            "--seed", "0", "--out", str(ckpt), "--n-source", "256", "--batch-size", "16", env=env,
+            cwd=cwd)
     assert r.returncode == 0, r.stderr
+    # artifacts live in the project home, not in whatever folder the command ran from
+    assert list(cwd.iterdir()) == []
+    assert any((home / "mlartifacts").rglob("best.pt"))
     lines = dict(line.split("\t", 1) for line in r.stdout.strip().splitlines())
     return env, home, tgt, ckpt, lines
 

@@ -6,14 +6,6 @@ import torch
 from models.augment import AugmentConfig, augment, gaussian_blur, translate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _images(b=16, c=1, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (b, c, 36, 60), generator=g, dtype=torch.uint8).to(device)

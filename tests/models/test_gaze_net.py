@@ -15,15 +15,6 @@ DEVICE = torch.device(os.environ.get("TORCH_DEVICE", "cpu"))
 MODELS = list_models()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny convs gain nothing from more, and on a shared
-    machine extra spinning threads make step times erratic (10x seen on 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _images(b: int = 4, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)

@@ -9,16 +9,6 @@ from models.da_losses import angular_error_deg, gaze_loss
 from models.registry import create_method, create_model, list_methods
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny convs gain nothing from more, and on a shared
-    machine extra spinning threads make step times erratic (10x seen on 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, 1, 36, 60), generator=g, dtype=torch.uint8)

@@ -22,13 +22,6 @@ BASE_KEYS = {"loss", "gaze", "ce_pitch", "ce_yaw", "reg_pitch", "reg_yaw", "tran
 METHOD_KEYS = {"source_only": set(), "dann": {"domain_acc"}, "daln": {"discrepancy"}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _cfg(method="dann", **kw):
     base = dict(model_kwargs=TINY, method=method,

@@ -120,3 +120,16 @@ def test_shifted_target_differs_from_default_on_image_statistics():
     assert gap["laplacian_var"]["mean_b"] < 0.3 * gap["laplacian_var"]["mean_a"]  # softer
     assert gap["laplacian_var"]["std_diff"] < -0.5
     assert gap["noise_sigma"]["wasserstein"] > 1.0
+
+
+def test_appearance_only_variant_keeps_the_label_distribution():
+    from synth.eye_distribution import default_eye_distribution
+    from synth.targets import LABEL_FACTORS, shifted_eye_distribution
+
+    base, app, full = default_eye_distribution(), shifted_eye_distribution(False), shifted_eye_distribution()
+    for name in LABEL_FACTORS:
+        assert app.factor(name) == base.factor(name)
+        assert full.factor(name) != base.factor(name)
+    # the appearance part of the shift is the same in both variants
+    assert app.factor("noise_sigma") == full.factor("noise_sigma") != base.factor("noise_sigma")
+    assert app.id != full.id and app.parent == base.id
