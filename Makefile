@@ -32,6 +32,8 @@ bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/re
 	$(BIN)/python -m benchmarks.bench_train_throughput
 	$(BIN)/python -m benchmarks.bench_gaze_da
 	$(BIN)/python -m benchmarks.bench_gaze_da --appearance-only
+	@if [ -f ../shared/data/real/mpiigaze-eyes-unlabeled/manifest.csv ]; then \
+	  $(BIN)/python -m benchmarks.bench_gaze_da --real ../shared/data/real/mpiigaze-eyes-unlabeled; fi
 
 bench-quick: $(STAMP)     ## every benchmark on a tiny budget (a smoke run, not results)
 	$(BIN)/python -m benchmarks.bench_eye_generation --quick --no-compile
