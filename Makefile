@@ -37,7 +37,7 @@ bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/re
 
 bench-quick: $(STAMP)     ## every benchmark on a tiny budget (a smoke run, not results)
 	$(BIN)/python -m benchmarks.bench_eye_generation --quick --no-compile
-	$(BIN)/python -m benchmarks.bench_train_throughput --steps 5
+	$(BIN)/python -m benchmarks.bench_train_throughput --quick
 	$(BIN)/python -m benchmarks.bench_gaze_da --quick
 
 lint: $(STAMP)

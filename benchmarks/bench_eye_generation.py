@@ -95,7 +95,7 @@ def main() -> None:
     gpu = [r["img_s_median"] for r in rows if r["device"] == "cuda"]
     if gpu:
         print(f"best GPU median: {max(gpu):,} img/s (target >= 200,000)")
-    path = save("eye_generation", {"machine": machine(), "n": n, "rows": rows,
+    path = save("eye_generation" + ("_quick" if args.quick else ""), {"machine": machine(), "n": n, "rows": rows,
                                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")})
     print(f"wrote {path}")
 

@@ -55,7 +55,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--model", default="gaze_resnet_s")
+    ap.add_argument("--quick", action="store_true", help="5 steps, results to *_quick.json")
     args = ap.parse_args()
+    if args.quick:
+        args.steps = 5
     rows = []
     for threads in sorted({1, torch.get_num_threads()}):
         for m in ("source_only", "dann", "daln"):
@@ -65,7 +68,8 @@ def main() -> None:
             rows.append(measure(m, "cuda", torch.get_num_threads(), 256, args.steps, args.model))
     print_table(rows, ["method", "model", "device", "threads", "batch", "ms_per_step", "images_per_s",
                        "source_images_per_s"])
-    print(f"wrote {save('train_throughput', {'machine': machine(), 'rows': rows})}")
+    name = "train_throughput" + ("_quick" if args.quick else "")
+    print(f"wrote {save(name, {'machine': machine(), 'rows': rows})}")
 
 
 if __name__ == "__main__":
