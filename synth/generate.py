@@ -11,7 +11,7 @@ import pandas as pd
 from synth.distribution import SceneDistribution
 from synth.eye_distribution import default_eye_distribution
 from synth.eye_generator import EyeGenerator, sample_scenes
-from synth.shards import BatchWriter
+from synth.shards import BatchWriter, batch_id_for
 
 #: Below this many samples the one-off torch.compile (~10-40 s on 2 cores) costs more
 #: than it saves; above it the compiled renderer is ~3x faster on CPU.
@@ -35,6 +35,14 @@ def eye_metadata(scenes: dict[str, np.ndarray], geometry: dict[str, np.ndarray])
     cols.update({k: v.astype(np.float64) for k, v in scenes.items()})  # exact: range checks
     cols.update({k: v.astype(np.float32) for k, v in geometry.items()})
     return pd.DataFrame(cols)
+
+
+def planned_batch_id(*, task: str = "gaze", n: int, seed: int, dist: SceneDistribution | None = None,
+                     device: str = "cpu", compiled: bool | None = None) -> str:
+    """The id ``generate_batch`` with these arguments writes (without rendering anything)."""
+    dist = dist or default_distribution(task)
+    compiled = n >= AUTO_COMPILE_MIN if compiled is None else compiled
+    return batch_id_for(dist.id, seed, n, EyeGenerator(dist, device=device, compiled=compiled).settings)
 
 
 def generate_batch(

@@ -95,7 +95,11 @@ class BatchWriter:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
-        self._finish()
+        try:
+            self._finish()
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)  # nothing half-written stays behind
+            raise
 
     def add(self, images: np.ndarray, rows: pd.DataFrame) -> None:
         if images.dtype != np.uint8:

@@ -306,8 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataFormatError, FileExistsError, FileNotFoundError, ValueError) as e:
+    except (DataFormatError, FileExistsError, FileNotFoundError, ValueError, OSError) as e:
         print(f"synthloop {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"synthloop {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (exit 1 means "batch failed validation": keep it)
+        if os.environ.get("SYNTHLOOP_DEBUG"):
+            raise
+        print(f"synthloop {args.command}: unexpected {type(e).__name__}: {e} "
+              "(SYNTHLOOP_DEBUG=1 shows the traceback)", file=sys.stderr)
         return EXIT_ERROR
 
 

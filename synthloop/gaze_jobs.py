@@ -20,10 +20,6 @@ from synth.distribution import SceneDistribution
 from synthloop.errors import DataFormatError
 from synthloop.settings import Settings
 
-#: The validation a training run declares: the label-free score picked on the unlabeled
-#: target (see README, "Label-free model selection"). Lower is better.
-SELECTION_METRIC = "target_entropy"
-SELECTION_HIGHER_IS_BETTER = False
 VAL_SOURCE_N = 512
 VAL_TARGET_MAX = 512
 
@@ -94,6 +90,33 @@ def _split_target(images: np.ndarray, seed: int):
 
 # ------------------------------------------------------------------------- train
 
+DATA_RECORD = "data.json"
+
+
+def _fingerprint(items) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(map(str, items)).encode()).hexdigest()[:16]
+
+
+def _claim_checkpoint_dir(out: Path, data: dict[str, Any]) -> None:
+    """A checkpoint folder belongs to one (source, target) pair. Training resumes from
+    ``last.pt`` when it exists, so a rerun on other data into the same folder would
+    silently continue (or just re-register) the old run: refuse it instead."""
+    rec = out / DATA_RECORD
+    if rec.is_file():
+        before = json.loads(rec.read_text())
+        if before != data:
+            diff = sorted(k for k in data if before.get(k) != data[k])
+            raise ValueError(f"{out}: holds a run trained on other data ({', '.join(diff)} differ); "
+                             "use a new --out")
+        return
+    if any(out.glob("*.pt")):
+        raise ValueError(f"{out}: holds checkpoints of unknown provenance; use a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    rec.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 
 def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed: int, out: str,
                source: str | None = None, n_source: int = 20_000, batch_size: int = 64,
@@ -118,14 +141,19 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     kw.update(train_overrides or {})
     cfg = TrainConfig(**kw)
 
+    _claim_checkpoint_dir(Path(out), {"source_batch": reader.batch_id,
+                                      "target": str(Path(target).resolve()),
+                                      "target_n": len(tgt.images), "target_paths": _fingerprint(tgt.paths)})
     tracking.configure(settings.tracking_uri, "gaze", settings.artifact_root)
     simulated = is_simulated(target)
     with mlflow.start_run(run_name=run_name or f"{method}-s{seed}") as run:
         run_id = run.info.run_id
+        from models.train import SELECTORS
+
         mlflow.set_tags({"task": "gaze", "method": method, "source_batch": reader.batch_id,
                          "distribution": dist.id, "target": str(Path(target).resolve()),
                          "target_kind": "simulated" if simulated else "real",
-                         "selection_metric": SELECTION_METRIC})
+                         "selection_metric": SELECTORS[cfg.select][0]})
         mlflow.log_params(tracking.flat_params({
             **cfg.to_dict(), "source_batch": reader.batch_id, "source_n": reader.n,
             "source_status": reader.status.status, "distribution_id": dist.id,
@@ -167,10 +195,14 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
             net = load_model(out).eval()
             example = torch.from_numpy(tgt.images[val_idx[:4]]).unsqueeze(1)
             uri, version = tracking.log_model_and_register(GazePredictor(net), example, "gaze", run_id)
+            from models.train import SELECTORS
+
+            metric, mode = SELECTORS[cfg.select]
             score = float(result.best_score) if result.best_score is not None else float("nan")
-            mlflow.log_metric(SELECTION_METRIC + "_best", score)
-            decision = tracking.maybe_promote("gaze", version, SELECTION_METRIC + "_best", score,
-                                              SELECTION_HIGHER_IS_BETTER)
+            mlflow.log_metric(metric + "_best", score)
+            decision = tracking.maybe_promote(
+                "gaze", version, metric + "_best", score, higher_is_better=(mode == "max"),
+                comparable_on={"target": str(Path(target).resolve()), "selection_metric": metric})
             promoted = bool(decision.get("promoted"))
             mlflow.set_tag("champion_decision", json.dumps(decision, default=str))
     return TrainedRun(run_id, Path(out), uri, version, promoted, final)

@@ -100,29 +100,47 @@ def log_model_and_register(predictor, example, task: str, run_id: str) -> tuple[
     return info.model_uri, str(info.registered_model_version)
 
 
-def maybe_promote(task: str, version: str, metric: str, value: float, higher_is_better: bool) -> dict:
+def maybe_promote(task: str, version: str, metric: str, value: float, higher_is_better: bool,
+                  comparable_on: dict[str, str] | None = None) -> dict:
     """Move the champion alias to ``version`` if it beats the current champion on ``metric``
-    (the metric this run declared), or if there is no comparable champion yet."""
+    (the validation this run declared), or if there is no champion yet.
+
+    A score is only comparable with the champion's when the runs agree on every tag in
+    ``comparable_on`` (the target data, the selection metric): an entropy measured on an
+    easier target is not "better". Incomparable champions are left in place, and the
+    decision, with its reason, is tagged on the new model version."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
     name = registered_model_name(task)
-    decision = {"metric": metric, "new": value, "champion_version": None, "champion_value": None}
+    decision: dict[str, Any] = {"metric": metric, "new": value, "champion_version": None,
+                                "champion_value": None, "promoted": False}
     try:
         champ = client.get_model_version_by_alias(name, CHAMPION)
-        decision["champion_version"] = champ.version
-        champ_run = client.get_run(champ.run_id) if champ.run_id else None
-        champ_value = champ_run.data.metrics.get(metric) if champ_run else None
-        decision["champion_value"] = champ_value
     except MlflowException:
-        champ_value = None
-    better = champ_value is None or (value > champ_value if higher_is_better else value < champ_value)
-    if math.isfinite(value) and better:
-        client.set_registered_model_alias(name, CHAMPION, version)
-        decision["promoted"] = True
+        champ = None
+    if not math.isfinite(value):
+        decision["reason"] = "new score is not finite"
+    elif champ is None:
+        decision.update(promoted=True, reason="no champion yet")
     else:
-        decision["promoted"] = False
+        decision["champion_version"] = champ.version
+        run = client.get_run(champ.run_id) if champ.run_id else None
+        tags = run.data.tags if run else {}
+        mismatch = [k for k, v in (comparable_on or {}).items() if tags.get(k) != v]
+        champ_value = run.data.metrics.get(metric) if run else None
+        decision["champion_value"] = champ_value
+        if mismatch:
+            decision["reason"] = f"not comparable with the champion ({', '.join(mismatch)} differ)"
+        elif champ_value is None:
+            decision["reason"] = f"champion has no {metric}"
+        elif (value > champ_value) if higher_is_better else (value < champ_value):
+            decision.update(promoted=True, reason="better than the champion")
+        else:
+            decision["reason"] = "not better than the champion"
+    if decision["promoted"]:
+        client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "validation", json.dumps(decision, default=str))
     return decision
 

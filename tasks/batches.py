@@ -21,20 +21,23 @@ class BatchRejected(RuntimeError):
 @task(name="write-synthetic-batch", retries=2, retry_delay_seconds=2)
 def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: str | None,
                 device: str = "cpu") -> str:
-    from synth.generate import generate_batch
+    from synth.generate import generate_batch, planned_batch_id
     from synth.shards import MANIFEST
 
     dist = SceneDistribution.loads(distribution_json) if distribution_json else None
     logger = get_run_logger()
     path = Path(out)
+    expected = planned_batch_id(task=task_name, n=n, seed=seed, dist=dist, device=device)
     if (path / MANIFEST).is_file():
+        existing = json.loads((path / MANIFEST).read_text()).get("batch_id")
+        if existing != expected:
+            # never replace someone's batch: it may be the one a model was trained on
+            raise FileExistsError(f"{path}: holds batch {existing}, not the requested {expected}; "
+                                  "choose another 'out'")
         # a retry after a crash past the rename, or a re-run: the folder is complete
-        existing = json.loads((path / MANIFEST).read_text())
-        if existing.get("seed") == seed and existing.get("n") == n and (
-                dist is None or existing.get("distribution_id") == dist.id):
-            logger.info("batch %s already written at %s", existing["batch_id"], path)
-            _remember(path)
-            return str(path)
+        logger.info("batch %s already written at %s", existing, path)
+        _remember(path)
+        return str(path)
     done = {"n": 0, "next": 0.1}
 
     def progress(k: int) -> None:  # one log line per 10 %
@@ -44,7 +47,7 @@ def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: 
             done["next"] = (int(done["n"] * 10 / n) + 1) / 10
 
     batch_id, path = generate_batch(path, task=task_name, n=n, seed=seed, dist=dist,
-                                    device=device, progress=progress, overwrite=True)
+                                    device=device, progress=progress)
     logger.info("wrote %s (%d samples) to %s", batch_id, n, path)
     _remember(path)
     return str(path)

@@ -87,3 +87,9 @@ def test_validate_fails_with_exit_1_and_names_the_expectation(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "quarantined" in r.stdout and "yaw" in r.stdout
     assert BatchReader(out).status.status == "quarantined"
+
+
+def test_os_errors_are_one_line_exit_2(tmp_path):
+    r = run("distribution", "--out", str(tmp_path))  # a folder, not a file
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert str(tmp_path) in r.stderr and len(r.stderr.strip().splitlines()) == 1

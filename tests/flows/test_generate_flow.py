@@ -46,3 +46,16 @@ def test_bad_batch_is_quarantined_by_the_rollback(prefect_harness, tmp_path):
         open_for_training(out)
     status = json.loads((out / "validation" / "status.json").read_text())
     assert status["status"] == "quarantined"
+
+
+def test_flow_never_replaces_a_different_batch(prefect_harness, tmp_path):
+    from flows.generate_batch import GenerateParams, generate_batch
+    from synth.generate import generate_batch as write
+
+    out = tmp_path / "taken"
+    bid, _ = write(out, n=64, seed=9)
+    before = (out / "shards" / "images-00000.npy").read_bytes()
+    state = generate_batch(GenerateParams(n=128, seed=1, out=str(out)), return_state=True)
+    assert state.is_failed()
+    assert BatchReader(out).batch_id == bid
+    assert (out / "shards" / "images-00000.npy").read_bytes() == before

@@ -1,0 +1,73 @@
+"""Champion promotion: only a better score on a comparable validation moves the alias."""
+
+import pytest
+
+
+@pytest.fixture()
+def registry(tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from synthloop import tracking
+
+    tracking.configure(f"sqlite:///{tmp_path / 'mlflow.db'}", "gaze", tmp_path / "art")
+    client = MlflowClient()
+    name = tracking.registered_model_name("gaze")
+    client.create_registered_model(name)
+
+    def version(score: float, target: str, metric: str = "target_entropy_best") -> str:
+        with mlflow.start_run() as run:
+            mlflow.set_tags({"target": target, "selection_metric": "target_entropy"})
+            mlflow.log_metric(metric, score)
+        return client.create_model_version(name, f"file://{tmp_path}/m", run.info.run_id).version
+
+    yield client, name, version
+    mlflow.set_tracking_uri("")
+
+
+def _champion(client, name):
+    return client.get_model_version_by_alias(name, "champion").version
+
+
+def test_promotion_needs_a_better_comparable_score(registry):
+    from synthloop.tracking import maybe_promote
+
+    client, name, version = registry
+    on_a = {"target": "/data/a", "selection_metric": "target_entropy"}
+    v1 = version(2.0, "/data/a")
+    assert maybe_promote("gaze", v1, "target_entropy_best", 2.0, False, on_a)["promoted"]
+    assert _champion(client, name) == v1
+
+    v2 = version(2.5, "/data/a")  # worse (lower entropy is better)
+    d = maybe_promote("gaze", v2, "target_entropy_best", 2.5, False, on_a)
+    assert not d["promoted"] and d["reason"] == "not better than the champion"
+    assert _champion(client, name) == v1
+
+    v3 = version(1.0, "/data/b")  # better number, but measured on another target
+    d = maybe_promote("gaze", v3, "target_entropy_best", 1.0, False,
+                      {"target": "/data/b", "selection_metric": "target_entropy"})
+    assert not d["promoted"] and "target" in d["reason"]
+    assert _champion(client, name) == v1
+
+    v4 = version(1.5, "/data/a")
+    assert maybe_promote("gaze", v4, "target_entropy_best", 1.5, False, on_a)["promoted"]
+    assert _champion(client, name) == v4
+    # higher-is-better metrics compare the other way
+    v5 = version(1.6, "/data/a")
+    assert maybe_promote("gaze", v5, "target_entropy_best", 1.6, True, on_a)["promoted"]
+
+
+def test_a_checkpoint_folder_belongs_to_one_dataset(tmp_path):
+    from synthloop.gaze_jobs import _claim_checkpoint_dir
+
+    out = tmp_path / "ckpt"
+    data = {"source_batch": "batch-1", "target": "/t", "target_n": 10, "target_paths": "abc"}
+    _claim_checkpoint_dir(out, data)
+    _claim_checkpoint_dir(out, dict(data))  # same data: resume is fine
+    with pytest.raises(ValueError, match="target.*differ"):
+        _claim_checkpoint_dir(out, {**data, "target": "/other"})
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "last.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="unknown provenance"):
+        _claim_checkpoint_dir(stray, data)
