@@ -180,6 +180,39 @@ def cmd_simulate_target(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ui(a: argparse.Namespace) -> int:
+    """Prefect server + MLflow server on the embedded stores, until Ctrl-C."""
+    import time
+
+    from synthloop.servers import start_mlflow, start_prefect, wait_healthy
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    servers = [start_prefect(settings, a.prefect_port), start_mlflow(settings, a.mlflow_port)]
+    try:
+        print("starting the Prefect and MLflow servers ...", file=sys.stderr)
+        wait_healthy(servers, timeout=a.timeout)
+        for s in servers:
+            print(f"{s.name:<8} {s.url}")
+        print("\nto run flows and log runs against them, in another shell:")
+        for s in servers:
+            for k, v in s.env.items():
+                print(f"  export {k}={v}")
+        print("\nCtrl-C stops both.", file=sys.stderr)
+        while all(s.proc.poll() is None for s in servers):
+            time.sleep(1)
+        dead = [s for s in servers if s.proc.poll() is not None]
+        raise RuntimeError("; ".join(f"{s.name} server stopped (code {s.proc.returncode}), see {s.log}"
+                                     for s in dead))
+    except KeyboardInterrupt:
+        print("\nstopping ...", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        for s in servers:
+            s.stop()
+
+
 def _prefect_env(settings) -> None:
     """Embedded Prefect: its own home under the project home, no telemetry, and a start-up
     timeout that survives a busy 2-core machine. The user's own settings win."""
@@ -291,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="one JSON object on stdout")
     e.set_defaults(func=cmd_evaluate)
 
+    ui = sub.add_parser("ui", help="start the Prefect dashboard and the MLflow UI on the embedded stores")
+    ui.add_argument("--prefect-port", type=int, default=4200)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for both to be healthy")
+    ui.set_defaults(func=cmd_ui)
+
     st = sub.add_parser("simulate-target", help="write the built-in shifted target domain (a simulation, named so)")
     st.add_argument("--out", required=True)
     st.add_argument("-n", type=int, default=2000)
@@ -306,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataFormatError, FileExistsError, FileNotFoundError, ValueError, OSError) as e:
+    except (DataFormatError, FileExistsError, FileNotFoundError, ValueError, OSError,
+            RuntimeError) as e:
         print(f"synthloop {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

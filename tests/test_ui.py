@@ -1,0 +1,49 @@
+"""`synthloop ui`: both servers come up healthy on the embedded stores, the Prefect UI
+knows its API's port, and Ctrl-C stops both with nothing left running."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from synthloop.servers import free_port
+
+pytestmark = pytest.mark.flow
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.status, r.read().decode()
+
+
+def test_ui_starts_both_servers_and_stops_them_on_ctrl_c(tmp_path):
+    pp, mp = free_port(), free_port()
+    env = {**os.environ, "SYNTHLOOP_HOME": str(tmp_path)}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "synthloop.cli", "ui", "--prefect-port", str(pp),
+                             "--mlflow-port", str(mp)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 150
+        while not any(line.startswith("MLflow") for line in lines):
+            assert time.monotonic() < deadline, "no URLs printed"
+            assert proc.poll() is None, proc.stderr.read()
+            lines.append(proc.stdout.readline())
+        assert f"http://127.0.0.1:{pp}" in "".join(lines)
+        assert _get(f"http://127.0.0.1:{pp}/api/health") == (200, "true")
+        status, settings = _get(f"http://127.0.0.1:{pp}/ui-settings")
+        assert f":{pp}/api" in settings  # the dashboard calls the right port
+        assert _get(f"http://127.0.0.1:{mp}/health")[1].strip() == "OK"
+        assert (tmp_path / "mlflow.db").is_file()  # the embedded store, from the project home
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    for port in (pp, mp):
+        with pytest.raises(OSError):
+            _get(f"http://127.0.0.1:{port}/")
