@@ -213,6 +213,45 @@ def cmd_ui(a: argparse.Namespace) -> int:
             s.stop()
 
 
+def cmd_deploy(a: argparse.Namespace) -> int:
+    """Work pools + every deployment in prefect.yaml, then (unless --no-worker) a process
+    worker for one pool, in the foreground until Ctrl-C."""
+    import subprocess
+
+    from synthloop.servers import prefect_bin
+    from synthloop.settings import REPO_ROOT, get_settings
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise ValueError("PREFECT_API_URL is not set: start the servers with `synthloop ui` and "
+                         "export the PREFECT_API_URL it prints")
+    settings = get_settings()
+    env = {**os.environ, "SYNTHLOOP_HOME": str(settings.root)}
+    prefect = prefect_bin()
+    for pool in ("cpu", "gpu"):
+        r = subprocess.run([prefect, "work-pool", "create", pool, "--type", "process"], env=env,
+                           capture_output=True, text=True)
+        if r.returncode != 0 and "already exists" not in (r.stdout + r.stderr):
+            raise RuntimeError(f"creating work pool {pool!r} failed: {(r.stdout + r.stderr).strip()[-500:]}")
+    r = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=REPO_ROOT, env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"prefect deploy failed: {(r.stdout + r.stderr).strip()[-800:]}")
+    print("deployed every deployment in prefect.yaml; pools: cpu, gpu")
+    if a.no_worker:
+        return EXIT_OK
+    print(f"starting a worker for pool {a.pool!r} (Ctrl-C stops it)", file=sys.stderr)
+    worker = subprocess.Popen([prefect, "worker", "start", "--pool", a.pool], env=env, cwd=REPO_ROOT)
+    try:
+        return worker.wait()
+    except KeyboardInterrupt:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        return EXIT_OK
+
+
 def _prefect_env(settings) -> None:
     """Embedded Prefect: its own home under the project home, no telemetry, and a start-up
     timeout that survives a busy 2-core machine. The user's own settings win."""
@@ -329,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for both to be healthy")
     ui.set_defaults(func=cmd_ui)
+
+    dp = sub.add_parser("deploy", help="create work pools, deploy prefect.yaml, start a worker (needs PREFECT_API_URL)")
+    dp.add_argument("--pool", choices=["cpu", "gpu"], default="cpu", help="pool the worker serves")
+    dp.add_argument("--no-worker", action="store_true", help="only create pools and deploy")
+    dp.set_defaults(func=cmd_deploy)
 
     st = sub.add_parser("simulate-target", help="write the built-in shifted target domain (a simulation, named so)")
     st.add_argument("--out", required=True)

@@ -64,6 +64,10 @@ def _bin(name: str) -> str:
     return str(exe) if exe.exists() else name
 
 
+def prefect_bin() -> str:
+    return _bin("prefect")
+
+
 def start_prefect(settings: Settings, port: int) -> Server:
     home = settings.prefect_dir
     home.mkdir(parents=True, exist_ok=True)
