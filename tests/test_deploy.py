@@ -27,7 +27,9 @@ def _api(base, path, body=None):
         return json.loads(r.read() or b"null")
 
 
-def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path):
+def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path, monkeypatch):
+    # the scheduler service looks for due schedules every 60 s by default
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "3")
     settings = Settings(home=tmp_path / "home")
     settings.ensure_home()
     servers = [start_prefect(settings, free_port()), start_mlflow(settings, free_port())]
@@ -62,6 +64,20 @@ def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path):
         assert state == "COMPLETED"
         r = BatchReader(out)
         assert r.n == 300 and r.manifest["seed"] == 5 and r.status.status == "accepted"
+
+        # an interval schedule: the server's scheduler must create runs that the worker
+        # executes (this is what SQLAlchemy 2.1 silently breaks, see stack.md)
+        _api(api, f"/deployments/{dep['id']}/schedules",
+             [{"schedule": {"interval": 5}, "active": True}])
+        deadline = time.monotonic() + 180
+        done = []
+        while not done:
+            assert time.monotonic() < deadline, "no scheduled run completed"
+            runs = _api(api, "/flow_runs/filter", {"flow_runs": {
+                "deployment_id": {"any_": [dep["id"]]}, "state": {"type": {"any_": ["COMPLETED"]}}}})
+            done = [x for x in runs if x.get("auto_scheduled")]
+            time.sleep(2)
+        assert settings.batches_dir.joinpath("gaze-s0-n4096", "manifest.json").is_file()
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGINT)
