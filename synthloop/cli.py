@@ -180,10 +180,23 @@ def cmd_simulate_target(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM (kill, systemd, a CI runner) like Ctrl-C, so the children get stopped.
+    SIGINT is restored too: a shell that starts us in the background sets it to ignored."""
+    import signal
+
+    def _raise(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def cmd_ui(a: argparse.Namespace) -> int:
     """Prefect server + MLflow server on the embedded stores, until Ctrl-C."""
     import time
 
+    _stop_on_sigterm()
     from synthloop.servers import start_mlflow, start_prefect, wait_healthy
     from synthloop.settings import get_settings
 
@@ -240,6 +253,7 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     if a.no_worker:
         return EXIT_OK
     print(f"starting a worker for pool {a.pool!r} (Ctrl-C stops it)", file=sys.stderr)
+    _stop_on_sigterm()
     worker = subprocess.Popen([prefect, "worker", "start", "--pool", a.pool], env=env, cwd=REPO_ROOT)
     try:
         return worker.wait()

@@ -20,7 +20,8 @@ def _get(url):
         return r.status, r.read().decode()
 
 
-def test_ui_starts_both_servers_and_stops_them_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ui_starts_both_servers_and_stops_them(tmp_path, stop):
     pp, mp = free_port(), free_port()
     env = {**os.environ, "SYNTHLOOP_HOME": str(tmp_path)}
     env.pop("PREFECT_API_URL", None)
@@ -41,7 +42,7 @@ def test_ui_starts_both_servers_and_stops_them_on_ctrl_c(tmp_path):
         assert _get(f"http://127.0.0.1:{mp}/health")[1].strip() == "OK"
         assert (tmp_path / "mlflow.db").is_file()  # the embedded store, from the project home
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         proc.wait(timeout=60)
     assert proc.returncode == 0
     for port in (pp, mp):
