@@ -254,7 +254,10 @@ def cmd_deploy(a: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"starting a worker for pool {a.pool!r} (Ctrl-C stops it)", file=sys.stderr)
     _stop_on_sigterm()
-    worker = subprocess.Popen([prefect, "worker", "start", "--pool", a.pool], env=env, cwd=REPO_ROOT)
+    cmd = [prefect, "worker", "start", "--pool", a.pool]
+    if a.limit:
+        cmd += ["--limit", str(a.limit)]
+    worker = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
     try:
         return worker.wait()
     except KeyboardInterrupt:
@@ -386,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("deploy", help="create work pools, deploy prefect.yaml, start a worker (needs PREFECT_API_URL)")
     dp.add_argument("--pool", choices=["cpu", "gpu"], default="cpu", help="pool the worker serves")
     dp.add_argument("--no-worker", action="store_true", help="only create pools and deploy")
+    dp.add_argument("--limit", type=int, default=None,
+                    help="flow runs the worker runs at once (default: no limit; 1 suits a small CPU box)")
     dp.set_defaults(func=cmd_deploy)
 
     st = sub.add_parser("simulate-target", help="write the built-in shifted target domain (a simulation, named so)")
