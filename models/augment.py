@@ -36,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AugmentConfig", "augment", "gaussian_blur", "translate"]
+from synth.camera import camera_operators, gaussian_blur
+
+__all__ = ["AugmentConfig", "augment", "translate"]
 
 
 @dataclass(frozen=True)
@@ -75,19 +77,6 @@ def translate(x: Tensor, dy: Tensor, dx: Tensor, max_shift: int) -> Tensor:
     cols = (m - dx).view(b, 1) + torch.arange(w, device=x.device)  # (B, W)
     xp = xp.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, xp.shape[3]))
     return xp.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
-
-
-def gaussian_blur(x: Tensor, sigma: Tensor, radius: int = 2) -> Tensor:
-    """Separable Gaussian blur, one sigma per sample (``sigma`` ``(B,)``, 0 = identity)."""
-    b, c, h, w = x.shape
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    s = sigma.to(x.dtype).clamp_min(1e-3).view(b, 1)
-    k = torch.exp(-0.5 * (t / s) ** 2)
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B*C, 2r+1)
-    y = F.pad(x.reshape(1, b * c, h, w), (radius, radius, radius, radius), mode="replicate")
-    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c)
-    return y.view(b, c, h, w)
 
 
 def _stretch(x: Tensor, lo_q: float = 0.02, hi_q: float = 0.98) -> Tensor:
@@ -146,7 +135,9 @@ def augment(images: Tensor, gen: torch.Generator, cfg: AugmentConfig | None = No
     if m > 0 and any_(shift_on):
         x = translate(x, dy, dx, m)
     if any_(blur_on):
-        x = torch.where(blur_on.view(b, 1, 1, 1), gaussian_blur(x, sigma), x)
+        # the camera pipeline's blur (one implementation of the op in the project)
+        ops = camera_operators(x.shape[-2], x.shape[-1], dev)
+        x = torch.where(blur_on.view(b, 1, 1, 1), gaussian_blur(x, sigma, ops), x)
     if any_(stretch_on):
         if dev.type == "cuda":  # whole batch, no host sync
             x = torch.where(stretch_on.view(b, 1, 1, 1), _stretch(x), x)

@@ -185,19 +185,11 @@ class OnTheFlySource:
         self.generator = EyeGenerator(dist, device=device, chunk=self.batch_size)
 
     def batch(self, step: int) -> dict[str, Tensor]:
-        from synth.eye_generator import chunk_seed, sample_scenes
+        from synth.eye_generator import chunk_seed
 
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        s = chunk_seed(self.seed, step)
-        scenes = sample_scenes(self.dist, self.batch_size, s)
-        # no_grad rather than inference_mode: inference tensors cannot enter autograd later
-        with torch.no_grad():
-            images, _ = self.generator.render(scenes, 0, s)
-        pitchyaw = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], axis=1).astype(np.float32)
-        image = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
-        return {"image": image.contiguous(),
-                "pitchyaw": torch.from_numpy(pitchyaw).to(images.device)}
+        return self.generator.labeled_batch(self.batch_size, chunk_seed(self.seed, step))
 
     def gather_steps(self, steps: Sequence[int]) -> dict[str, Tensor]:
         """Several batches concatenated: a fixed validation set of rendered images."""

@@ -58,6 +58,7 @@ __all__ = [
     "evaluate",
     "lr_at",
     "make_optimizer",
+    "predict",
     "train",
     "train_step",
 ]
@@ -277,7 +278,9 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, images: Tensor, amp: bool, chunk: int):
+def predict(model: nn.Module, images: Tensor, amp: bool = True, chunk: int = 512):
+    """The model's outputs (a GazeOutput, float32) over ``images`` in chunks, in the
+    model's current mode (call ``model.eval()`` first for inference)."""
     device = _device_of(model)
     parts = []
     for i in range(0, images.shape[0], chunk):
@@ -309,11 +312,11 @@ def evaluate(model: nn.Module, val_source: dict[str, Tensor] | None = None,
     res: dict[str, float] = {}
     try:
         if val_source is not None:
-            out = _predict(model, val_source["image"], amp, chunk)
+            out = predict(model, val_source["image"], amp, chunk)
             y = val_source["pitchyaw"].to(out.pitchyaw.device)
             res["source_angular_error_deg"] = float(angular_error_deg(out.pitchyaw, y))
         if val_target is not None:
-            out = _predict(model, val_target["image"], amp, chunk)
+            out = predict(model, val_target["image"], amp, chunk)
             res.update(unsupervised_scores(out.logits, out.features, prefix="target_"))
             if val_target.get("pitchyaw") is not None:
                 y = val_target["pitchyaw"].to(out.pitchyaw.device)

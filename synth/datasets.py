@@ -23,7 +23,7 @@ from torch.utils.data import (
 )
 
 from synth.distribution import SceneDistribution
-from synth.eye_generator import EyeGenerator, chunk_seed, sample_scenes
+from synth.eye_generator import EyeGenerator, chunk_seed
 from synth.shards import BatchReader
 
 
@@ -73,11 +73,5 @@ class OnTheFlyEyes(IterableDataset):
         gen = EyeGenerator(self.dist, device=self.device, chunk=self.batch_size)
         k = 0
         while True:
-            s = chunk_seed(self.seed, wid * 1_000_003 + k)
-            scenes = sample_scenes(self.dist, self.batch_size, s)
-            with torch.inference_mode():
-                images, _ = gen.render(scenes, 0, s)
-            py = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1)
-            x = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
-            yield {"image": x, "pitchyaw": torch.as_tensor(py, dtype=torch.float32, device=x.device)}
+            yield gen.labeled_batch(self.batch_size, chunk_seed(self.seed, wid * 1_000_003 + k))
             k += 1

@@ -82,3 +82,20 @@ class EyeGenerator:
             yield EyeChunk(start, images[:k].cpu().numpy(), {g: v[:k].cpu().numpy() for g, v in geo.items()})
             if progress is not None:
                 progress(stop - start)
+
+    def render_all(self, n: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Draw and render ``n`` scenes in memory: (uint8 images, the scene factors)."""
+        scenes = sample_scenes(self.dist, n, seed)
+        images = np.concatenate([c.images for c in self.iter_chunks(n, seed, scenes=scenes)])
+        return images, scenes
+
+    def labeled_batch(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        """``n`` freshly rendered eyes on the generator's device: ``image`` uint8
+        (n, C, H, W) and ``pitchyaw`` float32 (n, 2) radians. Plain ``no_grad`` (not
+        inference_mode), so the tensors may enter a training graph later."""
+        scenes = sample_scenes(self.dist, n, seed)
+        with torch.no_grad():
+            images, _ = self.render(scenes, 0, seed)
+        image = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        py = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype(np.float32)
+        return {"image": image.contiguous(), "pitchyaw": torch.from_numpy(py).to(images.device)}

@@ -52,6 +52,18 @@ def eye_grid(images: np.ndarray, pitchyaw: np.ndarray | None, pupils: np.ndarray
     return save_figure(fig, out, dpi=110)
 
 
+def batch_grid(reader, out: str | Path, *, real: np.ndarray | None = None, count: int = 64,
+               title: str | None = None) -> Path:
+    """The first ``count`` samples of a batch (a BatchReader) with their gaze arrows,
+    beside real patches when given."""
+    k = min(count, reader.n)
+    meta = reader.metadata.iloc[:k]
+    return eye_grid(reader.images(np.arange(k)), meta[["pitch", "yaw"]].to_numpy(),
+                    meta[["pupil_x_px", "pupil_y_px"]].to_numpy(), out,
+                    real=None if real is None else real[:k],
+                    title=title or f"synthetic {reader.batch_id} (arrows: gaze)")
+
+
 def save_figure(fig, out: str | Path, dpi: int = 100) -> Path:
     """tight_layout, create the folder, save, close (figures are not kept in memory)."""
     import matplotlib.pyplot as plt

@@ -196,14 +196,12 @@ def _camera_seed(seed: int) -> int:
 def render_simulated_target(n: int, seed: int, label_shift: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` target images and their (pitch, yaw) labels in radians, in memory:
     the shifted distribution on the CPU, then :func:`target_camera`."""
-    from synth.eye_generator import EyeGenerator, sample_scenes
+    from synth.eye_generator import EyeGenerator
 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     dist = shifted_eye_distribution(label_shift)
-    scenes = sample_scenes(dist, n, seed)
-    gen = EyeGenerator(dist, device="cpu", chunk=RENDER_CHUNK)
-    images = np.concatenate([c.images for c in gen.iter_chunks(n, seed, scenes=scenes)])
+    images, scenes = EyeGenerator(dist, device="cpu", chunk=RENDER_CHUNK).render_all(n, seed)
     images = target_camera(images, _camera_seed(seed))
     labels = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype(np.float64)
     return images, labels

@@ -86,23 +86,16 @@ def cmd_validate(a: argparse.Namespace) -> int:
 
 
 def cmd_preview(a: argparse.Namespace) -> int:
-    import numpy as np
-
-    from synth.preview import eye_grid
+    from synth.preview import batch_grid
     from synth.shards import BatchReader
 
     r = BatchReader(a.batch)
-    k = min(a.count, r.n)
-    idx = np.arange(k)
-    meta = r.metadata.iloc[idx]
     real = None
     if a.real:
         from realdata import read_eye_folder
 
-        real = read_eye_folder(a.real).images[:k]
-    out = eye_grid(r.images(idx), meta[["pitch", "yaw"]].to_numpy(),
-                   meta[["pupil_x_px", "pupil_y_px"]].to_numpy(), a.out, real=real,
-                   title=f"synthetic {r.batch_id} (arrows: gaze)")
+        real = read_eye_folder(a.real).images
+    out = batch_grid(r, a.out, real=real, count=a.count)
     print(out)
     return EXIT_OK
 
@@ -290,19 +283,16 @@ def cmd_demo(a: argparse.Namespace) -> int:
     state = generate_batch(GenerateParams(task="gaze", n=a.n, seed=a.seed, out=str(out)), return_state=True)
     ok = state.is_completed()
     preview = settings.outputs_dir / "demo-eyes.png"
-    from synth.preview import eye_grid
+    from synth.preview import batch_grid
     from synth.shards import BatchReader
 
     r = BatchReader(out)
-    meta = r.metadata.iloc[:64]
     real = None
     if settings.real_eyes_unlabeled:
         from realdata import read_eye_manifest
 
-        real = read_eye_manifest(settings.real_eyes_unlabeled).images[:64]
-    eye_grid(r.images(range(min(64, r.n))), meta[["pitch", "yaw"]].to_numpy(),
-             meta[["pupil_x_px", "pupil_y_px"]].to_numpy(), preview, real=real,
-             title=f"synthetic {r.batch_id} (arrows: gaze)")
+        real = read_eye_manifest(settings.real_eyes_unlabeled).images
+    batch_grid(r, preview, real=real)
     st = r.status
     print()
     print(f"batch      {r.batch_id}  ({r.n} eye patches, {'x'.join(map(str, r.image_shape))} uint8)")

@@ -71,11 +71,9 @@ def load_target(target: str):
 
 def _val_source(dist: SceneDistribution, seed: int) -> dict[str, torch.Tensor]:
     """A fixed labeled synthetic batch, rendered in memory, never trained on."""
-    from synth.eye_generator import EyeGenerator, sample_scenes
+    from synth.eye_generator import EyeGenerator
 
-    scenes = sample_scenes(dist, VAL_SOURCE_N, seed + 7_919)
-    images = np.concatenate([c.images for c in EyeGenerator(dist).iter_chunks(
-        VAL_SOURCE_N, seed + 7_919, scenes=scenes)])
+    images, scenes = EyeGenerator(dist).render_all(VAL_SOURCE_N, seed + 7_919)
     py = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype(np.float32)
     return {"image": torch.from_numpy(images).unsqueeze(1), "pitchyaw": torch.from_numpy(py)}
 
@@ -126,7 +124,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     import mlflow
 
     from models.data import ArraySource, ShardSource
-    from models.train import TrainConfig, train
+    from models.train import SELECTORS, TrainConfig, train
     from synth.targets import is_simulated
     from synthloop import tracking
 
@@ -148,8 +146,6 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     simulated = is_simulated(target)
     with mlflow.start_run(run_name=run_name or f"{method}-s{seed}") as run:
         run_id = run.info.run_id
-        from models.train import SELECTORS
-
         mlflow.set_tags({"task": "gaze", "method": method, "source_batch": reader.batch_id,
                          "distribution": dist.id, "target": str(Path(target).resolve()),
                          "target_kind": "simulated" if simulated else "real",
@@ -195,8 +191,6 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
             net = load_model(out).eval()
             example = torch.from_numpy(tgt.images[val_idx[:4]]).unsqueeze(1)
             uri, version = tracking.log_model_and_register(GazePredictor(net), example, "gaze", run_id)
-            from models.train import SELECTORS
-
             metric, mode = SELECTORS[cfg.select]
             score = float(result.best_score) if result.best_score is not None else float("nan")
             mlflow.log_metric(metric + "_best", score)
@@ -211,14 +205,10 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
 def _log_sample_grid(reader, target_images: np.ndarray, settings: Settings) -> None:
     import mlflow
 
-    from synth.preview import eye_grid
+    from synth.preview import batch_grid
 
-    k = min(32, reader.n)
-    meta = reader.metadata.iloc[:k]
-    png = eye_grid(reader.images(np.arange(k)), meta[["pitch", "yaw"]].to_numpy(),
-                   meta[["pupil_x_px", "pupil_y_px"]].to_numpy(),
-                   settings.outputs_dir / f"samples-{reader.batch_id}.png",
-                   real=target_images[:k], title=f"source {reader.batch_id}")
+    png = batch_grid(reader, settings.outputs_dir / f"samples-{reader.batch_id}.png",
+                     real=target_images, count=32, title=f"source {reader.batch_id}")
     mlflow.log_artifact(str(png), "samples")
 
 
@@ -237,18 +227,13 @@ def load_gaze_model(ref: str):
     return load_model(ref)
 
 
-@torch.no_grad()
-def _predict(net, images: np.ndarray, batch: int = 512):
+def _predict(net, images: np.ndarray):
+    """(pitchyaw, features) as numpy and the [pitch, yaw] bin logits, in eval mode."""
+    from models.train import predict
+
     net.eval()
-    preds, feats, logits = [], [], []
-    for i in range(0, len(images), batch):
-        out = net(torch.from_numpy(images[i:i + batch]).unsqueeze(1))
-        preds.append(out.pitchyaw)
-        feats.append(out.features)
-        logits.append((out.pitch_logits, out.yaw_logits))
-    pitch = torch.cat([lg[0] for lg in logits])
-    yaw = torch.cat([lg[1] for lg in logits])
-    return torch.cat(preds).numpy(), torch.cat(feats).numpy(), [pitch, yaw]
+    out = predict(net, torch.from_numpy(images).unsqueeze(1), amp=False)
+    return out.pitchyaw.numpy(), out.features.numpy(), [out.pitch_logits, out.yaw_logits]
 
 
 def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024, seed: int = 0) -> dict:
@@ -268,12 +253,11 @@ def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024, s
         out.update(evaluate_gaze(pred, ds.pitchyaw))
         out["labeled"] = True
         return out
-    from synth.eye_generator import EyeGenerator, sample_scenes
+    from synth.eye_generator import EyeGenerator
     from synth.generate import default_distribution
 
     dist = default_distribution("gaze")
-    scenes = sample_scenes(dist, reference_n, seed)
-    syn = np.concatenate([c.images for c in EyeGenerator(dist).iter_chunks(reference_n, seed, scenes=scenes)])
+    syn, _ = EyeGenerator(dist).render_all(reference_n, seed)
     _, syn_feats, _ = _predict(net, syn)
     out.update({
         "labeled": False,

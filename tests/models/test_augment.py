@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from models.augment import AugmentConfig, augment, gaussian_blur, translate
+from models.augment import AugmentConfig, augment, translate
+from synth.camera import camera_operators, gaussian_blur
 
 
 def _images(b=16, c=1, seed=0, device="cpu"):
@@ -63,11 +64,13 @@ def test_translate_is_an_exact_shift_with_edge_replication():
 
 
 def test_blur_sigma_zero_is_identity_and_preserves_constant_images():
+    """The blur augmentation uses (shares the implementation of the camera's)."""
+    ops = camera_operators(36, 60, "cpu")
     x = torch.rand(3, 1, 36, 60)
-    torch.testing.assert_close(gaussian_blur(x, torch.zeros(3)), x)
+    torch.testing.assert_close(gaussian_blur(x, torch.zeros(3), ops), x)
     c = torch.full((2, 1, 36, 60), 0.4)
-    torch.testing.assert_close(gaussian_blur(c, torch.tensor([0.5, 1.5])), c)
-    assert gaussian_blur(x, torch.full((3,), 1.0)).std() < x.std()
+    torch.testing.assert_close(gaussian_blur(c, torch.tensor([0.5, 1.5]), ops), c)
+    assert gaussian_blur(x, torch.full((3,), 1.0), ops).std() < x.std()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
