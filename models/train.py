@@ -388,7 +388,7 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
           out_dir: str | Path, *, val_source: dict[str, Tensor] | None = None,
           val_target: dict[str, Tensor] | None = None,
           callback: Callable[[int, dict[str, float]], None] | None = None,
-          resume: bool = True) -> TrainResult:
+          resume: bool = True, init_weights: str | Path | None = None) -> TrainResult:
     """Train ``cfg.steps`` steps, evaluating every ``eval_every`` and at the end.
 
     Writes ``out_dir/last.pt`` every ``ckpt_every`` steps, at the end and on Ctrl-C;
@@ -399,6 +399,11 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
 
     ``callback(step, metrics)`` is called every ``log_every`` steps and at every eval
     with the train metrics averaged since the previous call (plus eval metrics).
+
+    ``init_weights`` (a checkpoint of the same model) warm-starts a fresh run: its model
+    weights replace the seeded initialisation; the optimiser, schedule and step start
+    anew. Ignored when resuming (the run's own ``last.pt`` already holds its weights).
+    The feedback loop uses it to continue one model across rounds.
     """
     out_dir = Path(out_dir)
     device = torch.device(cfg.device)
@@ -445,6 +450,12 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
     else:
         for p in (last_path, best_path):
             p.unlink(missing_ok=True)
+        if init_weights is not None:
+            init = load_checkpoint(Path(init_weights), map_location=device)
+            if init["train_config"].get("model") != cfg.model:
+                raise ValueError(f"{init_weights}: holds a {init['train_config'].get('model')!r} "
+                                 f"model, this run trains {cfg.model!r}")
+            model.load_state_dict(init["model_state"])
     out_dir.mkdir(parents=True, exist_ok=True)
 
     step = start
