@@ -1,4 +1,5 @@
-"""Plots people look at instead of tables: learning curves, errors by slice."""
+"""Plots people look at instead of tables: learning curves, errors by slice, how a
+distribution update moved bin weights."""
 
 from __future__ import annotations
 
@@ -63,3 +64,91 @@ def slice_errors(result: dict, out: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(fig, out)
+
+
+def _factor_axis(f) -> tuple[list[float], list[float], list[str] | None]:
+    """x positions, bar widths and (categorical) tick labels of a factor's bins."""
+    if f.kind == "continuous":
+        e = list(f.edges)
+        return [0.5 * (a + b) for a, b in zip(e[:-1], e[1:], strict=True)], \
+            [b - a for a, b in zip(e[:-1], e[1:], strict=True)], None
+    return list(range(f.n_bins)), [1.0] * f.n_bins, [f"{v:g}" for v in f.values]
+
+
+def distribution_change(before, after, factors: Sequence[str] | None = None,
+                        path: str | Path | None = None, title: str = ""):
+    """Old vs new bin weights, one small bar panel per factor (bins at their midpoints;
+    categorical values side by side), the total variation moved in each panel's title.
+
+    ``before``/``after`` are :class:`synth.distribution.SceneDistribution` versions with
+    the same factors; ``factors`` defaults to those whose weights differ (all if none).
+    Returns the matplotlib Figure; with ``path`` it is also saved (and closed)."""
+    import numpy as np
+
+    plt = _plt()
+    if factors is None:
+        factors = [f.name for f in before.factors
+                   if f.weights != after.factor(f.name).weights] or list(before.factor_names)
+    factors = list(factors)
+    cols = min(4, max(1, len(factors)))
+    rows = max(1, -(-len(factors) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, factors, strict=False):
+        f0, f1 = before.factor(name), after.factor(name)
+        x, w, labels = _factor_axis(f0)
+        x, w = np.asarray(x), 0.4 * np.asarray(w)
+        ax.bar(x - w / 2, f0.weights, width=w, color="#9aa7b8", label="before")
+        ax.bar(x + w / 2, f1.weights, width=w, color="#c44e52", label="after")
+        if labels is not None:
+            ax.set_xticks(x, labels)
+        tv = 0.5 * float(np.abs(np.subtract(f0.weights, f1.weights)).sum())
+        ax.set_title(f"{name} (TV {tv:.3f})", fontsize=9)
+        ax.set_xlabel(f0.unit or "value", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    axes.flat[0].legend(fontsize=7)
+    for ax in list(axes.flat)[len(factors):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def slice_error_bars(slices: Sequence[dict], path: str | Path | None = None, title: str = "",
+                     ylabel: str = "mean error"):
+    """Mean error with its 95 % interval per slice, one panel per variable, the slice's
+    sample count on each bar; ``slices`` as :func:`analysis.slices.slice_errors` returns
+    them (the gaze-only :func:`slice_errors` above reads ``evaluate_gaze`` output).
+    Returns the matplotlib Figure; with ``path`` it is also saved (and closed)."""
+    import numpy as np
+
+    plt = _plt()
+    variables = list(dict.fromkeys(s["variable"] for s in slices)) or ["(no slices)"]
+    cols = min(3, len(variables))
+    rows = -(-len(variables) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, var in zip(axes.flat, variables, strict=False):
+        ss = [s for s in slices if s["variable"] == var]
+        x = np.arange(len(ss))
+        m = np.array([s["mean_error"] for s in ss], dtype=float)
+        ci = [s["ci95"] or [v, v] for s, v in zip(ss, m, strict=True)]
+        lo = np.array([c[0] for c in ci], dtype=float)
+        hi = np.array([c[1] for c in ci], dtype=float)
+        ax.bar(x, m, color="#4c72b0")
+        if len(ss):
+            ax.errorbar(x, m, yerr=[m - lo, hi - m], fmt="none", ecolor="k", capsize=2, lw=0.8)
+        for xi, s in zip(x, ss, strict=True):
+            ax.text(xi, 0, str(s["n"]), ha="center", va="bottom", fontsize=6, color="white")
+        ax.set_xticks(x, [f"{s['lo']:.3g}..{s['hi']:.3g}" for s in ss], rotation=45, fontsize=6)
+        ax.set_title(var, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in list(axes.flat)[len(variables):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

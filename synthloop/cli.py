@@ -306,6 +306,56 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_INVALID
 
 
+def _builtin_target(settings, n: int = 2000, seed: int = 0) -> Path:
+    """The built-in simulated target (labeled), written once under the project home."""
+    from synth.targets import write_simulated_target
+
+    out = settings.root / "targets" / f"sim-shifted-n{n}-s{seed}"
+    if not (out / "labels.csv").is_file():
+        print(f"writing the built-in simulated target domain to {out} (a simulation, not real data)",
+              file=sys.stderr)
+        write_simulated_target(out, n, seed, labeled=True, label_shift=True)
+    return out
+
+
+def cmd_loop(a: argparse.Namespace) -> int:
+    """The feedback loop through its Prefect flow (embedded server unless PREFECT_API_URL)."""
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    _prefect_env(settings)
+    real = a.real or str(_builtin_target(settings))
+    from flows.feedback_loop import LoopParams, feedback_loop
+
+    params = LoopParams(task=a.task, real=real, rounds=a.rounds, seed=a.seed, open_loop=a.open_loop,
+                        n_per_round=a.n_per_round, steps_per_round=a.steps_per_round,
+                        method=a.method, patience=None if a.no_early_stop else a.patience,
+                        min_improvement=a.min_improvement)
+    state = feedback_loop(params, return_state=True)
+    if not state.is_completed():
+        msg = state.message or "the flow run failed"
+        try:
+            state.result()
+        except (ValueError, RuntimeError, OSError) as e:
+            raise type(e)(str(e)) from None
+        raise RuntimeError(msg)
+    res = state.result()
+    out = {"task": a.task, "mode": "open" if a.open_loop else "closed", **res}
+    if a.json:
+        sys.stdout.flush()
+        print(json.dumps(out, default=str), flush=True)
+        return EXIT_OK
+    print()
+    print(f"loop {res['loop_id']} ({out['mode']} loop, seed {a.seed}) on {real}")
+    for r in res["rounds"]:
+        print(f"  round {r['round']}: held-out real error {r['real_error']:.3f}  "
+              f"distribution {r['distribution_id']}  batch {r['batch_id']}")
+    print(f"stopped: {res['stopped']}")
+    print(f"files: {settings.root / 'loops' / res['loop_id']}   MLflow: {settings.tracking_uri}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synthloop", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -382,6 +432,24 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--limit", type=int, default=None,
                     help="flow runs the worker runs at once (default: no limit; 1 suits a small CPU box)")
     dp.set_defaults(func=cmd_deploy)
+
+    lp = sub.add_parser("loop", help="run the feedback loop: generate, validate, train, evaluate on real, "
+                        "analyse, update the distribution")
+    lp.add_argument("--task", choices=["gaze"], default="gaze")
+    lp.add_argument("--real", help="labeled real data (labels.csv); default: the built-in simulated "
+                    "target, written under the project home")
+    lp.add_argument("--rounds", type=int, default=3)
+    lp.add_argument("--seed", type=int, default=0)
+    lp.add_argument("--open-loop", action="store_true", help="keep the initial distribution (baseline)")
+    lp.add_argument("--n-per-round", type=int, default=6000, help="synthetic samples per round")
+    lp.add_argument("--steps-per-round", type=int, default=500, help="training steps per round")
+    lp.add_argument("--method", choices=["source_only", "dann", "daln"], default="source_only")
+    lp.add_argument("--patience", type=int, default=1, help="rounds without progress before stopping")
+    lp.add_argument("--min-improvement", type=float, default=0.02,
+                    help="relative held-out gain that counts as progress")
+    lp.add_argument("--no-early-stop", action="store_true", help="run every round (fixed budget)")
+    lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
+    lp.set_defaults(func=cmd_loop)
 
     st = sub.add_parser("simulate-target", help="write the built-in shifted target domain (a simulation, named so)")
     st.add_argument("--out", required=True)

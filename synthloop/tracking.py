@@ -156,3 +156,59 @@ def log_file(path: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
 
     mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+# --- explicit-run helpers: the loop keeps a parent run open across rounds (and across a
+# resume in another process), so it addresses runs by id instead of MLflow's thread-local
+# "active run".
+
+PARENT_TAG = "mlflow.parentRunId"  # how the MLflow UI nests child runs under a parent
+
+
+def create_run(task: str, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+    """A new RUNNING run in the task's experiment (call :func:`configure` first)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    exp = mlflow.get_experiment_by_name(experiment_name(task))
+    if exp is None:
+        raise RuntimeError(f"experiment {experiment_name(task)!r} missing: call configure() first")
+    all_tags = {"mlflow.runName": name, **tags}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    return MlflowClient().create_run(exp.experiment_id, tags=all_tags, run_name=name).info.run_id
+
+
+def log_params_to(run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    have = client.get_run(run_id).data.params
+    # a resumed loop logs the same params again: MLflow rejects changed values, and
+    # unchanged ones need not be sent
+    todo = [Param(k, v) for k, v in flat_params(params).items() if have.get(k) != v]
+    if todo:
+        client.log_batch(run_id, params=todo, synchronous=True)
+
+
+def log_metrics_to(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    MetricLogger(run_id)(step, metrics)
+
+
+def log_artifact_to(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
+def log_dict_to(run_id: str, obj: Any, artifact_file: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().log_dict(run_id, json.loads(json.dumps(obj, default=str)), artifact_file)
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_terminated(run_id, status=status)

@@ -1,0 +1,130 @@
+"""Flow: the data-centric feedback loop.
+
+Rounds of generate -> validate -> train -> evaluate on real -> analyse -> update, until the
+stopping rule says so. A batch that fails validation is quarantined by the transaction
+and the round draws a new one (another seed), at most ``MAX_BATCH_ATTEMPTS`` times.
+Running the same parameters again continues an interrupted loop from the catalog.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.transactions import transaction
+from pydantic import BaseModel, Field
+
+from analysis.stopping import StoppingRule, should_stop
+from synthloop.loop_jobs import LoopConfig, round_dir, round_seed
+from synthloop.settings import get_settings
+from tasks.batches import BatchRejected, validate_batch, write_batch
+from tasks.loop import (
+    analyse_round,
+    close_loop,
+    close_round,
+    evaluate_round,
+    open_loop,
+    open_round,
+    record_batch,
+    train_round,
+)
+
+MAX_BATCH_ATTEMPTS = 3
+
+
+class LoopParams(BaseModel):
+    """What the loop runs on. Rendered by the Prefect dashboard as the run form."""
+
+    task: Literal["gaze"] = Field("gaze", description="gaze (landmarks joins with the faces work)")
+    real: str = Field(..., description="labeled real data: a folder with labels.csv (gaze)")
+    rounds: int = Field(3, ge=1, le=50, description="budget of rounds")
+    seed: int = Field(0, ge=0, description="seeds batches, training and the analysis probe")
+    open_loop: bool = Field(False, description="keep the initial distribution (the baseline)")
+    n_per_round: int = Field(6000, ge=64, le=2_000_000, description="synthetic samples per round")
+    steps_per_round: int = Field(500, ge=1, le=1_000_000, description="training steps per round")
+    method: Literal["source_only", "dann", "daln"] = Field(
+        "source_only", description="training method; DA methods use the analysis part unlabeled")
+    min_improvement: float = Field(0.02, ge=0.0, lt=1.0,
+                                   description="relative held-out gain that counts as progress")
+    patience: int | None = Field(1, ge=1, description="rounds without progress before stopping; "
+                                 "empty = always run every round")
+    holdout_frac: float = Field(0.5, ge=0.05, le=0.95, description="share of real data held out")
+    distribution_path: str | None = Field(None, description="start distribution JSON (default: built-in)")
+
+    def config(self) -> LoopConfig:
+        return LoopConfig(task=self.task, real=self.real, rounds=self.rounds, seed=self.seed,
+                          open_loop=self.open_loop, n_per_round=self.n_per_round,
+                          steps_per_round=self.steps_per_round, method=self.method,
+                          min_improvement=self.min_improvement, patience=self.patience,
+                          holdout_frac=self.holdout_frac, distribution=self.distribution_path)
+
+
+def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: str) -> dict:
+    """Write + validate in one transaction; a rejected batch stays quarantined (and in the
+    catalog) and the next attempt uses a new seed."""
+    settings = get_settings()
+    logger = get_run_logger()
+    for attempt in range(MAX_BATCH_ATTEMPTS):
+        seed = round_seed(cfg, k, 100 + attempt)
+        out = settings.batches_dir / lid / f"round-{k:02d}-{dist_id}-a{attempt}"
+        try:
+            with transaction():
+                path = write_batch(str(out), cfg.task, cfg.n_per_round, seed, dist_json)
+                validate_batch(path)
+        except BatchRejected as e:
+            logger.warning("round %d attempt %d: %s", k, attempt, e)
+            record_batch(lid, k, str(out))
+            continue
+        rec = record_batch(lid, k, str(out))
+        return {**rec, "batch_dir": str(out)}
+    raise RuntimeError(f"{lid} round {k}: {MAX_BATCH_ATTEMPTS} batches in a row failed validation "
+                       f"(quarantined under {settings.batches_dir / lid})")
+
+
+@flow(name="feedback-loop", log_prints=True)
+def feedback_loop(params: LoopParams) -> dict:
+    from catalog import Catalog
+    from synthloop.loop_jobs import distribution_from_catalog
+
+    cfg = params.config()
+    logger = get_run_logger()
+    settings = get_settings()
+    state = open_loop(cfg)
+    lid, parent = state["loop_id"], state["mlflow_run_id"]
+    rule = StoppingRule(cfg.rounds, cfg.min_improvement, cfg.patience)
+    cat = Catalog(settings.catalog)
+
+    done = state["done"]
+    errors = [r["real_error"] for r in done]
+    if done:
+        last = cat.get_analysis(done[-1]["analysis_id"])
+        dist_id = last["next_distribution_id"]
+        prev_ckpt = cat.get_training_run(done[-1]["run_id"])["checkpoint"]
+    else:
+        dist_id, prev_ckpt = state["dist0"], None
+    stop, why = should_stop(errors, rule) if errors else (False, "")
+    k = len(done)
+    while not stop:
+        dist = distribution_from_catalog(cat, dist_id)
+        rnd = open_round(cfg, lid, k, dist_id, parent)
+        batch = None
+        if rnd.get("batch_id"):
+            b = cat.get_batch(rnd["batch_id"])
+            if b and b["status"] == "accepted":
+                batch = {"batch_id": b["id"], "batch_dir": b["path"]}
+        if batch is None:
+            batch = _accepted_batch(cfg, lid, k, dist.dumps(), dist_id)
+        trained = train_round(cfg, lid, k, batch["batch_dir"], batch["batch_id"], prev_ckpt,
+                              rnd["mlflow_run_id"])
+        ev = evaluate_round(cfg, lid, k, trained["checkpoint"], rnd["mlflow_run_id"])
+        an = analyse_round(cfg, lid, k, dist_id, batch["batch_dir"], trained["run_id"],
+                           rnd["mlflow_run_id"], ev)
+        close_round(lid, k, ev["real_error"], rnd["mlflow_run_id"])
+        errors.append(ev["real_error"])
+        logger.info("round %d: held-out real error %.3f deg; next distribution %s", k,
+                    ev["real_error"], an["next_distribution_id"])
+        dist_id, prev_ckpt = an["next_distribution_id"], trained["checkpoint"]
+        stop, why = should_stop(errors, rule)
+        k += 1
+    logger.info("loop %s stopped: %s (files under %s)", lid, why, round_dir(settings, lid, 0).parent)
+    return close_loop(cfg, lid, parent, why)

@@ -1,0 +1,345 @@
+"""The feedback loop's steps, as plain functions the Prefect tasks call.
+
+One round: generate a batch from the round's distribution -> validate it (in the flow's
+transaction) -> train (warm-started from the previous round's model) -> evaluate on the
+real data -> analyse the analysis part -> derive the next distribution. Every step
+records what it made in the lineage catalog, so a loop that is killed continues where
+it stopped: finished rounds are read back, a finished step is not redone, and training
+resumes from its own ``last.pt``.
+
+The real data are split once, deterministically, into an *analysis* part (its errors and
+images drive the distribution update) and a *held-out* part (only scored: it decides
+the stopping rule and the reported error, so the loop never tunes on what it reports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synth.distribution import SceneDistribution
+from synthloop.settings import Settings
+
+ERRORS_FILE = "real_errors.npz"
+SYN_STATS_N = 3000  # synthetic images whose statistics the nuisance fit compares with real
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Everything that fixes a loop's results (with the real data and the code)."""
+
+    task: str
+    real: str
+    rounds: int = 3
+    seed: int = 0
+    open_loop: bool = False
+    n_per_round: int = 6000
+    steps_per_round: int = 500
+    method: str = "source_only"
+    batch_size: int = 64
+    model: str = "gaze_resnet_s"
+    holdout_frac: float = 0.5
+    split_seed: int = 0
+    min_improvement: float = 0.02
+    patience: int | None = 1
+    policy_step: float = 0.7
+    distribution: str | None = None  # initial distribution JSON; default: the built-in one
+
+    def __post_init__(self) -> None:
+        if self.task != "gaze":
+            raise ValueError(f"task {self.task!r}: the loop runs for 'gaze' so far "
+                             "(landmarks joins with the faces work)")
+        if self.rounds < 1 or self.n_per_round < 1 or self.steps_per_round < 1:
+            raise ValueError("rounds, n_per_round and steps_per_round must be positive")
+        if not 0.05 <= self.holdout_frac <= 0.95:
+            raise ValueError(f"holdout_frac must be in [0.05, 0.95], got {self.holdout_frac}")
+
+    @property
+    def mode(self) -> str:
+        return "open" if self.open_loop else "closed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------ real data
+
+
+@dataclass(frozen=True)
+class RealSplit:
+    images: np.ndarray       # (N, H, W) uint8
+    pitchyaw: np.ndarray     # (N, 2) radians
+    analysis: np.ndarray     # indices
+    holdout: np.ndarray      # indices
+    fingerprint: str         # content hash of the images and labels
+    simulated: bool
+    path: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": self.path, "n": int(len(self.images)), "n_analysis": int(len(self.analysis)),
+                "n_holdout": int(len(self.holdout)), "simulated": self.simulated,
+                "fingerprint": self.fingerprint}
+
+
+def load_real(cfg: LoopConfig) -> RealSplit:
+    """Labeled real data (``labels.csv``), split into analysis and held-out parts by a
+    seeded permutation (``split_seed``, not the loop seed: every seed and both modes are
+    scored on the same held-out images)."""
+    from realdata.eyes import read_eye_folder
+    from synth.targets import is_simulated
+    from synthloop.errors import DataFormatError
+
+    data = read_eye_folder(cfg.real)
+    if data.pitchyaw is None:
+        raise DataFormatError(Path(cfg.real), "the loop needs labeled real data (labels.csv with "
+                              "pitch and yaw); this folder has only a manifest")
+    n = len(data.images)
+    if n < 20:
+        raise DataFormatError(Path(cfg.real), f"only {n} labeled images; the loop needs >= 20 to "
+                              "split into analysis and held-out parts")
+    h = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())
+    h.update(np.ascontiguousarray(data.pitchyaw, dtype=np.float64).tobytes())
+    perm = np.random.default_rng([cfg.split_seed, 4242]).permutation(n)
+    k = int(round(n * cfg.holdout_frac))
+    return RealSplit(data.images, np.asarray(data.pitchyaw, np.float64), np.sort(perm[k:]),
+                     np.sort(perm[:k]), h.hexdigest()[:16], is_simulated(cfg.real),
+                     str(Path(cfg.real).resolve()))
+
+
+def loop_id(cfg: LoopConfig, real: RealSplit, dist0: SceneDistribution) -> str:
+    """Same config + same real data + same start distribution = same loop (so running the
+    command again resumes it)."""
+    d = cfg.to_dict()
+    d.pop("real")
+    d.pop("distribution")
+    d.update(real=real.fingerprint, dist0=dist0.id)
+    return "loop-" + hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def initial_distribution(cfg: LoopConfig) -> SceneDistribution:
+    from synth.generate import default_distribution
+    from synthloop.errors import DataFormatError
+
+    if not cfg.distribution:
+        return default_distribution(cfg.task)
+    p = Path(cfg.distribution)
+    try:
+        return SceneDistribution.loads(p.read_text())
+    except FileNotFoundError:
+        raise DataFormatError(p, "file not found") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
+
+
+def round_seed(cfg: LoopConfig, k: int, stream: int) -> int:
+    from models.data import step_seed
+
+    return step_seed(cfg.seed, k, stream) % (2**31)
+
+
+# ------------------------------------------------------------------------ catalog helpers
+
+
+def record_distribution(cat, dist: SceneDistribution) -> None:
+    cat.add_distribution(dist.id, dist.name, dist.task, json.loads(dist.dumps()),
+                         parent_id=dist.parent, reason=dist.reason)
+
+
+def distribution_from_catalog(cat, dist_id: str) -> SceneDistribution:
+    row = cat.get_distribution(dist_id)
+    if row is None:
+        raise RuntimeError(f"distribution {dist_id} is not in the catalog")
+    content = row["content"]
+    return SceneDistribution.from_json(json.loads(content) if isinstance(content, str) else content)
+
+
+def record_batch(cat, batch_dir: str | Path) -> dict[str, Any]:
+    """The batch, its distribution and its validation verdict, as the catalog row."""
+    from synth.shards import BatchReader
+
+    r = BatchReader(batch_dir, verify=False)
+    m = r.manifest
+    record_distribution(cat, r.distribution)
+    manifest_sha = hashlib.sha256((Path(batch_dir) / "manifest.json").read_bytes()).hexdigest()
+    shards = [{"path": s.get("file", s.get("path")), "sha256": s.get("sha256")}
+              for s in m.get("shards", [])]
+    cat.add_batch(r.batch_id, r.distribution.id, int(m.get("seed", -1)), r.n,
+                  str(Path(batch_dir).resolve()), manifest_sha, shards, status="pending")
+    st = r.status
+    if st.status in ("accepted", "quarantined"):
+        detail = json.dumps({"failing": list(st.failing), **(st.detail or {})}, default=str)
+        cat.set_batch_status(r.batch_id, st.status, detail)
+    return {"batch_id": r.batch_id, "status": st.status, "failing": list(st.failing)}
+
+
+# ------------------------------------------------------------------------ train
+
+
+def round_dir(settings: Settings, lid: str, k: int) -> Path:
+    return settings.root / "loops" / lid / f"round-{k:02d}"
+
+
+def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_dir: str,
+                init_from: str | None, mlflow_run_id: str | None, real: RealSplit) -> dict[str, Any]:
+    """Train ``steps_per_round`` steps on the round's batch, warm-started from the previous
+    round's model; resumes from this round's own ``last.pt`` after an interruption."""
+    import torch
+
+    from models.data import ArraySource, ShardSource
+    from models.train import TrainConfig, train
+    from synth.shards import open_for_training
+    from synthloop.gaze_jobs import _val_source
+
+    reader = open_for_training(batch_dir)
+    out = round_dir(settings, lid, k) / "model"
+    seed = round_seed(cfg, k, 1)
+    cfg_t = TrainConfig(model=cfg.model, method=cfg.method, steps=cfg.steps_per_round,
+                        batch_size=cfg.batch_size, seed=seed, warmup=min(100, cfg.steps_per_round // 5),
+                        eval_every=cfg.steps_per_round, ckpt_every=max(50, cfg.steps_per_round // 4))
+    target_images = real.images[real.analysis]  # unlabeled use only (DA methods, selection)
+    callback = None
+    if mlflow_run_id:
+        from synthloop.tracking import MetricLogger
+
+        callback = MetricLogger(mlflow_run_id)
+    result = train(
+        cfg_t, ShardSource(reader, cfg.batch_size, seed),
+        ArraySource(target_images, cfg.batch_size, seed + 1), out,
+        val_source=_val_source(reader.distribution, seed),
+        val_target={"image": torch.from_numpy(target_images[:512]).unsqueeze(1)},
+        callback=callback, resume=True, init_weights=init_from)
+    final = {k2: float(v) for k2, v in (result.final_metrics or {}).items() if isinstance(v, int | float)}
+    return {"checkpoint": str(out / "last.pt"), "train_config": cfg_t.to_dict(),
+            "metrics": final, "samples_per_s": float(result.samples_per_s)}
+
+
+# ------------------------------------------------------------------------ evaluate
+
+
+def evaluate_round(settings: Settings, *, lid: str, k: int, checkpoint: str,
+                   real: RealSplit) -> dict[str, Any]:
+    """Per-sample angular errors on all real images (saved for the analysis), and the
+    error summaries of both parts."""
+    import torch
+
+    from analysis.gaze_eval import angular_errors_deg, evaluate_gaze
+    from models.checkpoint import load_model
+    from models.train import predict
+
+    net = load_model(checkpoint).eval()
+    out = predict(net, torch.from_numpy(real.images).unsqueeze(1), amp=False)
+    pred = out.pitchyaw.numpy().astype(np.float64)
+    err = angular_errors_deg(pred, real.pitchyaw)
+    d = round_dir(settings, lid, k)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / (ERRORS_FILE + ".tmp.npz")
+    np.savez(tmp, pred=pred, errors=err, features=out.features.numpy().astype(np.float32))
+    tmp.replace(d / ERRORS_FILE)
+    held = evaluate_gaze(pred[real.holdout], real.pitchyaw[real.holdout])
+    ana = evaluate_gaze(pred[real.analysis], real.pitchyaw[real.analysis])
+    return {"heldout": held, "analysis": ana, "errors_file": str(d / ERRORS_FILE),
+            "real_error": held["mean_angular_error_deg"]}
+
+
+# ------------------------------------------------------------------------ analyse + update
+
+
+def _synthetic_probe(batch_dir: str, n: int, seed: int):
+    """Images and factor values of up to ``n`` samples of the round's batch."""
+    from synth.shards import BatchReader
+
+    r = BatchReader(batch_dir, verify=False)
+    idx = np.sort(np.random.default_rng([seed, 17]).choice(r.n, size=min(n, r.n), replace=False))
+    meta = r.metadata.iloc[idx]
+    values = {f: meta[f].to_numpy(np.float64) for f in r.distribution.factor_names if f in meta}
+    return r.images(idx), values
+
+
+def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
+                  dist: SceneDistribution, dist0: SceneDistribution, batch_dir: str,
+                  real: RealSplit) -> dict[str, Any]:
+    """Slices of the analysis part's errors (gaze angles and image statistics), and the
+    next distribution: the policy's update (closed loop) or the start distribution
+    (open loop). Plots go next to the round's other files."""
+    from analysis.image_stats import image_statistics_table
+    from analysis.plots import distribution_change, slice_error_bars
+    from analysis.slices import slice_errors as slice_by
+    from analysis.slices import worst
+    from analysis.update_policy import (
+        EYE_LABEL_FACTORS,
+        EYE_NUISANCE,
+        UpdatePolicy,
+        update_distribution,
+    )
+
+    d = round_dir(settings, lid, k)
+    errors = np.load(d / ERRORS_FILE)["errors"][real.analysis]
+    truth = real.pitchyaw[real.analysis]
+    real_imgs = real.images[real.analysis]
+    real_stats = image_statistics_table(real_imgs)
+    observed = {"gaze_pitch_deg": np.degrees(truth[:, 0]), "gaze_yaw_deg": np.degrees(truth[:, 1]),
+                **{k2: np.asarray(v) for k2, v in real_stats.items()}}
+    slices = slice_by(errors, observed)
+    worst_slices = worst(slices, k=5, min_n=max(10, len(errors) // 50))
+
+    if cfg.open_loop:
+        new, report = dist0, {"mode": "open", "changes": {}}
+    else:
+        syn_imgs, syn_values = _synthetic_probe(batch_dir, SYN_STATS_N, round_seed(cfg, k, 2))
+        syn_stats = image_statistics_table(syn_imgs)
+        policy = UpdatePolicy(step=cfg.policy_step)
+        new, report = update_distribution(
+            dist, errors=errors,
+            real_values={"gaze_pitch": truth[:, 0], "gaze_yaw": truth[:, 1]},
+            label_factors=EYE_LABEL_FACTORS,
+            nuisance={"syn_factor_values": syn_values, "syn_stats": syn_stats,
+                      "real_stats": real_stats, "mapping": EYE_NUISANCE},
+            policy=policy)
+        report = {"mode": "closed", **report}
+    distribution_change(dist, new, _changed_factors(dist, new), path=d / "distribution_change.png",
+                        title=f"round {k}: {dist.id} -> {new.id}")
+    slice_error_bars(slices, d / "slice_errors.png", ylabel="error (deg)",
+                     title=f"round {k}: real error by slice (analysis part)")
+    plots = {"slices": str(d / "slice_errors.png"), "distribution": str(d / "distribution_change.png")}
+    return {"next_distribution": new, "report": report, "slices": slices,
+            "worst_slices": worst_slices, "plots": plots, "n_analysis": int(len(errors))}
+
+
+def _changed_factors(a: SceneDistribution, b: SceneDistribution, top: int = 8) -> list[str]:
+    """The factors whose weights moved most (total variation), at most ``top``; the label
+    factors first when nothing moved (open loop), so the plot is never empty."""
+    moved = []
+    for f in a.factors:
+        g = b.factor(f.name)
+        tv = 0.5 * float(np.abs(np.asarray(f.weights) - np.asarray(g.weights)).sum())
+        moved.append((tv, f.name))
+    moved.sort(key=lambda t: (-t[0], t[1]))
+    names = [n for tv, n in moved if tv > 1e-9][:top]
+    return names or ["gaze_pitch", "gaze_yaw"]
+
+
+def error_curve_png(rounds: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Held-out real error per round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ks = [r["round"] for r in rounds]
+    ax.plot(ks, [r["real_error"] for r in rounds], "o-")
+    ax.set_xlabel("round")
+    ax.set_ylabel("held-out real error (deg)")
+    ax.set_xticks(ks)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

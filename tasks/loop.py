@@ -1,0 +1,233 @@
+"""Prefect tasks of the feedback loop: one call into ``synthloop.loop_jobs`` each, plus
+what orchestration adds: catalog records, MLflow runs, dashboard artifacts, retries on
+the steps that touch storage, and skipping what a previous (interrupted) run finished."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.logging import get_run_logger
+
+from synthloop.loop_jobs import LoopConfig
+from synthloop.settings import get_settings
+
+
+def _catalog():
+    from catalog import Catalog
+
+    return Catalog(get_settings().catalog)
+
+
+def _tracking():
+    from synthloop import tracking
+
+    s = get_settings()
+    tracking.configure(s.tracking_uri, "gaze", s.artifact_root)
+    return tracking
+
+
+@task(name="open-loop-in-catalog-and-mlflow", retries=2, retry_delay_seconds=3)
+def open_loop(cfg: LoopConfig) -> dict[str, Any]:
+    """Split the real data, register the loop (or find it: same config = same loop) and
+    its MLflow parent run; return what finished rounds the catalog already holds."""
+    from synthloop import loop_jobs as jobs
+
+    logger = get_run_logger()
+    settings = get_settings()
+    settings.ensure_home()
+    real = jobs.load_real(cfg)
+    dist0 = jobs.initial_distribution(cfg)
+    lid = jobs.loop_id(cfg, real, dist0)
+    cat = _catalog()
+    jobs.record_distribution(cat, dist0)
+    cat.start_loop(lid, cfg.task, cfg.mode, cfg.seed, {**cfg.to_dict(), "split": real.describe()})
+    loop = cat.get_loop(lid)
+    tracking = _tracking()
+    parent = loop.get("mlflow_run_id")
+    if not parent:
+        parent = tracking.create_run(cfg.task, f"{cfg.mode}-loop-s{cfg.seed}", {
+            "task": cfg.task, "kind": "feedback-loop", "loop_id": lid, "mode": cfg.mode,
+            "real_data": real.path, "real_kind": "simulated" if real.simulated else "real"})
+        cat.set_loop_status(lid, "running", mlflow_run_id=parent)
+    tracking.log_params_to(parent, {**cfg.to_dict(), "dist0": dist0.id,
+                                    **{f"split.{k}": v for k, v in real.describe().items()}})
+    done = [r for r in cat.rounds(lid) if r["status"] == "done"]
+    if done:
+        logger.info("resuming %s: %d round(s) already done", lid, len(done))
+    logger.info("real data %s: %d analysis + %d held-out images (split seed %d)", real.path,
+                len(real.analysis), len(real.holdout), cfg.split_seed)
+    return {"loop_id": lid, "mlflow_run_id": parent, "dist0": dist0.id, "split": real.describe(),
+            "done": done}
+
+
+@task(name="open-round", retries=2, retry_delay_seconds=3)
+def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str) -> dict[str, Any]:
+    """The round's catalog row and MLflow child run (found again after a restart)."""
+    cat = _catalog()
+    rows = {r["index"]: r for r in cat.rounds(lid)}
+    row = rows.get(k)
+    if row is not None and row["distribution_id"] != dist_id:
+        raise RuntimeError(f"{lid} round {k}: catalog says distribution {row['distribution_id']}, "
+                           f"the loop derived {dist_id}; the catalog and the data disagree")
+    run_id = row.get("mlflow_run_id") if row else None
+    if not run_id:
+        tracking = _tracking()
+        run_id = tracking.create_run(cfg.task, f"round-{k}", {
+            "task": cfg.task, "kind": "feedback-loop-round", "loop_id": lid, "round": str(k),
+            "distribution": dist_id, "mode": cfg.mode}, parent_run_id=parent_run)
+    if row is None:
+        cat.upsert_round(lid, k, distribution_id=dist_id, status="started", mlflow_run_id=run_id)
+    elif not row.get("mlflow_run_id"):
+        cat.upsert_round(lid, k, mlflow_run_id=run_id)
+    return {**(row or {}), "index": k, "distribution_id": dist_id, "mlflow_run_id": run_id,
+            "status": (row or {}).get("status", "started")}
+
+
+@task(name="record-batch-in-catalog", retries=2, retry_delay_seconds=3)
+def record_batch(lid: str, k: int, batch_dir: str) -> dict[str, Any]:
+    from synthloop import loop_jobs as jobs
+
+    cat = _catalog()
+    rec = jobs.record_batch(cat, batch_dir)
+    if rec["status"] == "accepted":
+        cat.upsert_round(lid, k, batch_id=rec["batch_id"], status="generated")
+    return rec
+
+
+@task(name="train-round-model")
+def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str,
+                init_from: str | None, round_run: str) -> dict[str, Any]:
+    from synthloop import loop_jobs as jobs
+
+    cat = _catalog()
+    run_key = f"{lid}-r{k}"
+    done = cat.get_training_run(run_key)
+    if done and done["status"] == "finished":
+        return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
+    tracking = _tracking()
+    real = jobs.load_real(cfg)
+    cat.add_training_run(run_key, cfg.task, cfg.method,
+                         {"steps": cfg.steps_per_round, "init_from": init_from, "model": cfg.model},
+                         [batch_id], mlflow_run_id=round_run)
+    res = jobs.train_round(get_settings(), cfg, lid=lid, k=k, batch_dir=batch_dir,
+                           init_from=init_from, mlflow_run_id=round_run, real=real)
+    tracking.log_params_to(round_run, {"round": k, "batch_id": batch_id, "init_from": init_from,
+                                       **{f"train.{a}": b for a, b in res["train_config"].items()}})
+    tracking.log_artifact_to(round_run, res["checkpoint"], "checkpoint")
+    cat.finish_training_run(run_key, checkpoint=res["checkpoint"], metrics=res["metrics"],
+                            mlflow_run_id=round_run)
+    cat.upsert_round(lid, k, run_id=run_key, status="trained")
+    return {"run_id": run_key, "checkpoint": res["checkpoint"], "metrics": res["metrics"]}
+
+
+@task(name="evaluate-on-real-data")
+def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run: str) -> dict[str, Any]:
+    from synthloop import loop_jobs as jobs
+
+    real = jobs.load_real(cfg)
+    res = jobs.evaluate_round(get_settings(), lid=lid, k=k, checkpoint=checkpoint, real=real)
+    _tracking().log_metrics_to(round_run, {
+        "real_error_heldout_deg": res["heldout"]["mean_angular_error_deg"],
+        "real_median_heldout_deg": res["heldout"]["median_angular_error_deg"],
+        "real_error_analysis_deg": res["analysis"]["mean_angular_error_deg"]}, step=k)
+    return {"real_error": res["real_error"], "heldout": res["heldout"],
+            "analysis_error": res["analysis"]["mean_angular_error_deg"]}
+
+
+@task(name="analyse-errors-and-update-distribution", retries=1, retry_delay_seconds=3)
+def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: str,
+                  train_run: str, round_run: str, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Slices, the next distribution, the catalog's analysis row, MLflow artifacts and the
+    dashboard artifact. Skipped (read back) when the catalog already has the analysis."""
+    from synthloop import loop_jobs as jobs
+
+    cat = _catalog()
+    analysis_id = f"{lid}-r{k}-analysis"
+    prev = cat.get_analysis(analysis_id)
+    if prev is not None:
+        return {"analysis_id": analysis_id, "next_distribution_id": prev["next_distribution_id"],
+                "worst_slices": prev["slices"].get("worst", []), "report": prev["metrics"].get("update", {})}
+    settings = get_settings()
+    real = jobs.load_real(cfg)
+    dist = jobs.distribution_from_catalog(cat, dist_id)
+    dist0 = jobs.initial_distribution(cfg)
+    res = jobs.analyse_round(settings, cfg, lid=lid, k=k, dist=dist, dist0=dist0,
+                             batch_dir=batch_dir, real=real)
+    new = res["next_distribution"]
+    jobs.record_distribution(cat, new)
+    data_ref = json.dumps({**real.describe(), "part": "analysis"})
+    cat.add_analysis(analysis_id, train_run, data_ref,
+                     {"evaluation": {"real_error_heldout": evaluation["real_error"],
+                                     "real_error_analysis": evaluation["analysis_error"]},
+                      "update": res["report"]},
+                     {"slices": res["slices"], "worst": res["worst_slices"]},
+                     next_distribution_id=new.id)
+    cat.upsert_round(lid, k, analysis_id=analysis_id, status="analysed")
+    tracking = _tracking()
+    for p in res["plots"].values():
+        tracking.log_artifact_to(round_run, p, "plots")
+    tracking.log_dict_to(round_run, json.loads(dist.dumps()), "distribution.json")
+    tracking.log_dict_to(round_run, json.loads(new.dumps()), "next_distribution.json")
+    tracking.log_dict_to(round_run, res["report"], "update_report.json")
+    tracking.log_dict_to(round_run, {"slices": res["slices"], "worst": res["worst_slices"]},
+                         "slices.json")
+    _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run)
+    return {"analysis_id": analysis_id, "next_distribution_id": new.id,
+            "worst_slices": res["worst_slices"], "report": res["report"]}
+
+
+def _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run) -> None:
+    settings = get_settings()
+    worst = res["worst_slices"]
+    lines = [f"# Feedback loop `{lid}`, round {k} ({cfg.mode} loop)", "",
+             f"- held-out real error: **{evaluation['real_error']:.2f} deg** "
+             f"(analysis part: {evaluation['analysis_error']:.2f} deg)",
+             f"- distribution: `{dist.id}` -> next `{new.id}`",
+             f"- MLflow round run: `{round_run}` at `{settings.tracking_uri}`",
+             f"- plots: `{res['plots']['slices']}`, `{res['plots']['distribution']}`", "",
+             "## Worst slices (analysis part)", "",
+             "| variable | range | n | mean error | 95% CI |", "|---|---|---|---|---|"]
+    for s in worst:
+        ci = s.get("ci95") or [float("nan"), float("nan")]
+        lines.append(f"| {s['variable']} | {s['lo']:.3g} .. {s['hi']:.3g} | {s['n']} | "
+                     f"{s['mean_error']:.2f} | {ci[0]:.2f} .. {ci[1]:.2f} |")
+    lines += ["", "## Distribution change", "", f"{new.reason or 'unchanged (open loop)'}"]
+    create_markdown_artifact("\n".join(lines), key="feedback-loop-round",
+                             description=f"{lid} round {k}")
+    create_table_artifact(
+        [{"variable": s["variable"], "lo": round(s["lo"], 4), "hi": round(s["hi"], 4), "n": s["n"],
+          "mean_error": round(s["mean_error"], 3)} for s in res["slices"]],
+        key="feedback-loop-slices", description=f"{lid} round {k}: real error by slice")
+
+
+@task(name="close-round", retries=2, retry_delay_seconds=3)
+def close_round(lid: str, k: int, real_error: float, round_run: str) -> None:
+    cat = _catalog()
+    cat.upsert_round(lid, k, real_error=float(real_error), status="done")
+    _tracking().end_run(round_run, "FINISHED")
+
+
+@task(name="close-loop", retries=2, retry_delay_seconds=3)
+def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[str, Any]:
+    from synthloop import loop_jobs as jobs
+
+    cat = _catalog()
+    rounds = [r for r in cat.rounds(lid) if r["status"] == "done"]
+    summary = [{"round": r["index"], "distribution_id": r["distribution_id"], "batch_id": r["batch_id"],
+                "real_error": r["real_error"], "mlflow_run_id": r["mlflow_run_id"]} for r in rounds]
+    tracking = _tracking()
+    png = jobs.error_curve_png(summary, jobs.round_dir(get_settings(), lid, 0).parent / "real_error.png",
+                               f"{lid} ({cfg.mode} loop, seed {cfg.seed})")
+    tracking.log_artifact_to(parent_run, png, "plots")
+    for r in summary:
+        tracking.log_metrics_to(parent_run, {"real_error_heldout_deg": r["real_error"]}, step=r["round"])
+    tracking.log_dict_to(parent_run, {"rounds": summary, "stopped": reason}, "loop_summary.json")
+    tracking.end_run(parent_run, "FINISHED")
+    cat.set_loop_status(lid, "finished")
+    create_table_artifact(summary, key="feedback-loop-summary",
+                          description=f"{lid}: held-out real error per round; stopped: {reason}")
+    return {"loop_id": lid, "rounds": summary, "stopped": reason,
+            "final_real_error": summary[-1]["real_error"] if summary else None}

@@ -1,0 +1,108 @@
+"""The feedback-loop flow on a tiny budget: rounds run in order, the closed loop derives a
+new distribution from the analysis while the open loop keeps its start, every step is in
+the lineage catalog and in MLflow (a parent run with one child per round), and running
+the same loop again reads the finished rounds back instead of redoing them."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.flow, pytest.mark.gx]
+
+TINY = dict(rounds=2, n_per_round=256, steps_per_round=4, patience=None)
+
+
+@pytest.fixture(scope="module")
+def sim_target(tmp_path_factory):
+    from synth.targets import write_simulated_target
+
+    return write_simulated_target(tmp_path_factory.mktemp("target") / "sim", 120, 3, labeled=True)
+
+
+def _run(params):
+    from flows.feedback_loop import feedback_loop
+
+    state = feedback_loop(params, return_state=True)
+    assert state.is_completed(), state.message
+    return state.result()
+
+
+def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim_target):
+    import mlflow
+
+    from catalog import Catalog
+    from flows.feedback_loop import LoopParams
+    from synth.generate import default_distribution
+    from synthloop.settings import get_settings
+    from synthloop.tracking import PARENT_TAG
+
+    res = _run(LoopParams(real=str(sim_target), seed=1, **TINY))
+    rounds = res["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1]
+    assert all(r["real_error"] > 0 for r in rounds)
+    dist0 = default_distribution("gaze")
+    assert rounds[0]["distribution_id"] == dist0.id
+    assert rounds[1]["distribution_id"] != dist0.id  # the analysis changed it
+    assert res["final_real_error"] == rounds[-1]["real_error"]
+
+    settings = get_settings()
+    cat = Catalog(settings.catalog)
+    d1 = cat.get_distribution(rounds[1]["distribution_id"])
+    assert d1["parent_id"] == dist0.id and d1["reason"]
+    # distribution -> batch -> run -> analysis -> next distribution, walked back to the root
+    chain = cat.lineage(rounds[1]["distribution_id"])
+    kinds = [step["kind"] for step in chain]
+    for kind in ("analysis", "training_run", "batch", "distribution"):
+        assert kind in kinds, chain
+    assert chain[-1]["id"] == dist0.id
+    batch = cat.get_batch(rounds[0]["batch_id"])
+    assert batch["status"] == "accepted" and batch["distribution_id"] == dist0.id
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    loop = cat.get_loop(res["loop_id"])
+    parent = mlflow.get_run(loop["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mode"] == "closed" and parent.data.params["open_loop"] == "False"
+    assert parent.data.params["split.n_holdout"] == "60"
+    children = mlflow.search_runs(experiment_names=["synthloop-gaze"], output_format="list",
+                                  filter_string=f"tags.`{PARENT_TAG}` = '{parent.info.run_id}'")
+    assert sorted(c.data.tags["round"] for c in children) == ["0", "1"]
+    for c in children:
+        assert "real_error_heldout_deg" in c.data.metrics
+        names = {a.path for a in mlflow.MlflowClient().list_artifacts(c.info.run_id, "plots")}
+        assert {"plots/slice_errors.png", "plots/distribution_change.png"} <= names
+
+
+def test_open_loop_keeps_the_start_distribution(prefect_harness, sim_target):
+    from flows.feedback_loop import LoopParams
+    from synth.generate import default_distribution
+
+    res = _run(LoopParams(real=str(sim_target), seed=1, open_loop=True, **TINY))
+    assert {r["distribution_id"] for r in res["rounds"]} == {default_distribution("gaze").id}
+    # same seed, other mode: the same first batch (round 0 is identical in both arms)
+    assert res["rounds"][0]["batch_id"]
+
+
+def test_running_the_same_loop_again_resumes_instead_of_redoing(prefect_harness, sim_target):
+    from catalog import Catalog
+    from flows.feedback_loop import LoopParams
+    from synthloop.settings import get_settings
+
+    p = LoopParams(real=str(sim_target), seed=2, **TINY)
+    first = _run(p)
+    cat = Catalog(get_settings().catalog)
+    n_batches = len(cat.batches())
+    again = _run(p)
+    assert again["loop_id"] == first["loop_id"]
+    assert again["rounds"] == first["rounds"]
+    assert len(cat.batches()) == n_batches  # nothing generated twice
+
+
+def test_loop_rejects_unlabeled_real_data(prefect_harness, tmp_path):
+    from flows.feedback_loop import LoopParams, feedback_loop
+    from synth.targets import write_simulated_target
+
+    unlabeled = write_simulated_target(tmp_path / "u", 40, 0, labeled=False)
+    state = feedback_loop(LoopParams(real=str(unlabeled), **TINY), return_state=True)
+    assert state.is_failed()
+    assert "labels.csv" in state.message or "labeled" in state.message
