@@ -36,7 +36,8 @@ class LoopParams(BaseModel):
     """What the loop runs on. Rendered by the Prefect dashboard as the run form."""
 
     task: Literal["gaze"] = Field("gaze", description="gaze (landmarks joins with the faces work)")
-    real: str = Field(..., description="labeled real data: a folder with labels.csv (gaze)")
+    real: str | None = Field(None, description="labeled real data: a folder with labels.csv (gaze); "
+                             "empty = the built-in simulated target, written under the project home")
     rounds: int = Field(3, ge=1, le=50, description="budget of rounds")
     seed: int = Field(0, ge=0, description="seeds batches, training and the analysis probe")
     open_loop: bool = Field(False, description="keep the initial distribution (the baseline)")
@@ -52,7 +53,10 @@ class LoopParams(BaseModel):
     distribution_path: str | None = Field(None, description="start distribution JSON (default: built-in)")
 
     def config(self) -> LoopConfig:
-        return LoopConfig(task=self.task, real=self.real, rounds=self.rounds, seed=self.seed,
+        from synthloop.loop_jobs import builtin_target
+
+        real = self.real or str(builtin_target(get_settings()))
+        return LoopConfig(task=self.task, real=real, rounds=self.rounds, seed=self.seed,
                           open_loop=self.open_loop, n_per_round=self.n_per_round,
                           steps_per_round=self.steps_per_round, method=self.method,
                           min_improvement=self.min_improvement, patience=self.patience,
@@ -83,8 +87,7 @@ def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: 
 
 @flow(name="feedback-loop", log_prints=True)
 def feedback_loop(params: LoopParams) -> dict:
-    from catalog import Catalog
-    from synthloop.loop_jobs import distribution_from_catalog
+    from synthloop.lineage import distribution_from_catalog, open_catalog
 
     cfg = params.config()
     logger = get_run_logger()
@@ -92,7 +95,7 @@ def feedback_loop(params: LoopParams) -> dict:
     state = open_loop(cfg)
     lid, parent = state["loop_id"], state["mlflow_run_id"]
     rule = StoppingRule(cfg.rounds, cfg.min_improvement, cfg.patience)
-    cat = Catalog(settings.catalog)
+    cat = open_catalog()
 
     done = state["done"]
     errors = [r["real_error"] for r in done]

@@ -15,7 +15,13 @@ from prefect.transactions import transaction
 from pydantic import BaseModel, Field
 
 from synthloop.settings import get_settings
-from tasks.batches import BatchRejected, validate_batch, write_batch
+from tasks.batches import (
+    BatchRejected,
+    catalog_batch,
+    revalidate_batch,
+    validate_batch,
+    write_batch,
+)
 
 
 class GenerateParams(BaseModel):
@@ -39,7 +45,26 @@ def generate_batch(params: GenerateParams = GenerateParams()):  # noqa: B008 (py
     try:
         with transaction():
             path = write_batch(str(out), params.task, params.n, params.seed, dist_json, params.device)
-            return validate_batch(path)
+            summary = validate_batch(path)
     except BatchRejected as e:
         # the rollback hook has quarantined the batch; the run ends Failed, with the reason
+        catalog_batch(str(out))
         return Failed(message=f"{e} (quarantined at {out})")
+    catalog_batch(str(out))
+    return summary
+
+
+class ValidateParams(BaseModel):
+    batch: str = Field(..., description="batch folder (with manifest.json) to validate again")
+
+
+@flow(name="validate-batch", log_prints=True)
+def validate_existing_batch(params: ValidateParams) -> dict:
+    """Validate a batch that already exists (e.g. after a suite changed). A failure marks
+    it quarantined; the verdict is recorded in the catalog either way."""
+    verdict = revalidate_batch(params.batch)
+    rec = catalog_batch(params.batch)
+    if verdict["status"] != "accepted":
+        return Failed(message=f"batch {verdict['batch_id']} failed validation: "
+                              f"{', '.join(verdict['failing'])} (quarantined)")
+    return {**rec, **verdict}

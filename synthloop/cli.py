@@ -271,53 +271,6 @@ def _prefect_env(settings) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 
-def cmd_demo(a: argparse.Namespace) -> int:
-    from synthloop.settings import get_settings
-
-    settings = get_settings()
-    settings.ensure_home()
-    _prefect_env(settings)
-    from flows.generate_batch import GenerateParams, generate_batch
-
-    out = settings.batches_dir / f"demo-gaze-s{a.seed}-n{a.n}"
-    state = generate_batch(GenerateParams(task="gaze", n=a.n, seed=a.seed, out=str(out)), return_state=True)
-    ok = state.is_completed()
-    preview = settings.outputs_dir / "demo-eyes.png"
-    from synth.preview import batch_grid
-    from synth.shards import BatchReader
-
-    r = BatchReader(out)
-    real = None
-    if settings.real_eyes_unlabeled:
-        from realdata import read_eye_manifest
-
-        real = read_eye_manifest(settings.real_eyes_unlabeled).images
-    batch_grid(r, preview, real=real)
-    st = r.status
-    print()
-    print(f"batch      {r.batch_id}  ({r.n} eye patches, {'x'.join(map(str, r.image_shape))} uint8)")
-    print(f"status     {st.status}" + (f"  failing: {', '.join(st.failing)}" if st.failing else ""))
-    print(f"folder     {out}")
-    if st.detail:
-        print(f"result     {st.detail.get('result')}")
-        print(f"Data Docs  {st.detail.get('docs')}")
-    print(f"preview    {preview}")
-    print(f"home       {settings.root}  (override with SYNTHLOOP_HOME)")
-    return EXIT_OK if ok else EXIT_INVALID
-
-
-def _builtin_target(settings, n: int = 2000, seed: int = 0) -> Path:
-    """The built-in simulated target (labeled), written once under the project home."""
-    from synth.targets import write_simulated_target
-
-    out = settings.root / "targets" / f"sim-shifted-n{n}-s{seed}"
-    if not (out / "labels.csv").is_file():
-        print(f"writing the built-in simulated target domain to {out} (a simulation, not real data)",
-              file=sys.stderr)
-        write_simulated_target(out, n, seed, labeled=True, label_shift=True)
-    return out
-
-
 def cmd_loop(a: argparse.Namespace) -> int:
     """The feedback loop through its Prefect flow (embedded server unless PREFECT_API_URL)."""
     from synthloop.settings import get_settings
@@ -325,7 +278,9 @@ def cmd_loop(a: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_home()
     _prefect_env(settings)
-    real = a.real or str(_builtin_target(settings))
+    from synthloop.loop_jobs import builtin_target
+
+    real = a.real or str(builtin_target(settings))
     from flows.feedback_loop import LoopParams, feedback_loop
 
     params = LoopParams(task=a.task, real=real, rounds=a.rounds, seed=a.seed, open_loop=a.open_loop,
@@ -356,12 +311,31 @@ def cmd_loop(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(a: argparse.Namespace) -> int:
+    """The main job on embedded defaults: a small closed feedback loop on the built-in
+    simulated target (generate, validate, train, evaluate, analyse, update; 3 rounds)."""
+    loop_args = build_parser().parse_args([
+        "loop", "--rounds", str(a.rounds), "--seed", str(a.seed), "--n-per-round", str(a.n),
+        "--steps-per-round", str(a.steps)])
+    code = cmd_loop(loop_args)
+    from synthloop.settings import get_settings
+
+    home = get_settings().root
+    print(f"plots      {home / 'loops'}/<loop id>/round-*/{{slice_errors,distribution_change}}.png")
+    print(f"catalog    {get_settings().catalog}")
+    print(f"home       {home}  (override with SYNTHLOOP_HOME; `synthloop ui` opens the dashboards)")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="synthloop", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="generate + validate a gaze batch through the Prefect flow (embedded stores)")
-    d.add_argument("-n", type=int, default=4096)
+    d = sub.add_parser("demo", help="the main job: a small feedback loop on the built-in simulated "
+                       "target (embedded stores)")
+    d.add_argument("-n", type=int, default=3000, help="synthetic samples per round")
+    d.add_argument("--steps", type=int, default=300, help="training steps per round")
+    d.add_argument("--rounds", type=int, default=3)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo)
 

@@ -86,6 +86,21 @@ class RealSplit:
                 "fingerprint": self.fingerprint}
 
 
+def builtin_target(settings: Settings, n: int = 2000, seed: int = 0) -> Path:
+    """The built-in simulated target (labeled), written once under the project home; used
+    where no labeled real eyes are at hand (a fresh clone, the demo, the nightly default)."""
+    import sys
+
+    from synth.targets import write_simulated_target
+
+    out = settings.root / "targets" / f"sim-shifted-n{n}-s{seed}"
+    if not (out / "labels.csv").is_file():
+        print(f"writing the built-in simulated target domain to {out} (a simulation, not real "
+              "data)", file=sys.stderr)
+        write_simulated_target(out, n, seed, labeled=True, label_shift=True)
+    return out
+
+
 def load_real(cfg: LoopConfig) -> RealSplit:
     """Labeled real data (``labels.csv``), split into analysis and held-out parts by a
     seeded permutation (``split_seed``, not the loop seed: every seed and both modes are
@@ -140,41 +155,6 @@ def round_seed(cfg: LoopConfig, k: int, stream: int) -> int:
     from models.data import step_seed
 
     return step_seed(cfg.seed, k, stream) % (2**31)
-
-
-# ------------------------------------------------------------------------ catalog helpers
-
-
-def record_distribution(cat, dist: SceneDistribution) -> None:
-    cat.add_distribution(dist.id, dist.name, dist.task, json.loads(dist.dumps()),
-                         parent_id=dist.parent, reason=dist.reason)
-
-
-def distribution_from_catalog(cat, dist_id: str) -> SceneDistribution:
-    row = cat.get_distribution(dist_id)
-    if row is None:
-        raise RuntimeError(f"distribution {dist_id} is not in the catalog")
-    content = row["content"]
-    return SceneDistribution.from_json(json.loads(content) if isinstance(content, str) else content)
-
-
-def record_batch(cat, batch_dir: str | Path) -> dict[str, Any]:
-    """The batch, its distribution and its validation verdict, as the catalog row."""
-    from synth.shards import BatchReader
-
-    r = BatchReader(batch_dir, verify=False)
-    m = r.manifest
-    record_distribution(cat, r.distribution)
-    manifest_sha = hashlib.sha256((Path(batch_dir) / "manifest.json").read_bytes()).hexdigest()
-    shards = [{"path": s.get("file", s.get("path")), "sha256": s.get("sha256")}
-              for s in m.get("shards", [])]
-    cat.add_batch(r.batch_id, r.distribution.id, int(m.get("seed", -1)), r.n,
-                  str(Path(batch_dir).resolve()), manifest_sha, shards, status="pending")
-    st = r.status
-    if st.status in ("accepted", "quarantined"):
-        detail = json.dumps({"failing": list(st.failing), **(st.detail or {})}, default=str)
-        cat.set_batch_status(r.batch_id, st.status, detail)
-    return {"batch_id": r.batch_id, "status": st.status, "failing": list(st.failing)}
 
 
 # ------------------------------------------------------------------------ train

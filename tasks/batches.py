@@ -111,3 +111,23 @@ def validate_batch(batch_dir: str) -> dict:
     return {"batch_id": report.batch_id, "batch_dir": batch_dir, "status": status, "failing": [],
             "result": str(report.result_path),
             "docs": str(report.docs_path) if report.docs_path else None}
+
+
+@task(name="record-batch-in-lineage-catalog", retries=2, retry_delay_seconds=3)
+def catalog_batch(batch_dir: str) -> dict:
+    """The batch, its distribution and its verdict (accepted or quarantined) as catalog rows."""
+    from synthloop.lineage import open_catalog, record_batch
+
+    return record_batch(open_catalog(), batch_dir)
+
+
+@task(name="revalidate-existing-batch")
+def revalidate_batch(batch_dir: str) -> dict:
+    """GX suites on a batch already on disk; writes its verdict (accepted or quarantined)."""
+    from expectations.validate import record_outcome
+    from expectations.validate import validate_batch as run_validation
+
+    report = run_validation(batch_dir)
+    status = record_outcome(batch_dir, report)
+    return {"batch_id": report.batch_id, "status": status, "failing": list(report.failing),
+            "result": str(report.result_path)}

@@ -11,14 +11,15 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
+from synthloop import lineage
 from synthloop.loop_jobs import LoopConfig
 from synthloop.settings import get_settings
 
 
 def _catalog():
-    from catalog import Catalog
+    from synthloop.lineage import open_catalog
 
-    return Catalog(get_settings().catalog)
+    return open_catalog()
 
 
 def _tracking():
@@ -42,7 +43,7 @@ def open_loop(cfg: LoopConfig) -> dict[str, Any]:
     dist0 = jobs.initial_distribution(cfg)
     lid = jobs.loop_id(cfg, real, dist0)
     cat = _catalog()
-    jobs.record_distribution(cat, dist0)
+    lineage.record_distribution(cat, dist0)
     cat.start_loop(lid, cfg.task, cfg.mode, cfg.seed, {**cfg.to_dict(), "split": real.describe()})
     loop = cat.get_loop(lid)
     tracking = _tracking()
@@ -88,10 +89,10 @@ def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str)
 
 @task(name="record-batch-in-catalog", retries=2, retry_delay_seconds=3)
 def record_batch(lid: str, k: int, batch_dir: str) -> dict[str, Any]:
-    from synthloop import loop_jobs as jobs
+    from synthloop.lineage import record_batch as record
 
     cat = _catalog()
-    rec = jobs.record_batch(cat, batch_dir)
+    rec = record(cat, batch_dir)
     if rec["status"] == "accepted":
         cat.upsert_round(lid, k, batch_id=rec["batch_id"], status="generated")
     return rec
@@ -152,12 +153,12 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
                 "worst_slices": prev["slices"].get("worst", []), "report": prev["metrics"].get("update", {})}
     settings = get_settings()
     real = jobs.load_real(cfg)
-    dist = jobs.distribution_from_catalog(cat, dist_id)
+    dist = lineage.distribution_from_catalog(cat, dist_id)
     dist0 = jobs.initial_distribution(cfg)
     res = jobs.analyse_round(settings, cfg, lid=lid, k=k, dist=dist, dist0=dist0,
                              batch_dir=batch_dir, real=real)
     new = res["next_distribution"]
-    jobs.record_distribution(cat, new)
+    lineage.record_distribution(cat, new)
     data_ref = json.dumps({**real.describe(), "part": "analysis"})
     cat.add_analysis(analysis_id, train_run, data_ref,
                      {"evaluation": {"real_error_heldout": evaluation["real_error"],

@@ -11,8 +11,11 @@ import time
 import urllib.request
 
 import pytest
+from mlflow.tracking import MlflowClient
 
+from catalog import Catalog
 from synth.shards import BatchReader
+from synth.targets import write_simulated_target
 from synthloop.servers import free_port, start_mlflow, start_prefect, wait_healthy
 from synthloop.settings import Settings
 
@@ -32,6 +35,16 @@ def _api(base, path, body=None, tries=5):
             if e.code != 503 or attempt == tries - 1:
                 raise
             time.sleep(2)
+
+
+def _wait(api, run_id, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _api(api, f"/flow_runs/{run_id}")["state"]["type"]
+        if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return state
+        assert time.monotonic() < deadline, f"flow run stuck in {state}"
+        time.sleep(2)
 
 
 def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path, monkeypatch):
@@ -62,16 +75,31 @@ def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path, monkeyp
         out = tmp_path / "from-dashboard"
         run = _api(api, f"/deployments/{dep['id']}/create_flow_run",
                    {"parameters": {"params": {"task": "gaze", "n": 300, "seed": 5, "out": str(out)}}})
-        deadline = time.monotonic() + 240
-        while True:
-            state = _api(api, f"/flow_runs/{run['id']}")["state"]["type"]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            assert time.monotonic() < deadline, f"flow run stuck in {state}"
-            time.sleep(2)
-        assert state == "COMPLETED"
+        assert _wait(api, run["id"], 240) == "COMPLETED"
         r = BatchReader(out)
         assert r.n == 300 and r.manifest["seed"] == 5 and r.status.status == "accepted"
+        cat = Catalog(settings.catalog)  # the worker recorded the batch in the lineage catalog
+        assert cat.get_batch(r.batch_id)["status"] == "accepted"
+        assert cat.get_batch(r.batch_id)["path"] == str(out.resolve())
+
+        # the feedback loop's deployment, with a tiny budget: the worker's run logs to the
+        # same MLflow server (a parent run with the run form's parameters) and the catalog
+        target = write_simulated_target(tmp_path / "target", 80, 2, labeled=True)
+        loop_dep = _api(api, "/deployments/name/feedback-loop/feedback-loop-gaze")
+        assert loop_dep["schedules"] and loop_dep["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+        run = _api(api, f"/deployments/{loop_dep['id']}/create_flow_run", {"parameters": {"params": {
+            "real": str(target), "rounds": 1, "n_per_round": 200, "steps_per_round": 3, "seed": 11}}})
+        assert _wait(api, run["id"], 300) == "COMPLETED"
+        client = MlflowClient(tracking_uri=servers[1].url)
+        exp = client.get_experiment_by_name("synthloop-gaze")
+        parents = client.search_runs([exp.experiment_id], "tags.kind = 'feedback-loop'")
+        assert len(parents) == 1
+        params = parents[0].data.params
+        assert params["n_per_round"] == "200" and params["seed"] == "11" and params["rounds"] == "1"
+        loop = cat.get_loop(parents[0].data.tags["loop_id"])
+        assert loop["status"] == "finished" and loop["mlflow_run_id"] == parents[0].info.run_id
+        (round0,) = cat.rounds(loop["id"])
+        assert cat.get_batch(round0["batch_id"])["status"] == "accepted"
 
         # an interval schedule: the server's scheduler must create runs that the worker
         # executes (this is what SQLAlchemy 2.1 silently breaks, see stack.md)

@@ -1,0 +1,58 @@
+"""Lineage records: what the catalog holds about distributions and batches, written from
+the objects themselves (a batch folder's manifest and status, a distribution's JSON), so
+every flow records them the same way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from synth.distribution import SceneDistribution
+
+
+def open_catalog():
+    """The catalog at the configured URL (``SYNTHLOOP_CATALOG_URL``, default SQLite in the
+    project home)."""
+    from catalog import Catalog
+    from synthloop.settings import get_settings
+
+    return Catalog(get_settings().catalog)
+
+
+
+def record_distribution(cat, dist: SceneDistribution) -> None:
+    """A distribution row. Its parent is linked when the catalog knows it; a distribution
+    derived outside the catalog (by hand, in a notebook) keeps its parent id in its content
+    JSON but gets no foreign key, since the parent's content is not known here."""
+    parent = dist.parent if dist.parent and cat.get_distribution(dist.parent) else None
+    cat.add_distribution(dist.id, dist.name, dist.task, json.loads(dist.dumps()),
+                         parent_id=parent, reason=dist.reason)
+
+
+def distribution_from_catalog(cat, dist_id: str) -> SceneDistribution:
+    row = cat.get_distribution(dist_id)
+    if row is None:
+        raise RuntimeError(f"distribution {dist_id} is not in the catalog")
+    content = row["content"]
+    return SceneDistribution.from_json(json.loads(content) if isinstance(content, str) else content)
+
+
+def record_batch(cat, batch_dir: str | Path) -> dict[str, Any]:
+    """The batch, its distribution and its validation verdict, as the catalog row."""
+    from synth.shards import BatchReader
+
+    r = BatchReader(batch_dir, verify=False)
+    m = r.manifest
+    record_distribution(cat, r.distribution)
+    manifest_sha = hashlib.sha256((Path(batch_dir) / "manifest.json").read_bytes()).hexdigest()
+    shards = [{"path": s.get("file", s.get("path")), "sha256": s.get("sha256")}
+              for s in m.get("shards", [])]
+    cat.add_batch(r.batch_id, r.distribution.id, int(m.get("seed", -1)), r.n,
+                  str(Path(batch_dir).resolve()), manifest_sha, shards, status="pending")
+    st = r.status
+    if st.status in ("accepted", "quarantined"):
+        detail = json.dumps({"failing": list(st.failing), **(st.detail or {})}, default=str)
+        cat.set_batch_status(r.batch_id, st.status, detail)
+    return {"batch_id": r.batch_id, "status": st.status, "failing": list(st.failing)}
