@@ -1,5 +1,6 @@
-"""Pure PyTorch models for synthloop: gaze CNNs, L2CS gaze bins, gradient reversal,
-DA objectives (DANN, DALN), schedules and the name registries.
+"""Pure PyTorch models for synthloop: gaze CNNs, L2CS gaze bins, stacked-hourglass
+landmark networks with soft-argmax heatmaps, the label-transfer net, gradient reversal,
+DA objectives (DANN, DALN for bins and for heatmaps), schedules and the name registries.
 
 Never imports Prefect, MLflow, Optuna or Great Expectations, and importing has no side
 effects beyond filling the in-process registries (tests/test_architecture.py).
@@ -9,6 +10,7 @@ Examples::
     >>> from models import create_model, create_method, list_models
     >>> model = create_model("gaze_resnet_s")
     >>> method = create_method("dann", feature_dim=model.feature_dim)
+    >>> faces = create_model("hourglass_s", num_points=68)   # list_models(task="landmarks")
 """
 
 from models.da_losses import (
@@ -102,4 +104,50 @@ __all__ += [
     "split_indices",
     "train_step",
     "unsupervised_scores",
+]
+
+# --- landmarks (appended): hourglass models, heatmap ops, the landmark task, label transfer
+from models.augment import GeometryConfig  # noqa: E402
+from models.da_losses import HeatmapDALNLoss  # noqa: E402
+from models.heatmaps import cell_centres, gaussian_heatmaps, heatmap_kl, soft_argmax  # noqa: E402
+from models.hourglass import HourglassConfig, HourglassNet, LandmarkOutput  # noqa: E402
+from models.label_transfer import (  # noqa: E402
+    LabelTransfer,
+    LabelTransferFit,
+    apply_label_transfer,
+    fit_label_transfer,
+    save_label_transfer,
+)
+from models.landmark_losses import (  # noqa: E402
+    LandmarkTask,
+    LandmarkTaskConfig,
+    landmark_loss,
+    nme,
+    predict_points,
+)
+from models.registry import create_task, list_tasks, model_task  # noqa: E402
+
+__all__ += [
+    "GeometryConfig",
+    "HeatmapDALNLoss",
+    "HourglassConfig",
+    "HourglassNet",
+    "LabelTransfer",
+    "LabelTransferFit",
+    "LandmarkOutput",
+    "LandmarkTask",
+    "LandmarkTaskConfig",
+    "apply_label_transfer",
+    "cell_centres",
+    "create_task",
+    "fit_label_transfer",
+    "gaussian_heatmaps",
+    "heatmap_kl",
+    "landmark_loss",
+    "list_tasks",
+    "model_task",
+    "nme",
+    "predict_points",
+    "save_label_transfer",
+    "soft_argmax",
 ]

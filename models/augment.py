@@ -21,10 +21,17 @@ has its yaw label negated and a left eye turned into a right one, so a flip with
 relabelling teaches the wrong gaze. Labels are untouched by every op here; a +-2 px
 shift moves the eye in the patch but not the gaze direction in the normalised camera.
 
+Face crops with landmarks (:func:`augment_landmarks`): a random scale about the crop
+centre and a sub-pixel translation, applied to the image (bilinear resampling) *and* to
+the points (the same affine map, exactly), then the photometric ops above without their
+label-blind integer shift. No flips there either: a mirrored face needs the 68 points
+re-indexed (left eye <-> right eye), which a dense set would need its own table for.
+
 Examples::
 
     >>> g = torch.Generator().manual_seed(step_seed(seed, step, 1))
     >>> x = augment(batch["image"], g)         # uint8 (B,1,36,60) -> float32 in [0, 1]
+    >>> x, pts = augment_landmarks(faces, g, points)   # (B,3,128,128), (B,K,2)
 """
 
 from __future__ import annotations
@@ -38,7 +45,15 @@ from torch import Tensor
 
 from synth.camera import camera_operators, gaussian_blur
 
-__all__ = ["AugmentConfig", "augment", "translate"]
+__all__ = [
+    "FACE_PHOTOMETRIC",
+    "AugmentConfig",
+    "GeometryConfig",
+    "augment",
+    "augment_landmarks",
+    "scale_translate",
+    "translate",
+]
 
 
 @dataclass(frozen=True)
@@ -150,3 +165,95 @@ def augment(images: Tensor, gen: torch.Generator, cfg: AugmentConfig | None = No
     x = (x - mean) * contrast.view(view) + mean + bright.view(view)
     x = x + noise * noise_sigma.view(view)
     return x.clamp(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- faces
+
+
+#: Photometric ops for face crops: everything in :class:`AugmentConfig` except the integer
+#: shift, which would move the face without moving its landmark labels.
+FACE_PHOTOMETRIC = AugmentConfig(max_shift=0, p_shift=0.0)
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Random similarity (no rotation) for face crops: with probability ``p`` per sample,
+    scale ``s ~ U[1 - max_scale, 1 + max_scale]`` about the crop centre and translation
+    ``t ~ U[-max_translate, max_translate]`` input pixels per axis. Small by default: the
+    real crops come from a face detector, which already fixes scale and centre to a few
+    percent."""
+
+    max_scale: float = 0.05
+    max_translate: float = 4.0
+    p: float = 0.8
+
+    @classmethod
+    def off(cls) -> GeometryConfig:
+        return cls(p=0.0)
+
+
+def scale_translate(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    r"""Warp each image by ``p' = c + s (p - c) + t`` (pixel-centre coordinates,
+    ``c = ((W - 1) / 2, (H - 1) / 2)``), bilinear, border pixels replicated.
+
+    Output pixel ``q`` samples the input at ``c + (q - c - t) / s``; in
+    ``grid_sample``'s normalised coordinates (``align_corners=False``, where pixel centre
+    ``q`` is ``u = (2q + 1) / W - 1`` and ``c`` is ``u = 0``) that is
+    ``u_in = (u - 2 t / W) / s``.
+
+    Args:
+        images: float ``(B, C, H, W)``; scale: ``(B,)``; shift: ``(B, 2)`` as ``(t_x, t_y)`` px.
+    """
+    b, _, h, w = images.shape
+    inv = 1.0 / scale
+    theta = torch.zeros(b, 2, 3, device=images.device, dtype=images.dtype)
+    theta[:, 0, 0] = inv
+    theta[:, 1, 1] = inv
+    theta[:, 0, 2] = -(2.0 * shift[:, 0] / w) * inv
+    theta[:, 1, 2] = -(2.0 * shift[:, 1] / h) * inv
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def augment_landmarks(images: Tensor, gen: torch.Generator, points: Tensor | None = None,
+                      geometry: GeometryConfig | None = None,
+                      photometric: AugmentConfig | None = None) -> tuple[Tensor, Tensor | None]:
+    """Augment face crops and move their landmarks with them.
+
+    Args:
+        images: uint8 ``(B, C, H, W)`` (or float in [0, 1]).
+        gen: a generator on ``images.device``; all draws come from it in a fixed order
+            (geometry first, then :func:`augment`'s), whether or not an op fires.
+        points: ``(B_s, K, 2)`` ``(x, y)`` pixel-centre coordinates of the first ``B_s <= B``
+            images (the labeled source half of a source+target batch), or None.
+        geometry: defaults to :class:`GeometryConfig`; photometric: to :data:`FACE_PHOTOMETRIC`.
+
+    Returns:
+        ``(images, points)``: float32 ``(B, C, H, W)`` in [0, 1] and the transformed points
+        (non-finite points stay non-finite), or None when ``points`` is None. Points may
+        leave the crop; they are kept (their labels stay true).
+    """
+    geometry = geometry or GeometryConfig()
+    photometric = photometric or FACE_PHOTOMETRIC
+    if images.ndim != 4:
+        raise ValueError(f"images must be (B, C, H, W), got {tuple(images.shape)}")
+    dev = images.device
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    b, _, h, w = x.shape
+    on = torch.rand(b, generator=gen, device=dev) < geometry.p
+    scale = 1.0 + _uniform(gen, b, -geometry.max_scale, geometry.max_scale, dev) * on
+    shift = torch.stack([_uniform(gen, b, -geometry.max_translate, geometry.max_translate, dev),
+                         _uniform(gen, b, -geometry.max_translate, geometry.max_translate, dev)],
+                        dim=1) * on.unsqueeze(1)
+    if dev.type == "cuda" or bool(on.any()):
+        # unselected samples keep their exact pixels (an identity resampling is not exact)
+        x = torch.where(on.view(b, 1, 1, 1), scale_translate(x, scale, shift), x)
+    out_points = None
+    if points is not None:
+        n = points.shape[0]
+        if n > b:
+            raise ValueError(f"{n} point sets for {b} images")
+        centre = torch.tensor([(w - 1) / 2.0, (h - 1) / 2.0], device=dev, dtype=torch.float32)
+        p = points.float()
+        out_points = centre + scale[:n].view(n, 1, 1) * (p - centre) + shift[:n].view(n, 1, 2)
+    return augment(x, gen, photometric), out_points

@@ -5,6 +5,8 @@ A checkpoint is a ``torch.save``-d dict of plain types and tensors (loadable wit
 ``weights_only=True``, so reading one never runs pickled code)::
 
     format, format_version, torch_version
+    task                                       -> "gaze", "landmarks", "label_transfer"
+                                                  (absent in checkpoints older than it: gaze)
     model_name, model_config, model_state      -> create_model(name, **config)
     method_name, method_state                  -> the DA method's own parameters
                                                   (DANN's discriminator; empty otherwise)
@@ -74,6 +76,7 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "torch_version": str(torch.__version__),
+        "task": str(train_config.get("task") or getattr(model, "task", "gaze")),
         "model_name": str(name),
         "model_config": config,
         "model_state": model.state_dict(),

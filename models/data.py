@@ -1,7 +1,9 @@
 """Stateless, step-keyed batch sources for the training loop.
 
 A source is anything with ``batch(step) -> dict``: ``image`` a uint8 ``(B, C, H, W)``
-tensor and, when labels exist, ``pitchyaw`` a float32 ``(B, 2)`` tensor in radians.
+tensor and, when labels exist, the task's label tensors: gaze ``pitchyaw`` float32
+``(B, 2)`` radians; landmarks ``points`` float32 ``(B, K, 2)`` ``(x, y)`` pixel-centre
+coordinates and optionally ``visible`` ``(B, K)``.
 Batch ``k`` is drawn from a generator seeded by ``(seed, k)`` and nothing else, so
 
 - resuming at step ``k`` needs no sampler state (the checkpoint's step is enough);
@@ -127,14 +129,19 @@ class ShardSource:
 
 class ArraySource:
     """Random batches from in-memory images, e.g. real target patches
-    (:class:`realdata.eyes.EyeImages` ``.images``).
+    (:class:`realdata.eyes.EyeImages` ``.images``) or labeled face crops
+    (``labels={"points": (N, K, 2), "visible": (N, K)}``; ``(N, H, W, 3)`` images are
+    turned channels-first).
 
-    Labels are optional and are passed through only so that benchmarks can score the
-    target; the training loop never trains on target labels.
+    Labels are optional. On a target source they are passed through only so that
+    benchmarks can score the target; the training loop never trains on target labels.
+    ``labels`` maps batch keys to per-sample arrays (first dimension ``N``), returned as
+    float32 tensors.
     """
 
     def __init__(self, images: np.ndarray | Tensor, batch_size: int, seed: int,
-                 pitchyaw: np.ndarray | Tensor | None = None):
+                 pitchyaw: np.ndarray | Tensor | None = None,
+                 labels: dict[str, np.ndarray | Tensor] | None = None):
         images = images.numpy() if isinstance(images, Tensor) else np.asarray(images)
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise ValueError(f"images must be uint8 (N, H, W) or (N, C, H, W), got "
@@ -151,6 +158,13 @@ class ArraySource:
             if py.shape != (len(images), 2):
                 raise ValueError(f"pitchyaw must be ({len(images)}, 2), got {py.shape}")
             self.pitchyaw = py.astype(np.float32)
+        self.labels: dict[str, np.ndarray] = {}
+        for key, arr in (labels or {}).items():
+            a = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
+            if key in ("image", "pitchyaw") or a.ndim == 0 or a.shape[0] != len(images):
+                raise ValueError(f"label {key!r} must be a per-sample array of length "
+                                 f"{len(images)} (and not 'image'/'pitchyaw'), got {a.shape}")
+            self.labels[key] = np.ascontiguousarray(a, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -160,6 +174,8 @@ class ArraySource:
         out = {"image": _to_nchw(self.images[idx])}
         if self.pitchyaw is not None:
             out["pitchyaw"] = torch.from_numpy(self.pitchyaw[idx])
+        for key, arr in self.labels.items():
+            out[key] = torch.from_numpy(arr[idx])
         return out
 
     def batch(self, step: int) -> dict[str, Tensor]:

@@ -1,10 +1,18 @@
-"""One training loop for every DA method: source-only, DANN, DALN (and any registered one).
+"""One training loop for every task and DA method: gaze or landmarks; source-only, DANN,
+DALN (and any registered one).
 
 Per step (:func:`train_step`): a labeled source batch and, when the method needs one,
 an unlabeled target batch; augmentation; ONE forward pass over ``cat([x_s, x_t])``
-(BatchNorm sees both domains, as in TLlib); split the features; the gaze loss on the
+(BatchNorm sees both domains, as in TLlib); split the features; the task loss on the
 source half; the method's transfer loss on both halves; ``task + trade_off * transfer``.
 The learning rate and the reversal coefficient are pure functions of the step.
+
+What differs between tasks lives in a *task* object (``cfg.task``, registered by name
+like models and methods; :class:`Task`): which labels a batch carries, how augmentation
+treats them, the loss, the training-batch metric, evaluation and the selectors. The gaze
+task (:class:`GazeTask`, the default) is the loop's original code moved behind that
+interface, op for op, so gaze runs give the same numbers as before for the same seed.
+The landmark task is :class:`models.landmark_losses.LandmarkTask`.
 
 Everything random is keyed by ``(seed, step)``: model init by ``cfg.seed``, batches by
 the sources' own seeds and the step, augmentation and dropout by
@@ -33,25 +41,36 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+import models.hourglass  # noqa: F401  registers the landmark models
+import models.landmark_losses  # noqa: F401  registers the landmark task
 from models.augment import augment
 from models.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from models.configs import strict_from_dict
 from models.da_losses import angular_error_deg, gaze_loss
 from models.data import BatchSource, step_seed
-from models.registry import create_method, create_model
+from models.registry import (
+    create_method,
+    create_model,
+    create_task,
+    list_tasks,
+    model_task,
+    register_task,
+)
 from models.schedules import grl_coeff, warmup_cosine
 from models.validators import unsupervised_scores
 
 __all__ = [
     "SELECTORS",
+    "GazeTask",
+    "Task",
     "TrainConfig",
     "TrainResult",
     "build",
@@ -67,7 +86,8 @@ __all__ = [
 AUG_STREAM = 1
 MODEL_RNG_STREAM = 2
 
-#: selection name -> (metric key in the eval dict, "min" | "max")
+#: gaze selection name -> (metric key in the eval dict, "min" | "max"); each task has its
+#: own (``create_task(name).selectors``; the landmark ones are in models.landmark_losses)
 SELECTORS: dict[str, tuple[str, str]] = {
     # Default. Mean entropy of the pitch/yaw bin softmaxes on target images: a model that
     # transfers makes confident bin predictions on the target too. It is no method's
@@ -126,10 +146,26 @@ class TrainConfig:
     ckpt_every: int = 500
     log_every: int = 10  # history/callback granularity; train metrics averaged over it
     select: str = "entropy"
+    # the task (labels, loss, metrics, selectors): "gaze" or "landmarks"; task_kwargs are
+    # its options (landmarks: models.landmark_losses.LandmarkTaskConfig; gaze: none, its
+    # options are the reg/reg_alpha fields above, kept for compatibility)
+    task: str = "gaze"
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "method_kwargs", dict(self.method_kwargs))
+        object.__setattr__(self, "task_kwargs", dict(self.task_kwargs))
+        if self.task not in list_tasks():
+            raise ValueError(f"task must be one of {list_tasks()}, got {self.task!r}")
+        try:
+            served = model_task(self.model)
+        except KeyError:
+            served = self.task  # an unknown model fails in create_model, listing the names
+        if served != self.task:
+            raise ValueError(f"model {self.model!r} is a {served!r} model; this config's task "
+                             f"is {self.task!r}")
+        create_task(self.task).check_config(self)
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -137,8 +173,6 @@ class TrainConfig:
             raise ValueError(f"target_batch_size must be positive, got {self.target_batch_size}")
         if self.warmup < 0 or self.lr <= 0:
             raise ValueError(f"need lr > 0 and warmup >= 0, got {self.lr}, {self.warmup}")
-        if self.select not in SELECTORS:
-            raise ValueError(f"select must be one of {sorted(SELECTORS)}, got {self.select!r}")
         if self.reg not in ("mse", "l1"):
             raise ValueError(f"reg must be 'mse' or 'l1', got {self.reg!r}")
 
@@ -153,6 +187,17 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return strict_from_dict(cls, d)
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Default values of the fields that have one (for configs saved before a field existed)."""
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.default is not MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                out[f.name] = f.default_factory()
+        return out
+
 
 @dataclass
 class TrainResult:
@@ -163,6 +208,97 @@ class TrainResult:
     best_score: float | None
     checkpoint_dir: Path
     samples_per_s: float  # source + target images per second through data + train_step
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+class Task(Protocol):
+    """What the loop needs to know about a task; registered with ``register_task(name)``.
+
+    ``labels`` picks the label tensors from a source batch (on the device);
+    ``augment(x, labels, gen, cfg)`` augments the (source + target) images and moves the
+    source labels along if geometry changes them; ``loss(model, out, labels, cfg)``
+    returns named losses with the total under ``loss_key``; ``train_metrics`` the metrics
+    on the training batch; ``evaluate`` the eval dict; ``selectors`` maps selection names
+    to ``(eval key, "min" | "max")``; ``check_config`` refuses configs the task cannot run.
+    """
+
+    name: str
+    loss_key: str
+    selectors: Mapping[str, tuple[str, str]]
+    eval_chunk: int
+
+    def check_config(self, cfg: TrainConfig) -> None: ...
+
+    def labels(self, batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]: ...
+
+    def augment(self, x: Tensor, labels: dict[str, Tensor], gen: torch.Generator,
+                cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+    def loss(self, model: nn.Module, out: Any, labels: dict[str, Tensor],
+             cfg: TrainConfig) -> dict[str, Tensor]: ...
+
+    def train_metrics(self, model: nn.Module, out: Any,
+                      labels: dict[str, Tensor]) -> dict[str, Tensor]: ...
+
+    def evaluate(self, model: nn.Module, val_source: Mapping[str, Tensor] | None,
+                 val_target: Mapping[str, Tensor] | None, *, amp: bool,
+                 chunk: int) -> dict[str, float]: ...
+
+
+@register_task("gaze")
+class GazeTask:
+    """Eye patches ``image`` uint8 ``(N, 1, 36, 60)`` with ``pitchyaw`` ``(N, 2)`` radians;
+    the L2CS loss of :func:`~models.da_losses.gaze_loss` (``cfg.reg``, ``cfg.reg_alpha``)."""
+
+    name = "gaze"
+    loss_key = "gaze"
+    selectors = SELECTORS
+    eval_chunk = 512
+
+    def check_config(self, cfg: TrainConfig) -> None:
+        if cfg.task_kwargs:
+            raise ValueError(f"the gaze task takes no task_kwargs (its options are reg and "
+                             f"reg_alpha), got {sorted(cfg.task_kwargs)}")
+        if cfg.select not in self.selectors:
+            raise ValueError(f"select must be one of {sorted(self.selectors)}, got {cfg.select!r}")
+
+    def labels(self, batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+        return {"pitchyaw": batch["pitchyaw"].to(device, non_blocking=True).float()}
+
+    def augment(self, x: Tensor, labels: dict[str, Tensor], gen: torch.Generator,
+                cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
+        return augment(x, gen), labels  # no op changes the gaze label (models.augment)
+
+    def loss(self, model: nn.Module, out: Any, labels: dict[str, Tensor],
+             cfg: TrainConfig) -> dict[str, Tensor]:
+        return gaze_loss(out, labels["pitchyaw"], model.bins, alpha=cfg.reg_alpha, reg=cfg.reg)
+
+    def train_metrics(self, model: nn.Module, out: Any,
+                      labels: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"src_angular_error_deg": angular_error_deg(out.pitchyaw.detach(), labels["pitchyaw"])}
+
+    def evaluate(self, model: nn.Module, val_source: Mapping[str, Tensor] | None,
+                 val_target: Mapping[str, Tensor] | None, *, amp: bool,
+                 chunk: int) -> dict[str, float]:
+        res: dict[str, float] = {}
+        if val_source is not None:
+            out = predict(model, val_source["image"], amp, chunk)
+            y = val_source["pitchyaw"].to(out.pitchyaw.device)
+            res["source_angular_error_deg"] = float(angular_error_deg(out.pitchyaw, y))
+        if val_target is not None:
+            out = predict(model, val_target["image"], amp, chunk)
+            res.update(unsupervised_scores(out.logits, out.features, prefix="target_"))
+            if val_target.get("pitchyaw") is not None:
+                y = val_target["pitchyaw"].to(out.pitchyaw.device)
+                res["target_angular_error_deg"] = float(angular_error_deg(out.pitchyaw, y))
+        return res
+
+
+def task_of(model: nn.Module) -> str:
+    """The task a model instance serves (its ``task`` attribute; gaze models have none)."""
+    return getattr(model, "task", "gaze")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -227,10 +363,12 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
                cfg: TrainConfig) -> dict[str, float]:
     """One optimisation step; framework-free, returns named losses and diagnostics.
 
-    Keys: ``loss`` (the total), ``gaze``, ``ce_pitch``, ``ce_yaw``, ``reg_pitch``,
-    ``reg_yaw`` (task, source half), ``transfer``, the method's diagnostics
-    (``domain_acc`` for DANN, ``discrepancy`` for DALN), ``src_angular_error_deg``
-    (on the augmented training batch), ``grad_norm`` (if clipping), ``grl_coeff``, ``lr``.
+    Keys: ``loss`` (the total), the task's losses on the source half (gaze: ``gaze``,
+    ``ce_pitch``, ``ce_yaw``, ``reg_pitch``, ``reg_yaw``; landmarks: ``landmarks``,
+    ``coord``, ``coord_inter``, ``heatmap``), ``transfer``, the method's diagnostics
+    (``domain_acc`` for DANN, ``discrepancy`` for DALN), the task's training-batch metric
+    (``src_angular_error_deg`` / ``src_nme_crop``, on the augmented batch), ``grad_norm``
+    (if clipping), ``grl_coeff``, ``lr``.
     """
     device = _device_of(model)
     lr = lr_at(step, cfg)
@@ -238,8 +376,9 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
         g["lr"] = lr
     coeff = grl_coeff(step, cfg.steps, cfg.grl_alpha)
 
+    task: Task = create_task(cfg.task)
     x_s = batch_s["image"].to(device, non_blocking=True)
-    y_s = batch_s["pitchyaw"].to(device, non_blocking=True).float()
+    labels = task.labels(batch_s, device)
     n_s = x_s.shape[0]
     if method.needs_target:
         if batch_t is None:
@@ -249,7 +388,7 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
         x = x_s
     if cfg.augment:
         gen = torch.Generator(device=device).manual_seed(step_seed(cfg.seed, step, AUG_STREAM))
-        x = augment(x, gen)
+        x, labels = task.augment(x, labels, gen, cfg)
     if device.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)
 
@@ -258,20 +397,21 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
     with _model_rng(cfg.seed, step, device):
         with _autocast(cfg, device):
             out = model(x)
-            f_s, f_t = out.features.split([n_s, x.shape[0] - n_s])
+            feats = method.features_of(out) if hasattr(method, "features_of") else out.features
+            f_s, f_t = feats.split([n_s, x.shape[0] - n_s])
             src = type(out)(*(t[:n_s] for t in out))
-            task = gaze_loss(src, y_s, model.bins, alpha=cfg.reg_alpha, reg=cfg.reg)
+            task_losses = task.loss(model, src, labels, cfg)
             transfer, diag = method.transfer_loss(model, f_s, f_t, coeff)
-        loss = task["gaze"] + cfg.trade_off * transfer.float()
+        loss = task_losses[task.loss_key] + cfg.trade_off * transfer.float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-    named: dict[str, Tensor] = {"loss": loss, **task, "transfer": transfer, **diag}
+    named: dict[str, Tensor] = {"loss": loss, **task_losses, "transfer": transfer, **diag}
     if cfg.grad_clip is not None:
         params = [p for g in opt.param_groups for p in g["params"]]
         named["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     opt.step()
     with torch.no_grad():
-        named["src_angular_error_deg"] = angular_error_deg(src.pitchyaw.detach(), y_s)
+        named.update(task.train_metrics(model, src, labels))
         # one device->host copy for all scalars (one sync per step on a GPU)
         values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
     return {**dict(zip(named, values, strict=True)), "grl_coeff": coeff, "lr": lr}
@@ -279,8 +419,10 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
 
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, amp: bool = True, chunk: int = 512):
-    """The model's outputs (a GazeOutput, float32) over ``images`` in chunks, in the
-    model's current mode (call ``model.eval()`` first for inference)."""
+    """The model's outputs (its NamedTuple, float32) over ``images`` in chunks, in the
+    model's current mode (call ``model.eval()`` first for inference). Holds every output
+    field for every image: for landmark models over many images, stream instead
+    (:func:`models.landmark_losses.predict_points`)."""
     device = _device_of(model)
     parts = []
     for i in range(0, images.shape[0], chunk):
@@ -297,8 +439,11 @@ def predict(model: nn.Module, images: Tensor, amp: bool = True, chunk: int = 512
 @torch.no_grad()
 def evaluate(model: nn.Module, val_source: dict[str, Tensor] | None = None,
              val_target: dict[str, Tensor] | None = None, *, amp: bool = True,
-             chunk: int = 512) -> dict[str, float]:
+             chunk: int | None = None, task: str | None = None) -> dict[str, float]:
     """Metrics on fixed validation batches, model in eval mode (running BN statistics).
+    ``task`` defaults to the model's own (:func:`task_of`); ``chunk`` to the task's.
+
+    Gaze:
 
     - ``source_angular_error_deg`` on labeled ``val_source``;
     - ``target_entropy``, ``target_im``, ``target_bnm``, ``target_snd``,
@@ -306,24 +451,16 @@ def evaluate(model: nn.Module, val_source: dict[str, Tensor] | None = None,
       (:mod:`models.validators`);
     - ``target_angular_error_deg`` if ``val_target`` carries ``pitchyaw``: for benchmarks
       only, never used for selection.
+
+    Landmarks: see :meth:`models.landmark_losses.LandmarkTask.evaluate`.
     """
+    t: Task = create_task(task or task_of(model))
     was_training = model.training
     model.eval()
-    res: dict[str, float] = {}
     try:
-        if val_source is not None:
-            out = predict(model, val_source["image"], amp, chunk)
-            y = val_source["pitchyaw"].to(out.pitchyaw.device)
-            res["source_angular_error_deg"] = float(angular_error_deg(out.pitchyaw, y))
-        if val_target is not None:
-            out = predict(model, val_target["image"], amp, chunk)
-            res.update(unsupervised_scores(out.logits, out.features, prefix="target_"))
-            if val_target.get("pitchyaw") is not None:
-                y = val_target["pitchyaw"].to(out.pitchyaw.device)
-                res["target_angular_error_deg"] = float(angular_error_deg(out.pitchyaw, y))
+        return t.evaluate(model, val_source, val_target, amp=amp, chunk=chunk or t.eval_chunk)
     finally:
         model.train(was_training)
-    return res
 
 
 # --------------------------------------------------------------------------- the loop
@@ -365,7 +502,9 @@ def _plain(x: Any) -> Any:
 
 def _check_resumable(cfg: TrainConfig, saved: dict[str, Any], path: Path) -> None:
     now = {k: v for k, v in _plain(cfg.to_dict()).items() if k not in _RESUME_FREE}
-    then = {k: v for k, v in _plain(saved).items() if k not in _RESUME_FREE}
+    # fields added since the checkpoint was written read as their defaults (task="gaze")
+    then = {k: v for k, v in _plain({**TrainConfig.defaults(), **saved}).items()
+            if k not in _RESUME_FREE}
     diff = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
     if diff:
         detail = ", ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in diff)
@@ -407,7 +546,7 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
     """
     out_dir = Path(out_dir)
     device = torch.device(cfg.device)
-    metric, mode = SELECTORS[cfg.select]
+    metric, mode = create_task(cfg.task).selectors[cfg.select]
     if metric.startswith("target_") and val_target is None:
         raise ValueError(f"select={cfg.select!r} needs val_target (unlabeled target images)")
     if metric.startswith("source_") and val_source is None:
@@ -455,6 +594,9 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
             if init["train_config"].get("model") != cfg.model:
                 raise ValueError(f"{init_weights}: holds a {init['train_config'].get('model')!r} "
                                  f"model, this run trains {cfg.model!r}")
+            if init["train_config"].get("task", "gaze") != cfg.task:
+                raise ValueError(f"{init_weights}: trained for task "
+                                 f"{init['train_config'].get('task', 'gaze')!r}, not {cfg.task!r}")
             model.load_state_dict(init["model_state"])
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -493,7 +635,8 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
                     record: dict[str, float] = {"step": step}
                     record.update({k: v if k in _LAST_VALUE else v / window_n for k, v in window.items()})
                     if is_eval:
-                        record.update(evaluate(model, val_source, val_target, amp=cfg.amp))
+                        record.update(evaluate(model, val_source, val_target, amp=cfg.amp,
+                                               task=cfg.task))
                         score = record.get(metric)
                         if _improved(score, best_score, mode):
                             best_step, best_score = step, float(score)
