@@ -8,6 +8,7 @@ Running the same parameters again continues an interrupted loop from the catalog
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger
@@ -23,6 +24,7 @@ from tasks.loop import (
     close_loop,
     close_round,
     evaluate_round,
+    find_batch,
     open_loop,
     open_round,
     record_batch,
@@ -70,7 +72,16 @@ def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: 
     logger = get_run_logger()
     for attempt in range(MAX_BATCH_ATTEMPTS):
         seed = round_seed(cfg, k, 100 + attempt)
+        same = find_batch(cfg, seed, dist_json)
+        if same is not None and same["status"] == "accepted":
+            logger.info("round %d: reusing the identical accepted batch %s", k, same["batch_id"])
+            record_batch(lid, k, same["batch_dir"])
+            return same
+        if same is not None and same["status"] == "quarantined":
+            continue
         out = settings.batches_dir / lid / f"round-{k:02d}-{dist_id}-a{attempt}"
+        if same is not None:  # written but never validated (a run killed in between)
+            out = Path(same["batch_dir"])
         try:
             with transaction():
                 path = write_batch(str(out), cfg.task, cfg.n_per_round, seed, dist_json)

@@ -87,6 +87,24 @@ def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str)
             "status": (row or {}).get("status", "started")}
 
 
+@task(name="find-identical-batch", retries=2, retry_delay_seconds=3)
+def find_batch(cfg: LoopConfig, seed: int, dist_json: str) -> dict[str, Any] | None:
+    """A batch is content-addressed (distribution, seed, n, generator): if the catalog
+    already holds the one this attempt would write (another loop's identical round, e.g.
+    round 0 of the open and the closed arm), reuse it instead of rendering it again."""
+    from pathlib import Path
+
+    from synth.distribution import SceneDistribution
+    from synth.generate import planned_batch_id
+
+    dist = SceneDistribution.loads(dist_json)
+    bid = planned_batch_id(task=cfg.task, n=cfg.n_per_round, seed=seed, dist=dist)
+    row = _catalog().get_batch(bid)
+    if row is None or not (Path(row["path"]) / "manifest.json").is_file():
+        return None
+    return {"batch_id": bid, "status": row["status"], "batch_dir": row["path"]}
+
+
 @task(name="record-batch-in-catalog", retries=2, retry_delay_seconds=3)
 def record_batch(lid: str, k: int, batch_dir: str) -> dict[str, Any]:
     from synthloop.lineage import record_batch as record
