@@ -1,0 +1,146 @@
+"""Generate one synthetic face batch to disk: draw scenes, render in chunks, write shards.
+
+The batch folder is the standard one (``synth/shards.py``: image shards, metadata table,
+manifest, distribution) plus the landmark arrays, written inside the same atomic rename::
+
+    landmarks/landmarks.json          what follows, with shapes, sha256 and sizes
+    landmarks/points68.npy            float32 (n, 68, 2) crop pixels, 0-based pixel centres
+    landmarks/visible68.npy           bool (n, 68)
+    landmarks/<set>.npy               float32 (n, D, 2) dense points (first 68 = points68)
+    landmarks/<set>_visible.npy       bool (n, D)
+    landmarks/<set>_vertex_ids.npy    int32 (D,) the face-model vertices of the set
+
+``metadata.parquet`` has one row per sample: every factor value, the head pose
+(``yaw``, ``pitch``, ``roll``, rad), the crop box in source-camera pixels and how many
+of the 68 points are visible.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synth.distribution import SceneDistribution
+from synth.face_distribution import default_face_distribution
+from synth.face_generator import FaceGenerator, sample_face_scenes
+from synth.face_model import FaceModel, model_fingerprint
+from synth.face_renderer import CROP_SCALE
+from synth.shards import BatchWriter, sha256_file
+from synthloop.errors import DataFormatError
+
+LANDMARKS = "landmarks/landmarks.json"
+FORMAT_VERSION = 1
+
+
+def face_metadata(scenes: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Pose first (rad), then every factor value (exact, for range checks), crop box, counts."""
+    pose = labels["pose"].astype(np.float64)
+    cols: dict[str, np.ndarray] = {"yaw": pose[:, 0], "pitch": pose[:, 1], "roll": pose[:, 2]}
+    cols.update({k: np.asarray(v, dtype=np.float64) for k, v in scenes.items()})
+    box = labels["crop_box"]
+    cols.update({"crop_x0_px": box[:, 0], "crop_y0_px": box[:, 1], "crop_side_px": box[:, 2],
+                 "n_visible68": labels["visible68"].sum(1).astype(np.int64)})
+    return pd.DataFrame(cols)
+
+
+class FaceBatchWriter(BatchWriter):
+    """BatchWriter plus the landmark arrays, written into the batch's temporary folder
+    before the atomic rename, so a batch never appears without its labels."""
+
+    def __init__(self, out: str | Path, *, dense_ids: dict[str, np.ndarray], model: str,
+                 **kw: Any):
+        super().__init__(out, **kw)
+        self.dense_ids = dense_ids
+        self.model = model
+        self._labels: dict[str, list[np.ndarray]] = {}
+
+    def add_labeled(self, images: np.ndarray, rows: pd.DataFrame, labels: dict[str, np.ndarray]) -> None:
+        for k, v in labels.items():
+            if len(v) != len(images):
+                raise ValueError(f"label {k!r} has {len(v)} rows for {len(images)} images")
+            self._labels.setdefault(k, []).append(v)
+        self.add(images, rows)
+
+    def _finish(self) -> None:
+        folder = self.tmp / "landmarks"
+        folder.mkdir(exist_ok=True)
+        files: dict[str, dict[str, Any]] = {}
+        arrays = {k: np.concatenate(v) for k, v in self._labels.items() if k not in ("pose", "crop_box")}
+        arrays.update({f"{k}_vertex_ids": np.asarray(v, dtype=np.int32) for k, v in self.dense_ids.items()})
+        for name, arr in arrays.items():
+            path = folder / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+            files[name] = {"file": f"landmarks/{name}.npy", "shape": list(arr.shape),
+                           "dtype": str(arr.dtype), "sha256": sha256_file(path),
+                           "bytes": path.stat().st_size}
+        doc = {"format_version": FORMAT_VERSION, "n": self.n, "model": self.model,
+               "coordinates": "crop pixels, 0-based, (0, 0) = centre of the top-left pixel",
+               "crop": f"tight box of the 68 points, square, x{CROP_SCALE}, centred",
+               "dense_sets": sorted(self.dense_ids), "files": files}
+        (self.tmp / LANDMARKS).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        super()._finish()
+
+
+def generate_face_batch(
+    out: str | Path,
+    *,
+    n: int,
+    seed: int,
+    dist: SceneDistribution | None = None,
+    model: FaceModel | None = None,
+    landmark_sets: Sequence[str] = ("dense500",),
+    chunk: int | None = None,
+    shard_size: int = 4096,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[str, Path]:
+    """Write a face batch folder; returns (batch id, path). Same inputs give identical bytes."""
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    dist = dist or default_face_distribution()
+    if dist.task != "landmarks":
+        raise ValueError(f"distribution {dist.id} is for task {dist.task!r}, not 'landmarks'")
+    gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
+    scenes = sample_face_scenes(dist, n, seed)
+    dense_ids = {s: gen.model.dense_sets[s] for s in gen.landmark_sets}
+    with FaceBatchWriter(out, task="landmarks", dist=dist, seed=seed, n=n, generator=gen.settings,
+                         shard_size=shard_size, overwrite=overwrite, dense_ids=dense_ids,
+                         model=model_fingerprint(gen.model)) as w:
+        for c in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
+            k = len(c.images)
+            part = {key: v[c.start:c.start + k] for key, v in scenes.items()}
+            w.add_labeled(c.images, face_metadata(part, c.labels), c.labels)
+    return w.batch_id, Path(out)
+
+
+def read_face_labels(batch_dir: str | Path, verify: bool = True) -> dict[str, np.ndarray]:
+    """The landmark arrays of a face batch (memory-mapped), checked against landmarks.json;
+    any problem raises DataFormatError naming the file."""
+    root = Path(batch_dir)
+    doc_path = root / LANDMARKS
+    try:
+        doc = json.loads(doc_path.read_text())
+    except FileNotFoundError:
+        raise DataFormatError(doc_path, "missing: not a face batch") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataFormatError(doc_path, f"not valid JSON ({e})") from None
+    out: dict[str, np.ndarray] = {}
+    for name, e in doc.get("files", {}).items():
+        path = root / e["file"]
+        if not path.is_file():
+            raise DataFormatError(path, "listed in landmarks.json but missing")
+        if verify and sha256_file(path) != e["sha256"]:
+            raise DataFormatError(path, "checksum does not match landmarks.json (corrupted or modified)")
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise DataFormatError(path, f"unreadable .npy ({err})") from None
+        if list(arr.shape) != e["shape"] or str(arr.dtype) != e["dtype"]:
+            raise DataFormatError(path, f"{arr.dtype} {arr.shape}, landmarks.json says {e['dtype']} {e['shape']}")
+        out[name] = arr
+    return out
