@@ -96,6 +96,11 @@ def test_running_the_same_loop_again_resumes_instead_of_redoing(prefect_harness,
     assert again["loop_id"] == first["loop_id"]
     assert again["rounds"] == first["rounds"]
     assert len(cat.batches()) == n_batches  # nothing generated twice
+    # the open arm's round 0 is the same content-addressed batch: reused, not re-rendered
+    other = _run(LoopParams(real=str(sim_target), seed=2, open_loop=True, **TINY))
+    assert other["loop_id"] != first["loop_id"]
+    assert other["rounds"][0]["batch_id"] == first["rounds"][0]["batch_id"]
+    assert len(cat.batches()) == n_batches + 1
 
 
 def test_loop_rejects_unlabeled_real_data(prefect_harness, tmp_path):
