@@ -27,8 +27,14 @@ def _normalise(weights: Iterable[float]) -> tuple[float, ...]:
     w = np.asarray(list(weights), dtype=np.float64)
     if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError(f"bin weights must be finite, non-negative and not all zero: {w}")
-    # Rounded so that JSON round-trips give the same hash.
-    return tuple(float(round(x, 12)) for x in (w / w.sum()))
+    # Rounded so that JSON round-trips give the same hash. Weights that already sum to 1
+    # (a distribution read back from JSON) are not divided again: the rounded values sum to
+    # 1 only within ~1e-11, and dividing by that sum could move a large weight across a
+    # rounding boundary, so the same content would get another id on every reload.
+    total = w.sum()
+    if abs(total - 1.0) > 1e-9:
+        w = w / total
+    return tuple(float(round(x, 12)) for x in w)
 
 
 @dataclass(frozen=True)

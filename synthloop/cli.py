@@ -48,18 +48,40 @@ def _load_distribution(path: str | None):
         raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
 
 
+def _generate_faces(a: argparse.Namespace, dist, advance):
+    """Face batches: numba on the CPU with the face model ``load_face_model`` picks
+    (ICT-FaceKit beside the project, else the built-in head; ``SYNTHLOOP_FACE_MODEL``)."""
+    from synth.face_model import load_face_model
+    from synth.generate_faces import generate_face_batch
+
+    if a.device != "cpu" or a.compile is not None:
+        raise ValueError("--device and --compile apply to --task gaze; face batches render on the CPU")
+    model = load_face_model()
+    print(f"face model: {'built-in fallback head' if model.is_fallback else model.source}",
+          file=sys.stderr)
+    return generate_face_batch(a.out, n=a.n, seed=a.seed, dist=dist, model=model,
+                               landmark_sets=(a.landmark_set or "dense500",),
+                               shard_size=a.shard_size, overwrite=a.overwrite, progress=advance)
+
+
 def cmd_generate(a: argparse.Namespace) -> int:
     import time
 
     from synth.generate import generate_batch
 
+    if a.landmark_set and a.task != "landmarks":
+        raise ValueError("--landmark-set applies to --task landmarks only")
     dist = _load_distribution(a.distribution)
     prog, advance = _progress(a.n, "rendering")
     t0 = time.perf_counter()
     with prog:
-        batch_id, path = generate_batch(a.out, task=a.task, n=a.n, seed=a.seed, dist=dist,
-                                        device=a.device, compiled=a.compile, shard_size=a.shard_size,
-                                        overwrite=a.overwrite, progress=advance)
+        if a.task == "landmarks":
+            batch_id, path = _generate_faces(a, dist, advance)
+        else:
+            batch_id, path = generate_batch(a.out, task=a.task, n=a.n, seed=a.seed, dist=dist,
+                                            device=a.device, compiled=a.compile,
+                                            shard_size=a.shard_size, overwrite=a.overwrite,
+                                            progress=advance)
     dt = time.perf_counter() - t0
     print(f"{batch_id}\t{path.resolve()}")
     print(f"generated {a.n} samples in {dt:.1f} s ({a.n / dt:,.0f} img/s)", file=sys.stderr)
@@ -85,11 +107,36 @@ def cmd_validate(a: argparse.Namespace) -> int:
     return EXIT_OK if report.success else EXIT_INVALID
 
 
+def _preview_faces(r, a: argparse.Namespace) -> Path:
+    """Face batches: the first ``count`` faces with their 68 points (red rings = occluded)
+    and the stored dense set, sorted by head yaw."""
+    import numpy as np
+
+    from synth.face_preview import face_grid
+    from synth.generate_faces import LANDMARKS, read_face_labels
+
+    if a.real:
+        raise ValueError("--real shows real eye patches beside an eye batch; not for face batches")
+    labels = read_face_labels(r.path, verify=False)  # BatchReader has checked the checksums
+    dense_sets = json.loads((r.path / LANDMARKS).read_text()).get("dense_sets", [])
+    idx = np.arange(min(a.count, r.n))
+    dense = dense_sets[0] if dense_sets else None
+    return face_grid(r.images(idx), labels["points68"][idx], labels["visible68"][idx], a.out,
+                     dense=labels[dense][idx] if dense else None,
+                     dense_visible=labels[f"{dense}_visible"][idx] if dense else None,
+                     yaw=r.metadata["yaw"].to_numpy()[idx],
+                     title=f"{r.batch_id}: 68 points (red rings = occluded)"
+                           + (f", {dense}" if dense else "") + "; sorted by yaw")
+
+
 def cmd_preview(a: argparse.Namespace) -> int:
     from synth.preview import batch_grid
     from synth.shards import BatchReader
 
     r = BatchReader(a.batch)
+    if r.task == "landmarks":
+        print(_preview_faces(r, a))
+        return EXIT_OK
     real = None
     if a.real:
         from realdata import read_eye_folder
@@ -100,16 +147,38 @@ def cmd_preview(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_distribution(a: argparse.Namespace) -> int:
+def _default_distribution(task: str):
+    if task == "landmarks":
+        from synth.face_distribution import default_face_distribution
+
+        return default_face_distribution()
     from synth.generate import default_distribution
 
-    d = _load_distribution(a.file) or default_distribution(a.task)
+    return default_distribution(task)
+
+
+def cmd_distribution(a: argparse.Namespace) -> int:
+    d = _load_distribution(a.file) or _default_distribution(a.task)
     text = d.dumps() + "\n"
     if a.out:
         Path(a.out).write_text(text)
         print(f"{d.id}\t{Path(a.out).resolve()}")
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_assets_import_ict(a: argparse.Namespace) -> int:
+    """Convert an ICT-FaceKit clone into the face model file the renderer loads."""
+    from synth.face_model import DEFAULT_PATH, default_model_path, import_ict, load_face_model
+
+    src = Path(a.dir)
+    if not src.is_dir():
+        raise DataFormatError(src, "not a folder: pass a clone of https://github.com/ICT-VGL/ICT-FaceKit")
+    out = import_ict(src, a.out or default_model_path() or DEFAULT_PATH)
+    m = load_face_model(out)
+    print(f"{out.resolve()}\t{m.n_vertices} vertices, {m.n_identity} identity modes, "
+          f"{m.n_expression} expressions")
     return EXIT_OK
 
 
@@ -286,7 +355,7 @@ def cmd_loop(a: argparse.Namespace) -> int:
     params = LoopParams(task=a.task, real=real, rounds=a.rounds, seed=a.seed, open_loop=a.open_loop,
                         n_per_round=a.n_per_round, steps_per_round=a.steps_per_round,
                         method=a.method, patience=None if a.no_early_stop else a.patience,
-                        min_improvement=a.min_improvement)
+                        min_improvement=a.min_improvement, holdout_frac=a.holdout_frac)
     state = feedback_loop(params, return_state=True)
     if not state.is_completed():
         msg = state.message or "the flow run failed"
@@ -340,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("generate", help="write one synthetic batch (shards, metadata, manifest)")
-    g.add_argument("--task", choices=["gaze"], default="gaze")
+    g.add_argument("--task", choices=["gaze", "landmarks"], default="gaze",
+                   help="gaze: eye patches; landmarks: face crops with 68-point and dense landmarks")
     g.add_argument("-n", type=int, required=True, help="number of samples")
     g.add_argument("--seed", type=int, required=True)
     g.add_argument("--out", required=True, help="batch folder to create")
@@ -349,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the renderer (default: only for large batches)")
     g.add_argument("--shard-size", type=int, default=4096)
+    g.add_argument("--landmark-set", choices=["dense500", "dense1001"],
+                   help="landmarks: the dense set stored beside the 68 points (default dense500)")
     g.add_argument("--overwrite", action="store_true")
     g.set_defaults(func=cmd_generate)
 
@@ -358,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_validate)
 
-    pv = sub.add_parser("preview", help="PNG grid of a batch with gaze arrows (optionally beside real eyes)")
+    pv = sub.add_parser("preview", help="PNG grid of a batch: eyes with gaze arrows (optionally beside "
+                        "real eyes) or faces with their landmarks")
     pv.add_argument("batch")
     pv.add_argument("--out", required=True)
     pv.add_argument("--real", help="folder with manifest.csv or labels.csv of real eyes")
@@ -366,10 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     pv.set_defaults(func=cmd_preview)
 
     ds = sub.add_parser("distribution", help="print or export a scene distribution as JSON")
-    ds.add_argument("--task", choices=["gaze"], default="gaze")
+    ds.add_argument("--task", choices=["gaze", "landmarks"], default="gaze")
     ds.add_argument("--file", help="read this distribution instead of the built-in one")
     ds.add_argument("--out")
     ds.set_defaults(func=cmd_distribution)
+
+    asx = sub.add_parser("assets", help="build the assets the renderers load (face model)")
+    asub = asx.add_subparsers(dest="asset_command", required=True)
+    ai = asub.add_parser("import-ict", help="convert an ICT-FaceKit clone (MIT licence) into the face "
+                         "model file (default: $SYNTHLOOP_FACE_MODEL, else ../shared/assets/ict-facekit/)")
+    ai.add_argument("dir", help="the clone, or its FaceXModel folder")
+    ai.add_argument("--out", help="npz to write")
+    ai.set_defaults(func=cmd_assets_import_ict)
     t = sub.add_parser("train", help="train a gaze model on synthetic data with an unlabeled target (MLflow-tracked)")
     t.add_argument("--task", choices=["gaze"], default="gaze")
     t.add_argument("--method", choices=["source_only", "dann", "daln"], required=True)
@@ -422,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--min-improvement", type=float, default=0.02,
                     help="relative held-out gain that counts as progress")
     lp.add_argument("--no-early-stop", action="store_true", help="run every round (fixed budget)")
+    lp.add_argument("--holdout-frac", type=float, default=0.5,
+                    help="share of the real data held out (scored only, never analysed)")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     lp.set_defaults(func=cmd_loop)
 
