@@ -1,12 +1,20 @@
 """Validate one batch folder with Great Expectations 1.x and record accepted / quarantined.
 
-Two suites, stored as JSON beside this module (``suites/``) and reviewed like code:
+Two suites per task (the manifest's ``task`` picks them), stored as JSON beside this
+module (``suites/``) and reviewed like code:
 
-- ``eye_batch.samples`` on :func:`expectations.frame.sample_frame` (one row per sample):
-  schema, dtypes, labels not null and inside the support, every factor inside its
-  support, row count = the manifest's n, no duplicated images, no blank or saturated images.
-- ``eye_batch.coverage`` on :func:`expectations.frame.coverage_frame` (one row per factor):
-  the samples match the distribution the manifest names.
+- ``eye_batch.samples`` (task ``gaze``) on :func:`expectations.frame.sample_frame` (one
+  row per sample): schema, dtypes, labels not null and inside the support, every factor
+  inside its support, row count = the manifest's n, no duplicated images, no blank or
+  saturated images.
+- ``face_batch.samples`` (task ``landmarks``) on
+  :func:`expectations.face_frame.face_sample_frame`: the same kinds of checks for head
+  pose and the 41 face factors, plus the landmark labels: visible 68 points inside the
+  crop, visible points finite, dense visibility consistent with the crop, visibility
+  ratio per sample and per batch, label counts matching the metadata.
+- ``eye_batch.coverage`` / ``face_batch.coverage`` on
+  :func:`expectations.frame.coverage_frame` (one row per factor): the samples match the
+  distribution the manifest names.
 
 Bounds that depend on the batch (supports, n, the number of factors) are GX suite
 parameters: the JSON says ``{"$PARAMETER": "min_gaze_pitch"}`` and
@@ -35,19 +43,38 @@ import numpy as np
 import pandas as pd
 
 from expectations.frame import coverage_frame, float32_tolerance, sample_frame
-from synth.shards import BatchReader, atomic_write_text, write_status
+from synth.shards import MANIFEST, BatchReader, atomic_write_text, write_status
+from synthloop.errors import DataFormatError
+
+
+def _face_sample_frame(reader: BatchReader) -> pd.DataFrame:
+    """Imported on use: the face frame reads labels through the face pipeline (torch,
+    numba: ~1.5 s to import), which eye validation does not need."""
+    from expectations.face_frame import face_sample_frame
+
+    return face_sample_frame(reader)
+
 
 SAMPLES_SUITE = "eye_batch.samples"
 COVERAGE_SUITE = "eye_batch.coverage"
+FACE_SAMPLES_SUITE = "face_batch.samples"
+FACE_COVERAGE_SUITE = "face_batch.coverage"
+#: task -> (per-sample suite, coverage suite, builder of the per-sample frame)
+TASK_SUITES = {
+    "gaze": (SAMPLES_SUITE, COVERAGE_SUITE, sample_frame),
+    "landmarks": (FACE_SAMPLES_SUITE, FACE_COVERAGE_SUITE, _face_sample_frame),
+}
+COVERAGE_SUITES = frozenset(v[1] for v in TASK_SUITES.values())
 RESULT_FILE = "validation/result.json"
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 GX_ROOT = "validation"  # the GX file context lives in validation/gx/
 
 #: Smallest chi-square p-value a factor may have before the batch is quarantined.
 #:
-#: Every batch runs one test per factor (35 for the default eye distribution) and a clean
-#: batch must pass all of them, so the per-test level is divided among the tests
-#: (Bonferroni): at 1e-6 a clean batch fails with probability about 35 * 1e-6 = 3.5e-5,
+#: Every batch runs one test per factor (35 for the default eye distribution, 41 for the
+#: face one) and a clean batch must pass all of them, so the per-test level is divided
+#: among the tests (Bonferroni): at 1e-6 a clean batch fails with probability about
+#: 35 * 1e-6 = 3.5e-5 (faces: 4.1e-5),
 #: one false quarantine in ~30,000 batches (cost: one regenerated batch). The chi-square
 #: approximation is loosest in the far tail with small expected bin counts (n = 512 puts
 #: 3.9 samples in the smallest noise_sigma bin), so this was measured: 10^6 simulated clean
@@ -98,6 +125,9 @@ def suite_parameters(reader: BatchReader) -> dict[str, Any]:
     distribution, widened by one float32 ulp so that a table written in float32 (by an
     older writer or another tool) cannot fail on a value rounded across an edge; the
     generator itself stores factor values in float64.
+
+    Face batches add ``max_landmark_x_px`` / ``max_landmark_y_px``: the last pixel
+    centre of the crop (width - 1, height - 1), the bound of visible 68-point landmarks.
     """
     dist = reader.distribution
     params: dict[str, Any] = {
@@ -109,7 +139,19 @@ def suite_parameters(reader: BatchReader) -> dict[str, Any]:
         lo, hi = f.support
         params[f"min_{f.name}"] = float(lo - float32_tolerance(lo))
         params[f"max_{f.name}"] = float(hi + float32_tolerance(hi))
+    if reader.task == "landmarks" and len(reader.image_shape) >= 2:
+        params["max_landmark_x_px"] = float(reader.image_shape[1] - 1)
+        params["max_landmark_y_px"] = float(reader.image_shape[0] - 1)
     return params
+
+
+def suites_for(reader: BatchReader) -> tuple[str, str, Any]:
+    """(per-sample suite, coverage suite, frame builder) for the batch's task."""
+    try:
+        return TASK_SUITES[reader.task]
+    except KeyError:
+        raise DataFormatError(reader.path / MANIFEST, f"task {reader.task!r} has no validation "
+                              f"suites (known: {', '.join(sorted(TASK_SUITES))})") from None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -204,7 +246,7 @@ def _run_gx(suites: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame],
             suite = ctx.suites.add(gx.ExpectationSuite(**suites[suite_name]))
             vd = ctx.validation_definitions.add(
                 gx.ValidationDefinition(name=suite_name, data=bd, suite=suite))
-            if suite_name == COVERAGE_SUITE:
+            if suite_name in COVERAGE_SUITES:
                 fmt = {"result_format": "COMPLETE", "unexpected_index_column_names": ["factor"]}
             else:
                 fmt = {"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_UNEXPECTED}
@@ -221,22 +263,24 @@ def _run_gx(suites: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame],
 
 
 def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationReport:
-    """Run both suites on a batch; write ``validation/result.json`` (and Data Docs).
+    """Run the task's two suites on a batch; write ``validation/result.json`` (and Data Docs).
 
-    A malformed batch raises :class:`synthloop.errors.DataFormatError` (from the reader)
-    unchanged. The status is not written here: see :func:`record_outcome`.
+    A malformed batch (or one of a task without suites) raises
+    :class:`synthloop.errors.DataFormatError` unchanged. The status is not written here:
+    see :func:`record_outcome`.
     """
     t0 = time.perf_counter()
     batch_dir = Path(batch_dir)
     reader = BatchReader(batch_dir)
-    samples = sample_frame(reader)
+    samples_suite, coverage_suite, build_frame = suites_for(reader)
+    samples = build_frame(reader)
     cov = coverage_frame(reader, samples)
     params = suite_parameters(reader)
     t_frames = time.perf_counter() - t0
 
     # A suite placeholder the batch cannot fill (its distribution lacks that factor) is a
     # failure of the batch, not a crash of the validator.
-    suites = {SAMPLES_SUITE: load_suite_json(SAMPLES_SUITE), COVERAGE_SUITE: load_suite_json(COVERAGE_SUITE)}
+    suites = {samples_suite: load_suite_json(samples_suite), coverage_suite: load_suite_json(coverage_suite)}
     missing = sorted(set().union(*(suite_parameter_names(s) for s in suites.values())) - params.keys())
     failing = [f"suite parameter {m}: not provided by batch {reader.batch_id} "
                "(its distribution lacks that factor)" for m in missing]
@@ -244,10 +288,10 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
 
     # Docs of an earlier validation would contradict the new result.json: drop them.
     shutil.rmtree(batch_dir / GX_ROOT / "gx", ignore_errors=True)
-    results, docs_path = _run_gx(suites, {SAMPLES_SUITE: samples, COVERAGE_SUITE: cov}, params_gx,
+    results, docs_path = _run_gx(suites, {samples_suite: samples, coverage_suite: cov}, params_gx,
                                  batch_dir / GX_ROOT if docs else None)
-    failing += _failing_samples(results[SAMPLES_SUITE])
-    failing += _failing_coverage(results[COVERAGE_SUITE], cov, MIN_COVERAGE_P_VALUE)
+    failing += _failing_samples(results[samples_suite])
+    failing += _failing_coverage(results[coverage_suite], cov, MIN_COVERAGE_P_VALUE)
     success = not failing and all(r.success for r in results.values())
 
     statistics = {

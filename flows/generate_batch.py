@@ -12,7 +12,7 @@ from typing import Literal
 from prefect import flow
 from prefect.states import Failed
 from prefect.transactions import transaction
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from synthloop.settings import get_settings
 from tasks.batches import (
@@ -27,13 +27,24 @@ from tasks.batches import (
 class GenerateParams(BaseModel):
     """What to generate. Rendered by the Prefect dashboard as the run form."""
 
-    task: Literal["gaze"] = Field("gaze", description="which generator: gaze = eye patches")
+    task: Literal["gaze", "landmarks"] = Field(
+        "gaze", description="which generator: gaze = eye patches, landmarks = face crops with "
+                            "68-point and dense landmarks")
     n: int = Field(2048, ge=1, le=5_000_000, description="number of samples")
     seed: int = Field(0, ge=0, description="same seed + distribution = identical bytes")
     out: str | None = Field(None, description="batch folder; default <home>/batches/<task>-s<seed>-n<n>")
     distribution_path: str | None = Field(
         None, description="scene distribution JSON; default: the task's built-in distribution")
-    device: Literal["cpu", "cuda"] = Field("cpu", description="where to render")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where to render (faces: cpu only)")
+    landmark_set: Literal["dense500", "dense1001"] = Field(
+        "dense500", description="landmarks only: the dense set stored beside the 68 points")
+
+    @model_validator(mode="after")
+    def _faces_render_on_cpu(self) -> GenerateParams:
+        # said in the run form, before a worker picks the run up and fails on it
+        if self.task == "landmarks" and self.device != "cpu":
+            raise ValueError("face batches render on the CPU (numba); use device 'cpu'")
+        return self
 
 
 @flow(name="generate-batch", log_prints=True)
@@ -44,7 +55,8 @@ def generate_batch(params: GenerateParams = GenerateParams()):  # noqa: B008 (py
     dist_json = Path(params.distribution_path).read_text() if params.distribution_path else None
     try:
         with transaction():
-            path = write_batch(str(out), params.task, params.n, params.seed, dist_json, params.device)
+            path = write_batch(str(out), params.task, params.n, params.seed, dist_json, params.device,
+                               params.landmark_set)
             summary = validate_batch(path)
     except BatchRejected as e:
         # the rollback hook has quarantined the batch; the run ends Failed, with the reason

@@ -9,7 +9,9 @@ The default model is ICT-FaceKit "Light" (USC ICT, MIT licence), converted to on
 never inside it. Where that file is absent (a fresh clone) the loader falls back to a
 small procedural head (``synth/face_fallback.py``) so tests and the demo still run; a
 file that is named explicitly but missing, or present but malformed, is an error that
-says how to rebuild it from a clone of ICT-FaceKit.
+says how to rebuild it from a clone of ICT-FaceKit. ``SYNTHLOOP_FACE_MODEL=builtin``
+forces the procedural head even where the ICT file exists (fast, asset-free runs:
+subprocess tests of the CLI, quick looks at the pipeline).
 
 Coordinates are the asset's: centimetres, x toward the subject's left (image right in a
 frontal view), y up, z out of the face toward a frontal camera.
@@ -30,6 +32,8 @@ import numpy as np
 from synthloop.errors import DataFormatError
 
 ENV_VAR = "SYNTHLOOP_FACE_MODEL"
+#: ``SYNTHLOOP_FACE_MODEL=builtin``: use the built-in procedural head, whatever is on disk.
+BUILTIN = "builtin"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PATH = REPO_ROOT.parent / "shared" / "assets" / "ict-facekit" / "ict_facekit.npz"
 HOW_TO_GET = ("to build it, clone https://github.com/ICT-VGL/ICT-FaceKit (MIT licence) and run "
@@ -230,8 +234,11 @@ _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def default_model_path() -> Path | None:
-    """``$SYNTHLOOP_FACE_MODEL`` if set, else the shared ICT asset if it exists, else None."""
+    """``$SYNTHLOOP_FACE_MODEL`` if set, else the shared ICT asset if it exists, else None
+    (None = the built-in head; ``SYNTHLOOP_FACE_MODEL=builtin`` asks for it explicitly)."""
     env = os.environ.get(ENV_VAR)
+    if env == BUILTIN:
+        return None
     if env:
         return Path(env)
     return DEFAULT_PATH if DEFAULT_PATH.is_file() else None

@@ -3,9 +3,19 @@
 Pipeline per sample: blendshapes (identity + expression) -> eyeballs turned for gaze ->
 head rotation (yaw, pitch, roll) -> pinhole projection at the camera distance -> jaw
 contour points slid to the silhouette -> crop framing by the protocol used for real
-faces (``crop_box``: tight box of the 68 points, made square, side x 1.3, centred) ->
-z-buffer rasterisation -> shading -> background -> occluders -> blur (on linear light),
-tone curve, sensor noise -> JPEG -> uint8 RGB.
+faces -> z-buffer rasterisation -> shading -> background -> occluders -> blur (on linear
+light), tone curve, sensor noise -> JPEG -> uint8 RGB.
+
+Crop framing is ``realdata/face_crop.py``'s protocol, not a copy of it: the box is
+``box_from_landmarks`` of the 68 points (tight box, made square on its longer side,
+times ``DEFAULT_ENLARGE``, same centre), and the mapping into the crop is its
+``CropTransform`` (``u = (x - x0) * size / side - 0.5``, which ``face_raster.to_pixels``
+evaluates per vertex). A crop that frames faces differently from the real ones would be
+a domain cue of its own. The conventions (0-based, pixel centres on integers, box edges
+on pixel edges) are documented once, in ``realdata/face_crop.py``; the projected image
+plane here plays the role of the source image (source pixels = plane units x focal,
+relative to the principal point), which leaves the crop unchanged because the
+protocol is invariant to scaling and shifting the source coordinates.
 
 Landmark coordinates are crop pixels in the 0-based pixel-centre convention (the centre
 of the top-left pixel is (0, 0)). A landmark is visible when it is inside the crop, no
@@ -35,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from realdata.face_crop import DEFAULT_ENLARGE, box_from_landmarks
 from synth import face_raster as fr
 from synth.face_distribution import (
     FACE_FACTORS,
@@ -53,7 +64,8 @@ from synth.face_model import (
     eyeball_centre,
 )
 
-CROP_SCALE = 1.3
+#: The crop's enlargement over the 68 points' box: the real-face protocol's, by import.
+CROP_SCALE = DEFAULT_ENLARGE
 
 # material channels of the per-vertex albedo mix (see _materials and _colours)
 CH = ("skin", "lip", "brow", "hair1", "hair2", "hair3", "sclera", "iris", "pupil", "teeth",
@@ -62,15 +74,20 @@ C = {name: i for i, name in enumerate(CH)}
 HAIR_LEVELS = (10.8, 9.8, 8.8)  # forehead hairline heights (cm) of hair1..hair3
 
 
-def crop_box(points: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray:
-    """The face crop for 68 points (..., K, 2): their tight bounding box, made square on
-    its longer side, times ``scale``, same centre. Returns (..., 3): x0, y0, side (the
-    box's top-left corner and side length, in the points' units)."""
+def crop_box(points: np.ndarray, enlarge: float = DEFAULT_ENLARGE) -> np.ndarray:
+    """The face crop for 68 points (..., K, 2) by the real-face protocol
+    (``realdata.face_crop.box_from_landmarks``: tight box, square on its longer side,
+    times ``enlarge``, same centre). Returns (..., 3): x0, y0, side (the box's top-left
+    corner and side length, in the points' units). One call per face: the renderer
+    frames one face at a time, and one implementation keeps real and synthetic crops
+    identical."""
     p = np.asarray(points, dtype=np.float64)
-    lo, hi = p.min(axis=-2), p.max(axis=-2)
-    side = (hi - lo).max(axis=-1) * scale
-    centre = 0.5 * (lo + hi)
-    return np.concatenate([centre - side[..., None] / 2, side[..., None]], axis=-1)
+    flat = p.reshape(-1, *p.shape[-2:])
+    out = np.empty((len(flat), 3))
+    for i, face in enumerate(flat):
+        x0, y0, x1, _ = box_from_landmarks(face, enlarge)
+        out[i] = (x0, y0, x1 - x0)
+    return out.reshape(*p.shape[:-2], 3)
 
 
 # --------------------------------------------------------------------------- preparation

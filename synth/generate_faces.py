@@ -1,7 +1,9 @@
 """Generate one synthetic face batch to disk: draw scenes, render in chunks, write shards.
 
 The batch folder is the standard one (``synth/shards.py``: image shards, metadata table,
-manifest, distribution) plus the landmark arrays, written inside the same atomic rename::
+manifest, distribution) plus the landmark arrays, written inside the same atomic rename
+and listed with sha256 and size in the manifest's ``extra_files`` (so
+``BatchReader.verify_checksums`` covers them like the shards)::
 
     landmarks/landmarks.json          what follows, with shapes, sha256 and sizes
     landmarks/points68.npy            float32 (n, 68, 2) crop pixels, 0-based pixel centres
@@ -25,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from realdata.face_crop import DEFAULT_ENLARGE
 from synth.distribution import SceneDistribution
 from synth.face_distribution import default_face_distribution
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
-from synth.face_renderer import CROP_SCALE
-from synth.shards import BatchWriter, sha256_file
+from synth.shards import BatchWriter, batch_id_for, sha256_file
 from synthloop.errors import DataFormatError
 
 LANDMARKS = "landmarks/landmarks.json"
@@ -50,7 +52,8 @@ def face_metadata(scenes: dict[str, np.ndarray], labels: dict[str, np.ndarray]) 
 
 class FaceBatchWriter(BatchWriter):
     """BatchWriter plus the landmark arrays, written into the batch's temporary folder
-    before the atomic rename, so a batch never appears without its labels."""
+    before the atomic rename (a batch never appears without its labels) and registered
+    as extra files, so the manifest checksums them."""
 
     def __init__(self, out: str | Path, *, dense_ids: dict[str, np.ndarray], model: str,
                  **kw: Any):
@@ -66,24 +69,42 @@ class FaceBatchWriter(BatchWriter):
             self._labels.setdefault(k, []).append(v)
         self.add(images, rows)
 
-    def _finish(self) -> None:
-        folder = self.tmp / "landmarks"
-        folder.mkdir(exist_ok=True)
+    def write_extra_files(self, folder: Path) -> None:
+        (folder / "landmarks").mkdir(exist_ok=True)
         files: dict[str, dict[str, Any]] = {}
         arrays = {k: np.concatenate(v) for k, v in self._labels.items() if k not in ("pose", "crop_box")}
         arrays.update({f"{k}_vertex_ids": np.asarray(v, dtype=np.int32) for k, v in self.dense_ids.items()})
         for name, arr in arrays.items():
-            path = folder / f"{name}.npy"
+            rel = f"landmarks/{name}.npy"
+            path = folder / rel
             np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
-            files[name] = {"file": f"landmarks/{name}.npy", "shape": list(arr.shape),
-                           "dtype": str(arr.dtype), "sha256": sha256_file(path),
-                           "bytes": path.stat().st_size}
+            files[name] = {"file": rel, "shape": list(arr.shape), "dtype": str(arr.dtype),
+                           "sha256": sha256_file(path), "bytes": path.stat().st_size}
+            self.add_extra_file(rel)
         doc = {"format_version": FORMAT_VERSION, "n": self.n, "model": self.model,
                "coordinates": "crop pixels, 0-based, (0, 0) = centre of the top-left pixel",
-               "crop": f"tight box of the 68 points, square, x{CROP_SCALE}, centred",
+               "crop": f"realdata.face_crop protocol: tight box of the 68 points, square, "
+                       f"x{DEFAULT_ENLARGE}, centred",
                "dense_sets": sorted(self.dense_ids), "files": files}
-        (self.tmp / LANDMARKS).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        super()._finish()
+        (folder / LANDMARKS).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        self.add_extra_file(LANDMARKS)
+
+
+def batch_settings(gen: FaceGenerator) -> dict[str, Any]:
+    """What the manifest records as the generator (and the batch id hashes): the
+    generator's settings plus the crop protocol's enlargement, so batches framed under a
+    different protocol never share an id with these."""
+    return {**gen.settings, "crop_enlarge": DEFAULT_ENLARGE}
+
+
+def planned_face_batch_id(*, n: int, seed: int, dist: SceneDistribution | None = None,
+                          model: FaceModel | None = None, landmark_sets: Sequence[str] = ("dense500",),
+                          chunk: int | None = None) -> str:
+    """The id ``generate_face_batch`` with these arguments writes, without rendering: it
+    needs only the generator settings (which load the face model for its fingerprint)."""
+    dist = dist or default_face_distribution()
+    gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
+    return batch_id_for(dist.id, seed, n, batch_settings(gen))
 
 
 def generate_face_batch(
@@ -108,7 +129,7 @@ def generate_face_batch(
     gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
     scenes = sample_face_scenes(dist, n, seed)
     dense_ids = {s: gen.model.dense_sets[s] for s in gen.landmark_sets}
-    with FaceBatchWriter(out, task="landmarks", dist=dist, seed=seed, n=n, generator=gen.settings,
+    with FaceBatchWriter(out, task="landmarks", dist=dist, seed=seed, n=n, generator=batch_settings(gen),
                          shard_size=shard_size, overwrite=overwrite, dense_ids=dense_ids,
                          model=model_fingerprint(gen.model)) as w:
         for c in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):

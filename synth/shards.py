@@ -8,6 +8,8 @@ Layout of a batch folder::
     distribution.json    the full scene distribution the batch was drawn from
     metadata.parquet     one row per sample: labels, factor values, geometry
     shards/images-00000.npy ...   uint8 (n_i, H, W) or (n_i, H, W, 3), memmap-able
+    <extra files>        whatever a task adds (face batches: landmarks/*.npy), listed in
+                         the manifest's ``extra_files`` with sha256 and size
     validation/          written by validation: result, status, Data Docs
 
 Writes are atomic: everything goes to a hidden sibling folder that is renamed into place
@@ -68,6 +70,12 @@ class BatchWriter:
 
     Use as a context manager; on an exception the partial folder is removed and the
     destination is left as it was.
+
+    Tasks with more per-sample arrays than images and a table (face landmarks) subclass
+    it: override :meth:`write_extra_files` to write them into the temporary folder and
+    :meth:`add_extra_file` each one, so they land inside the same atomic rename and the
+    manifest checksums them like the shards. A batch without extra files has no
+    ``extra_files`` key at all, so eye manifests stay byte-identical to earlier ones.
     """
 
     def __init__(self, out: str | Path, *, task: str, dist: SceneDistribution, seed: int, n: int,
@@ -85,6 +93,7 @@ class BatchWriter:
         self._shards: list[dict[str, Any]] = []
         self._written = 0
         self._image_shape: tuple[int, ...] | None = None
+        self._extra: list[str] = []
 
     def __enter__(self) -> BatchWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +125,34 @@ class BatchWriter:
         while self._buffered >= self.shard_size:
             self._flush(self.shard_size)
 
+    def add_extra_file(self, relpath: str) -> None:
+        """List a file written under :attr:`tmp` in the manifest (sha256 and size are
+        taken when the batch is finished). ``relpath`` is relative to the batch folder,
+        POSIX-style, and may not escape it or shadow the batch's own files."""
+        rel = Path(relpath)
+        if rel.is_absolute() or not rel.parts or ".." in rel.parts:
+            raise ValueError(f"extra file {relpath!r} must be a relative path inside the batch")
+        name = rel.as_posix()
+        reserved = name in (MANIFEST, METADATA, DISTRIBUTION)
+        if reserved or rel.parts[0] in ("shards", "validation"):
+            raise ValueError(f"extra file {relpath!r} would shadow the batch's own files")
+        if name not in self._extra:
+            self._extra.append(name)
+
+    def write_extra_files(self, folder: Path) -> None:
+        """Hook: write task-specific files into ``folder`` (the temporary batch folder)
+        and register each with :meth:`add_extra_file`. Runs once, after every sample is
+        in and counted, before the manifest is written. The base writer has none."""
+
+    def _extra_entries(self) -> list[dict[str, Any]]:
+        out = []
+        for name in sorted(self._extra):
+            path = self.tmp / name
+            if not path.is_file():
+                raise FileNotFoundError(f"extra file {name!r} was registered but not written")
+            out.append({"file": name, "sha256": sha256_file(path), "bytes": path.stat().st_size})
+        return out
+
     def _flush(self, k: int) -> None:
         data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
         shard, rest = data[:k], data[k:]
@@ -138,6 +175,8 @@ class BatchWriter:
         meta.insert(0, "sample", np.arange(len(meta), dtype=np.int64))
         meta.to_parquet(self.tmp / METADATA, index=False)
         (self.tmp / DISTRIBUTION).write_text(self.dist.dumps() + "\n")
+        self.write_extra_files(self.tmp)
+        extra = self._extra_entries()
         manifest = {
             "format_version": FORMAT_VERSION,
             "batch_id": self.batch_id,
@@ -154,6 +193,8 @@ class BatchWriter:
                          "columns": list(meta.columns)},
             "distribution": {"file": DISTRIBUTION, "sha256": sha256_file(self.tmp / DISTRIBUTION)},
         }
+        if extra:
+            manifest["extra_files"] = extra
         _write_json(self.tmp / MANIFEST, manifest)
         if self.out.exists():  # overwrite: swap in, then drop the old one
             trash = self.out.with_name(f".{self.out.name}.old-{uuid.uuid4().hex[:8]}")
@@ -219,8 +260,16 @@ class BatchReader:
                    f"({entry['n']}, {', '.join(map(str, self.image_shape))})")
         return arr
 
+    @property
+    def extra_files(self) -> list[str]:
+        """Task-specific files the manifest lists (relative paths), e.g. face landmarks."""
+        return [e["file"] for e in self.manifest.get("extra_files", [])]
+
     def verify_checksums(self) -> None:
+        """Every file the manifest lists (shards, metadata, distribution, extra files)
+        exists with its recorded size and sha256."""
         entries = list(self.manifest["shards"]) + [self.manifest["metadata"], self.manifest["distribution"]]
+        entries += list(self.manifest.get("extra_files", []))
         for e in entries:
             p = self.path / e["file"]
             if not p.is_file():

@@ -59,3 +59,27 @@ def test_flow_never_replaces_a_different_batch(prefect_harness, tmp_path):
     assert state.is_failed()
     assert BatchReader(out).batch_id == bid
     assert (out / "shards" / "images-00000.npy").read_bytes() == before
+
+
+def test_face_batch_is_written_validated_accepted_and_cataloged(prefect_harness, tmp_path, monkeypatch):
+    from catalog import Catalog
+    from flows.generate_batch import GenerateParams, generate_batch
+    from synthloop.settings import get_settings
+
+    monkeypatch.setenv("SYNTHLOOP_FACE_MODEL", "builtin")  # the built-in head: fast, no assets
+    out = tmp_path / "faces"
+    params = GenerateParams(task="landmarks", n=48, seed=2, out=str(out))
+    state = generate_batch(params, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["status"] == "accepted" and summary["failing"] == []
+    r = open_for_training(out)
+    assert r.task == "landmarks" and r.n == 48 and "landmarks/points68.npy" in r.extra_files
+    row = Catalog(get_settings().catalog).get_batch(summary["batch_id"])
+    assert row is not None and row["status"] == "accepted" and row["n"] == 48
+    # a re-run finds the same planned id on disk and renders nothing
+    shard = out / "shards" / "images-00000.npy"
+    stamp = shard.stat().st_mtime_ns
+    again = generate_batch(params, return_state=True)
+    assert again.is_completed(), again.message
+    assert again.result()["batch_id"] == summary["batch_id"] and shard.stat().st_mtime_ns == stamp

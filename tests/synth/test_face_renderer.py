@@ -9,13 +9,15 @@ import math
 import numpy as np
 import pytest
 
+from realdata.face_crop import DEFAULT_ENLARGE, CropTransform, box_from_landmarks
 from synth import face_model as fm
 from synth.face_distribution import default_face_distribution
 from synth.face_fallback import fallback_face_model
 from synth.face_generator import FaceGenerator
 from synth.face_renderer import CROP_SCALE, crop_box, render_faces, render_geometry
-from synth.generate_faces import generate_face_batch, read_face_labels
+from synth.generate_faces import generate_face_batch, planned_face_batch_id, read_face_labels
 from synth.shards import BatchReader
+from synthloop.errors import DataFormatError
 
 needs_ict = pytest.mark.skipif(not fm.DEFAULT_PATH.is_file(), reason="ICT-FaceKit asset not in ../shared")
 SIZE = 128
@@ -57,11 +59,26 @@ def test_outputs_and_crop_protocol(head):
     # the crop is the protocol's box around the 68 points, in pixel-centre coordinates
     p = out["points68"].astype(np.float64)
     lo, hi = p.min(1), p.max(1)
-    np.testing.assert_allclose((hi - lo).max(1), SIZE / CROP_SCALE, rtol=1e-4)
+    np.testing.assert_allclose((hi - lo).max(1), SIZE / DEFAULT_ENLARGE, rtol=1e-4)
     np.testing.assert_allclose((lo + hi) / 2, (SIZE - 1) / 2, atol=1e-3)
     x0, y0, side = crop_box(p)[0]
     assert (x0, y0, side) == pytest.approx((-0.5, -0.5, SIZE), abs=1e-3)
     assert out["images"].std() > 10
+
+
+def test_crop_is_the_real_face_protocol(head):
+    """One protocol for real and synthetic faces: the renderer's enlargement is
+    realdata's, and mapping its crop points back to source pixels with realdata's
+    CropTransform, then boxing them with realdata's box_from_landmarks, gives back the
+    crop box the renderer recorded."""
+    assert CROP_SCALE == DEFAULT_ENLARGE == 1.25
+    out = render_faces(head, scenes(4, seed=1), size=SIZE, seed=2)
+    for pts, (x0, y0, side) in zip(out["points68"], out["crop_box"].astype(np.float64), strict=True):
+        tf = CropTransform.from_box((x0, y0, x0 + side, y0 + side), SIZE)
+        src = tf.from_crop(pts)
+        np.testing.assert_allclose(box_from_landmarks(src), (x0, y0, x0 + side, y0 + side),
+                                   atol=1e-3 * side)
+        np.testing.assert_allclose(tf.to_crop(src), pts, atol=1e-4)
 
 
 def test_same_seed_same_bytes(head):
@@ -163,6 +180,9 @@ def test_face_batch_on_disk(head, tmp_path):
     assert bid == bid2
     r = BatchReader(path)
     assert r.task == "landmarks" and r.n == 7 and r.image_shape == (64, 64, 3)
+    # the id is known before rendering, and it covers the crop protocol
+    assert bid == planned_face_batch_id(n=7, seed=4, dist=dist, model=head, chunk=4)
+    assert r.manifest["generator"]["crop_enlarge"] == DEFAULT_ENLARGE
     meta = r.metadata
     assert {"yaw", "pitch", "roll", "head_yaw", "crop_side_px", "n_visible68"} <= set(meta.columns)
     lab = read_face_labels(path)
@@ -172,9 +192,14 @@ def test_face_batch_on_disk(head, tmp_path):
     lab2 = read_face_labels(path2)
     assert all(np.array_equal(lab[k], lab2[k]) for k in lab)
     assert np.array_equal(r.images(), BatchReader(path2).images())
+    # the manifest checksums the landmark files like the shards
+    assert set(r.extra_files) == {"landmarks/landmarks.json"} | {
+        f"landmarks/{k}.npy" for k in lab}
     (path / "landmarks" / "points68.npy").write_bytes(b"corrupt")
     with pytest.raises(Exception, match="points68.npy"):
         read_face_labels(path)
+    with pytest.raises(DataFormatError, match="points68.npy"):
+        BatchReader(path)
 
 
 # --------------------------------------------------------------------------- ICT-FaceKit

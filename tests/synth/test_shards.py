@@ -154,3 +154,62 @@ def test_only_accepted_batches_reach_training(batch, tmp_path):
     assert (d / "manifest.json").is_file()  # kept for inspection
     write_status(d, "accepted")
     assert open_for_training(d).n == 700
+
+
+class _NotesWriter(BatchWriter):
+    """A task that adds its own files: registered ones land in the manifest."""
+
+    def write_extra_files(self, folder):
+        (folder / "notes").mkdir()
+        (folder / "notes" / "a.txt").write_text("per-sample notes\n")
+        self.add_extra_file("notes/a.txt")
+        (folder / "b.bin").write_bytes(b"\x00\x01")
+        self.add_extra_file("b.bin")
+
+
+def _write_with_extras(out, cls=_NotesWriter):
+    d = default_eye_distribution()
+    with cls(out, task="gaze", dist=d, seed=0, n=4, generator={}) as w:
+        w.add(np.zeros((4, 36, 60), np.uint8), pd.DataFrame({"pitch": np.zeros(4)}))
+    return out
+
+
+def test_eye_manifests_list_no_extra_files(batch):
+    assert "extra_files" not in json.loads((batch / "manifest.json").read_text())
+    assert BatchReader(batch).extra_files == []
+
+
+def test_extra_files_are_checksummed_in_the_manifest(tmp_path):
+    out = _write_with_extras(tmp_path / "x")
+    m = json.loads((out / "manifest.json").read_text())
+    assert [e["file"] for e in m["extra_files"]] == ["b.bin", "notes/a.txt"]  # sorted
+    assert m["extra_files"][0]["bytes"] == 2 and len(m["extra_files"][0]["sha256"]) == 64
+    r = BatchReader(out)
+    assert r.extra_files == ["b.bin", "notes/a.txt"]
+    (out / "notes" / "a.txt").write_text("edited\n")
+    with pytest.raises(DataFormatError, match="a.txt.*(size|checksum)"):
+        BatchReader(out)
+    (out / "b.bin").unlink()
+    with pytest.raises(DataFormatError, match="b.bin.*missing"):
+        r.verify_checksums()
+
+
+@pytest.mark.parametrize("rel", ["../escape.txt", "/abs.txt", "manifest.json", "shards/x.npy"])
+def test_extra_files_must_stay_inside_and_not_shadow(tmp_path, rel):
+    class Bad(BatchWriter):
+        def write_extra_files(self, folder):
+            self.add_extra_file(rel)
+
+    with pytest.raises(ValueError, match="extra file"):
+        _write_with_extras(tmp_path / "x", Bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_registered_but_unwritten_extra_file_fails_the_write(tmp_path):
+    class Forgetful(BatchWriter):
+        def write_extra_files(self, folder):
+            self.add_extra_file("labels.npy")
+
+    with pytest.raises(FileNotFoundError, match="labels.npy"):
+        _write_with_extras(tmp_path / "x", Forgetful)
+    assert list(tmp_path.iterdir()) == []
