@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
           f"the open loop's ({closed_last:.2f} vs {open_last:.2f} deg; {kind} target, "
           f"{len(a.seeds)} seed(s), {a.n_per_round} samples and {a.steps_per_round} steps per round)")
     name = "feedback_loop_quick" if a.quick else "feedback_loop"
-    png = _plot(rows, a.rounds, Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS)) / f"{name}.png",
+    out_dir = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = _plot(rows, a.rounds, out_dir / f"{name}.png",
                 f"closed vs open loop, {kind} target ({len(a.seeds)} seeds)")
     out = save(name, {"machine": machine(), "args": vars(a), "target": real, "target_kind": kind,
                       "rows": rows, "table": table, "gain_pct_last_round": gain,
