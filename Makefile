@@ -29,7 +29,9 @@ test-all: $(STAMP)        ## including tests marked slow
 
 bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/results/
 	$(BIN)/python -m benchmarks.bench_eye_generation
+	$(BIN)/python -m benchmarks.bench_face_generation
 	$(BIN)/python -m benchmarks.bench_train_throughput
+	$(BIN)/python -m benchmarks.bench_feedback_loop
 	$(BIN)/python -m benchmarks.bench_gaze_da
 	$(BIN)/python -m benchmarks.bench_gaze_da --appearance-only
 	@if [ -f ../shared/data/real/mpiigaze-eyes-unlabeled/manifest.csv ]; then \
@@ -37,8 +39,10 @@ bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/re
 
 bench-quick: $(STAMP)     ## every benchmark on a tiny budget (a smoke run, not results)
 	$(BIN)/python -m benchmarks.bench_eye_generation --quick --no-compile
+	$(BIN)/python -m benchmarks.bench_face_generation --quick
 	$(BIN)/python -m benchmarks.bench_train_throughput --quick
 	$(BIN)/python -m benchmarks.bench_gaze_da --quick
+	$(BIN)/python -m benchmarks.bench_feedback_loop --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
