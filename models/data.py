@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # synth.shards pulls in pandas; only the type is needed here
 __all__ = [
     "ArraySource",
     "BatchSource",
+    "ConcatSource",
+    "FaceShardSource",
     "OnTheFlySource",
     "ShardSource",
     "split_indices",
@@ -182,6 +184,76 @@ class ArraySource:
         return self.gather(_draw(len(self.images), self.batch_size, self.seed, step))
 
 
+class FaceShardSource:
+    """Random batches of images from a batch folder with per-sample labels held in memory:
+    a face batch's crops and its landmark arrays (``synth.generate_faces.read_face_labels``).
+
+    :class:`ShardSource` reads its labels (gaze angles) from the metadata table; landmark
+    labels live in separate arrays, often rearranged by the caller first (a dense set, or
+    padded with missing points for a second head), so they are passed in here instead.
+    Batch ``k`` draws the same positions as ``ShardSource`` for the same ``(seed, k)``.
+
+    Args:
+        reader: an open batch whose images are ``(H, W, 3)`` or ``(C, H, W)`` uint8.
+        labels: batch key -> per-sample array over the whole batch (first dim ``len(reader)``),
+            e.g. ``{"points": (N, K, 2), "visible": (N, K)}``; returned as float32.
+        indices: restrict sampling to these samples (see :class:`ShardSource`).
+    """
+
+    def __init__(self, reader: BatchReader, batch_size: int, seed: int,
+                 labels: dict[str, np.ndarray | Tensor],
+                 indices: Sequence[int] | np.ndarray | None = None):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.reader, self.batch_size, self.seed = reader, int(batch_size), int(seed)
+        self.indices = (np.arange(len(reader), dtype=np.int64) if indices is None
+                        else np.asarray(indices, dtype=np.int64))
+        if len(self.indices) == 0:
+            raise ValueError("FaceShardSource needs at least one sample")
+        self.labels: dict[str, np.ndarray] = {}
+        for key, arr in labels.items():
+            a = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
+            if key == "image" or a.ndim == 0 or a.shape[0] != len(reader):
+                raise ValueError(f"label {key!r} must be a per-sample array of length "
+                                 f"{len(reader)} (and not 'image'), got {a.shape}")
+            self.labels[key] = np.ascontiguousarray(a, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def gather(self, positions: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
+        """The batch at explicit positions (into ``indices``): for fixed validation sets."""
+        idx = self.indices[np.asarray(positions, dtype=np.int64)]
+        out = {"image": _to_nchw(self.reader.images(idx))}
+        for key, arr in self.labels.items():
+            out[key] = torch.from_numpy(arr[idx])
+        return out
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        return self.gather(_draw(len(self.indices), self.batch_size, self.seed, step))
+
+
+class ConcatSource:
+    """Each batch is the concatenation of its parts' batches for the same step, e.g. 8
+    synthetic and 8 real labeled faces per step. Every part must return the same keys
+    with the same trailing shapes; each keeps its own seed, so the mix is reproducible
+    per ``(seeds, step)`` like any source."""
+
+    def __init__(self, *parts: BatchSource):
+        if not parts:
+            raise ValueError("ConcatSource needs at least one part")
+        self.parts = parts
+        self.batch_size = sum(int(p.batch_size) for p in parts)
+        self.seed = getattr(parts[0], "seed", None)
+
+    def batch(self, step: int) -> dict[str, Tensor]:
+        batches = [p.batch(step) for p in self.parts]
+        keys = set(batches[0])
+        if any(set(b) != keys for b in batches):
+            raise ValueError(f"parts return different keys: {[sorted(b) for b in batches]}")
+        return {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+
+
 class OnTheFlySource:
     """Renders every batch from a scene distribution: an endless, never-repeating
     synthetic source. Scenes for step ``k`` come from
@@ -223,6 +295,11 @@ def describe(source: Any) -> dict[str, Any]:
                          "seed": getattr(source, "seed", None)}
     if isinstance(source, ShardSource):
         d.update(batch_id=source.reader.batch_id, path=str(source.reader.path), n=len(source))
+    elif isinstance(source, FaceShardSource):
+        d.update(batch_id=source.reader.batch_id, path=str(source.reader.path), n=len(source),
+                 labels=sorted(source.labels))
+    elif isinstance(source, ConcatSource):
+        d.update(parts=[describe(p) for p in source.parts])
     elif isinstance(source, ArraySource):
         d.update(n=len(source))
     elif isinstance(source, OnTheFlySource):

@@ -26,16 +26,34 @@ class GazePredictor(nn.Module):
 
 class LandmarkPredictor(nn.Module):
     """Face crops in, landmarks out; ``transfer`` (a :class:`~models.label_transfer.LabelTransfer`)
-    optionally maps the predicted dense set to the 68 iBug points."""
+    optionally maps the predicted dense set to the 68 iBug points.
 
-    def __init__(self, net: nn.Module, transfer: nn.Module | None = None):
+    ``channels = (start, stop)`` picks the network's output channels that form the
+    prediction (fed to ``transfer`` when there is one): a network may carry several point
+    sets, e.g. a dense synthetic set in channels ``0..D`` and a head trained on real
+    68-point labels in ``D..D+68`` (``synthloop.landmark_jobs``). None keeps them all.
+    ``layout`` is a plain description of those channels, kept for whoever loads the model.
+    """
+
+    def __init__(self, net: nn.Module, transfer: nn.Module | None = None, *,
+                 channels: tuple[int, int] | None = None, layout: dict | None = None):
         super().__init__()
         self.net = net
         self.transfer = transfer
+        if channels is not None:
+            start, stop = (int(c) for c in channels)
+            if not 0 <= start < stop:
+                raise ValueError(f"channels must be (start, stop) with 0 <= start < stop, got {channels}")
+            channels = (start, stop)
+        self.channels = channels
+        self.layout = dict(layout or {})
 
     def forward(self, x: Tensor) -> Tensor:
         """x: uint8 (B,3,H,W) or float in [0,1] -> (B, K, 2) (x, y) pixel-centre coordinates."""
         points = self.net(x).coords
+        channels = getattr(self, "channels", None)  # pickles from before the field existed
+        if channels is not None:
+            points = points[:, channels[0]:channels[1]]
         return points if self.transfer is None else self.transfer(points)
 
     @torch.no_grad()

@@ -1,0 +1,238 @@
+"""Landmark jobs end to end on tiny data: a 12-face batch of the built-in procedural head
+and a "real" folder the test writes (rendered faces pasted into larger JPEGs with .pts
+files), a one-stack 8-channel hourglass, 2 training steps. Checks checkpoints, the MLflow
+run and registry, the routes to 68 points (nearest dense, label transfer, real head),
+evaluation in original image coordinates, the benchmark helpers and data errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.data import ArraySource, ConcatSource, FaceShardSource
+from realdata.landmarks import write_pts
+from synth.face_distribution import default_face_distribution
+from synth.face_fallback import fallback_face_model
+from synth.face_generator import FaceGenerator
+from synth.generate_faces import generate_face_batch
+from synth.shards import BatchReader, write_status
+from synthloop.errors import DataFormatError
+from synthloop.landmark_jobs import (
+    OutputLayout,
+    evaluate_landmarks_model,
+    face_validation_available,
+    fit_transfer_on_real,
+    load_landmark_predictor,
+    load_real_faces,
+    split_lfpw,
+    synthetic_labels,
+    train_landmarks,
+)
+from synthloop.settings import Settings
+
+TINY = {"channels": 8, "stacks": 1}
+FAST = {"eval_every": 2, "log_every": 1, "warmup": 1}
+OFFSET = np.array([20.0, 30.0])  # where the 128-px face sits in the 200x170 "photo"
+KEYS = {"nme_inter_ocular", "nme_inter_pupil", "failure_rate_010", "n", "slices", "model",
+        "data", "route"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("landmark_data")
+    head = fallback_face_model()
+    generate_face_batch(root / "batch", n=12, seed=0, model=head, chunk=12)
+    # validation has its own tests; the DANN test below runs it on a generated batch
+    write_status(root / "batch", "accepted")
+    images, _, labels = FaceGenerator(default_face_distribution(), model=head).render_all(6, seed=5)
+    real = root / "real"
+    real.mkdir()
+    for i in range(6):
+        photo = np.full((170, 200, 3), 90, np.uint8)
+        photo[30:158, 20:148] = images[i]
+        Image.fromarray(photo).save(real / f"image_{i:04d}.jpg", quality=95)
+        write_pts(real / f"image_{i:04d}.pts", labels["points68"][i] + OFFSET)
+    # one project home for the module: creating an MLflow database costs seconds
+    settings = Settings(home=root / "home")
+    settings.ensure_home()
+    return {"batch": str(root / "batch"), "real": str(real), "root": root, "settings": settings}
+
+
+def _train(out, data, **kw):
+    args = dict(steps=2, seed=0, out=str(out), source=data["batch"], model_kwargs=TINY,
+                batch_size=4, transfer_steps=5, train_overrides=FAST, log=lambda *_: None)
+    return train_landmarks(data["settings"], **{**args, **kw})
+
+
+def _check_result(res: dict, n: int) -> None:
+    assert set(res) >= KEYS and res["n"] == n
+    assert all(math.isfinite(res[k]) for k in ("nme_inter_ocular", "nme_inter_pupil"))
+    assert 0.0 <= res["failure_rate_010"] <= 1.0 and res["slices"]
+    assert json.loads(json.dumps(res)) == res  # plain JSON, nothing to convert
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_sources_are_step_keyed_and_mix_with_padded_labels(data):
+    reader = BatchReader(data["batch"])
+    name, pts, w = synthetic_labels(data["batch"])
+    assert name == "dense500" and pts.shape == (12, 500, 2) and w.shape == (12, 500)
+    assert np.array_equal(pts[:, :68], synthetic_labels(data["batch"], "68")[1])  # first 68 = iBug
+    a = FaceShardSource(reader, 3, 7, {"points": pts}).batch(5)
+    b = FaceShardSource(reader, 3, 7, {"points": pts}).batch(5)
+    assert a["image"].shape == (3, 3, 128, 128) and a["image"].dtype == torch.uint8
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["points"], b["points"])
+    real = ArraySource(reader.images()[:4], 2, 1, labels={"points": pts[:4]})
+    mix = ConcatSource(FaceShardSource(reader, 3, 7, {"points": pts}), real).batch(5)
+    assert mix["points"].shape == (5, 500, 2) and mix["image"].shape[0] == 5
+
+
+def test_real_faces_are_cropped_by_the_protocol_and_cached(data):
+    faces = load_real_faces(data["real"])
+    assert faces.images.shape == (6, 128, 128, 3) and faces.points.shape == (6, 68, 2)
+    back = np.stack([tf.from_crop(p) for tf, p in zip(faces.transforms, faces.points, strict=True)])
+    assert np.allclose(back, faces.face_set.points)
+    assert load_real_faces(faces.face_set).images is not faces.images  # a new stack...
+    assert np.array_equal(load_real_faces(faces.face_set).images, faces.images)  # ...same crops
+
+
+def test_split_lfpw_is_fixed_disjoint_and_sorted(data):
+    train, test = split_lfpw(data["real"], n_test=2, seed=0)
+    assert len(train) == 4 and len(test) == 2 and not set(train.names) & set(test.names)
+    assert list(test.names) == sorted(test.names)
+    again = split_lfpw(data["real"], n_test=2, seed=0)
+    assert again[1].names == test.names
+    with pytest.raises(ValueError, match="n_test"):
+        split_lfpw(data["real"], n_test=6)
+
+
+# --------------------------------------------------------------------------- train + evaluate
+
+
+def test_train_logs_registers_and_evaluates_in_image_coordinates(data, tmp_path):
+    import mlflow
+
+    run = _train(tmp_path / "run", data)
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
+    assert run.route == "dense68" and run.layout == {"point_set": "dense500", "num_dense": 500,
+                                                      "real_head": False}
+    got = mlflow.get_run(run.run_id)
+    assert got.data.params["task"] == "landmarks" and got.data.params["point_set"] == "dense500"
+    assert got.data.params["method"] == "source_only" and "source_nme_crop" in got.data.metrics
+    assert mlflow.get_experiment(got.info.experiment_id).name == "synthloop-landmarks"
+    assert run.model_version is not None and run.model_uri
+
+    res = evaluate_landmarks_model(str(tmp_path / "run"), data["real"])
+    _check_result(res, 6)
+    assert res["route"] == "dense68"
+    registered = evaluate_landmarks_model(f"models:/synthloop-landmarks/{run.model_version}",
+                                          data["real"])
+    assert registered["nme_inter_ocular"] == pytest.approx(res["nme_inter_ocular"])
+
+    # the NME is computed in the photo's coordinates: the same as in crop coordinates
+    pred = load_landmark_predictor(str(tmp_path / "run"))
+    faces = load_real_faces(data["real"])
+    crop_pred = pred.predict_batches(faces.nchw()).numpy()
+    from analysis.landmark_eval import nme
+
+    assert nme(crop_pred, faces.points).mean() == pytest.approx(res["nme_inter_ocular"], rel=1e-6)
+
+
+def test_syn_real_training_fits_transfer_and_offers_every_route(data, tmp_path):
+    run = _train(tmp_path / "run", data, real_labeled=data["real"], register=False)
+    assert run.layout["real_head"] and set(run.real_val_nme) == {"dense68", "transfer", "head68"}
+    assert run.route == min(run.real_val_nme, key=run.real_val_nme.get)
+    assert (tmp_path / "run" / "transfer.pt").is_file()
+    from models.checkpoint import load_model
+
+    assert load_model(tmp_path / "run").num_points == 568  # 500 dense + a 68 head for real labels
+    for route in ("dense68", "transfer", "head68"):
+        res = evaluate_landmarks_model(str(tmp_path / "run"), data["real"], route=route)
+        _check_result(res, 6)
+        assert res["route"] == route
+
+
+def test_test_time_label_transfer_on_a_split(data, tmp_path):
+    _train(tmp_path / "run", data, register=False)
+    train, test = split_lfpw(data["real"], n_test=2, seed=0)
+    fitted = fit_transfer_on_real(str(tmp_path / "run"), train, steps=3, seed=0)
+    faces = load_real_faces(test)
+    assert fitted.predictor.predict_batches(faces.nchw()).shape == (2, 68, 2)
+    assert fitted.predictor.layout["route"] == "transfer" and fitted.fit.params["n"] == 4
+    _check_result(evaluate_landmarks_model(fitted.predictor, test), 2)
+
+
+def test_dann_on_a_generated_batch_with_unlabeled_target(data, tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    for p in sorted((data["root"] / "real").glob("*.jpg"))[:3]:
+        (target / p.name).write_bytes(p.read_bytes())  # no .pts: already-cropped faces
+    run = _train(tmp_path / "run", data, method="dann", source=None, n_source=6,
+                 target=str(target), register=False, model_kwargs=TINY,
+                 train_overrides={**FAST, "method_kwargs": {"hidden": 8}})
+    assert "domain_acc" in run.metrics and math.isfinite(run.metrics["loss"])
+    import mlflow
+
+    batch = mlflow.get_run(run.run_id).data.params["source_batch"]
+    generated = next(data["settings"].batches_dir.glob("train-landmarks-*-n6"))
+    assert BatchReader(generated).batch_id == batch
+    if face_validation_available():  # generated, then validated before training
+        assert BatchReader(generated).status.status == "accepted"
+
+
+def test_refusals(data, tmp_path):
+    with pytest.raises(ValueError, match="needs target"):
+        _train(tmp_path / "a", data, method="daln")
+    with pytest.raises(ValueError, match="source domain"):
+        _train(tmp_path / "b", data, method="dann", target=data["real"], real_labeled=data["real"])
+    with pytest.raises(ValueError, match="real labeled"):
+        OutputLayout("dense500", 500).channels("head68")
+    from models.predictor import LandmarkPredictor
+
+    with pytest.raises(ValueError, match="channels"):
+        LandmarkPredictor(torch.nn.Identity(), channels=(5, 5))
+
+
+# --------------------------------------------------------------------------- data errors
+
+
+def test_missing_or_malformed_data_is_a_data_format_error_naming_it(data, tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(DataFormatError, match="nope"):
+        evaluate_landmarks_model(str(data["root"] / "none"), str(missing))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "image_0000.jpg").write_bytes((data["root"] / "real" / "image_0000.jpg").read_bytes())
+    (bad / "image_0000.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n}\n")
+    with pytest.raises(DataFormatError, match="image_0000.pts"):
+        load_real_faces(bad)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataFormatError, match="empty"):
+        load_real_faces(empty)
+    with pytest.raises(DataFormatError, match="not_a_batch"):
+        _train(tmp_path / "run", data, source=str(tmp_path / "not_a_batch"))
+
+
+def test_quarantined_face_batch_is_refused(data, tmp_path):
+    import shutil
+
+    q = tmp_path / "q"
+    shutil.copytree(data["batch"], q)
+    write_status(q, "quarantined", failing=["something"])
+    with pytest.raises(DataFormatError, match="quarantined"):
+        _train(tmp_path / "run", data, source=str(q))
