@@ -188,12 +188,14 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.ensure_home()
-    if a.task != "gaze":
-        raise ValueError(f"task {a.task!r}: only gaze training exists so far")
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731  (stdout stays machine-readable)
+    if a.task == "landmarks":
+        return _train_landmarks(a, settings, log)
+    if a.target is None:
+        raise ValueError("gaze training needs --target (unlabeled target eyes)")
     run = train_gaze(settings, method=a.method, target=a.target, steps=a.steps, seed=a.seed,
-                     out=a.out, source=a.source, n_source=a.n_source, batch_size=a.batch_size,
-                     lr=a.lr, trade_off=a.trade_off, model=a.model, device=a.device,
+                     out=a.out, source=a.source, n_source=a.n_source, batch_size=a.batch_size or 64,
+                     lr=a.lr, trade_off=a.trade_off, model=a.model or "gaze_resnet_s", device=a.device,
                      register=not a.no_register, log=log)
     print(f"checkpoint\t{run.checkpoint_dir.resolve()}")
     print(f"mlflow_run\t{run.run_id}")
@@ -202,17 +204,46 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _train_landmarks(a: argparse.Namespace, settings, log) -> int:
+    from synthloop.landmark_jobs import train_landmarks
+
+    run = train_landmarks(settings, method=a.method, steps=a.steps, seed=a.seed, out=a.out,
+                          source=a.source, n_source=a.n_source, real_labeled=a.real_labeled,
+                          target=a.target, model=a.model or "hourglass_s",
+                          batch_size=a.batch_size or 16, lr=a.lr, trade_off=a.trade_off,
+                          device=a.device, register=not a.no_register, log=log)
+    print(f"checkpoint\t{run.checkpoint_dir.resolve()}")
+    print(f"mlflow_run\t{run.run_id}")
+    print(f"output\t{run.route}")
+    if run.model_version:
+        print(f"model\tmodels:/synthloop-landmarks/{run.model_version}"
+              + ("  (champion)" if run.promoted else ""))
+    return EXIT_OK
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from synthloop.settings import get_settings
 
     settings = get_settings()
-    if a.task != "gaze":
-        raise ValueError(f"task {a.task!r}: only gaze evaluation exists so far")
     if a.model.startswith("models:/") or a.model.startswith("runs:/"):
         import mlflow
 
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.tracking_uri)
+    if a.task == "landmarks":
+        from synthloop.landmark_jobs import evaluate_landmarks_model
+
+        res = evaluate_landmarks_model(a.model, a.data)
+        if a.json:
+            print(json.dumps(res, default=str))
+            return EXIT_OK
+        print(f"model {res.get('model')} on {res.get('data')} (n={res['n']})")
+        print(f"  NME inter-ocular {res['nme_inter_ocular']:.3f}   inter-pupil "
+              f"{res['nme_inter_pupil']:.3f}   failures (io > 10) {100 * res['failure_rate_010']:.1f}%")
+        for sl in res.get("slices", []):
+            print(f"  yaw {sl['lo']:+5.0f}..{sl['hi']:+4.0f} deg  n={sl['n']:<4d} "
+                  f"io {sl['nme_inter_ocular']:.3f}  ip {sl['nme_inter_pupil']:.3f}")
+        return EXIT_OK
     from synthloop.gaze_jobs import evaluate_gaze_model
 
     res = evaluate_gaze_model(a.model, a.data)
@@ -451,27 +482,31 @@ def build_parser() -> argparse.ArgumentParser:
     ai.add_argument("dir", help="the clone, or its FaceXModel folder")
     ai.add_argument("--out", help="npz to write")
     ai.set_defaults(func=cmd_assets_import_ict)
-    t = sub.add_parser("train", help="train a gaze model on synthetic data with an unlabeled target (MLflow-tracked)")
-    t.add_argument("--task", choices=["gaze"], default="gaze")
+    t = sub.add_parser("train", help="train a gaze or landmark model on synthetic data (MLflow-tracked)")
+    t.add_argument("--task", choices=["gaze", "landmarks"], default="gaze")
     t.add_argument("--method", choices=["source_only", "dann", "daln"], required=True)
-    t.add_argument("--target", required=True, help="folder with manifest.csv or labels.csv (labels ignored)")
+    t.add_argument("--target", help="unlabeled target: eyes (manifest.csv or labels.csv, labels "
+                   "ignored; required for gaze) or face images (landmarks, for DANN/DALN)")
+    t.add_argument("--real-labeled", help="landmarks: images + .pts; trains the label-transfer "
+                   "network and enables syn+real training")
     t.add_argument("--steps", type=int, required=True)
     t.add_argument("--seed", type=int, required=True)
     t.add_argument("--out", required=True, help="checkpoint folder")
     t.add_argument("--source", help="an existing batch folder (default: generate one)")
     t.add_argument("--n-source", type=int, default=20_000, help="size of the generated source batch")
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--batch-size", type=int, help="default 64 (gaze), 16 (landmarks)")
     t.add_argument("--lr", type=float)
     t.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
-    t.add_argument("--model", default="gaze_resnet_s")
+    t.add_argument("--model", help="default gaze_resnet_s (gaze), hourglass_s (landmarks)")
     t.add_argument("--device", default="cpu")
     t.add_argument("--no-register", action="store_true", help="do not log/register the model")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a model on labeled (errors) or unlabeled (domain gap) data")
-    e.add_argument("--task", choices=["gaze"], default="gaze")
+    e.add_argument("--task", choices=["gaze", "landmarks"], default="gaze")
     e.add_argument("--model", required=True, help="checkpoint folder/file or models:/name@alias")
-    e.add_argument("--data", required=True, help="folder with labels.csv or manifest.csv")
+    e.add_argument("--data", required=True, help="gaze: folder with labels.csv or manifest.csv; "
+                   "landmarks: images with sibling .pts files")
     e.add_argument("--json", action="store_true", help="one JSON object on stdout")
     e.set_defaults(func=cmd_evaluate)
 

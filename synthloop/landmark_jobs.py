@@ -596,8 +596,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
     kw.update(train_overrides or {})
     cfg = TrainConfig(**kw)
 
-    real_key = str(Path(real_labeled).resolve()) if real_labeled else None
-    target_key = str(Path(target).resolve()) if tgt is not None else None
+    real_key = _data_key(real_labeled) if real_labeled is not None else None
+    target_key = _data_key(target) if tgt is not None else None
     _claim_checkpoint_dir(Path(out), {
         "source_batch": reader.batch_id, "point_set": set_name, "real_labeled": real_key,
         "real_paths": _fingerprint(real.face_set.image_paths) if real is not None else None,
@@ -805,6 +805,15 @@ def _face_set(data: str | Path | FaceSet) -> FaceSet:
     from realdata.landmarks import read_landmark_folder
 
     return data if isinstance(data, FaceSet) else read_landmark_folder(data)
+
+
+def _data_key(data: Any) -> str:
+    """A folder's resolved path, or for an in-memory FaceSet (a split) its folder plus a
+    fingerprint of its names: what the MLflow tags and the champion comparison key on."""
+    if isinstance(data, str | Path):
+        return str(Path(data).resolve())
+    fs = getattr(data, "face_set", data)
+    return f"{fs.source}#{len(fs.names)}:{_fingerprint(fs.names)}"
 
 
 def _describe(ref: Any) -> str:
