@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -264,3 +265,16 @@ def coverage_pvalues(dist: SceneDistribution, samples: Mapping[str, np.ndarray])
         out[f.name] = float(chi2.sf(stat, df=max(f.n_bins - 1, 1)))
     return out
 
+
+
+def read_distribution(path: str | Path) -> SceneDistribution:
+    """A distribution JSON file; a missing or invalid file raises DataFormatError naming it."""
+    from synthloop.errors import DataFormatError
+
+    p = Path(path)
+    try:
+        return SceneDistribution.loads(p.read_text())
+    except FileNotFoundError:
+        raise DataFormatError(p, "file not found") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataFormatError(p, f"not a valid scene distribution ({e})") from None

@@ -37,15 +37,9 @@ def _progress(total: int, label: str):
 def _load_distribution(path: str | None):
     if not path:
         return None
-    from synth.distribution import SceneDistribution
+    from synth.distribution import read_distribution
 
-    p = Path(path)
-    try:
-        return SceneDistribution.loads(p.read_text())
-    except FileNotFoundError:
-        raise DataFormatError(p, "file not found") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
+    return read_distribution(path)
 
 
 def _generate_faces(a: argparse.Namespace, dist, advance):

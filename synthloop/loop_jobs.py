@@ -137,18 +137,12 @@ def loop_id(cfg: LoopConfig, real: RealSplit, dist0: SceneDistribution) -> str:
 
 
 def initial_distribution(cfg: LoopConfig) -> SceneDistribution:
+    from synth.distribution import read_distribution
     from synth.generate import default_distribution
-    from synthloop.errors import DataFormatError
 
     if not cfg.distribution:
         return default_distribution(cfg.task)
-    p = Path(cfg.distribution)
-    try:
-        return SceneDistribution.loads(p.read_text())
-    except FileNotFoundError:
-        raise DataFormatError(p, "file not found") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
+    return read_distribution(cfg.distribution)
 
 
 def round_seed(cfg: LoopConfig, k: int, stream: int) -> int:
