@@ -9,7 +9,7 @@ Running the same parameters again continues an interrupted loop from the catalog
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.transactions import transaction
@@ -37,9 +37,10 @@ MAX_BATCH_ATTEMPTS = 3
 class LoopParams(BaseModel):
     """What the loop runs on. Rendered by the Prefect dashboard as the run form."""
 
-    task: Literal["gaze"] = Field("gaze", description="gaze (landmarks joins with the faces work)")
-    real: str | None = Field(None, description="labeled real data: a folder with labels.csv (gaze); "
-                             "empty = the built-in simulated target, written under the project home")
+    task: Literal["gaze", "landmarks"] = Field("gaze", description="gaze or landmarks")
+    real: str | None = Field(None, description="labeled real data: a folder with labels.csv (gaze) "
+                             "or images with .pts files (landmarks, required); empty (gaze only) = "
+                             "the built-in simulated target, written under the project home")
     rounds: int = Field(3, ge=1, le=50, description="budget of rounds")
     seed: int = Field(0, ge=0, description="seeds batches, training and the analysis probe")
     open_loop: bool = Field(False, description="keep the initial distribution (the baseline)")
@@ -53,16 +54,24 @@ class LoopParams(BaseModel):
                                  "empty = always run every round")
     holdout_frac: float = Field(0.5, ge=0.05, le=0.95, description="share of real data held out")
     distribution_path: str | None = Field(None, description="start distribution JSON (default: built-in)")
+    model_kwargs: dict[str, Any] | None = Field(
+        None, description="architecture overrides, e.g. {\"channels\": 32} (default: the model's own)")
+    transfer_steps: int | None = Field(
+        None, ge=1, description="landmarks: label-transfer fit steps on the analysis part (2000)")
 
     def config(self) -> LoopConfig:
         from synthloop.loop_jobs import builtin_target
 
+        if self.task == "landmarks" and not self.real:
+            raise ValueError("the landmarks loop needs real labeled faces (a folder of images with "
+                             ".pts files): there is no built-in simulated target for faces")
         real = self.real or str(builtin_target(get_settings()))
         return LoopConfig(task=self.task, real=real, rounds=self.rounds, seed=self.seed,
                           open_loop=self.open_loop, n_per_round=self.n_per_round,
                           steps_per_round=self.steps_per_round, method=self.method,
                           min_improvement=self.min_improvement, patience=self.patience,
-                          holdout_frac=self.holdout_frac, distribution=self.distribution_path)
+                          holdout_frac=self.holdout_frac, distribution=self.distribution_path,
+                          model_kwargs=self.model_kwargs, transfer_steps=self.transfer_steps)
 
 
 def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: str) -> dict:
@@ -135,8 +144,8 @@ def feedback_loop(params: LoopParams) -> dict:
                            rnd["mlflow_run_id"], ev)
         close_round(lid, k, ev["real_error"], rnd["mlflow_run_id"])
         errors.append(ev["real_error"])
-        logger.info("round %d: held-out real error %.3f deg; next distribution %s", k,
-                    ev["real_error"], an["next_distribution_id"])
+        logger.info("round %d: held-out real error %.3f %s; next distribution %s", k,
+                    ev["real_error"], cfg.error_unit, an["next_distribution_id"])
         dist_id, prev_ckpt = an["next_distribution_id"], trained["checkpoint"]
         stop, why = should_stop(errors, rule)
         k += 1

@@ -369,6 +369,9 @@ def cmd_loop(a: argparse.Namespace) -> int:
     """The feedback loop through its Prefect flow (embedded server unless PREFECT_API_URL)."""
     from synthloop.settings import get_settings
 
+    if a.task == "landmarks" and not a.real:
+        raise ValueError("--task landmarks needs --real DIR (images with .pts files, e.g. LFPW "
+                         "train): there is no built-in simulated target for faces")
     settings = get_settings()
     settings.ensure_home()
     _prefect_env(settings)
@@ -519,9 +522,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     lp = sub.add_parser("loop", help="run the feedback loop: generate, validate, train, evaluate on real, "
                         "analyse, update the distribution")
-    lp.add_argument("--task", choices=["gaze"], default="gaze")
-    lp.add_argument("--real", help="labeled real data (labels.csv); default: the built-in simulated "
-                    "target, written under the project home")
+    lp.add_argument("--task", choices=["gaze", "landmarks"], default="gaze")
+    lp.add_argument("--real", help="labeled real data: labels.csv (gaze; default: the built-in "
+                    "simulated target, written under the project home) or images with .pts files "
+                    "(landmarks; required)")
     lp.add_argument("--rounds", type=int, default=3)
     lp.add_argument("--seed", type=int, default=0)
     lp.add_argument("--open-loop", action="store_true", help="keep the initial distribution (baseline)")

@@ -27,6 +27,14 @@ from synthloop.settings import Settings
 
 ERRORS_FILE = "real_errors.npz"
 SYN_STATS_N = 3000  # synthetic images whose statistics the nuisance fit compares with real
+TASKS = ("gaze", "landmarks")
+#: Per-task defaults of the fields left ``None``: (model, batch size).
+TASK_DEFAULTS = {"gaze": ("gaze_resnet_s", 64), "landmarks": ("hourglass_s", 16)}
+#: The loop's error, per task: what ``real_error`` means (plots, dashboard artifacts).
+ERROR_UNITS = {"gaze": "deg", "landmarks": "% NME io"}
+#: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
+#: loop keeps its id (and its catalog rows and MLflow params) exactly.
+_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps")
 
 
 @dataclass(frozen=True)
@@ -41,19 +49,25 @@ class LoopConfig:
     n_per_round: int = 6000
     steps_per_round: int = 500
     method: str = "source_only"
-    batch_size: int = 64
-    model: str = "gaze_resnet_s"
+    batch_size: int | None = None  # None: the task's default (TASK_DEFAULTS)
+    model: str | None = None  # None: the task's default (TASK_DEFAULTS)
     holdout_frac: float = 0.5
     split_seed: int = 0
     min_improvement: float = 0.02
     patience: int | None = 1
     policy_step: float = 0.7
     distribution: str | None = None  # initial distribution JSON; default: the built-in one
+    model_kwargs: dict[str, Any] | None = None  # architecture overrides (e.g. hourglass width)
+    transfer_steps: int | None = None  # landmarks: label-transfer fit steps (None: 2000)
 
     def __post_init__(self) -> None:
-        if self.task != "gaze":
-            raise ValueError(f"task {self.task!r}: the loop runs for 'gaze' so far "
-                             "(landmarks joins with the faces work)")
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r}: the loop runs for {', '.join(TASKS)}")
+        model, batch_size = TASK_DEFAULTS[self.task]
+        if self.model is None:
+            object.__setattr__(self, "model", model)
+        if self.batch_size is None:
+            object.__setattr__(self, "batch_size", batch_size)
         if self.rounds < 1 or self.n_per_round < 1 or self.steps_per_round < 1:
             raise ValueError("rounds, n_per_round and steps_per_round must be positive")
         if not 0.05 <= self.holdout_frac <= 0.95:
@@ -63,8 +77,16 @@ class LoopConfig:
     def mode(self) -> str:
         return "open" if self.open_loop else "closed"
 
+    @property
+    def error_unit(self) -> str:
+        return ERROR_UNITS[self.task]
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for name in _OPTIONAL_FIELDS:
+            if d[name] is None:
+                d.pop(name)
+        return d
 
 
 # ------------------------------------------------------------------------ real data
@@ -101,10 +123,12 @@ def builtin_target(settings: Settings, n: int = 2000, seed: int = 0) -> Path:
     return out
 
 
-def load_real(cfg: LoopConfig) -> RealSplit:
+def load_real(cfg: LoopConfig) -> RealSplit | RealFaceSplit:
     """Labeled real data (``labels.csv``), split into analysis and held-out parts by a
     seeded permutation (``split_seed``, not the loop seed: every seed and both modes are
-    scored on the same held-out images)."""
+    scored on the same held-out images). Landmarks: :func:`load_real_faces_split`."""
+    if cfg.task == "landmarks":
+        return load_real_faces_split(cfg)
     from realdata.eyes import read_eye_folder
     from synth.targets import is_simulated
     from synthloop.errors import DataFormatError
@@ -119,14 +143,63 @@ def load_real(cfg: LoopConfig) -> RealSplit:
                               "split into analysis and held-out parts")
     h = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())
     h.update(np.ascontiguousarray(data.pitchyaw, dtype=np.float64).tobytes())
+    analysis, holdout = _split_parts(n, cfg)
+    return RealSplit(data.images, np.asarray(data.pitchyaw, np.float64), analysis, holdout,
+                     h.hexdigest()[:16], is_simulated(cfg.real), str(Path(cfg.real).resolve()))
+
+
+def _split_parts(n: int, cfg: LoopConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(analysis, held-out)`` indices: a permutation seeded by ``split_seed``; the first
+    ``round(n * holdout_frac)`` of it are held out. The same rule for every task."""
     perm = np.random.default_rng([cfg.split_seed, 4242]).permutation(n)
     k = int(round(n * cfg.holdout_frac))
-    return RealSplit(data.images, np.asarray(data.pitchyaw, np.float64), np.sort(perm[k:]),
-                     np.sort(perm[:k]), h.hexdigest()[:16], is_simulated(cfg.real),
-                     str(Path(cfg.real).resolve()))
+    return np.sort(perm[k:]), np.sort(perm[:k])
 
 
-def loop_id(cfg: LoopConfig, real: RealSplit, dist0: SceneDistribution) -> str:
+@dataclass(frozen=True, eq=False)
+class RealFaceSplit:
+    """Labeled real faces (images + ``.pts``), cropped by the shared protocol
+    (:func:`synthloop.landmark_jobs.load_real_faces`), split like :class:`RealSplit`.
+
+    images: (N, S, S, 3) uint8 crops; points: (N, 68, 2) TRUE points in the original
+    images (NMEs, yaw and face size are measured there); ``faces`` holds the crops' points
+    and transforms."""
+
+    faces: Any               # synthloop.landmark_jobs.RealFaces
+    images: np.ndarray
+    points: np.ndarray
+    analysis: np.ndarray
+    holdout: np.ndarray
+    fingerprint: str         # content hash of the crops and the points
+    simulated: bool
+    path: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": self.path, "n": int(len(self.images)), "n_analysis": int(len(self.analysis)),
+                "n_holdout": int(len(self.holdout)), "simulated": self.simulated,
+                "fingerprint": self.fingerprint}
+
+
+def load_real_faces_split(cfg: LoopConfig) -> RealFaceSplit:
+    """Real labeled faces for the landmarks loop, split by :func:`_split_parts`."""
+    from synthloop.errors import DataFormatError
+    from synthloop.landmark_jobs import load_real_faces
+
+    faces = load_real_faces(cfg.real)
+    n = len(faces)
+    if n < 20:
+        raise DataFormatError(Path(cfg.real), f"only {n} labeled faces; the loop needs >= 20 to "
+                              "split into analysis and held-out parts")
+    points = np.asarray(faces.face_set.points, np.float64)
+    h = hashlib.sha256(np.ascontiguousarray(faces.images).tobytes())
+    h.update(np.ascontiguousarray(points).tobytes())
+    analysis, holdout = _split_parts(n, cfg)
+    return RealFaceSplit(faces, faces.images, points, analysis, holdout, h.hexdigest()[:16],
+                         False, str(Path(cfg.real).resolve()))
+
+
+def loop_id(cfg: LoopConfig, real: RealSplit | RealFaceSplit,
+            dist0: SceneDistribution) -> str:
     """Same config + same real data + same start distribution = same loop (so running the
     command again resumes it)."""
     d = cfg.to_dict()
@@ -141,6 +214,10 @@ def initial_distribution(cfg: LoopConfig) -> SceneDistribution:
     from synth.generate import default_distribution
 
     if not cfg.distribution:
+        if cfg.task == "landmarks":
+            from synth.face_distribution import default_face_distribution
+
+            return default_face_distribution()
         return default_distribution(cfg.task)
     return read_distribution(cfg.distribution)
 
@@ -159,9 +236,12 @@ def round_dir(settings: Settings, lid: str, k: int) -> Path:
 
 
 def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_dir: str,
-                init_from: str | None, mlflow_run_id: str | None, real: RealSplit) -> dict[str, Any]:
+                init_from: str | None, mlflow_run_id: str | None, real: RealSplit | RealFaceSplit) -> dict[str, Any]:
     """Train ``steps_per_round`` steps on the round's batch, warm-started from the previous
     round's model; resumes from this round's own ``last.pt`` after an interruption."""
+    if cfg.task == "landmarks":
+        return _train_landmarks_round(settings, cfg, lid=lid, k=k, batch_dir=batch_dir,
+                                      init_from=init_from, mlflow_run_id=mlflow_run_id, real=real)
     import torch
 
     from models.data import ArraySource, ShardSource
@@ -192,13 +272,59 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
             "metrics": final, "samples_per_s": float(result.samples_per_s)}
 
 
+def _train_landmarks_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
+                           batch_dir: str, init_from: str | None, mlflow_run_id: str | None,
+                           real: RealFaceSplit) -> dict[str, Any]:
+    """The landmarks round: the hourglass on the batch's dense points (synthetic faces
+    only; 5 % held out for checkpoint selection), as :func:`synthloop.landmark_jobs.
+    train_landmarks` trains source-only, but warm-started and inside the round's MLflow run."""
+    from models.data import ArraySource, FaceShardSource
+    from models.train import TrainConfig, train
+    from synth.shards import open_for_training
+    from synthloop.landmark_jobs import VAL_SOURCE_MAX, _split, synthetic_labels
+
+    reader = open_for_training(batch_dir)
+    out = round_dir(settings, lid, k) / "model"
+    seed = round_seed(cfg, k, 1)
+    _, pts, w = synthetic_labels(batch_dir, "dense")
+    labels = {"points": pts, "visible": w}
+    syn_train, syn_val = _split(len(reader), 0.05, seed, VAL_SOURCE_MAX)
+    source = FaceShardSource(reader, cfg.batch_size, seed, labels, indices=syn_train)
+    val = FaceShardSource(reader, 1, seed, labels, indices=syn_val).gather(np.arange(len(syn_val)))
+    cfg_t = TrainConfig(task="landmarks", model=cfg.model,
+                        model_kwargs={**(cfg.model_kwargs or {}), "num_points": int(pts.shape[1])},
+                        method=cfg.method, steps=cfg.steps_per_round, batch_size=cfg.batch_size,
+                        seed=seed, warmup=min(100, cfg.steps_per_round // 5),
+                        eval_every=cfg.steps_per_round, ckpt_every=max(50, cfg.steps_per_round // 4),
+                        select="source_error")
+    target = val_target = None
+    if cfg.method != "source_only":  # DA: the analysis part's crops, unlabeled
+        crops = real.images[real.analysis]
+        target = ArraySource(crops, cfg.batch_size, seed + 1)
+        val_target = {"image": real.faces.nchw(real.analysis[:256])}
+    callback = None
+    if mlflow_run_id:
+        from synthloop.tracking import MetricLogger
+
+        callback = MetricLogger(mlflow_run_id)
+    result = train(cfg_t, source, target, out, val_source=val, val_target=val_target,
+                   callback=callback, resume=True, init_weights=init_from)
+    final = {k2: float(v) for k2, v in (result.final_metrics or {}).items() if isinstance(v, int | float)}
+    return {"checkpoint": str(out / "last.pt"), "train_config": cfg_t.to_dict(),
+            "metrics": final, "samples_per_s": float(result.samples_per_s)}
+
+
 # ------------------------------------------------------------------------ evaluate
 
 
 def evaluate_round(settings: Settings, *, lid: str, k: int, checkpoint: str,
-                   real: RealSplit) -> dict[str, Any]:
+                   real: RealSplit | RealFaceSplit, cfg: LoopConfig | None = None) -> dict[str, Any]:
     """Per-sample angular errors on all real images (saved for the analysis), and the
-    error summaries of both parts."""
+    error summaries of both parts. ``real_error`` is the held-out mean, ``analysis_error``
+    the analysis part's, ``metrics`` what the round's MLflow run logs."""
+    if cfg is not None and cfg.task == "landmarks":
+        return _evaluate_landmarks_round(settings, cfg, lid=lid, k=k, checkpoint=checkpoint,
+                                         real=real)
     import torch
 
     from analysis.gaze_eval import angular_errors_deg, evaluate_gaze
@@ -217,7 +343,46 @@ def evaluate_round(settings: Settings, *, lid: str, k: int, checkpoint: str,
     held = evaluate_gaze(pred[real.holdout], real.pitchyaw[real.holdout])
     ana = evaluate_gaze(pred[real.analysis], real.pitchyaw[real.analysis])
     return {"heldout": held, "analysis": ana, "errors_file": str(d / ERRORS_FILE),
-            "real_error": held["mean_angular_error_deg"]}
+            "real_error": held["mean_angular_error_deg"],
+            "analysis_error": ana["mean_angular_error_deg"],
+            "metrics": {"real_error_heldout_deg": held["mean_angular_error_deg"],
+                        "real_median_heldout_deg": held["median_angular_error_deg"],
+                        "real_error_analysis_deg": ana["mean_angular_error_deg"]}}
+
+
+TRANSFER_STEPS = 2000
+
+
+def _evaluate_landmarks_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
+                              checkpoint: str, real: RealFaceSplit) -> dict[str, Any]:
+    """68 points on every real face by test-time label transfer: the trained dense head,
+    then the label-transfer network fitted on the ANALYSIS part's labels only (never the
+    held-out part's); per-sample inter-ocular NME in original image coordinates."""
+    from analysis.landmark_eval import evaluate_landmarks, nme
+    from synthloop.landmark_jobs import fit_transfer_on_real
+
+    steps = cfg.transfer_steps if cfg.transfer_steps is not None else TRANSFER_STEPS
+    tm = fit_transfer_on_real(checkpoint, real.faces.subset(real.analysis), steps=steps,
+                              seed=round_seed(cfg, k, 3))
+    predictor = tm.predictor.eval()
+    crop_pred = predictor.predict_batches(real.faces.nchw(), 64).float().cpu().numpy()
+    pred = np.stack([tf.from_crop(p) for tf, p in zip(real.faces.transforms, crop_pred, strict=True)])
+    err = nme(pred, real.points, "inter_ocular")
+    d = round_dir(settings, lid, k)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / (ERRORS_FILE + ".tmp.npz")
+    np.savez(tmp, pred=pred, errors=err)
+    tmp.replace(d / ERRORS_FILE)
+    held = evaluate_landmarks(pred[real.holdout], real.points[real.holdout])
+    ana = evaluate_landmarks(pred[real.analysis], real.points[real.analysis])
+    return {"heldout": held, "analysis": ana, "errors_file": str(d / ERRORS_FILE),
+            "route": "transfer", "real_error": float(err[real.holdout].mean()),
+            "analysis_error": float(err[real.analysis].mean()),
+            "metrics": {"real_nme_io_heldout": float(err[real.holdout].mean()),
+                        "real_nme_io_median_heldout": float(np.median(err[real.holdout])),
+                        "real_nme_ip_heldout": float(held["nme_inter_pupil"]),
+                        "real_nme_io_analysis": float(err[real.analysis].mean()),
+                        "transfer_train_error_px": float(tm.fit.train_error)}}
 
 
 # ------------------------------------------------------------------------ analyse + update
@@ -236,7 +401,7 @@ def _synthetic_probe(batch_dir: str, n: int, seed: int):
 
 def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
                   dist: SceneDistribution, dist0: SceneDistribution, batch_dir: str,
-                  real: RealSplit) -> dict[str, Any]:
+                  real: RealSplit | RealFaceSplit) -> dict[str, Any]:
     """Slices of the analysis part's errors (gaze angles and image statistics), and the
     next distribution: the policy's update (closed loop) or the start distribution
     (open loop). Plots go next to the round's other files."""
@@ -253,11 +418,24 @@ def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
 
     d = round_dir(settings, lid, k)
     errors = np.load(d / ERRORS_FILE)["errors"][real.analysis]
-    truth = real.pitchyaw[real.analysis]
     real_imgs = real.images[real.analysis]
     real_stats = image_statistics_table(real_imgs)
-    observed = {"gaze_pitch_deg": np.degrees(truth[:, 0]), "gaze_yaw_deg": np.degrees(truth[:, 1]),
-                **{k2: np.asarray(v) for k2, v in real_stats.items()}}
+    if cfg.task == "landmarks":
+        from analysis.landmark_eval import estimate_yaw_deg
+        from analysis.update_policy import FACE_LABEL_FACTORS, FACE_NUISANCE
+
+        pts = real.points[real.analysis]
+        yaw_deg = estimate_yaw_deg(pts)  # > 0: toward the image's left, as head_yaw
+        labels = {"head_yaw_deg": yaw_deg,
+                  "inter_ocular_px": np.linalg.norm(pts[:, 36] - pts[:, 45], axis=1)}
+        real_values = {"head_yaw": np.radians(yaw_deg)}
+        label_factors, mapping = FACE_LABEL_FACTORS, FACE_NUISANCE
+    else:
+        truth = real.pitchyaw[real.analysis]
+        labels = {"gaze_pitch_deg": np.degrees(truth[:, 0]), "gaze_yaw_deg": np.degrees(truth[:, 1])}
+        real_values = {"gaze_pitch": truth[:, 0], "gaze_yaw": truth[:, 1]}
+        label_factors, mapping = EYE_LABEL_FACTORS, EYE_NUISANCE
+    observed = {**labels, **{k2: np.asarray(v) for k2, v in real_stats.items()}}
     slices = slice_by(errors, observed)
     worst_slices = worst(slices, k=5, min_n=max(10, len(errors) // 50))
 
@@ -268,23 +446,22 @@ def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
         syn_stats = image_statistics_table(syn_imgs)
         policy = UpdatePolicy(step=cfg.policy_step)
         new, report = update_distribution(
-            dist, errors=errors,
-            real_values={"gaze_pitch": truth[:, 0], "gaze_yaw": truth[:, 1]},
-            label_factors=EYE_LABEL_FACTORS,
+            dist, errors=errors, real_values=real_values, label_factors=label_factors,
             nuisance={"syn_factor_values": syn_values, "syn_stats": syn_stats,
-                      "real_stats": real_stats, "mapping": EYE_NUISANCE},
+                      "real_stats": real_stats, "mapping": mapping},
             policy=policy)
         report = {"mode": "closed", **report}
-    distribution_change(dist, new, _changed_factors(dist, new), path=d / "distribution_change.png",
-                        title=f"round {k}: {dist.id} -> {new.id}")
-    slice_error_bars(slices, d / "slice_errors.png", ylabel="error (deg)",
+    distribution_change(dist, new, _changed_factors(dist, new, fallback=label_factors),
+                        path=d / "distribution_change.png", title=f"round {k}: {dist.id} -> {new.id}")
+    slice_error_bars(slices, d / "slice_errors.png", ylabel=f"error ({cfg.error_unit})",
                      title=f"round {k}: real error by slice (analysis part)")
     plots = {"slices": str(d / "slice_errors.png"), "distribution": str(d / "distribution_change.png")}
     return {"next_distribution": new, "report": report, "slices": slices,
             "worst_slices": worst_slices, "plots": plots, "n_analysis": int(len(errors))}
 
 
-def _changed_factors(a: SceneDistribution, b: SceneDistribution, top: int = 8) -> list[str]:
+def _changed_factors(a: SceneDistribution, b: SceneDistribution, top: int = 8,
+                     fallback: tuple[str, ...] = ("gaze_pitch", "gaze_yaw")) -> list[str]:
     """The factors whose weights moved most (total variation), at most ``top``; the label
     factors first when nothing moved (open loop), so the plot is never empty."""
     moved = []
@@ -294,10 +471,11 @@ def _changed_factors(a: SceneDistribution, b: SceneDistribution, top: int = 8) -
         moved.append((tv, f.name))
     moved.sort(key=lambda t: (-t[0], t[1]))
     names = [n for tv, n in moved if tv > 1e-9][:top]
-    return names or ["gaze_pitch", "gaze_yaw"]
+    return names or list(fallback)
 
 
-def error_curve_png(rounds: list[dict[str, Any]], path: Path, title: str) -> Path:
+def error_curve_png(rounds: list[dict[str, Any]], path: Path, title: str,
+                    unit: str = "deg") -> Path:
     """Held-out real error per round."""
     import matplotlib
 
@@ -308,7 +486,7 @@ def error_curve_png(rounds: list[dict[str, Any]], path: Path, title: str) -> Pat
     ks = [r["round"] for r in rounds]
     ax.plot(ks, [r["real_error"] for r in rounds], "o-")
     ax.set_xlabel("round")
-    ax.set_ylabel("held-out real error (deg)")
+    ax.set_ylabel(f"held-out real error ({unit})")
     ax.set_xticks(ks)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

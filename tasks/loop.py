@@ -22,11 +22,11 @@ def _catalog():
     return open_catalog()
 
 
-def _tracking():
+def _tracking(task: str = "gaze"):
     from synthloop import tracking
 
     s = get_settings()
-    tracking.configure(s.tracking_uri, "gaze", s.artifact_root)
+    tracking.configure(s.tracking_uri, task, s.artifact_root)
     return tracking
 
 
@@ -46,7 +46,7 @@ def open_loop(cfg: LoopConfig) -> dict[str, Any]:
     lineage.record_distribution(cat, dist0)
     cat.start_loop(lid, cfg.task, cfg.mode, cfg.seed, {**cfg.to_dict(), "split": real.describe()})
     loop = cat.get_loop(lid)
-    tracking = _tracking()
+    tracking = _tracking(cfg.task)
     parent = loop.get("mlflow_run_id")
     if not parent:
         parent = tracking.create_run(cfg.task, f"{cfg.mode}-loop-s{cfg.seed}", {
@@ -75,7 +75,7 @@ def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str)
                            f"the loop derived {dist_id}; the catalog and the data disagree")
     run_id = row.get("mlflow_run_id") if row else None
     if not run_id:
-        tracking = _tracking()
+        tracking = _tracking(cfg.task)
         run_id = tracking.create_run(cfg.task, f"round-{k}", {
             "task": cfg.task, "kind": "feedback-loop-round", "loop_id": lid, "round": str(k),
             "distribution": dist_id, "mode": cfg.mode}, parent_run_id=parent_run)
@@ -95,10 +95,12 @@ def find_batch(cfg: LoopConfig, seed: int, dist_json: str) -> dict[str, Any] | N
     from pathlib import Path
 
     from synth.distribution import SceneDistribution
-    from synth.generate import planned_batch_id
+    from tasks.batches import _generator
 
     dist = SceneDistribution.loads(dist_json)
-    bid = planned_batch_id(task=cfg.task, n=cfg.n_per_round, seed=seed, dist=dist)
+    # the id write_batch would give it (same generator settings: device, landmark set)
+    planned_batch_id, _ = _generator(cfg.task, "cpu", "dense500")
+    bid = planned_batch_id(n=cfg.n_per_round, seed=seed, dist=dist)
     row = _catalog().get_batch(bid)
     if row is None or not (Path(row["path"]) / "manifest.json").is_file():
         return None
@@ -126,7 +128,7 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
     done = cat.get_training_run(run_key)
     if done and done["status"] == "finished":
         return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
-    tracking = _tracking()
+    tracking = _tracking(cfg.task)
     real = jobs.load_real(cfg)
     cat.add_training_run(run_key, cfg.task, cfg.method,
                          {"steps": cfg.steps_per_round, "init_from": init_from, "model": cfg.model},
@@ -147,13 +149,11 @@ def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run
     from synthloop import loop_jobs as jobs
 
     real = jobs.load_real(cfg)
-    res = jobs.evaluate_round(get_settings(), lid=lid, k=k, checkpoint=checkpoint, real=real)
-    _tracking().log_metrics_to(round_run, {
-        "real_error_heldout_deg": res["heldout"]["mean_angular_error_deg"],
-        "real_median_heldout_deg": res["heldout"]["median_angular_error_deg"],
-        "real_error_analysis_deg": res["analysis"]["mean_angular_error_deg"]}, step=k)
+    res = jobs.evaluate_round(get_settings(), lid=lid, k=k, checkpoint=checkpoint, real=real,
+                              cfg=cfg)
+    _tracking(cfg.task).log_metrics_to(round_run, res["metrics"], step=k)
     return {"real_error": res["real_error"], "heldout": res["heldout"],
-            "analysis_error": res["analysis"]["mean_angular_error_deg"]}
+            "analysis_error": res["analysis_error"]}
 
 
 @task(name="analyse-errors-and-update-distribution", retries=1, retry_delay_seconds=3)
@@ -185,7 +185,7 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
                      {"slices": res["slices"], "worst": res["worst_slices"]},
                      next_distribution_id=new.id)
     cat.upsert_round(lid, k, analysis_id=analysis_id, status="analysed")
-    tracking = _tracking()
+    tracking = _tracking(cfg.task)
     for p in res["plots"].values():
         tracking.log_artifact_to(round_run, p, "plots")
     tracking.log_dict_to(round_run, json.loads(dist.dumps()), "distribution.json")
@@ -201,9 +201,10 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
 def _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run) -> None:
     settings = get_settings()
     worst = res["worst_slices"]
+    unit = cfg.error_unit
     lines = [f"# Feedback loop `{lid}`, round {k} ({cfg.mode} loop)", "",
-             f"- held-out real error: **{evaluation['real_error']:.2f} deg** "
-             f"(analysis part: {evaluation['analysis_error']:.2f} deg)",
+             f"- held-out real error: **{evaluation['real_error']:.2f} {unit}** "
+             f"(analysis part: {evaluation['analysis_error']:.2f} {unit})",
              f"- distribution: `{dist.id}` -> next `{new.id}`",
              f"- MLflow round run: `{round_run}` at `{settings.tracking_uri}`",
              f"- plots: `{res['plots']['slices']}`, `{res['plots']['distribution']}`", "",
@@ -237,12 +238,13 @@ def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[
     rounds = [r for r in cat.rounds(lid) if r["status"] == "done"]
     summary = [{"round": r["index"], "distribution_id": r["distribution_id"], "batch_id": r["batch_id"],
                 "real_error": r["real_error"], "mlflow_run_id": r["mlflow_run_id"]} for r in rounds]
-    tracking = _tracking()
+    tracking = _tracking(cfg.task)
     png = jobs.error_curve_png(summary, jobs.round_dir(get_settings(), lid, 0).parent / "real_error.png",
-                               f"{lid} ({cfg.mode} loop, seed {cfg.seed})")
+                               f"{lid} ({cfg.mode} loop, seed {cfg.seed})", unit=cfg.error_unit)
     tracking.log_artifact_to(parent_run, png, "plots")
+    metric = "real_error_heldout_deg" if cfg.task == "gaze" else "real_nme_io_heldout"
     for r in summary:
-        tracking.log_metrics_to(parent_run, {"real_error_heldout_deg": r["real_error"]}, step=r["round"])
+        tracking.log_metrics_to(parent_run, {metric: r["real_error"]}, step=r["round"])
     tracking.log_dict_to(parent_run, {"rounds": summary, "stopped": reason}, "loop_summary.json")
     tracking.end_run(parent_run, "FINISHED")
     cat.set_loop_status(lid, "finished")
