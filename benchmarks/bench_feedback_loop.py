@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_feedback_loop [--seeds 0 1 2] [--rounds 3] [--quick]
     python -m benchmarks.bench_feedback_loop --real DIR      # labeled real eyes (labels.csv)
+    python -m benchmarks.bench_feedback_loop --task landmarks --real ../shared/data/real/lfpw-train
 
 Both arms run the same flow (``feedback-loop``) with the same number of rounds, synthetic
 samples per round and training steps per round; the open loop keeps the initial
@@ -59,7 +60,7 @@ def _plot(rows: list[dict], rounds: int, path: Path, title: str) -> Path:
         m = np.mean(np.array([e[:rounds] for e in per_seed]), 0)
         ax.plot(range(rounds), m, "o-", color=colour, lw=2, label=f"{mode} loop (mean)")
     ax.set_xlabel("round")
-    ax.set_ylabel("held-out target error (deg)")
+    ax.set_ylabel("held-out target error")
     ax.set_xticks(range(rounds))
     ax.set_title(title, fontsize=9)
     ax.legend()
@@ -72,6 +73,8 @@ def _plot(rows: list[dict], rounds: int, path: Path, title: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--task", choices=["gaze", "landmarks"], default="gaze")
+    ap.add_argument("--transfer-steps", type=int, default=None, help="landmarks: label-transfer steps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n-per-round", type=int, default=8000)
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     settings.ensure_home()
     _prefect_env(settings)
+    if a.task == "landmarks" and not a.real:
+        print("--task landmarks needs --real (images + .pts, e.g. ../shared/data/real/lfpw-train)",
+              file=sys.stderr)
+        return 2
     if a.real:
         real, kind = a.real, "real"
     else:
@@ -113,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in a.seeds:
         for mode, open_loop, dist_path in arms:
-            p = LoopParams(real=real, rounds=a.rounds, seed=seed, open_loop=open_loop,
+            p = LoopParams(task=a.task, real=real, rounds=a.rounds, seed=seed, open_loop=open_loop,
+                           transfer_steps=a.transfer_steps,
                            n_per_round=a.n_per_round, steps_per_round=a.steps_per_round,
                            patience=None, distribution_path=dist_path)
             res, dt = _run(p)
@@ -144,9 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"oracle (open loop on the target's own scene distribution): {oracle_last:.2f} deg, "
               f"{100 * (open_last - oracle_last) / open_last:.1f}% below the open loop")
     print(f"\nafter {a.rounds} rounds the closed loop's held-out error is {gain:.1f}% lower than "
-          f"the open loop's ({closed_last:.2f} vs {open_last:.2f} deg; {kind} target, "
+          f"the open loop's ({closed_last:.2f} vs {open_last:.2f}; {kind} target, "
           f"{len(a.seeds)} seed(s), {a.n_per_round} samples and {a.steps_per_round} steps per round)")
-    name = "feedback_loop_quick" if a.quick else "feedback_loop"
+    unit = "% NME io" if a.task == "landmarks" else "deg"
+    print(f"(errors in {unit})")
+    name = ("feedback_loop" if a.task == "gaze" else f"feedback_loop_{a.task}") \
+        + ("_quick" if a.quick else "")
     out_dir = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
     out_dir.mkdir(parents=True, exist_ok=True)
     png = _plot(rows, a.rounds, out_dir / f"{name}.png",
