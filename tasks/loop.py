@@ -214,7 +214,10 @@ def _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run) -> None
         ci = s.get("ci95") or [float("nan"), float("nan")]
         lines.append(f"| {s['variable']} | {s['lo']:.3g} .. {s['hi']:.3g} | {s['n']} | "
                      f"{s['mean_error']:.2f} | {ci[0]:.2f} .. {ci[1]:.2f} |")
-    lines += ["", "## Distribution change", "", f"{new.reason or 'unchanged (open loop)'}"]
+    # the reason pairs factors with statistics as "factor~stat": escaped, or Markdown
+    # renders the text between two tildes struck through
+    reason = (new.reason or "unchanged (open loop)").replace("~", "\\~")
+    lines += ["", "## Distribution change", "", reason]
     create_markdown_artifact("\n".join(lines), key="feedback-loop-round",
                              description=f"{lid} round {k}")
     create_table_artifact(
