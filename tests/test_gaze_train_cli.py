@@ -44,8 +44,11 @@ def test_train_prints_checkpoint_and_run_and_logs_to_mlflow(trained):
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    c = MlflowClient()
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    # explicit registry too: other tests in this process may have pointed MLflow's global
+    # registry URI at their own store
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = c.get_run(lines["mlflow_run"])
     assert run.data.params["method"] == "dann" and run.data.params["steps"] == "12"
     assert run.data.tags["target_kind"] == "simulated"
