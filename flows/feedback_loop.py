@@ -142,7 +142,7 @@ def feedback_loop(params: LoopParams) -> dict:
         ev = evaluate_round(cfg, lid, k, trained["checkpoint"], rnd["mlflow_run_id"])
         an = analyse_round(cfg, lid, k, dist_id, batch["batch_dir"], trained["run_id"],
                            rnd["mlflow_run_id"], ev)
-        close_round(lid, k, ev["real_error"], rnd["mlflow_run_id"])
+        close_round(cfg.task, lid, k, ev["real_error"], rnd["mlflow_run_id"])
         errors.append(ev["real_error"])
         logger.info("round %d: held-out real error %.3f %s; next distribution %s", k,
                     ev["real_error"], cfg.error_unit, an["next_distribution_id"])

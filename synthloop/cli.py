@@ -385,14 +385,7 @@ def cmd_loop(a: argparse.Namespace) -> int:
                         method=a.method, patience=None if a.no_early_stop else a.patience,
                         min_improvement=a.min_improvement, holdout_frac=a.holdout_frac)
     state = feedback_loop(params, return_state=True)
-    if not state.is_completed():
-        msg = state.message or "the flow run failed"
-        try:
-            state.result()
-        except (ValueError, RuntimeError, OSError) as e:
-            raise type(e)(str(e)) from None
-        raise RuntimeError(msg)
-    res = state.result()
+    res = state.result()  # re-raises what the flow raised (a data error names its file)
     out = {"task": a.task, "mode": "open" if a.open_loop else "closed", **res}
     if a.json:
         sys.stdout.flush()
@@ -564,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synthloop {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001  (exit 1 means "batch failed validation": keep it)
+        if type(e).__module__.startswith("catalog."):  # CatalogError & co name their row
+            print(f"synthloop {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_ERROR
         if os.environ.get("SYNTHLOOP_DEBUG"):
             raise
         print(f"synthloop {args.command}: unexpected {type(e).__name__}: {e} "

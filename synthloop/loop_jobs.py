@@ -317,12 +317,12 @@ def _train_landmarks_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: 
 # ------------------------------------------------------------------------ evaluate
 
 
-def evaluate_round(settings: Settings, *, lid: str, k: int, checkpoint: str,
-                   real: RealSplit | RealFaceSplit, cfg: LoopConfig | None = None) -> dict[str, Any]:
+def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, checkpoint: str,
+                   real: RealSplit | RealFaceSplit) -> dict[str, Any]:
     """Per-sample angular errors on all real images (saved for the analysis), and the
     error summaries of both parts. ``real_error`` is the held-out mean, ``analysis_error``
     the analysis part's, ``metrics`` what the round's MLflow run logs."""
-    if cfg is not None and cfg.task == "landmarks":
+    if cfg.task == "landmarks":
         return _evaluate_landmarks_round(settings, cfg, lid=lid, k=k, checkpoint=checkpoint,
                                          real=real)
     import torch

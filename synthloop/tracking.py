@@ -192,6 +192,12 @@ def log_params_to(run_id: str, params: dict[str, Any]) -> None:
         client.log_batch(run_id, params=todo, synchronous=True)
 
 
+def set_tag(run_id: str, key: str, value: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_tag(run_id, key, value)
+
+
 def log_metrics_to(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     MetricLogger(run_id)(step, metrics)
 

@@ -22,7 +22,7 @@ def _catalog():
     return open_catalog()
 
 
-def _tracking(task: str = "gaze"):
+def _tracking(task: str):
     from synthloop import tracking
 
     s = get_settings()
@@ -44,7 +44,12 @@ def open_loop(cfg: LoopConfig) -> dict[str, Any]:
     lid = jobs.loop_id(cfg, real, dist0)
     cat = _catalog()
     lineage.record_distribution(cat, dist0)
-    cat.start_loop(lid, cfg.task, cfg.mode, cfg.seed, {**cfg.to_dict(), "split": real.describe()})
+    # The loop id keys on the real data's content, not on how its path was written: the
+    # path stays out of what the catalog and MLflow compare, so `--real ./d` resumes a
+    # loop started with `--real d` (or after the folder moved) instead of conflicting.
+    identity = {k: v for k, v in cfg.to_dict().items() if k not in ("real", "distribution")}
+    split = {k: v for k, v in real.describe().items() if k != "path"}
+    cat.start_loop(lid, cfg.task, cfg.mode, cfg.seed, {**identity, "split": split})
     loop = cat.get_loop(lid)
     tracking = _tracking(cfg.task)
     parent = loop.get("mlflow_run_id")
@@ -53,8 +58,9 @@ def open_loop(cfg: LoopConfig) -> dict[str, Any]:
             "task": cfg.task, "kind": "feedback-loop", "loop_id": lid, "mode": cfg.mode,
             "real_data": real.path, "real_kind": "simulated" if real.simulated else "real"})
         cat.set_loop_status(lid, "running", mlflow_run_id=parent)
-    tracking.log_params_to(parent, {**cfg.to_dict(), "dist0": dist0.id,
-                                    **{f"split.{k}": v for k, v in real.describe().items()}})
+    tracking.log_params_to(parent, {**identity, "dist0": dist0.id,
+                                    **{f"split.{k}": v for k, v in split.items()}})
+    tracking.set_tag(parent, "real_data", real.path)  # where it was read this time
     done = [r for r in cat.rounds(lid) if r["status"] == "done"]
     if done:
         logger.info("resuming %s: %d round(s) already done", lid, len(done))
@@ -127,6 +133,8 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
     run_key = f"{lid}-r{k}"
     done = cat.get_training_run(run_key)
     if done and done["status"] == "finished":
+        # a run killed between finishing the training and linking it to the round: link now
+        cat.upsert_round(lid, k, run_id=run_key)
         return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
     tracking = _tracking(cfg.task)
     real = jobs.load_real(cfg)
@@ -149,8 +157,7 @@ def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run
     from synthloop import loop_jobs as jobs
 
     real = jobs.load_real(cfg)
-    res = jobs.evaluate_round(get_settings(), lid=lid, k=k, checkpoint=checkpoint, real=real,
-                              cfg=cfg)
+    res = jobs.evaluate_round(get_settings(), cfg, lid=lid, k=k, checkpoint=checkpoint, real=real)
     _tracking(cfg.task).log_metrics_to(round_run, res["metrics"], step=k)
     return {"real_error": res["real_error"], "heldout": res["heldout"],
             "analysis_error": res["analysis_error"]}
@@ -167,6 +174,7 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
     analysis_id = f"{lid}-r{k}-analysis"
     prev = cat.get_analysis(analysis_id)
     if prev is not None:
+        cat.upsert_round(lid, k, analysis_id=analysis_id)  # see train_round: link if unlinked
         return {"analysis_id": analysis_id, "next_distribution_id": prev["next_distribution_id"],
                 "worst_slices": prev["slices"].get("worst", []), "report": prev["metrics"].get("update", {})}
     settings = get_settings()
@@ -227,10 +235,10 @@ def _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run) -> None
 
 
 @task(name="close-round", retries=2, retry_delay_seconds=3)
-def close_round(lid: str, k: int, real_error: float, round_run: str) -> None:
+def close_round(task_name: str, lid: str, k: int, real_error: float, round_run: str) -> None:
     cat = _catalog()
     cat.upsert_round(lid, k, real_error=float(real_error), status="done")
-    _tracking().end_run(round_run, "FINISHED")
+    _tracking(task_name).end_run(round_run, "FINISHED")
 
 
 @task(name="close-loop", retries=2, retry_delay_seconds=3)
