@@ -123,10 +123,27 @@ def builtin_target(settings: Settings, n: int = 2000, seed: int = 0) -> Path:
     return out
 
 
+_REAL_CACHE: dict[tuple, RealSplit | RealFaceSplit] = {}
+
+
 def load_real(cfg: LoopConfig) -> RealSplit | RealFaceSplit:
     """Labeled real data (``labels.csv``), split into analysis and held-out parts by a
     seeded permutation (``split_seed``, not the loop seed: every seed and both modes are
-    scored on the same held-out images). Landmarks: :func:`load_real_faces_split`."""
+    scored on the same held-out images). Landmarks: :func:`load_real_faces_split`.
+
+    Several tasks of every round need the split; within one process it is read and
+    hashed once, keyed on the folder, its labels file and their modification times (a
+    folder changed on disk is read again)."""
+    folder = Path(cfg.real).resolve()
+    stamps = tuple(p.stat().st_mtime_ns for p in (folder, folder / "labels.csv") if p.exists())
+    key = (cfg.task, str(folder), stamps, cfg.split_seed, cfg.holdout_frac)
+    if key not in _REAL_CACHE:
+        _REAL_CACHE.clear()  # one real dataset at a time: they can be large
+        _REAL_CACHE[key] = _read_real(cfg)
+    return _REAL_CACHE[key]
+
+
+def _read_real(cfg: LoopConfig) -> RealSplit | RealFaceSplit:
     if cfg.task == "landmarks":
         return load_real_faces_split(cfg)
     from realdata.eyes import read_eye_folder
