@@ -7,8 +7,10 @@
 Both arms run the same flow (``feedback-loop``) with the same number of rounds, synthetic
 samples per round and training steps per round; the open loop keeps the initial
 distribution, the closed loop lets the error analysis re-weight it. The target defaults to
-the built-in *simulated* shifted domain (skewed gaze and head pose, darker and noisier
-images, another camera pipeline; see ``synth/targets.py``). The loop splits it into an
+the built-in *simulated* shifted domain ``sim-shifted-v2`` (gaze and head pose skewed
+down and to one side, darker and noisier images, another camera pipeline; labels with
+gaze and head pose; see ``synth/targets.py``); ``--target-version v1`` runs the milder
+MPIIGaze-like skew (results then go to ``feedback_loop_v1.json``). The loop splits it into an
 analysis part and a held-out part; the table reports the held-out error per round (mean
 and spread over seeds) and the closed loop's gain over the open loop after the last round.
 
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, machine, print_table, save
+from synthloop.loop_jobs import LOOP_TARGET_VERSION
 
 
 def _run(params) -> tuple[dict, float]:
@@ -81,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps-per-round", type=int, default=600)
     ap.add_argument("--real", help="labeled target (labels.csv); default: the built-in simulation")
     ap.add_argument("--target-n", type=int, default=3000, help="size of the simulated target")
+    ap.add_argument("--target-version", default=LOOP_TARGET_VERSION, choices=["v1", "v2"],
+                    help="simulated target version (synth/targets.py; the loop's default: v2)")
     ap.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a result")
     a = ap.parse_args(argv)
     if a.quick:
@@ -102,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.real:
         real, kind = a.real, "real"
     else:
-        from synth.targets import write_simulated_target
+        from synth.targets import target_name, write_simulated_target
 
-        real = settings.root / "targets" / f"bench-sim-shifted-n{a.target_n}-s7"
+        real = settings.root / "targets" / f"bench-{target_name(a.target_version)}-n{a.target_n}-s7"
         if not (real / "labels.csv").is_file():
-            write_simulated_target(real, a.target_n, 7, labeled=True, label_shift=True)
+            write_simulated_target(real, a.target_n, 7, labeled=True, label_shift=True,
+                                   version=a.target_version)
         real, kind = str(real), "simulated"
     from flows.feedback_loop import LoopParams
 
@@ -114,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     if kind == "simulated":
         from synth.targets import shifted_eye_distribution
 
-        oracle = Path(real).parent / "oracle-distribution.json"
-        oracle.write_text(shifted_eye_distribution().dumps())
+        oracle = Path(real).parent / f"oracle-{Path(real).name}.json"
+        oracle.write_text(shifted_eye_distribution(version=a.target_version).dumps())
         arms.append(("oracle", True, str(oracle)))
     rows = []
     for seed in a.seeds:
@@ -157,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     unit = "% NME io" if a.task == "landmarks" else "deg"
     print(f"(errors in {unit})")
     name = ("feedback_loop" if a.task == "gaze" else f"feedback_loop_{a.task}") \
+        + (f"_{a.target_version}" if kind == "simulated" and a.target_version != LOOP_TARGET_VERSION
+           else "") \
         + ("_quick" if a.quick else "")
     out_dir = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
     out_dir.mkdir(parents=True, exist_ok=True)

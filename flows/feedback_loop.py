@@ -107,36 +107,19 @@ def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: 
 
 @flow(name="feedback-loop", log_prints=True)
 def feedback_loop(params: LoopParams) -> dict:
-    from synthloop.lineage import distribution_from_catalog, open_catalog
-
     cfg = params.config()
     logger = get_run_logger()
     settings = get_settings()
     state = open_loop(cfg)
     lid, parent = state["loop_id"], state["mlflow_run_id"]
     rule = StoppingRule(cfg.rounds, cfg.min_improvement, cfg.patience)
-    cat = open_catalog()
-
-    done = state["done"]
-    errors = [r["real_error"] for r in done]
-    if done:
-        last = cat.get_analysis(done[-1]["analysis_id"])
-        dist_id = last["next_distribution_id"]
-        prev_ckpt = cat.get_training_run(done[-1]["run_id"])["checkpoint"]
-    else:
-        dist_id, prev_ckpt = state["dist0"], None
+    errors = [r["real_error"] for r in state["done"]]
+    dist_id, prev_ckpt = state["next_distribution_id"], state["prev_checkpoint"]
     stop, why = should_stop(errors, rule) if errors else (False, "")
-    k = len(done)
+    k = len(state["done"])
     while not stop:
-        dist = distribution_from_catalog(cat, dist_id)
         rnd = open_round(cfg, lid, k, dist_id, parent)
-        batch = None
-        if rnd.get("batch_id"):
-            b = cat.get_batch(rnd["batch_id"])
-            if b and b["status"] == "accepted":
-                batch = {"batch_id": b["id"], "batch_dir": b["path"]}
-        if batch is None:
-            batch = _accepted_batch(cfg, lid, k, dist.dumps(), dist_id)
+        batch = rnd["batch"] or _accepted_batch(cfg, lid, k, rnd["distribution_json"], dist_id)
         trained = train_round(cfg, lid, k, batch["batch_dir"], batch["batch_id"], prev_ckpt,
                               rnd["mlflow_run_id"])
         ev = evaluate_round(cfg, lid, k, trained["checkpoint"], rnd["mlflow_run_id"])

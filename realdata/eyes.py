@@ -30,6 +30,8 @@ from synthloop.errors import DataFormatError
 DEFAULT_SIZE: tuple[int, int] = (36, 60)
 MANIFEST_NAME = "manifest.csv"
 LABELS_NAME = "labels.csv"
+#: Optional head-pose columns of labels.csv (radians; both or neither).
+HEAD_COLUMNS = ("head_pitch", "head_yaw")
 
 # High-bit-depth modes whose conversion to 'L' would clip rather than rescale.
 _UNSUPPORTED_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -41,6 +43,9 @@ class EyeImages:
 
     images:   (N, H, W) uint8 grayscale.
     pitchyaw: (N, 2) float32 radians (MPIIGaze convention), or None when unlabeled.
+    headpose: (N, 2) float32 radians (head pitch, head yaw relative to the normalised
+              camera, as the eye distribution's ``head_pitch`` / ``head_yaw`` factors),
+              or None: optional, from the ``head_pitch,head_yaw`` columns of labels.csv.
     paths:    one source identifier per image (CSV: the path as written in the CSV;
               .mat: ``"<file>#<eye>/<index>"``).
     source:   the file or folder that was read.
@@ -50,6 +55,7 @@ class EyeImages:
     pitchyaw: np.ndarray | None
     paths: tuple[str, ...]
     source: str
+    headpose: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 3 or self.images.dtype != np.uint8:
@@ -66,6 +72,12 @@ class EyeImages:
             )
         if len(self.paths) != n:
             raise ValueError(f"expected {n} paths, got {len(self.paths)}")
+        if self.headpose is not None and (
+            self.pitchyaw is None or self.headpose.shape != (n, 2)
+            or self.headpose.dtype != np.float32
+        ):
+            raise ValueError(f"headpose must be ({n}, 2) float32 next to gaze labels, got "
+                             f"{self.headpose.shape} {self.headpose.dtype}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -87,24 +99,35 @@ def read_eye_manifest(dir_or_csv: str | Path, *, size: tuple[int, int] = DEFAULT
 
 
 def read_eye_labels(dir_or_csv: str | Path, *, size: tuple[int, int] = DEFAULT_SIZE) -> EyeImages:
-    """Read a labeled folder: ``labels.csv`` with columns ``image,pitch,yaw`` (radians).
+    """Read a labeled folder: ``labels.csv`` with columns ``image,pitch,yaw`` (radians)
+    and, optionally, ``head_pitch,head_yaw`` (radians, both or neither: the head pose in
+    the normalised camera, which MPIIGaze-style data carry; the feedback loop then slices
+    and re-weights by head pose too).
 
     ``dir_or_csv`` is the folder holding ``labels.csv`` or the CSV file itself; image
-    paths are relative to the CSV's folder. pitch must be finite with |pitch| <= pi/2,
-    yaw finite with |yaw| <= pi.
+    paths are relative to the CSV's folder. pitch and head_pitch must be finite with
+    |value| <= pi/2, yaw and head_yaw finite with |value| <= pi.
     """
     csv_path = _resolve_csv(dir_or_csv, LABELS_NAME)
     rows = list(_read_csv_rows(csv_path, required=("image", "pitch", "yaw")))
-    labels = np.empty((len(rows), 2), dtype=np.float64)
+    head_cols = [c for c in HEAD_COLUMNS if c in rows[0][1]]
+    if len(head_cols) == 1:
+        missing = next(c for c in HEAD_COLUMNS if c not in head_cols)
+        raise DataFormatError(csv_path, f"has {head_cols[0]} but not {missing} (head pose needs "
+                              "both columns, or neither)", 1)
+    cols = ("pitch", "yaw", *head_cols)
+    labels = np.empty((len(rows), len(cols)), dtype=np.float64)
     for i, (line, rec) in enumerate(rows):
-        labels[i, 0] = _parse_angle(csv_path, line, "pitch", rec["pitch"], math.pi / 2, "pi/2")
-        labels[i, 1] = _parse_angle(csv_path, line, "yaw", rec["yaw"], math.pi, "pi")
+        for j, name in enumerate(cols):
+            limit, text = (math.pi / 2, "pi/2") if "pitch" in name else (math.pi, "pi")
+            labels[i, j] = _parse_angle(csv_path, line, name, rec[name], limit, text)
     images = _load_images(csv_path, [(line, rec["image"]) for line, rec in rows], size)
     return EyeImages(
         images,
-        labels.astype(np.float32),
+        labels[:, :2].astype(np.float32),
         tuple(rec["image"] for _, rec in rows),
         str(dir_or_csv),
+        headpose=labels[:, 2:].astype(np.float32) if head_cols else None,
     )
 
 

@@ -9,6 +9,10 @@ whose labels are known so that adaptation can be scored. This module provides on
   a laptop camera above the screen) and within +-22.5 deg yaw, head pitched down and
   turned, darker scenes (dim key light, little ambient, gamma > 1), dark irises, more
   sensor noise, stronger optical blur, low JPEG quality, always histogram equalised.
+  That is version ``v1``; ``v2`` skews gaze and head pose further (gaze pitch -20 +- 8
+  deg, yaw +10 +- 10 deg, head pitched down and turned by ~18 deg) with the same
+  appearance and camera. The feedback loop's built-in target is ``v2``; the domain-
+  adaptation benchmark uses ``v1``.
   Only bin weights change: every factor keeps the default's bin edges, so **no factor
   leaves the default's support** and re-weighting the default can in principle reach
   the shifted factor distribution. (Bins given weight 0 here are a narrower support of
@@ -45,9 +49,11 @@ __all__ = [
     "SHIFTED_FACTORS",
     "SIMULATED_TARGET_NAME",
     "SIMULATION_NOTE",
+    "TARGET_VERSIONS",
     "is_simulated",
     "shifted_eye_distribution",
     "target_camera",
+    "target_name",
     "write_simulated_target",
 ]
 
@@ -59,11 +65,29 @@ D = math.radians
 
 #: (factor, centre, spread, lo, hi): a Gaussian bump over the default's bin midpoints,
 #: zero outside [lo, hi]. Every factor keeps the default's edges (same support).
-_BUMPS: tuple[tuple[str, float, float, float, float], ...] = (
-    ("gaze_pitch", D(-10), D(10), D(-30), D(10)),   # mostly looking down
-    ("gaze_yaw", 0.0, D(10), D(-22.5), D(22.5)),    # narrower than the default's +-45
-    ("head_pitch", D(-12), D(8), -math.inf, math.inf),
-    ("head_yaw", D(10), D(10), -math.inf, math.inf),
+#: The label part (gaze and head pose) per target version:
+#: * ``v1``: MPIIGaze-like, a laptop camera above the screen: gaze mostly down, yaw
+#:   narrower than the default's, head a little down and turned;
+#: * ``v2``: the same user with the screen off to one side and lower: gaze further down
+#:   (pitch -20 +- 8 deg) and to one side (yaw +10 +- 10 deg), head pitched down and
+#:   turned by about 18 deg. Same appearance and camera as v1. The feedback loop's
+#:   built-in target: its skew is large enough that the default wastes most of its
+#:   samples (with the target's own distribution, round-0 error falls by a third).
+_LABEL_BUMPS: dict[str, tuple[tuple[str, float, float, float, float], ...]] = {
+    "v1": (
+        ("gaze_pitch", D(-10), D(10), D(-30), D(10)),   # mostly looking down
+        ("gaze_yaw", 0.0, D(10), D(-22.5), D(22.5)),    # narrower than the default's +-45
+        ("head_pitch", D(-12), D(8), -math.inf, math.inf),
+        ("head_yaw", D(10), D(10), -math.inf, math.inf),
+    ),
+    "v2": (
+        ("gaze_pitch", D(-20), D(8), D(-40), D(0)),
+        ("gaze_yaw", D(10), D(10), D(-30), D(30)),
+        ("head_pitch", D(-18), D(6), -math.inf, math.inf),
+        ("head_yaw", D(18), D(8), -math.inf, math.inf),
+    ),
+}
+_APPEARANCE_BUMPS: tuple[tuple[str, float, float, float, float], ...] = (
     ("iris_albedo", 0.06, 0.08, -math.inf, 0.30),   # dark brown irises
     ("light_intensity", 0.55, 0.2, -math.inf, math.inf),
     ("ambient", 0.08, 0.1, -math.inf, math.inf),
@@ -72,6 +96,27 @@ _BUMPS: tuple[tuple[str, float, float, float, float], ...] = (
     ("noise_sigma", 0.025, 0.01, 0.0125, math.inf),
     ("jpeg_quality", 50.0, 10.0, -math.inf, 82.0),
 )
+_BUMPS = _LABEL_BUMPS["v1"] + _APPEARANCE_BUMPS
+TARGET_VERSIONS = tuple(_LABEL_BUMPS)
+_LABEL_TEXT = {
+    "v1": "MPIIGaze-like shift of the default (gaze pitch -30..+10 deg mostly down, yaw within "
+          "+-22.5 deg, head pitched down and turned",
+    "v2": "laptop user, screen low and to one side (gaze pitch -20 +- 8 deg, yaw +10 +- 10 deg, "
+          "head pitched down 18 deg and turned 18 deg",
+}
+
+
+def target_name(version: str = "v1") -> str:
+    """The simulated target's name for a version (``sim-shifted-v1``, ...)."""
+    _check_version(version)
+    return f"sim-shifted-{version}"
+
+
+def _check_version(version: str) -> None:
+    if version not in _LABEL_BUMPS:
+        raise ValueError(f"unknown simulated target version {version!r}; known: "
+                         f"{', '.join(TARGET_VERSIONS)}")
+
 
 #: Factors whose weights differ from the default (``histeq`` is set to always on).
 SHIFTED_FACTORS = tuple(b[0] for b in _BUMPS) + ("histeq",)
@@ -99,16 +144,18 @@ def _bump(f: Factor, centre: float, spread: float, lo: float, hi: float) -> Fact
 LABEL_FACTORS = ("gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw")
 
 
-def shifted_eye_distribution(label_shift: bool = True) -> SceneDistribution:
+def shifted_eye_distribution(label_shift: bool = True, version: str = "v1") -> SceneDistribution:
     """The simulated target's scene distribution, derived from
     :func:`~synth.eye_distribution.default_eye_distribution` by re-weighting bins only
     (see the module docstring for what changes and why). ``label_shift=False`` keeps gaze
-    and head pose as in the default: an appearance-only shift."""
+    and head pose as in the default: an appearance-only shift (the same for every
+    ``version``, which only changes the label part)."""
+    _check_version(version)
     base = default_eye_distribution()
     changed: dict[str, Factor] = {}
-    for name, centre, spread, lo, hi in _BUMPS:
-        if label_shift or name not in LABEL_FACTORS:
-            changed[name] = _bump(base.factor(name), centre, spread, lo, hi)
+    bumps = (_LABEL_BUMPS[version] if label_shift else ()) + _APPEARANCE_BUMPS
+    for name, centre, spread, lo, hi in bumps:
+        changed[name] = _bump(base.factor(name), centre, spread, lo, hi)
     changed["histeq"] = Factor.categorical(
         "histeq", {0.0: 0.0, 1.0: 1.0}, doc=base.factor("histeq").doc
     )
@@ -120,12 +167,11 @@ def shifted_eye_distribution(label_shift: bool = True) -> SceneDistribution:
             name="eyes-shifted-appearance-v1", factors=factors)
     return base.derive(
         reason=(
-            f"simulated target '{SIMULATED_TARGET_NAME}': MPIIGaze-like shift of the default "
-            "(gaze pitch -30..+10 deg mostly down, yaw within +-22.5 deg, head pitched down "
-            "and turned, darker light and gamma, dark irises, more noise and blur, low JPEG "
-            "quality, always histogram-equalised); bin weights only, default support kept"
+            f"simulated target '{target_name(version)}': {_LABEL_TEXT[version]}, darker light "
+            "and gamma, dark irises, more noise and blur, low JPEG quality, always "
+            "histogram-equalised); bin weights only, default support kept"
         ),
-        name="eyes-shifted-v1",
+        name=f"eyes-shifted-{version}",
         factors=factors,
     )
 
@@ -193,26 +239,33 @@ def _camera_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, 0x7A6E7]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def render_simulated_target(n: int, seed: int, label_shift: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def render_simulated_target(n: int, seed: int, label_shift: bool = True,
+                            version: str = "v1") -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` target images and their (pitch, yaw) labels in radians, in memory:
     the shifted distribution on the CPU, then :func:`target_camera`."""
-    from synth.eye_generator import EyeGenerator
-
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    dist = shifted_eye_distribution(label_shift)
-    images, scenes = EyeGenerator(dist, device="cpu", chunk=RENDER_CHUNK).render_all(n, seed)
-    images = target_camera(images, _camera_seed(seed))
+    images, scenes = _render(n, seed, label_shift, version)
     labels = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype(np.float64)
     return images, labels
 
 
-def _simulation_note(dist: SceneDistribution, n: int, seed: int, labeled: bool) -> str:
+def _render(n: int, seed: int, label_shift: bool,
+            version: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    from synth.eye_generator import EyeGenerator
+
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    dist = shifted_eye_distribution(label_shift, version)
+    images, scenes = EyeGenerator(dist, device="cpu", chunk=RENDER_CHUNK).render_all(n, seed)
+    return target_camera(images, _camera_seed(seed)), scenes
+
+
+def _simulation_note(dist: SceneDistribution, n: int, seed: int, labeled: bool,
+                     version: str) -> str:
     cam = ", ".join(f"{k}={v}" for k, v in CAMERA_PIPELINE.items())
     return f"""# SIMULATED target domain: not real data
 
 This folder was **generated by synthloop**, not recorded from people. It is the
-built-in simulated target `{SIMULATED_TARGET_NAME}`, used where real labeled eye data is
+built-in simulated target `{target_name(version)}`, used where real labeled eye data is
 absent and by benchmarks. Numbers measured on it are numbers on a simulation and must
 never be reported as results on real data.
 
@@ -220,17 +273,19 @@ never be reported as results on real data.
   (the default eye distribution) by re-weighting bins; full content in `distribution.json`
 - camera pipeline after rendering: `synth.targets.target_camera` ({cam})
 - renderer: `synth.eye_generator.EyeGenerator`, CPU, chunk {RENDER_CHUNK}
-- seed: {seed}; images: {n}; labels written: {"yes (labels.csv, radians)" if labeled else "no (manifest.csv only)"}
+- seed: {seed}; images: {n}; labels written: {"yes (labels.csv: gaze and head pose, radians)" if labeled else "no (manifest.csv only)"}
 
-Regenerate with `synth.targets.write_simulated_target(dir, n={n}, seed={seed}, labeled={labeled})`.
+Regenerate with `synth.targets.write_simulated_target(dir, n={n}, seed={seed}, labeled={labeled},
+version={version!r})`.
 """
 
 
 def write_simulated_target(out_dir: str | Path, n: int, seed: int, labeled: bool = True,
-                           label_shift: bool = True) -> Path:
+                           label_shift: bool = True, version: str = "v1") -> Path:
     """Write ``n`` simulated target images to ``out_dir`` in the real-data folder formats:
     ``images/000000.png`` ..., ``manifest.csv`` (``image``), ``labels.csv``
-    (``image,pitch,yaw`` radians) when ``labeled``, ``SIMULATION.md`` and
+    (``image,pitch,yaw,head_pitch,head_yaw`` radians: gaze and the scene's head pose, as
+    MPIIGaze-style data carry both) when ``labeled``, ``SIMULATION.md`` and
     ``distribution.json``.
 
     Atomic: everything is written to a temporary sibling folder that is renamed into
@@ -243,8 +298,10 @@ def write_simulated_target(out_dir: str | Path, n: int, seed: int, labeled: bool
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    images, labels = render_simulated_target(n, seed, label_shift)
-    dist = shifted_eye_distribution(label_shift)
+    _check_version(version)
+    images, scenes = _render(n, seed, label_shift, version)
+    labels = np.stack([scenes[k] for k in ("gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw")], 1)
+    dist = shifted_eye_distribution(label_shift, version)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         (tmp / "images").mkdir()
@@ -259,11 +316,11 @@ def write_simulated_target(out_dir: str | Path, n: int, seed: int, labeled: bool
         if labeled:
             with (tmp / "labels.csv").open("w", newline="", encoding="utf-8") as f:
                 wr = csv.writer(f, lineterminator="\n")
-                wr.writerow(["image", "pitch", "yaw"])
-                for name, (p, y) in zip(names, labels, strict=True):
-                    wr.writerow([name, repr(float(p)), repr(float(y))])
+                wr.writerow(["image", "pitch", "yaw", "head_pitch", "head_yaw"])
+                for name, row in zip(names, labels, strict=True):
+                    wr.writerow([name, *(repr(float(v)) for v in row)])
         (tmp / "distribution.json").write_text(dist.dumps() + "\n", encoding="utf-8")
-        (tmp / SIMULATION_NOTE).write_text(_simulation_note(dist, n, seed, labeled), encoding="utf-8")
+        (tmp / SIMULATION_NOTE).write_text(_simulation_note(dist, n, seed, labeled, version), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         if out.exists():
             out.rmdir()  # empty, checked above

@@ -262,7 +262,7 @@ def cmd_simulate_target(a: argparse.Namespace) -> int:
     from synth.targets import write_simulated_target
 
     out = write_simulated_target(a.out, a.n, a.seed, labeled=not a.unlabeled,
-                                 label_shift=not a.appearance_only)
+                                 label_shift=not a.appearance_only, version=a.version)
     print(out.resolve())
     return EXIT_OK
 
@@ -541,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--unlabeled", action="store_true", help="write manifest.csv only")
     st.add_argument("--appearance-only", action="store_true",
                     help="keep the default gaze / head-pose distribution (no label shift)")
+    st.add_argument("--version", default="v1", choices=["v1", "v2"],
+                    help="v1: MPIIGaze-like skew; v2: stronger gaze / head-pose skew (the loop's "
+                         "built-in target)")
     st.set_defaults(func=cmd_simulate_target)
     return p
 

@@ -26,6 +26,9 @@ from synth.distribution import SceneDistribution
 from synthloop.settings import Settings
 
 ERRORS_FILE = "real_errors.npz"
+#: Version of the built-in simulated target (synth.targets) the loop runs on without real
+#: data: v2, whose gaze and head-pose skew is large enough for re-weighting to matter.
+LOOP_TARGET_VERSION = "v2"
 SYN_STATS_N = 3000  # synthetic images whose statistics the nuisance fit compares with real
 TASKS = ("gaze", "landmarks")
 #: Per-task defaults of the fields left ``None``: (model, batch size).
@@ -101,6 +104,7 @@ class RealSplit:
     fingerprint: str         # content hash of the images and labels
     simulated: bool
     path: str
+    headpose: np.ndarray | None = None  # (N, 2) radians (head pitch, yaw), when labeled
 
     def describe(self) -> dict[str, Any]:
         return {"path": self.path, "n": int(len(self.images)), "n_analysis": int(len(self.analysis)),
@@ -113,13 +117,14 @@ def builtin_target(settings: Settings, n: int = 2000, seed: int = 0) -> Path:
     where no labeled real eyes are at hand (a fresh clone, the demo, the nightly default)."""
     import sys
 
-    from synth.targets import write_simulated_target
+    from synth.targets import target_name, write_simulated_target
 
-    out = settings.root / "targets" / f"sim-shifted-n{n}-s{seed}"
+    out = settings.root / "targets" / f"{target_name(LOOP_TARGET_VERSION)}-n{n}-s{seed}"
     if not (out / "labels.csv").is_file():
         print(f"writing the built-in simulated target domain to {out} (a simulation, not real "
               "data)", file=sys.stderr)
-        write_simulated_target(out, n, seed, labeled=True, label_shift=True)
+        write_simulated_target(out, n, seed, labeled=True, label_shift=True,
+                               version=LOOP_TARGET_VERSION)
     return out
 
 
@@ -160,9 +165,14 @@ def _read_real(cfg: LoopConfig) -> RealSplit | RealFaceSplit:
                               "split into analysis and held-out parts")
     h = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())
     h.update(np.ascontiguousarray(data.pitchyaw, dtype=np.float64).tobytes())
+    head = None
+    if data.headpose is not None:
+        head = np.asarray(data.headpose, np.float64)
+        h.update(b"head" + head.tobytes())
     analysis, holdout = _split_parts(n, cfg)
     return RealSplit(data.images, np.asarray(data.pitchyaw, np.float64), analysis, holdout,
-                     h.hexdigest()[:16], is_simulated(cfg.real), str(Path(cfg.real).resolve()))
+                     h.hexdigest()[:16], is_simulated(cfg.real), str(Path(cfg.real).resolve()),
+                     headpose=head)
 
 
 def _split_parts(n: int, cfg: LoopConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -427,6 +437,7 @@ def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
     from analysis.slices import slice_errors as slice_by
     from analysis.slices import worst
     from analysis.update_policy import (
+        EYE_HEAD_FACTORS,
         EYE_LABEL_FACTORS,
         EYE_NUISANCE,
         UpdatePolicy,
@@ -452,6 +463,11 @@ def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
         labels = {"gaze_pitch_deg": np.degrees(truth[:, 0]), "gaze_yaw_deg": np.degrees(truth[:, 1])}
         real_values = {"gaze_pitch": truth[:, 0], "gaze_yaw": truth[:, 1]}
         label_factors, mapping = EYE_LABEL_FACTORS, EYE_NUISANCE
+        if real.headpose is not None:  # labels.csv with head_pitch, head_yaw
+            head = real.headpose[real.analysis]
+            labels.update(head_pitch_deg=np.degrees(head[:, 0]), head_yaw_deg=np.degrees(head[:, 1]))
+            real_values.update(head_pitch=head[:, 0], head_yaw=head[:, 1])
+            label_factors = EYE_LABEL_FACTORS + EYE_HEAD_FACTORS
     observed = {**labels, **{k2: np.asarray(v) for k2, v in real_stats.items()}}
     slices = slice_by(errors, observed)
     worst_slices = worst(slices, k=5, min_n=max(10, len(errors) // 50))

@@ -62,18 +62,25 @@ def open_loop(cfg: LoopConfig) -> dict[str, Any]:
                                     **{f"split.{k}": v for k, v in split.items()}})
     tracking.set_tag(parent, "real_data", real.path)  # where it was read this time
     done = [r for r in cat.rounds(lid) if r["status"] == "done"]
+    # where the next round starts: the last finished round's next distribution and model
+    next_dist, prev_ckpt = dist0.id, None
     if done:
         logger.info("resuming %s: %d round(s) already done", lid, len(done))
+        next_dist = cat.get_analysis(done[-1]["analysis_id"])["next_distribution_id"]
+        prev_ckpt = cat.get_training_run(done[-1]["run_id"])["checkpoint"]
     logger.info("real data %s: %d analysis + %d held-out images (split seed %d)", real.path,
                 len(real.analysis), len(real.holdout), cfg.split_seed)
     return {"loop_id": lid, "mlflow_run_id": parent, "dist0": dist0.id, "split": real.describe(),
-            "done": done}
+            "done": done, "next_distribution_id": next_dist, "prev_checkpoint": prev_ckpt}
 
 
 @task(name="open-round", retries=2, retry_delay_seconds=3)
 def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str) -> dict[str, Any]:
-    """The round's catalog row and MLflow child run (found again after a restart)."""
+    """The round's catalog row and MLflow child run (found again after a restart), the
+    round's distribution (``distribution_json``) and, when a previous run of this round
+    already has one, its accepted batch (``batch``, else ``None``)."""
     cat = _catalog()
+    dist_json = lineage.distribution_from_catalog(cat, dist_id).dumps()
     rows = {r["index"]: r for r in cat.rounds(lid)}
     row = rows.get(k)
     if row is not None and row["distribution_id"] != dist_id:
@@ -89,8 +96,14 @@ def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str)
         cat.upsert_round(lid, k, distribution_id=dist_id, status="started", mlflow_run_id=run_id)
     elif not row.get("mlflow_run_id"):
         cat.upsert_round(lid, k, mlflow_run_id=run_id)
+    batch = None
+    if row and row.get("batch_id"):
+        b = cat.get_batch(row["batch_id"])
+        if b and b["status"] == "accepted":
+            batch = {"batch_id": b["id"], "batch_dir": b["path"]}
     return {**(row or {}), "index": k, "distribution_id": dist_id, "mlflow_run_id": run_id,
-            "status": (row or {}).get("status", "started")}
+            "status": (row or {}).get("status", "started"), "distribution_json": dist_json,
+            "batch": batch}
 
 
 @task(name="find-identical-batch", retries=2, retry_delay_seconds=3)
@@ -154,8 +167,15 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
 
 @task(name="evaluate-on-real-data")
 def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run: str) -> dict[str, Any]:
+    """Score the round's model on the real data; read back instead when the round's
+    analysis (which holds the scores) is already in the catalog (a resumed round)."""
     from synthloop import loop_jobs as jobs
 
+    prev = _catalog().get_analysis(f"{lid}-r{k}-analysis")
+    if prev is not None:
+        ev = prev["metrics"]["evaluation"]
+        return {"real_error": ev["real_error_heldout"], "heldout": None,
+                "analysis_error": ev["real_error_analysis"], "read_back": True}
     real = jobs.load_real(cfg)
     res = jobs.evaluate_round(get_settings(), cfg, lid=lid, k=k, checkpoint=checkpoint, real=real)
     _tracking(cfg.task).log_metrics_to(round_run, res["metrics"], step=k)
@@ -249,6 +269,10 @@ def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[
     rounds = [r for r in cat.rounds(lid) if r["status"] == "done"]
     summary = [{"round": r["index"], "distribution_id": r["distribution_id"], "batch_id": r["batch_id"],
                 "real_error": r["real_error"], "mlflow_run_id": r["mlflow_run_id"]} for r in rounds]
+    result = {"loop_id": lid, "rounds": summary, "stopped": reason,
+              "final_real_error": summary[-1]["real_error"] if summary else None}
+    if (cat.get_loop(lid) or {}).get("status") == "finished":
+        return result  # closed by an earlier run: its MLflow run already holds all of this
     tracking = _tracking(cfg.task)
     png = jobs.error_curve_png(summary, jobs.round_dir(get_settings(), lid, 0).parent / "real_error.png",
                                f"{lid} ({cfg.mode} loop, seed {cfg.seed})", unit=cfg.error_unit)
@@ -261,5 +285,4 @@ def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[
     cat.set_loop_status(lid, "finished")
     create_table_artifact(summary, key="feedback-loop-summary",
                           description=f"{lid}: held-out real error per round; stopped: {reason}")
-    return {"loop_id": lid, "rounds": summary, "stopped": reason,
-            "final_real_error": summary[-1]["real_error"] if summary else None}
+    return result

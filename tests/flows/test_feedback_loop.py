@@ -59,6 +59,10 @@ def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim
     assert chain[-1]["id"] == dist0.id
     batch = cat.get_batch(rounds[0]["batch_id"])
     assert batch["status"] == "accepted" and batch["distribution_id"] == dist0.id
+    # the target's labels carry head pose: the analysis slices by it and re-weights it
+    an = cat.get_analysis(f"{res['loop_id']}-r0-analysis")
+    assert an["metrics"]["update"]["order"][:4] == ["gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw"]
+    assert {"head_pitch_deg", "head_yaw_deg"} <= {s["variable"] for s in an["slices"]["slices"]}
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     loop = cat.get_loop(res["loop_id"])
@@ -99,6 +103,12 @@ def test_running_the_same_loop_again_resumes_instead_of_redoing(prefect_harness,
     assert again["loop_id"] == first["loop_id"]
     assert again["rounds"] == first["rounds"]
     assert len(cat.batches()) == n_batches  # nothing generated twice
+    import mlflow
+
+    parent = cat.get_loop(first["loop_id"])["mlflow_run_id"]
+    history = mlflow.MlflowClient(get_settings().tracking_uri).get_metric_history(
+        parent, "real_error_heldout_deg")
+    assert sorted(m.step for m in history) == [0, 1]  # the finished loop was not logged again
     # the open arm's round 0 is the same content-addressed batch: reused, not re-rendered
     other = _run(LoopParams(real=str(sim_target), seed=2, open_loop=True, **TINY))
     assert other["loop_id"] != first["loop_id"]

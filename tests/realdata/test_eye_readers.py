@@ -60,6 +60,29 @@ def test_labels_round_trip(tmp_path):
     assert eyes.source == str(tmp_path)
 
 
+def test_labels_read_optional_head_pose(tmp_path):
+    _write_folder(tmp_path / "a", ["images/a.png,0.1,-0.25", "images/b.png,-0.5,1.5"])
+    assert read_eye_labels(tmp_path / "a").headpose is None
+    _write_folder(tmp_path / "h", ["images/a.png,0.1,-0.25,-0.3,0.2", "images/b.png,-0.5,1.5,0.05,-1.0"],
+                  header="image,pitch,yaw,head_pitch,head_yaw")
+    eyes = read_eye_labels(tmp_path / "h")
+    assert eyes.headpose.dtype == np.float32
+    np.testing.assert_allclose(eyes.headpose, [[-0.3, 0.2], [0.05, -1.0]], rtol=1e-6)
+    np.testing.assert_allclose(eyes.pitchyaw, [[0.1, -0.25], [-0.5, 1.5]], rtol=1e-6)
+
+
+def test_head_pose_needs_both_columns_and_radians(tmp_path):
+    csv = _write_folder(tmp_path / "one", ["images/a.png,0.1,-0.25,0.2"],
+                        header="image,pitch,yaw,head_yaw")
+    with pytest.raises(DataFormatError, match="head_yaw but not head_pitch") as e:
+        read_eye_labels(tmp_path / "one")
+    assert str(csv) in str(e.value)
+    _write_folder(tmp_path / "deg", ["images/a.png,0.1,-0.25,0.2,0.1", "images/b.png,0,0,-30,0"],
+                  header="image,pitch,yaw,head_pitch,head_yaw")
+    with pytest.raises(DataFormatError, match=r"line 3.*head_pitch -30 is outside|head_pitch -30 is outside.*line 3|head_pitch -30"):
+        read_eye_labels(tmp_path / "deg")
+
+
 def test_labels_accepts_csv_path_and_resizes_rgb(tmp_path):
     (tmp_path / "images").mkdir()
     rgb = np.zeros((72, 120, 3), dtype=np.uint8)

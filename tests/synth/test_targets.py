@@ -73,6 +73,9 @@ def test_simulated_folder_round_trips_through_the_real_data_readers(tmp_path):
     images, labels = render_simulated_target(40, 3)
     assert np.array_equal(labeled.images, images)
     assert np.allclose(labeled.pitchyaw, labels, atol=1e-6)
+    # the scenes' head pose is written too (MPIIGaze-style labels carry it)
+    assert labeled.headpose.shape == (40, 2)
+    assert labeled.headpose[:, 0].mean() < D(-5) and labeled.headpose[:, 1].mean() > D(3)
     assert labeled.pitchyaw[:, 0].mean() < D(-5)  # the default's pitch mean is ~0
     note = (out / "SIMULATION.md").read_text()
     for needle in ("SIMULATED", "not real", SIMULATED_TARGET_NAME, shifted_eye_distribution().id,
@@ -133,3 +136,25 @@ def test_appearance_only_variant_keeps_the_label_distribution():
     # the appearance part of the shift is the same in both variants
     assert app.factor("noise_sigma") == full.factor("noise_sigma") != base.factor("noise_sigma")
     assert app.id != full.id and app.parent == base.id
+
+
+def test_v2_skews_gaze_and_head_pose_further_with_the_same_appearance(tmp_path):
+    from synth.targets import LABEL_FACTORS, TARGET_VERSIONS, target_name
+
+    assert TARGET_VERSIONS == ("v1", "v2")
+    v1, v2 = shifted_eye_distribution(), shifted_eye_distribution(version="v2")
+    assert v2.id != v1.id and target_name("v2") in v2.reason and v2.name == "eyes-shifted-v2"
+    for f in v2.factors:
+        assert (f.weights != v1.factor(f.name).weights) == (f.name in LABEL_FACTORS), f.name
+    a = v1.sample(np.random.default_rng(0), 4000)
+    b = v2.sample(np.random.default_rng(0), 4000)
+    assert b["gaze_pitch"].mean() < a["gaze_pitch"].mean() - D(7)
+    assert b["gaze_pitch"].max() <= 1e-12 and b["gaze_yaw"].mean() > D(5)
+    assert b["head_yaw"].mean() > a["head_yaw"].mean() + D(5)
+    # appearance-only does not depend on the version
+    assert shifted_eye_distribution(False, "v2").id == shifted_eye_distribution(False).id
+    with pytest.raises(ValueError, match="unknown simulated target version 'v9'"):
+        shifted_eye_distribution(version="v9")
+    out = write_simulated_target(tmp_path / "t2", n=8, seed=1, version="v2")
+    assert target_name("v2") in (out / "SIMULATION.md").read_text()
+    assert v2.id in (out / "SIMULATION.md").read_text()
