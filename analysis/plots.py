@@ -3,6 +3,7 @@ distribution update moved bin weights."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,9 +68,11 @@ def slice_errors(result: dict, out: str | Path, title: str = "") -> Path:
 
 
 def _factor_axis(f) -> tuple[list[float], list[float], list[str] | None]:
-    """x positions, bar widths and (categorical) tick labels of a factor's bins."""
+    """x positions, bar widths and (categorical) tick labels of a factor's bins; angles
+    (unit ``rad``) in degrees, which people read at a glance."""
     if f.kind == "continuous":
-        e = list(f.edges)
+        scale = 180.0 / math.pi if f.unit == "rad" else 1.0
+        e = [scale * v for v in f.edges]
         return [0.5 * (a + b) for a, b in zip(e[:-1], e[1:], strict=True)], \
             [b - a for a, b in zip(e[:-1], e[1:], strict=True)], None
     return list(range(f.n_bins)), [1.0] * f.n_bins, [f"{v:g}" for v in f.values]
@@ -103,7 +106,7 @@ def distribution_change(before, after, factors: Sequence[str] | None = None,
             ax.set_xticks(x, labels)
         tv = 0.5 * float(np.abs(np.subtract(f0.weights, f1.weights)).sum())
         ax.set_title(f"{name} (TV {tv:.3f})", fontsize=9)
-        ax.set_xlabel(f0.unit or "value", fontsize=7)
+        ax.set_xlabel("deg" if f0.unit == "rad" else (f0.unit or "value"), fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, axis="y")
     axes.flat[0].legend(fontsize=7)

@@ -221,6 +221,10 @@ def test_eye_constants_name_real_factors_and_statistics():
     assert set(EYE_NUISANCE) <= set(d.factor_names)
     assert set(EYE_NUISANCE.values()) <= set(IMAGE_STAT_NAMES)
     assert not set(EYE_LABEL_FACTORS) & set(EYE_NUISANCE)
+    from analysis.update_policy import EYE_HEAD_FACTORS
+
+    assert set(EYE_HEAD_FACTORS) <= set(d.factor_names)
+    assert not set(EYE_HEAD_FACTORS) & (set(EYE_NUISANCE) | set(EYE_LABEL_FACTORS))
 
 
 def test_distribution_change_plot(tmp_path, dist):
@@ -232,3 +236,16 @@ def test_distribution_change_plot(tmp_path, dist):
     assert (tmp_path / "d.png").stat().st_size > 0
     assert len([a for a in fig.axes if a.has_data()]) == 2
     assert len(distribution_change(dist, new).axes) == 1  # default: the factors that moved
+
+
+def test_distribution_change_plots_angles_in_degrees():
+    from analysis.plots import distribution_change
+    from synth.eye_distribution import default_eye_distribution
+
+    d = default_eye_distribution()
+    new = d.reweight("gaze_yaw", [2.0] * 8 + [1.0] * 8, "test")
+    fig = distribution_change(d, new, ["gaze_yaw"])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "deg"
+    xs = sorted(p.get_x() + p.get_width() / 2 for p in ax.patches)
+    assert -45 <= xs[0] < -40 and 40 < xs[-1] <= 45  # +-45 deg, not +-0.79 rad
