@@ -170,9 +170,11 @@ class GazeNet(nn.Module):
         """Bin logits and expected angles from features; reused by DALN on reversed features."""
         f = self.drop(features)
         pl, yl = self.fc_pitch(f), self.fc_yaw(f)
-        # expectation in float32 even under autocast: bins are 3 degrees, errors ~0.1
-        pitch = torch.softmax(pl.float(), dim=1) @ self.pitch_centres
-        yaw = torch.softmax(yl.float(), dim=1) @ self.yaw_centres
+        # expectation in float32 even under autocast (bins are 3 degrees, errors ~0.1): the
+        # matmul must run with autocast off, or autocast casts it back to bf16
+        with torch.autocast(device_type=f.device.type, enabled=False):
+            pitch = torch.softmax(pl.float(), dim=1) @ self.pitch_centres.float()
+            yaw = torch.softmax(yl.float(), dim=1) @ self.yaw_centres.float()
         return HeadOutput(pl, yl, torch.stack([pitch, yaw], dim=1))
 
     def forward(self, x: Tensor) -> GazeOutput:

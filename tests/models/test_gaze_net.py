@@ -98,3 +98,22 @@ def test_config_rebuilds_the_model_through_json(name):
 def test_unknown_config_field_is_rejected():
     with pytest.raises(TypeError, match="depth"):
         create_model(MODELS[0], depth=3)
+
+
+def test_expected_angles_stay_float32_under_bf16_autocast():
+    """The bin expectation is the regression output: under autocast (the GPU path trains
+    in bf16) it must still come out in float32, close to the full-precision answer."""
+    import torch
+
+    from models.gaze_net import GazeNet
+
+    torch.manual_seed(0)
+    net = GazeNet().eval()
+    x = torch.rand(8, 1, 36, 60)
+    with torch.no_grad():
+        full = net(x).pitchyaw
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = net(x)
+    assert half.pitch_logits.dtype == torch.bfloat16  # the network itself did run in bf16
+    assert half.pitchyaw.dtype == torch.float32
+    assert torch.allclose(half.pitchyaw, full, atol=0.02)  # radians; bf16 logits, fp32 expectation
