@@ -155,3 +155,39 @@ def slice_error_bars(slices: Sequence[dict], path: str | Path | None = None, tit
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def tuning_history(trials: Sequence[dict], direction: str, path: str | Path | None = None,
+                   title: str = "", ylabel: str = "objective"):
+    """Objective per trial (pruned trials as grey crosses at their last reported value)
+    and the best value so far over the completed ones; ``trials`` as
+    ``[{"number", "state", "value"}]`` in any order, ``direction`` ``minimize`` or
+    ``maximize``."""
+    plt = _plt()
+    rows = sorted(trials, key=lambda t: t["number"])
+    done = [t for t in rows if t["state"] == "COMPLETE" and t["value"] is not None]
+    pruned = [t for t in rows if t["state"] == "PRUNED" and t["value"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    if done:
+        ax.plot([t["number"] for t in done], [t["value"] for t in done], "o", color="#4c72b0",
+                label="trial")
+        pick = min if direction == "minimize" else max
+        best, xs, ys = None, [], []
+        for t in done:
+            best = t["value"] if best is None else pick(best, t["value"])
+            xs.append(t["number"])
+            ys.append(best)
+        ax.step(xs, ys, where="post", color="#c44e52", lw=2, label="best so far")
+    if pruned:
+        ax.plot([t["number"] for t in pruned], [t["value"] for t in pruned], "x", color="#999999",
+                label="pruned (last report)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

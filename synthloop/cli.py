@@ -258,6 +258,38 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tune(a: argparse.Namespace) -> int:
+    from synthloop.settings import get_settings
+    from synthloop.tune_jobs import tune_gaze
+
+    settings = get_settings()
+    settings.ensure_home()
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731  (stdout stays machine-readable)
+    target = a.target
+    if target is None:
+        from synthloop.loop_jobs import builtin_target
+
+        target = str(builtin_target(settings))
+    res = tune_gaze(settings, method=a.method, target=target, trials=a.trials, steps=a.steps,
+                    seed=a.seed, source=a.source, n_source=a.n_source, objective=a.objective,
+                    batch_size=a.batch_size, log=log)
+    if a.json:
+        print(json.dumps(res, default=str), flush=True)
+        return EXIT_OK
+    print(f"study {res['study']} ({res['storage']}): {len(res['trials'])} trials, objective "
+          f"{res['objective']} ({res['metric']}, {res['direction']})")
+    for t in res["trials"]:
+        value = "" if t["value"] is None else f"{t['value']:.4g}"
+        print(f"  trial {t['number']:>3}  {t['state']:<8} {value:>10}  "
+              + " ".join(f"{k}={v:.3g}" for k, v in t["params"].items()))
+    if res["best"]:
+        b = res["best"]
+        print(f"best: trial {b['number']}, {res['metric']} {b['value']:.4g}: "
+              + " ".join(f"{k}={v:.4g}" for k, v in b["params"].items()))
+    print(f"mlflow parent run {res['mlflow_run_id']}; plot {res['plot']}")
+    return EXIT_OK
+
+
 def cmd_simulate_target(a: argparse.Namespace) -> int:
     from synth.targets import write_simulated_target
 
@@ -491,6 +523,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu")
     t.add_argument("--no-register", action="store_true", help="do not log/register the model")
     t.set_defaults(func=cmd_train)
+
+    tu = sub.add_parser("tune", help="tune gaze training hyper-parameters with Optuna (one MLflow "
+                        "run per trial under a study run; resumable)")
+    tu.add_argument("--method", choices=["source_only", "dann", "daln"], required=True)
+    tu.add_argument("--target", help="target eyes (labels.csv enables the target_error objective "
+                    "on its held-out part; manifest.csv: label-free objectives); default: the "
+                    "built-in simulated target")
+    tu.add_argument("--trials", type=int, default=12, help="finished trials the study should hold")
+    tu.add_argument("--steps", type=int, default=600, help="training steps per trial")
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--objective", choices=["target_error", "source_error", "entropy", "im", "snd"],
+                    help="default: target_error with labels.csv, else entropy")
+    tu.add_argument("--source", help="an existing batch folder (default: generate one)")
+    tu.add_argument("--n-source", type=int, default=20_000)
+    tu.add_argument("--batch-size", type=int, default=64)
+    tu.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    tu.set_defaults(func=cmd_tune)
 
     e = sub.add_parser("evaluate", help="evaluate a model on labeled (errors) or unlabeled (domain gap) data")
     e.add_argument("--task", choices=["gaze", "landmarks"], default="gaze")

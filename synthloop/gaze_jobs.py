@@ -120,7 +120,15 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
                source: str | None = None, n_source: int = 20_000, batch_size: int = 64,
                lr: float | None = None, trade_off: float = 1.0, model: str = "gaze_resnet_s",
                device: str = "cpu", register: bool = True, run_name: str | None = None,
-               log=print, train_overrides: dict[str, Any] | None = None) -> TrainedRun:
+               log=print, train_overrides: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None, on_metrics=None,
+               score_target_labels: bool = False) -> TrainedRun:
+    """Train a gaze model on a synthetic batch with an unlabeled target, in one MLflow run
+    (optionally registered and promoted). ``tags`` are added to the run (a parent run id
+    nests it); ``on_metrics(step, metrics)`` is called with every logged record after
+    MLflow (tuning reports and prunes through it); ``score_target_labels`` adds the
+    target's held-out labels to the evaluation (``target_angular_error_deg``; never used
+    for training or checkpoint selection) when the target has labels."""
     import mlflow
 
     from models.data import ArraySource, ShardSource
@@ -149,7 +157,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         mlflow.set_tags({"task": "gaze", "method": method, "source_batch": reader.batch_id,
                          "distribution": dist.id, "target": str(Path(target).resolve()),
                          "target_kind": "simulated" if simulated else "real",
-                         "selection_metric": SELECTORS[cfg.select][0]})
+                         "selection_metric": SELECTORS[cfg.select][0], **(tags or {})})
         mlflow.log_params(tracking.flat_params({
             **cfg.to_dict(), "source_batch": reader.batch_id, "source_n": reader.n,
             "source_status": reader.status.status, "distribution_id": dist.id,
@@ -159,6 +167,17 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         mlflow.log_dict(reader.manifest, "source_manifest.json")
         _log_sample_grid(reader, tgt.images, settings)
 
+        val_target = {"image": torch.from_numpy(tgt.images[val_idx]).unsqueeze(1)}
+        if score_target_labels and tgt.pitchyaw is not None:
+            val_target["pitchyaw"] = torch.from_numpy(tgt.pitchyaw[val_idx])
+        callback = tracking.MetricLogger(run_id)
+        if on_metrics is not None:
+            log_metrics = callback
+
+            def callback(step: int, metrics: dict[str, float]) -> None:
+                log_metrics(step, metrics)
+                on_metrics(step, metrics)
+
         t0 = time.perf_counter()
         result = train(
             cfg,
@@ -166,8 +185,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
             ArraySource(tgt.images[train_idx], batch_size, seed + 1),
             out,
             val_source=_val_source(dist, seed),
-            val_target={"image": torch.from_numpy(tgt.images[val_idx]).unsqueeze(1)},
-            callback=tracking.MetricLogger(run_id),
+            val_target=val_target,
+            callback=callback,
         )
         mlflow.log_metric("train_seconds", time.perf_counter() - t0)
         mlflow.log_metric("samples_per_s", float(result.samples_per_s))

@@ -1,0 +1,67 @@
+"""Prefect tasks of the tuning flow: one call into ``synthloop.tune_jobs`` each; the
+trial task runs one Optuna trial (ask, train, tell), so every trial is a task run in the
+dashboard, and the last task posts the study's table and best trial as artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.logging import get_run_logger
+
+from synthloop.settings import get_settings
+
+
+@task(name="builtin-simulated-target")
+def builtin_target_path() -> str:
+    from synthloop.loop_jobs import builtin_target
+
+    settings = get_settings()
+    settings.ensure_home()
+    return str(builtin_target(settings))
+
+
+@task(name="open-optuna-study", retries=2, retry_delay_seconds=3)
+def open_tuning(method: str, target: str, steps: int, seed: int, source: str | None,
+                n_source: int, objective: str | None) -> dict[str, Any]:
+    from synthloop import tune_jobs
+
+    settings = get_settings()
+    settings.ensure_home()
+    logger = get_run_logger()
+    return tune_jobs.open_tuning(settings, method=method, target=target, steps=steps, seed=seed,
+                                 source=source, n_source=n_source, objective=objective,
+                                 log=logger.info)
+
+
+@task(name="optuna-trial")
+def tuning_trial(ctx: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    from synthloop import tune_jobs
+
+    logger = get_run_logger()
+    return tune_jobs.tuning_trial(get_settings(), ctx, batch_size=batch_size, log=logger.info)
+
+
+@task(name="close-optuna-study", retries=2, retry_delay_seconds=3)
+def close_tuning(ctx: dict[str, Any]) -> dict[str, Any]:
+    from synthloop import tune_jobs
+
+    res = tune_jobs.close_tuning(get_settings(), ctx)
+    create_table_artifact(
+        [{"trial": t["number"], "state": t["state"],
+          "value": None if t["value"] is None else round(t["value"], 4),
+          **{k: float(f"{v:.4g}") for k, v in t["params"].items()}} for t in res["trials"]],
+        key="optuna-trials", description=f"{res['study']}: {res['metric']} per trial")
+    best = res["best"]
+    lines = [f"# Tuning study `{res['study']}`", "",
+             f"- objective: `{res['objective']}` ({res['metric']}, {res['direction']})",
+             f"- trials finished: {len(res['trials'])}; storage `{res['storage']}`",
+             f"- MLflow parent run: `{res['mlflow_run_id']}` (one child run per trial)",
+             f"- plot: `{res['plot']}`", ""]
+    if best:
+        lines += [f"**Best: trial {best['number']}**, {res['metric']} = {best['value']:.4g}", "",
+                  "| parameter | value |", "|---|---|",
+                  *[f"| {k} | {v:.4g} |" for k, v in best["params"].items()]]
+    create_markdown_artifact("\n".join(lines), key="optuna-study", description=res["study"])
+    return res
