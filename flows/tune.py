@@ -31,9 +31,10 @@ class TuneParams(BaseModel):
 
 @flow(name="tune-gaze", log_prints=True)
 def tune_gaze(params: TuneParams) -> dict:
-    ctx = open_tuning(params.method, params.target or builtin_target_path(), params.steps, params.seed, params.source,
-                      params.n_source, params.objective)
+    target = params.target or builtin_target_path()
+    ctx = open_tuning(params.method, target, params.steps, params.seed, params.source,
+                      params.n_source, params.objective, params.batch_size)
     finished = ctx["finished"]
     while finished < params.trials:
-        finished = tuning_trial(ctx, params.batch_size)["finished"]
+        finished = tuning_trial(ctx)["finished"]
     return close_tuning(ctx)

@@ -44,8 +44,10 @@ class EyeImages:
     images:   (N, H, W) uint8 grayscale.
     pitchyaw: (N, 2) float32 radians (MPIIGaze convention), or None when unlabeled.
     headpose: (N, 2) float32 radians (head pitch, head yaw relative to the normalised
-              camera, as the eye distribution's ``head_pitch`` / ``head_yaw`` factors),
-              or None: optional, from the ``head_pitch,head_yaw`` columns of labels.csv.
+              camera, as the eye distribution's ``head_pitch`` / ``head_yaw`` factors:
+              the face's forward axis in the gaze convention, > 0 pitch faces up, > 0
+              yaw turns toward the image's left), or None: optional, from the
+              ``head_pitch,head_yaw`` columns of labels.csv.
     paths:    one source identifier per image (CSV: the path as written in the CSV;
               .mat: ``"<file>#<eye>/<index>"``).
     source:   the file or folder that was read.

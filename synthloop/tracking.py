@@ -214,6 +214,13 @@ def log_dict_to(run_id: str, obj: Any, artifact_file: str) -> None:
     MlflowClient().log_dict(run_id, json.loads(json.dumps(obj, default=str)), artifact_file)
 
 
+def run_status(run_id: str) -> str:
+    """``RUNNING``, ``FINISHED``, ``FAILED``, ``KILLED`` or ``SCHEDULED``."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient().get_run(run_id).info.status
+
+
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     from mlflow.tracking import MlflowClient
 

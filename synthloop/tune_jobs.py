@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,10 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
 }
 
 
-def default_objective(target: str) -> str:
-    """``target_error`` where the target folder has labels, else ``entropy``."""
-    return "target_error" if (Path(target) / "labels.csv").is_file() else "entropy"
+def default_objective(eyes) -> str:
+    """``target_error`` where the target eyes (:class:`realdata.eyes.EyeImages`) carry
+    labels, else ``entropy``."""
+    return "target_error" if eyes.pitchyaw is not None else "entropy"
 
 
 def suggest(trial, method: str) -> dict[str, float]:
@@ -72,18 +74,43 @@ def suggest(trial, method: str) -> dict[str, float]:
     return out
 
 
-def study_name(method: str, source_batch: str, target: str, steps: int, objective: str,
-               seed: int) -> str:
-    """Same method, data, budget, objective and seed: the same study (so it resumes)."""
-    key = json.dumps([method, source_batch, str(Path(target).resolve()), steps, objective, seed])
+def study_name(method: str, source_batch: str, target_fingerprint: str, steps: int,
+               objective: str, seed: int, batch_size: int = 64) -> str:
+    """Same method, source batch, target *content*, budget, objective, seed and batch
+    size: the same study (so it resumes, and workers on other machines, where the path
+    differs, join it)."""
+    key = json.dumps([method, source_batch, target_fingerprint, steps, objective, seed,
+                      batch_size])
     return f"gaze-{method}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
+def target_fingerprint(eyes) -> str:
+    """Content hash of target eyes (:class:`realdata.eyes.EyeImages`): images and labels."""
+    import numpy as np
+
+    h = hashlib.sha256(np.ascontiguousarray(eyes.images).tobytes())
+    if eyes.pitchyaw is not None:
+        h.update(np.ascontiguousarray(eyes.pitchyaw).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _shared(storage: str) -> bool:
+    """A server database: other workers may be running trials of the same study."""
+    return not storage.startswith("sqlite")
+
+
 def open_study(settings: Settings, name: str, direction: str, seed: int):
-    """Create or load the study. The sampler is seeded by the seed and the number of
-    trials already in the study, so a study resumed in a new process does not replay the
-    random start-up trials. (A trial whose process was killed stays ``RUNNING``: other
-    workers may be running theirs, so none is failed here; it is simply not counted.)"""
+    """Create or load the study.
+
+    Sampler seed: on the local SQLite storage, derived from the seed and the number of
+    trials already in the study, so a study resumed in a new process neither replays
+    its random start-up trials nor differs from an uninterrupted one; a trial left
+    ``RUNNING`` there belongs to a killed process (one machine, one study at a time) and
+    is marked ``FAIL``, since TPE would otherwise keep treating it as pending. On a
+    shared server database the sampler is not seeded (two workers opening the study at
+    the same trial count would draw the same parameters) and running trials are left
+    alone: they may be other workers' live ones. Reproducible studies: one worker, SQLite."""
+    import numpy as np
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -91,19 +118,42 @@ def open_study(settings: Settings, name: str, direction: str, seed: int):
     probe = optuna.create_study(study_name=name, storage=storage, direction=direction,
                                 load_if_exists=True)
     if probe.direction.name.lower() != direction:
-        raise ValueError(f"study {name} in {storage} optimises {probe.direction.name.lower()}, "
-                         f"not {direction}")
-    sampler = optuna.samplers.TPESampler(seed=seed * 100_003 + len(probe.trials),
-                                         n_startup_trials=4)
+        raise ValueError(f"study {name} in {redact(storage)} optimises "
+                         f"{probe.direction.name.lower()}, not {direction}")
+    shared = _shared(storage)
+    if not shared:
+        for t in probe.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            probe.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    sampler_seed = None if shared else int(
+        np.random.SeedSequence([seed, len(probe.trials)]).generate_state(1)[0])
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=4)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
 
 
+def redact(url: str) -> str:
+    """A storage URL for output: the password hidden."""
+    from catalog.engine import redact as _redact
+
+    return _redact(url)
+
+
+DIVERGED = "diverged"  # user attribute of a trial whose objective became NaN or infinite
+
+
 def finished_trials(study) -> list:
+    """Trials that count toward ``trials``: complete, pruned, or failed by diverging (not
+    those failed by an error or a kill, which are re-run)."""
     import optuna
 
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return study.get_trials(deepcopy=False, states=done)
+    states = optuna.trial.TrialState
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in (states.COMPLETE, states.PRUNED)
+            or (t.state == states.FAIL and t.user_attrs.get(DIVERGED))]
+
+
+class _Diverged(Exception):
+    pass
 
 
 def run_trial(settings: Settings, study, *, method: str, target: str, steps: int, seed: int,
@@ -121,14 +171,18 @@ def run_trial(settings: Settings, study, *, method: str, target: str, steps: int
     trial = study.ask()
     params = suggest(trial, method)
     out = settings.root / "tuning" / study.study_name / f"trial-{trial.number:04d}"
+    if out.exists():  # the trial was just created: a folder there is a stale one (a reset
+        shutil.rmtree(out)  # storage), whose last.pt training would try to resume
     seen: dict[str, Any] = {"run_id": None, "last": None}
 
     def report(step: int, metrics: dict[str, float]) -> None:
         run = mlflow.active_run()
         seen["run_id"] = run.info.run_id if run else seen["run_id"]
         value = metrics.get(metric)
-        if value is None or not math.isfinite(value):
+        if value is None:
             return  # a log-only record (no evaluation at this step)
+        if not math.isfinite(value):
+            raise _Diverged(f"{metric} is {value} at step {step}")
         seen["last"] = float(value)
         trial.report(float(value), step)
         if trial.should_prune():
@@ -148,6 +202,13 @@ def run_trial(settings: Settings, study, *, method: str, target: str, steps: int
         if value is None:
             raise RuntimeError(f"trial {trial.number}: no evaluation reported {metric!r}")
         study.tell(trial, value)
+    except _Diverged as e:
+        state = "FAIL"
+        trial.set_user_attr(DIVERGED, str(e))
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if seen["run_id"]:
+            tracking.set_tag(seen["run_id"], "optuna_state", "DIVERGED")
+        log(f"trial {trial.number} diverged ({e}): counted as a failed trial")
     except optuna.TrialPruned as e:
         state = "PRUNED"
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -191,9 +252,7 @@ def _parent_run(settings: Settings, name: str, params: dict[str, Any]) -> str:
                                filter_string=f"tags.optuna_study = '{name}' and tags.kind = 'tune'",
                                output_format="list")
     if found:
-        run_id = found[0].info.run_id
-        mlflow.MlflowClient().update_run(run_id, status="RUNNING")
-        return run_id
+        return found[0].info.run_id
     run_id = tracking.create_run("gaze", f"tune-{name}", {"kind": "tune", "optuna_study": name,
                                                         "task": "gaze"})
     tracking.log_params_to(run_id, params)
@@ -202,43 +261,47 @@ def _parent_run(settings: Settings, name: str, params: dict[str, Any]) -> str:
 
 def open_tuning(settings: Settings, *, method: str, target: str, steps: int, seed: int = 0,
                 source: str | None = None, n_source: int = 20_000, objective: str | None = None,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Check the arguments, make (or find) the source batch, the study and its MLflow
-    parent run. Returns the study's context (small, JSON-able: it crosses task
-    boundaries): ``study``, ``mlflow_run_id``, ``source``, ``objective``, ``metric``,
-    ``direction``, ``finished`` (trials already finished)."""
-    from synthloop.gaze_jobs import prepare_source
+                batch_size: int = 64, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Check the arguments and the target (before anything is made), make (or find) the
+    source batch, the study and its MLflow parent run. Returns the study's context
+    (small, JSON-able: it crosses task boundaries): ``study``, ``mlflow_run_id``,
+    ``source``, ``objective``, ``metric``, ``direction``, ``finished`` (trials already
+    finished) and the arguments the trials need."""
+    from synthloop.errors import DataFormatError
+    from synthloop.gaze_jobs import load_target, prepare_source
 
-    if steps < 1:
-        raise ValueError("steps must be positive")
+    if steps < 1 or batch_size < 1:
+        raise ValueError("steps and batch_size must be positive")
     if method not in SEARCH_SPACES:
         raise ValueError(f"no search space for method {method!r}; known: {', '.join(SEARCH_SPACES)}")
-    objective = objective or default_objective(target)
-    if objective not in OBJECTIVES:
+    if objective is not None and objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
-    if objective == "target_error" and not (Path(target) / "labels.csv").is_file():
-        from synthloop.errors import DataFormatError
-
+    eyes = load_target(target)  # a missing or malformed folder fails here, naming the file
+    objective = objective or default_objective(eyes)
+    if objective == "target_error" and eyes.pitchyaw is None:
         raise DataFormatError(Path(target), "objective target_error needs labels.csv (labeled "
                               "target eyes); use a label-free objective (entropy, im, snd)")
     reader = prepare_source(settings, source=source, n=n_source, seed=seed, log=log)
     metric, direction = OBJECTIVES[objective]
-    name = study_name(method, reader.batch_id, target, steps, objective, seed)
+    name = study_name(method, reader.batch_id, target_fingerprint(eyes), steps, objective, seed,
+                      batch_size)
     study = open_study(settings, name, direction, seed)
     parent = _parent_run(settings, name, {
         "method": method, "source_batch": reader.batch_id, "target": str(Path(target).resolve()),
-        "steps": steps, "seed": seed, "objective": objective, "metric": metric,
-        "direction": direction, "storage": settings.optuna_storage.split("://")[0],
+        "target_fingerprint": target_fingerprint(eyes), "steps": steps, "seed": seed,
+        "batch_size": batch_size, "objective": objective, "metric": metric,
+        "direction": direction, "storage": redact(settings.optuna_storage),
         "search_space": json.dumps(SEARCH_SPACES[method])})
     done = len(finished_trials(study))
     if done:
         log(f"study {name}: {done} trial(s) already finished")
     return {"study": name, "mlflow_run_id": parent, "source": str(reader.path),
             "objective": objective, "metric": metric, "direction": direction, "finished": done,
-            "method": method, "target": target, "steps": steps, "seed": seed}
+            "method": method, "target": target, "steps": steps, "seed": seed,
+            "batch_size": batch_size}
 
 
-def tuning_trial(settings: Settings, ctx: dict[str, Any], *, batch_size: int = 64,
+def tuning_trial(settings: Settings, ctx: dict[str, Any], *,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """One more trial of the study ``ctx`` names (:func:`open_tuning`); the record of
     :func:`run_trial` plus ``finished`` (the study's finished trials after it)."""
@@ -246,7 +309,7 @@ def tuning_trial(settings: Settings, ctx: dict[str, Any], *, batch_size: int = 6
     rec = run_trial(settings, study, method=ctx["method"], target=ctx["target"],
                     steps=ctx["steps"], seed=ctx["seed"], source=ctx["source"],
                     objective=ctx["objective"], parent_run=ctx["mlflow_run_id"],
-                    batch_size=batch_size, log=log)
+                    batch_size=ctx["batch_size"], log=log)
     rec["finished"] = len(finished_trials(study))
     shown = "pruned" if rec["value"] is None else f"{ctx['metric']} {rec['value']:.4g}"
     log(f"trial {rec['number']} (finished: {rec['finished']}): {shown}  "
@@ -264,6 +327,11 @@ def close_tuning(settings: Settings, ctx: dict[str, Any]) -> dict[str, Any]:
     res = summary(study, ctx["objective"])
     name, parent, metric = ctx["study"], ctx["mlflow_run_id"], ctx["metric"]
     png = settings.outputs_dir / f"tuning-{name}.png"
+    out = {**res, "mlflow_run_id": parent, "plot": str(png),
+           "storage": redact(settings.optuna_storage)}
+    unchanged = len(res["trials"]) == ctx["finished"]
+    if unchanged and tracking.run_status(parent) == "FINISHED" and png.is_file():
+        return out  # nothing ran since the study was last closed: its run already has this
     tuning_history(res["trials"], ctx["direction"], png, ylabel=f"{metric} (objective)",
                    title=f"{name}: {ctx['method']}, {ctx['steps']} steps")
     tracking.log_artifact_to(parent, png, "plots")
@@ -274,7 +342,7 @@ def close_tuning(settings: Settings, ctx: dict[str, Any]) -> dict[str, Any]:
         tracking.set_tag(parent, "best_trial", str(res["best"]["number"]))
         tracking.set_tag(parent, "best_params", json.dumps(res["best"]["params"]))
     tracking.end_run(parent, "FINISHED")
-    return {**res, "mlflow_run_id": parent, "plot": str(png), "storage": settings.optuna_storage}
+    return out
 
 
 def tune_gaze(settings: Settings, *, method: str, target: str, trials: int, steps: int,
@@ -287,8 +355,9 @@ def tune_gaze(settings: Settings, *, method: str, target: str, trials: int, step
     if trials < 1:
         raise ValueError("trials must be positive")
     ctx = open_tuning(settings, method=method, target=target, steps=steps, seed=seed,
-                      source=source, n_source=n_source, objective=objective, log=log)
+                      source=source, n_source=n_source, objective=objective,
+                      batch_size=batch_size, log=log)
     finished = ctx["finished"]
     while finished < trials:
-        finished = tuning_trial(settings, ctx, batch_size=batch_size, log=log)["finished"]
+        finished = tuning_trial(settings, ctx, log=log)["finished"]
     return close_tuning(settings, ctx)

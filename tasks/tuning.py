@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from synthloop.settings import get_settings
@@ -24,7 +25,7 @@ def builtin_target_path() -> str:
 
 @task(name="open-optuna-study", retries=2, retry_delay_seconds=3)
 def open_tuning(method: str, target: str, steps: int, seed: int, source: str | None,
-                n_source: int, objective: str | None) -> dict[str, Any]:
+                n_source: int, objective: str | None, batch_size: int) -> dict[str, Any]:
     from synthloop import tune_jobs
 
     settings = get_settings()
@@ -32,15 +33,16 @@ def open_tuning(method: str, target: str, steps: int, seed: int, source: str | N
     logger = get_run_logger()
     return tune_jobs.open_tuning(settings, method=method, target=target, steps=steps, seed=seed,
                                  source=source, n_source=n_source, objective=objective,
-                                 log=logger.info)
+                                 batch_size=batch_size, log=logger.info)
 
 
-@task(name="optuna-trial")
-def tuning_trial(ctx: dict[str, Any], batch_size: int) -> dict[str, Any]:
+# Never cached: every call has the same inputs and must run a new trial.
+@task(name="optuna-trial", cache_policy=NO_CACHE)
+def tuning_trial(ctx: dict[str, Any]) -> dict[str, Any]:
     from synthloop import tune_jobs
 
     logger = get_run_logger()
-    return tune_jobs.tuning_trial(get_settings(), ctx, batch_size=batch_size, log=logger.info)
+    return tune_jobs.tuning_trial(get_settings(), ctx, log=logger.info)
 
 
 @task(name="close-optuna-study", retries=2, retry_delay_seconds=3)

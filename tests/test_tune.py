@@ -40,18 +40,49 @@ def test_suggestions_stay_inside_each_methods_space():
         suggest(optuna.create_study().ask(), "mcd")
 
 
-def test_study_identity_and_default_objective(sim_target, tmp_path):
-    from synthloop.tune_jobs import default_objective, study_name
+def test_study_identity_and_default_objective(sim_target):
+    from realdata.eyes import read_eye_folder, read_eye_manifest
+    from synthloop.tune_jobs import default_objective, study_name, target_fingerprint
 
-    a = study_name("dann", "batch-1", str(sim_target), 600, "target_error", 0)
-    assert a == study_name("dann", "batch-1", str(sim_target), 600, "target_error", 0)
-    for other in (study_name("daln", "batch-1", str(sim_target), 600, "target_error", 0),
-                  study_name("dann", "batch-2", str(sim_target), 600, "target_error", 0),
-                  study_name("dann", "batch-1", str(sim_target), 300, "target_error", 0),
-                  study_name("dann", "batch-1", str(sim_target), 600, "entropy", 0)):
+    labeled = read_eye_folder(sim_target)
+    fp = target_fingerprint(labeled)
+    a = study_name("dann", "batch-1", fp, 600, "target_error", 0)
+    assert a == study_name("dann", "batch-1", fp, 600, "target_error", 0, batch_size=64)
+    for other in (study_name("daln", "batch-1", fp, 600, "target_error", 0),
+                  study_name("dann", "batch-2", fp, 600, "target_error", 0),
+                  study_name("dann", "batch-1", "f" * 16, 600, "target_error", 0),
+                  study_name("dann", "batch-1", fp, 300, "target_error", 0),
+                  study_name("dann", "batch-1", fp, 600, "entropy", 0),
+                  study_name("dann", "batch-1", fp, 600, "target_error", 0, batch_size=32)):
         assert other != a
-    assert default_objective(str(sim_target)) == "target_error"
-    assert default_objective(str(tmp_path)) == "entropy"
+    unlabeled = read_eye_manifest(sim_target)
+    assert default_objective(labeled) == "target_error"
+    assert default_objective(unlabeled) == "entropy"
+    assert target_fingerprint(unlabeled) != fp  # the labels are part of the content
+
+
+def test_local_study_fails_stale_trials_and_reseeds_by_trial_count():
+    import optuna
+
+    from synthloop.settings import get_settings
+    from synthloop.tune_jobs import finished_trials, open_study, suggest
+
+    settings = get_settings()
+    settings.ensure_home()
+    study = open_study(settings, "s", "minimize", seed=3)
+    killed = study.ask()  # a process killed mid-trial leaves it RUNNING
+    suggest(killed, "dann")
+    done = study.ask()
+    study.tell(done, 1.0)
+    again = open_study(settings, "s", "minimize", seed=3)
+    states = {t.number: t.state for t in again.trials}
+    assert states == {killed.number: optuna.trial.TrialState.FAIL,
+                      done.number: optuna.trial.TrialState.COMPLETE}
+    assert [t.number for t in finished_trials(again)] == [done.number]  # the killed one re-runs
+    # the sampler's seed follows the trial count: a resumed study does not replay trials
+    a = suggest(open_study(settings, "s", "minimize", seed=3).ask(), "dann")
+    b = suggest(open_study(settings, "s", "minimize", seed=3).ask(), "dann")
+    assert a != b
 
 
 def test_tuning_history_plot(tmp_path):
