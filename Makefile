@@ -32,6 +32,7 @@ bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/re
 	$(BIN)/python -m benchmarks.bench_face_generation
 	$(BIN)/python -m benchmarks.bench_train_throughput
 	$(BIN)/python -m benchmarks.bench_feedback_loop
+	$(BIN)/python -m benchmarks.bench_shift_ablation
 	$(BIN)/python -m benchmarks.bench_gaze_da
 	$(BIN)/python -m benchmarks.bench_gaze_da --appearance-only
 	@if [ -f ../shared/data/real/mpiigaze-eyes-unlabeled/manifest.csv ]; then \
@@ -43,6 +44,7 @@ bench-quick: $(STAMP)     ## every benchmark on a tiny budget (a smoke run, not 
 	$(BIN)/python -m benchmarks.bench_train_throughput --quick
 	$(BIN)/python -m benchmarks.bench_gaze_da --quick
 	$(BIN)/python -m benchmarks.bench_feedback_loop --quick
+	$(BIN)/python -m benchmarks.bench_shift_ablation --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
