@@ -46,7 +46,7 @@ def _run(params) -> tuple[dict, float]:
     return res, time.perf_counter() - t0
 
 
-def _plot(rows: list[dict], rounds: int, path: Path, title: str) -> Path:
+def _plot(rows: list[dict], rounds: int, path: Path, title: str, unit: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,7 +63,7 @@ def _plot(rows: list[dict], rounds: int, path: Path, title: str) -> Path:
         m = np.mean(np.array([e[:rounds] for e in per_seed]), 0)
         ax.plot(range(rounds), m, "o-", color=colour, lw=2, label=f"{mode} loop (mean)")
     ax.set_xlabel("round")
-    ax.set_ylabel("held-out target error")
+    ax.set_ylabel(f"held-out target error ({unit})")
     ax.set_xticks(range(rounds))
     ax.set_title(title, fontsize=9)
     ax.legend()
@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
           f"the open loop's ({closed_last:.2f} vs {open_last:.2f}; {kind} target, "
           f"{len(a.seeds)} seed(s), {a.n_per_round} samples and {a.steps_per_round} steps per round)")
     unit = "% NME io" if a.task == "landmarks" else "deg"
+    from synth.targets import target_name
+
+    target_label = Path(real).name if kind == "real" else target_name(a.target_version)
     print(f"(errors in {unit})")
     name = ("feedback_loop" if a.task == "gaze" else f"feedback_loop_{a.task}") \
         + (f"_{a.target_version}" if kind == "simulated" and a.target_version != LOOP_TARGET_VERSION
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
     out_dir.mkdir(parents=True, exist_ok=True)
     png = _plot(rows, a.rounds, out_dir / f"{name}.png",
-                f"closed vs open loop, {kind} target ({len(a.seeds)} seeds)")
+                f"closed vs open loop, {kind} target {target_label} ({len(a.seeds)} seeds)", unit)
     out = save(name, {"machine": machine(), "args": vars(a), "target": real, "target_kind": kind,
                       "rows": rows, "table": table, "gain_pct_last_round": gain,
                       "closed_last": closed_last, "open_last": open_last,
