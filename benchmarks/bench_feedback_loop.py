@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, machine, print_table, save
-from synthloop.loop_jobs import LOOP_TARGET_VERSION
+from synth.targets import target_name
+from synthloop.loop_jobs import ERROR_UNITS, LOOP_TARGET_VERSION
 
 
 def _run(params) -> tuple[dict, float]:
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.real:
         real, kind = a.real, "real"
     else:
-        from synth.targets import target_name, write_simulated_target
+        from synth.targets import write_simulated_target
 
         real = settings.root / "targets" / f"bench-{target_name(a.target_version)}-n{a.target_n}-s7"
         if not (real / "labels.csv").is_file():
@@ -160,9 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nafter {a.rounds} rounds the closed loop's held-out error is {gain:.1f}% lower than "
           f"the open loop's ({closed_last:.2f} vs {open_last:.2f}; {kind} target, "
           f"{len(a.seeds)} seed(s), {a.n_per_round} samples and {a.steps_per_round} steps per round)")
-    unit = "% NME io" if a.task == "landmarks" else "deg"
-    from synth.targets import target_name
-
+    unit = ERROR_UNITS[a.task]
     target_label = Path(real).name if kind == "real" else target_name(a.target_version)
     print(f"(errors in {unit})")
     name = ("feedback_loop" if a.task == "gaze" else f"feedback_loop_{a.task}") \

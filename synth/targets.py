@@ -96,7 +96,6 @@ _APPEARANCE_BUMPS: tuple[tuple[str, float, float, float, float], ...] = (
     ("noise_sigma", 0.025, 0.01, 0.0125, math.inf),
     ("jpeg_quality", 50.0, 10.0, -math.inf, 82.0),
 )
-_BUMPS = _LABEL_BUMPS["v1"] + _APPEARANCE_BUMPS
 TARGET_VERSIONS = tuple(_LABEL_BUMPS)
 _LABEL_TEXT = {
     "v1": "MPIIGaze-like shift of the default (gaze pitch -30..+10 deg mostly down, yaw within "
@@ -119,7 +118,7 @@ def _check_version(version: str) -> None:
 
 
 #: Factors whose weights differ from the default (``histeq`` is set to always on).
-SHIFTED_FACTORS = tuple(b[0] for b in _BUMPS) + ("histeq",)
+SHIFTED_FACTORS = tuple(b[0] for b in _LABEL_BUMPS["v1"] + _APPEARANCE_BUMPS) + ("histeq",)
 
 #: Parameters of :func:`target_camera`, recorded in SIMULATION.md.
 CAMERA_PIPELINE = {
@@ -243,20 +242,21 @@ def render_simulated_target(n: int, seed: int, label_shift: bool = True,
                             version: str = "v1") -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` target images and their (pitch, yaw) labels in radians, in memory:
     the shifted distribution on the CPU, then :func:`target_camera`."""
-    images, scenes = _render(n, seed, label_shift, version)
+    images, scenes, _ = _render(n, seed, label_shift, version)
     labels = np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype(np.float64)
     return images, labels
 
 
 def _render(n: int, seed: int, label_shift: bool,
-            version: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            version: str) -> tuple[np.ndarray, dict[str, np.ndarray], SceneDistribution]:
+    """(images after the target camera, the drawn scenes, the distribution drawn from)."""
     from synth.eye_generator import EyeGenerator
 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     dist = shifted_eye_distribution(label_shift, version)
     images, scenes = EyeGenerator(dist, device="cpu", chunk=RENDER_CHUNK).render_all(n, seed)
-    return target_camera(images, _camera_seed(seed)), scenes
+    return target_camera(images, _camera_seed(seed)), scenes, dist
 
 
 def _simulation_note(dist: SceneDistribution, n: int, seed: int, labeled: bool,
@@ -298,10 +298,8 @@ def write_simulated_target(out_dir: str | Path, n: int, seed: int, labeled: bool
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    _check_version(version)
-    images, scenes = _render(n, seed, label_shift, version)
+    images, scenes, dist = _render(n, seed, label_shift, version)
     labels = np.stack([scenes[k] for k in ("gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw")], 1)
-    dist = shifted_eye_distribution(label_shift, version)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         (tmp / "images").mkdir()

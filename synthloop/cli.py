@@ -609,7 +609,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synthloop {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001  (exit 1 means "batch failed validation": keep it)
-        if type(e).__module__.startswith("catalog."):  # CatalogError & co name their row
+        from catalog.errors import CatalogError
+
+        if isinstance(e, CatalogError):  # conflicts and missing rows name their row
             print(f"synthloop {args.command}: error: {e}", file=sys.stderr)
             return EXIT_ERROR
         if os.environ.get("SYNTHLOOP_DEBUG"):

@@ -35,6 +35,8 @@ TASKS = ("gaze", "landmarks")
 TASK_DEFAULTS = {"gaze": ("gaze_resnet_s", 64), "landmarks": ("hourglass_s", 16)}
 #: The loop's error, per task: what ``real_error`` means (plots, dashboard artifacts).
 ERROR_UNITS = {"gaze": "deg", "landmarks": "% NME io"}
+#: ... and its MLflow metric name (each round's run and the loop's run log it).
+ERROR_METRICS = {"gaze": "real_error_heldout_deg", "landmarks": "real_nme_io_heldout"}
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
 _OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps")
@@ -83,6 +85,10 @@ class LoopConfig:
     @property
     def error_unit(self) -> str:
         return ERROR_UNITS[self.task]
+
+    @property
+    def error_metric(self) -> str:
+        return ERROR_METRICS[self.task]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -362,19 +368,27 @@ def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, che
     out = predict(net, torch.from_numpy(real.images).unsqueeze(1), amp=False)
     pred = out.pitchyaw.numpy().astype(np.float64)
     err = angular_errors_deg(pred, real.pitchyaw)
+    errors_file = _save_errors(settings, lid, k, pred=pred, errors=err,
+                               features=out.features.numpy().astype(np.float32))
+    held = evaluate_gaze(pred[real.holdout], real.pitchyaw[real.holdout])
+    ana = evaluate_gaze(pred[real.analysis], real.pitchyaw[real.analysis])
+    return {"heldout": held, "analysis": ana, "errors_file": errors_file,
+            "real_error": held["mean_angular_error_deg"],
+            "analysis_error": ana["mean_angular_error_deg"],
+            "metrics": {ERROR_METRICS["gaze"]: held["mean_angular_error_deg"],
+                        "real_median_heldout_deg": held["median_angular_error_deg"],
+                        "real_error_analysis_deg": ana["mean_angular_error_deg"]}}
+
+
+def _save_errors(settings: Settings, lid: str, k: int, **arrays: np.ndarray) -> str:
+    """The round's per-sample predictions and errors (what the analysis reads), written
+    whole or not at all: a temporary file renamed into place."""
     d = round_dir(settings, lid, k)
     d.mkdir(parents=True, exist_ok=True)
     tmp = d / (ERRORS_FILE + ".tmp.npz")
-    np.savez(tmp, pred=pred, errors=err, features=out.features.numpy().astype(np.float32))
+    np.savez(tmp, **arrays)
     tmp.replace(d / ERRORS_FILE)
-    held = evaluate_gaze(pred[real.holdout], real.pitchyaw[real.holdout])
-    ana = evaluate_gaze(pred[real.analysis], real.pitchyaw[real.analysis])
-    return {"heldout": held, "analysis": ana, "errors_file": str(d / ERRORS_FILE),
-            "real_error": held["mean_angular_error_deg"],
-            "analysis_error": ana["mean_angular_error_deg"],
-            "metrics": {"real_error_heldout_deg": held["mean_angular_error_deg"],
-                        "real_median_heldout_deg": held["median_angular_error_deg"],
-                        "real_error_analysis_deg": ana["mean_angular_error_deg"]}}
+    return str(d / ERRORS_FILE)
 
 
 TRANSFER_STEPS = 2000
@@ -395,17 +409,13 @@ def _evaluate_landmarks_round(settings: Settings, cfg: LoopConfig, *, lid: str, 
     crop_pred = predictor.predict_batches(real.faces.nchw(), 64).float().cpu().numpy()
     pred = np.stack([tf.from_crop(p) for tf, p in zip(real.faces.transforms, crop_pred, strict=True)])
     err = nme(pred, real.points, "inter_ocular")
-    d = round_dir(settings, lid, k)
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / (ERRORS_FILE + ".tmp.npz")
-    np.savez(tmp, pred=pred, errors=err)
-    tmp.replace(d / ERRORS_FILE)
+    errors_file = _save_errors(settings, lid, k, pred=pred, errors=err)
     held = evaluate_landmarks(pred[real.holdout], real.points[real.holdout])
     ana = evaluate_landmarks(pred[real.analysis], real.points[real.analysis])
-    return {"heldout": held, "analysis": ana, "errors_file": str(d / ERRORS_FILE),
+    return {"heldout": held, "analysis": ana, "errors_file": errors_file,
             "route": "transfer", "real_error": float(err[real.holdout].mean()),
             "analysis_error": float(err[real.analysis].mean()),
-            "metrics": {"real_nme_io_heldout": float(err[real.holdout].mean()),
+            "metrics": {ERROR_METRICS["landmarks"]: float(err[real.holdout].mean()),
                         "real_nme_io_median_heldout": float(np.median(err[real.holdout])),
                         "real_nme_ip_heldout": float(held["nme_inter_pupil"]),
                         "real_nme_io_analysis": float(err[real.analysis].mean()),

@@ -174,13 +174,11 @@ def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run
     prev = _catalog().get_analysis(f"{lid}-r{k}-analysis")
     if prev is not None:
         ev = prev["metrics"]["evaluation"]
-        return {"real_error": ev["real_error_heldout"], "heldout": None,
-                "analysis_error": ev["real_error_analysis"], "read_back": True}
+        return {"real_error": ev["real_error_heldout"], "analysis_error": ev["real_error_analysis"]}
     real = jobs.load_real(cfg)
     res = jobs.evaluate_round(get_settings(), cfg, lid=lid, k=k, checkpoint=checkpoint, real=real)
     _tracking(cfg.task).log_metrics_to(round_run, res["metrics"], step=k)
-    return {"real_error": res["real_error"], "heldout": res["heldout"],
-            "analysis_error": res["analysis_error"]}
+    return {"real_error": res["real_error"], "analysis_error": res["analysis_error"]}
 
 
 @task(name="analyse-errors-and-update-distribution", retries=1, retry_delay_seconds=3)
@@ -277,9 +275,8 @@ def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[
     png = jobs.error_curve_png(summary, jobs.round_dir(get_settings(), lid, 0).parent / "real_error.png",
                                f"{lid} ({cfg.mode} loop, seed {cfg.seed})", unit=cfg.error_unit)
     tracking.log_artifact_to(parent_run, png, "plots")
-    metric = "real_error_heldout_deg" if cfg.task == "gaze" else "real_nme_io_heldout"
     for r in summary:
-        tracking.log_metrics_to(parent_run, {metric: r["real_error"]}, step=r["round"])
+        tracking.log_metrics_to(parent_run, {cfg.error_metric: r["real_error"]}, step=r["round"])
     tracking.log_dict_to(parent_run, {"rounds": summary, "stopped": reason}, "loop_summary.json")
     tracking.end_run(parent_run, "FINISHED")
     cat.set_loop_status(lid, "finished")

@@ -29,7 +29,7 @@ def _run(params):
     return state.result()
 
 
-def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim_target):
+def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim_target, assert_lineage):
     import mlflow
 
     from catalog import Catalog
@@ -51,14 +51,7 @@ def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim
     cat = Catalog(settings.catalog)
     d1 = cat.get_distribution(rounds[1]["distribution_id"])
     assert d1["parent_id"] == dist0.id and d1["reason"]
-    # distribution -> batch -> run -> analysis -> next distribution, walked back to the root
-    chain = cat.lineage(rounds[1]["distribution_id"])
-    kinds = [step["kind"] for step in chain]
-    for kind in ("analysis", "training_run", "batch", "distribution"):
-        assert kind in kinds, chain
-    assert chain[-1]["id"] == dist0.id
-    batch = cat.get_batch(rounds[0]["batch_id"])
-    assert batch["status"] == "accepted" and batch["distribution_id"] == dist0.id
+    assert_lineage(cat, rounds, dist0)
     # the target's labels carry head pose: the analysis slices by it and re-weights it
     an = cat.get_analysis(f"{res['loop_id']}-r0-analysis")
     assert an["metrics"]["update"]["order"][:4] == ["gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw"]

@@ -46,7 +46,7 @@ def real_faces(tmp_path_factory):
     return real
 
 
-def test_landmarks_closed_loop_reweights_head_yaw(prefect_harness, builtin_faces, real_faces):
+def test_landmarks_closed_loop_reweights_head_yaw(prefect_harness, builtin_faces, real_faces, assert_lineage):
     from catalog import Catalog
     from flows.feedback_loop import LoopParams, feedback_loop
     from synth.face_distribution import default_face_distribution
@@ -75,13 +75,7 @@ def test_landmarks_closed_loop_reweights_head_yaw(prefect_harness, builtin_faces
     assert "head_yaw" in analysis["metrics"]["update"]["factors"]
     variables = {s["variable"] for s in analysis["slices"]["slices"]}
     assert {"head_yaw_deg", "inter_ocular_px", "sharpness"} <= variables
-    chain = cat.lineage(rounds[1]["distribution_id"])
-    kinds = [step["kind"] for step in chain]
-    for kind in ("analysis", "training_run", "batch", "distribution"):
-        assert kind in kinds, chain
-    assert chain[-1]["id"] == dist0.id
-    batch = cat.get_batch(rounds[0]["batch_id"])
-    assert batch["status"] == "accepted" and batch["distribution_id"] == dist0.id
+    assert_lineage(cat, rounds, dist0)
 
 
 def test_landmarks_loop_needs_real_faces():
