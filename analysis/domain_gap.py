@@ -25,12 +25,14 @@ import numpy as np
 
 __all__ = [
     "IMAGE_STATS",
+    "as_2d",
     "frechet_distance",
     "frechet_distance_from_stats",
     "image_stat_gap",
     "image_statistics",
     "mean_prediction_entropy",
     "mmd_rbf",
+    "sq_dists",
 ]
 
 #: Per-image statistics computed by :func:`image_statistics`, in report order.
@@ -46,7 +48,9 @@ _MAD_TO_SIGMA = 0.6744897501960817  # median(|Z|) for Z ~ N(0, 1)
 # --------------------------------------------------------------------------- features
 
 
-def _as_2d(x: Any, name: str) -> np.ndarray:
+def as_2d(x: Any, name: str) -> np.ndarray:
+    """Features as a finite float64 ``(N, D)`` array with ``N >= 2`` (a vector is one
+    feature per sample); a ValueError names ``name`` otherwise."""
     if hasattr(x, "detach"):  # a torch tensor, without importing torch here
         x = x.detach().cpu().numpy()
     a = np.asarray(x, dtype=np.float64)
@@ -59,7 +63,8 @@ def _as_2d(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``a`` and ``b``."""
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
     return np.maximum(d, 0.0)
 
@@ -99,7 +104,7 @@ def mmd_rbf(
     Returns:
         :math:`\widehat{\mathrm{MMD}}^2_u` as a float.
     """
-    x, y = _as_2d(a, "a"), _as_2d(b, "b")
+    x, y = as_2d(a, "a"), as_2d(b, "b")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
     rng = np.random.default_rng(seed)
@@ -107,7 +112,7 @@ def mmd_rbf(
         x = x[np.sort(rng.choice(len(x), max_n, replace=False))]
     if len(y) > max_n:
         y = y[np.sort(rng.choice(len(y), max_n, replace=False))]
-    dxx, dyy, dxy = _sq_dists(x, x), _sq_dists(y, y), _sq_dists(x, y)
+    dxx, dyy, dxy = sq_dists(x, x), sq_dists(y, y), sq_dists(x, y)
     if bandwidths is None:
         m, n = len(x), len(y)
         pooled = np.concatenate(
@@ -174,7 +179,7 @@ def frechet_distance(a: Any, b: Any) -> float:
     """Fréchet distance between Gaussians fitted to two feature samples ``(N, D)``
     (sample means and unbiased covariances); see :func:`frechet_distance_from_stats`.
     Note it is the *squared* distance, as FID is by convention."""
-    x, y = _as_2d(a, "a"), _as_2d(b, "b")
+    x, y = as_2d(a, "a"), as_2d(b, "b")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
     return frechet_distance_from_stats(

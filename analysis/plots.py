@@ -191,3 +191,17 @@ def tuning_history(trials: Sequence[dict], direction: str, path: str | Path | No
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def loop_error_curve(rounds: Sequence[dict], path: str | Path, title: str, unit: str = "deg") -> Path:
+    """Held-out real error per round of a feedback loop (``[{"round", "real_error"}]``)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ks = [r["round"] for r in rounds]
+    ax.plot(ks, [r["real_error"] for r in rounds], "o-")
+    ax.set_xlabel("round")
+    ax.set_ylabel(f"held-out real error ({unit})")
+    ax.set_xticks(ks)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path, dpi=110)

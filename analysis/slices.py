@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.domain_gap import _as_2d, _sq_dists, mmd_rbf
+from analysis.domain_gap import as_2d, mmd_rbf, sq_dists
 from analysis.gaze_eval import mean_ci95
 
 __all__ = ["domain_gap_by_slice", "observed_variables", "slice_edges", "slice_errors", "worst"]
@@ -200,7 +200,7 @@ def _median_bandwidth(a: np.ndarray, b: np.ndarray, max_n: int, seed: int) -> fl
     pooled = np.concatenate([a, b])
     if len(pooled) > max_n:
         pooled = pooled[np.sort(rng.choice(len(pooled), max_n, replace=False))]
-    d = _sq_dists(pooled, pooled)[np.triu_indices(len(pooled), 1)]
+    d = sq_dists(pooled, pooled)[np.triu_indices(len(pooled), 1)]
     med = float(np.median(d)) if len(d) else 0.0
     if med <= 0:
         med = float(d.max()) if len(d) and d.max() > 0 else 1.0
@@ -240,7 +240,7 @@ def domain_gap_by_slice(
         slices by ``lo``; the overall ``mmd`` between all synthetic and all real
         samples is the first entry, with ``variable = "all"`` and ``lo = hi = None``.
     """
-    syn, real = _as_2d(syn_features, "syn_features"), _as_2d(real_features, "real_features")
+    syn, real = as_2d(syn_features, "syn_features"), as_2d(real_features, "real_features")
     if syn.shape[1] != real.shape[1]:
         raise ValueError(f"feature dimensions differ: {syn.shape[1]} vs {real.shape[1]}")
     obs = _check_observed(real_observed, len(real))

@@ -33,7 +33,7 @@ from benchmarks.common import machine, print_table, save  # noqa: E402
 from synth.face_distribution import default_face_distribution  # noqa: E402
 from synth.face_fallback import fallback_face_model  # noqa: E402
 from synth.face_generator import FaceGenerator, sample_face_scenes  # noqa: E402
-from synth.face_model import DEFAULT_PATH, load_face_model  # noqa: E402
+from synth.face_loading import DEFAULT_PATH, load_face_model  # noqa: E402
 from synth.generate_faces import generate_face_batch  # noqa: E402
 
 

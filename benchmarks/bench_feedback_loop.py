@@ -35,7 +35,8 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS, machine, print_table, save
 from synth.targets import target_name
-from synthloop.loop_jobs import ERROR_UNITS, LOOP_TARGET_VERSION
+from synthloop.gaze.spec import LOOP_TARGET_VERSION
+from synthloop.taskspec import get_task
 
 
 def _run(params) -> tuple[dict, float]:
@@ -95,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    from synthloop.cli import _prefect_env
+    from synthloop.cli.common import embedded_prefect_env
     from synthloop.settings import get_settings
 
     settings = get_settings()
     settings.ensure_home()
-    _prefect_env(settings)
+    embedded_prefect_env(settings)
     if a.task == "landmarks" and not a.real:
         print("--task landmarks needs --real (images + .pts, e.g. ../shared/data/real/lfpw-train)",
               file=sys.stderr)
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nafter {a.rounds} rounds the closed loop's held-out error is {gain:.1f}% lower than "
           f"the open loop's ({closed_last:.2f} vs {open_last:.2f}; {kind} target, "
           f"{len(a.seeds)} seed(s), {a.n_per_round} samples and {a.steps_per_round} steps per round)")
-    unit = ERROR_UNITS[a.task]
+    unit = get_task(a.task).error_unit
     target_label = Path(real).name if kind == "real" else target_name(a.target_version)
     print(f"(errors in {unit})")
     name = ("feedback_loop" if a.task == "gaze" else f"feedback_loop_{a.task}") \

@@ -35,7 +35,8 @@ def _one(args: tuple) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from synthloop.gaze_jobs import evaluate_gaze_model, train_gaze
+    from synthloop.gaze.evaluate import evaluate_gaze_model
+    from synthloop.gaze.train import train_gaze
     from synthloop.settings import get_settings
 
     settings = get_settings()
@@ -98,7 +99,7 @@ def main() -> None:
         args.steps, args.seeds, args.n_source, args.n_target = 60, [0], 2048, 600
 
     from synth.targets import write_simulated_target
-    from synthloop.gaze_jobs import prepare_source
+    from synthloop.batches import prepare_training_batch
     from synthloop.settings import get_settings
 
     settings = get_settings()
@@ -114,7 +115,8 @@ def main() -> None:
         write_simulated_target(tgt_train, args.n_target, seed=101, labeled=False, label_shift=shift)
     if not tgt_test.exists():
         write_simulated_target(tgt_test, 2000, seed=202, labeled=True, label_shift=shift)
-    source = prepare_source(settings, source=None, n=args.n_source, seed=0, log=print)
+    source = prepare_training_batch(settings, "gaze", source=None, n=args.n_source, seed=0,
+                                    log=print)
     from synthloop import tracking
 
     # create/migrate the MLflow store once, before workers race to do it

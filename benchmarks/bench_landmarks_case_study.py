@@ -67,7 +67,7 @@ def _real_only(settings, train_set, steps: int, seed: int, out: Path, batch_size
 
     from models.data import ArraySource
     from models.train import TrainConfig, train
-    from synthloop.landmark_jobs import load_real_faces
+    from realdata.real_faces import load_real_faces
 
     faces = load_real_faces(train_set)
     pts = faces.points.astype(np.float32)
@@ -76,7 +76,7 @@ def _real_only(settings, train_set, steps: int, seed: int, out: Path, batch_size
     cfg = TrainConfig(task="landmarks", model="hourglass_s", model_kwargs={"num_points": 68},
                       steps=steps, batch_size=batch_size, seed=seed, select="source_error",
                       eval_every=steps, ckpt_every=steps, warmup=min(100, steps // 5))
-    val = {"image": faces.nchw()[:64], "points": torch.from_numpy(np.ascontiguousarray(pts[:64]))}
+    val = {"image": torch.from_numpy(faces.nchw()[:64]), "points": torch.from_numpy(np.ascontiguousarray(pts[:64]))}
     if not (out / "last.pt").is_file():
         train(cfg, src, None, out, val_source=val, resume=True)
     return out / "last.pt"
@@ -103,13 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "2")))
-    from synthloop.landmark_jobs import (
-        evaluate_landmarks_model,
-        fit_transfer_on_real,
-        load_landmark_predictor,
-        split_lfpw,
-        train_landmarks,
-    )
+    from benchmarks.lfpw import split_lfpw
+    from synthloop.landmarks.evaluate import evaluate_landmarks_model
+    from synthloop.landmarks.load import load_landmark_predictor
+    from synthloop.landmarks.train import train_landmarks
+    from synthloop.landmarks.transfer import fit_transfer_on_real
     from synthloop.settings import get_settings
 
     settings = get_settings()

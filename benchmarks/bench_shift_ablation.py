@@ -52,9 +52,10 @@ def _score(row: str, version: str, seed: int, n: int, steps: int, eyes, work: Pa
     import torch
 
     from analysis.gaze_eval import angular_errors_deg
-    from models.checkpoint import load_model
     from models.data import ArraySource
-    from models.train import TrainConfig, predict, train
+    from models.predict import predict
+    from models.registry import load_model
+    from models.train import TrainConfig, train
     from synth.eye_generator import EyeGenerator
     from synth.targets import target_camera
 
@@ -65,7 +66,7 @@ def _score(row: str, version: str, seed: int, n: int, steps: int, eyes, work: Pa
     out = work / f"{version}-{row}-s{seed}"
     cfg = TrainConfig(steps=steps, seed=seed, warmup=min(100, steps // 5), eval_every=steps,
                       ckpt_every=steps)
-    train(cfg, ArraySource(images, 64, seed, pitchyaw=labels), None, out,
+    train(cfg, ArraySource(images, 64, seed, labels={"pitchyaw": labels}), None, out,
           val_target={"image": torch.from_numpy(eyes.images[:512]).unsqueeze(1)})
     net = load_model(out / "last.pt").eval()
     pred = predict(net, torch.from_numpy(eyes.images).unsqueeze(1), amp=False).pitchyaw

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from realdata.errors import SynthloopError
 
-class CatalogError(Exception):
+
+class CatalogError(SynthloopError):
     """Anything the catalog cannot do: a bad URL, an unreadable database, a missing row,
     a forbidden status change."""
 

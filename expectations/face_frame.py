@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from expectations.frame import sample_frame
+from realdata.errors import DataFormatError
 from synth.generate_faces import LANDMARKS, read_face_labels
 from synth.shards import BatchReader
-from synthloop.errors import DataFormatError
 
 LANDMARK_STAT_COLUMNS = ("vis68_frac", "labels_n_visible68", "vis68_x_min", "vis68_x_max",
                          "vis68_y_min", "vis68_y_max", "dense_outside_crop", "visible_nonfinite")

@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 
 from expectations.frame import coverage_frame, float32_tolerance, sample_frame
+from realdata.errors import DataFormatError
 from synth.shards import MANIFEST, BatchReader, atomic_write_text, write_status
-from synthloop.errors import DataFormatError
 
 
 def _face_sample_frame(reader: BatchReader) -> pd.DataFrame:
@@ -59,12 +59,39 @@ SAMPLES_SUITE = "eye_batch.samples"
 COVERAGE_SUITE = "eye_batch.coverage"
 FACE_SAMPLES_SUITE = "face_batch.samples"
 FACE_COVERAGE_SUITE = "face_batch.coverage"
-#: task -> (per-sample suite, coverage suite, builder of the per-sample frame)
+
+
+def _no_extra_parameters(reader: BatchReader) -> dict[str, Any]:
+    return {}
+
+
+def _crop_bounds(reader: BatchReader) -> dict[str, Any]:
+    """The last pixel centre of the crop (width - 1, height - 1): the bound of visible
+    68-point landmarks."""
+    if len(reader.image_shape) < 2:
+        return {}
+    return {"max_landmark_x_px": float(reader.image_shape[1] - 1),
+            "max_landmark_y_px": float(reader.image_shape[0] - 1)}
+
+
+@dataclass(frozen=True)
+class TaskSuites:
+    """A task's validation: its per-sample suite and the frame that suite reads, its
+    coverage suite, and the suite parameters only that task has."""
+
+    samples: str
+    coverage: str
+    frame: Any  # BatchReader -> per-sample DataFrame
+    parameters: Any = _no_extra_parameters  # BatchReader -> {name: value}
+
+
+#: the task registry of the validation layer: a manifest's ``task`` picks its suites
 TASK_SUITES = {
-    "gaze": (SAMPLES_SUITE, COVERAGE_SUITE, sample_frame),
-    "landmarks": (FACE_SAMPLES_SUITE, FACE_COVERAGE_SUITE, _face_sample_frame),
+    "gaze": TaskSuites(SAMPLES_SUITE, COVERAGE_SUITE, sample_frame),
+    "landmarks": TaskSuites(FACE_SAMPLES_SUITE, FACE_COVERAGE_SUITE, _face_sample_frame,
+                            _crop_bounds),
 }
-COVERAGE_SUITES = frozenset(v[1] for v in TASK_SUITES.values())
+COVERAGE_SUITES = frozenset(v.coverage for v in TASK_SUITES.values())
 RESULT_FILE = "validation/result.json"
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 GX_ROOT = "validation"  # the GX file context lives in validation/gx/
@@ -139,14 +166,12 @@ def suite_parameters(reader: BatchReader) -> dict[str, Any]:
         lo, hi = f.support
         params[f"min_{f.name}"] = float(lo - float32_tolerance(lo))
         params[f"max_{f.name}"] = float(hi + float32_tolerance(hi))
-    if reader.task == "landmarks" and len(reader.image_shape) >= 2:
-        params["max_landmark_x_px"] = float(reader.image_shape[1] - 1)
-        params["max_landmark_y_px"] = float(reader.image_shape[0] - 1)
+    params.update(suites_for(reader).parameters(reader))
     return params
 
 
-def suites_for(reader: BatchReader) -> tuple[str, str, Any]:
-    """(per-sample suite, coverage suite, frame builder) for the batch's task."""
+def suites_for(reader: BatchReader) -> TaskSuites:
+    """The suites of the batch's task."""
     try:
         return TASK_SUITES[reader.task]
     except KeyError:
@@ -266,13 +291,14 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     """Run the task's two suites on a batch; write ``validation/result.json`` (and Data Docs).
 
     A malformed batch (or one of a task without suites) raises
-    :class:`synthloop.errors.DataFormatError` unchanged. The status is not written here:
+    :class:`realdata.errors.DataFormatError` unchanged. The status is not written here:
     see :func:`record_outcome`.
     """
     t0 = time.perf_counter()
     batch_dir = Path(batch_dir)
     reader = BatchReader(batch_dir)
-    samples_suite, coverage_suite, build_frame = suites_for(reader)
+    suites = suites_for(reader)
+    samples_suite, coverage_suite, build_frame = suites.samples, suites.coverage, suites.frame
     samples = build_frame(reader)
     cov = coverage_frame(reader, samples)
     params = suite_parameters(reader)

@@ -16,9 +16,13 @@ from prefect.transactions import transaction
 from pydantic import BaseModel, Field
 
 from analysis.stopping import StoppingRule, should_stop
-from synthloop.loop_jobs import LoopConfig, round_dir, round_seed
+from models.names import METHODS
+from synthloop.errors import BatchRejected
+from synthloop.loop.config import LOOP_DEFAULTS, LoopConfig
+from synthloop.loop.rounds import round_dir, round_seed
 from synthloop.settings import get_settings
-from tasks.batches import BatchRejected, validate_batch, write_batch
+from synthloop.taskspec import TASK_NAMES, get_task
+from tasks.batches import validate_batch, write_batch
 from tasks.loop import (
     analyse_round,
     close_loop,
@@ -34,25 +38,32 @@ from tasks.loop import (
 MAX_BATCH_ATTEMPTS = 3
 
 
-class LoopParams(BaseModel):
-    """What the loop runs on. Rendered by the Prefect dashboard as the run form."""
+_D = LOOP_DEFAULTS
 
-    task: Literal["gaze", "landmarks"] = Field("gaze", description="gaze or landmarks")
+
+class LoopParams(BaseModel):
+    """What the loop runs on. Rendered by the Prefect dashboard as the run form; the
+    defaults are :class:`~synthloop.loop.config.LoopConfig`'s."""
+
+    task: Literal[TASK_NAMES] = Field("gaze", description="gaze or landmarks")
     real: str | None = Field(None, description="labeled real data: a folder with labels.csv (gaze) "
                              "or images with .pts files (landmarks, required); empty (gaze only) = "
                              "the built-in simulated target, written under the project home")
-    rounds: int = Field(3, ge=1, le=50, description="budget of rounds")
-    seed: int = Field(0, ge=0, description="seeds batches, training and the analysis probe")
-    open_loop: bool = Field(False, description="keep the initial distribution (the baseline)")
-    n_per_round: int = Field(6000, ge=64, le=2_000_000, description="synthetic samples per round")
-    steps_per_round: int = Field(500, ge=1, le=1_000_000, description="training steps per round")
-    method: Literal["source_only", "dann", "daln"] = Field(
-        "source_only", description="training method; DA methods use the analysis part unlabeled")
-    min_improvement: float = Field(0.02, ge=0.0, lt=1.0,
+    rounds: int = Field(_D["rounds"], ge=1, le=50, description="budget of rounds")
+    seed: int = Field(_D["seed"], ge=0, description="seeds batches, training and the analysis probe")
+    open_loop: bool = Field(_D["open_loop"], description="keep the initial distribution (the baseline)")
+    n_per_round: int = Field(_D["n_per_round"], ge=64, le=2_000_000,
+                             description="synthetic samples per round")
+    steps_per_round: int = Field(_D["steps_per_round"], ge=1, le=1_000_000,
+                                 description="training steps per round")
+    method: Literal[METHODS] = Field(
+        _D["method"], description="training method; DA methods use the analysis part unlabeled")
+    min_improvement: float = Field(_D["min_improvement"], ge=0.0, lt=1.0,
                                    description="relative held-out gain that counts as progress")
-    patience: int | None = Field(1, ge=1, description="rounds without progress before stopping; "
-                                 "empty = always run every round")
-    holdout_frac: float = Field(0.5, ge=0.05, le=0.95, description="share of real data held out")
+    patience: int | None = Field(_D["patience"], ge=1, description="rounds without progress before "
+                                 "stopping; empty = always run every round")
+    holdout_frac: float = Field(_D["holdout_frac"], ge=0.05, le=0.95,
+                                description="share of real data held out")
     distribution_path: str | None = Field(None, description="start distribution JSON (default: built-in)")
     model_kwargs: dict[str, Any] | None = Field(
         None, description="architecture overrides, e.g. {\"channels\": 32} (default: the model's own)")
@@ -60,12 +71,7 @@ class LoopParams(BaseModel):
         None, ge=1, description="landmarks: label-transfer fit steps on the analysis part (2000)")
 
     def config(self) -> LoopConfig:
-        from synthloop.loop_jobs import builtin_target
-
-        if self.task == "landmarks" and not self.real:
-            raise ValueError("the landmarks loop needs real labeled faces (a folder of images with "
-                             ".pts files): there is no built-in simulated target for faces")
-        real = self.real or str(builtin_target(get_settings()))
+        real = get_task(self.task).loop_real_data(get_settings(), self.real)
         return LoopConfig(task=self.task, real=real, rounds=self.rounds, seed=self.seed,
                           open_loop=self.open_loop, n_per_round=self.n_per_round,
                           steps_per_round=self.steps_per_round, method=self.method,
@@ -101,8 +107,8 @@ def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: 
             continue
         rec = record_batch(lid, k, str(out))
         return {**rec, "batch_dir": str(out)}
-    raise RuntimeError(f"{lid} round {k}: {MAX_BATCH_ATTEMPTS} batches in a row failed validation "
-                       f"(quarantined under {settings.batches_dir / lid})")
+    raise BatchRejected(f"{lid} round {k}: {MAX_BATCH_ATTEMPTS} batches in a row failed validation "
+                        f"(quarantined under {settings.batches_dir / lid})")
 
 
 @flow(name="feedback-loop", log_prints=True)

@@ -14,20 +14,16 @@ from prefect.states import Failed
 from prefect.transactions import transaction
 from pydantic import BaseModel, Field, model_validator
 
+from synthloop.errors import BatchRejected
 from synthloop.settings import get_settings
-from tasks.batches import (
-    BatchRejected,
-    catalog_batch,
-    revalidate_batch,
-    validate_batch,
-    write_batch,
-)
+from synthloop.taskspec import TASK_NAMES, GenerateOptions, get_task
+from tasks.batches import catalog_batch, revalidate_batch, validate_batch, write_batch
 
 
 class GenerateParams(BaseModel):
     """What to generate. Rendered by the Prefect dashboard as the run form."""
 
-    task: Literal["gaze", "landmarks"] = Field(
+    task: Literal[TASK_NAMES] = Field(
         "gaze", description="which generator: gaze = eye patches, landmarks = face crops with "
                             "68-point and dense landmarks")
     n: int = Field(2048, ge=1, le=5_000_000, description="number of samples")
@@ -36,14 +32,15 @@ class GenerateParams(BaseModel):
     distribution_path: str | None = Field(
         None, description="scene distribution JSON; default: the task's built-in distribution")
     device: Literal["cpu", "cuda"] = Field("cpu", description="where to render (faces: cpu only)")
-    landmark_set: Literal["dense500", "dense1001"] = Field(
-        "dense500", description="landmarks only: the dense set stored beside the 68 points")
+    landmark_set: Literal["dense500", "dense1001"] | None = Field(
+        None, description="landmarks only: the dense set stored beside the 68 points "
+                          "(default dense500)")
 
     @model_validator(mode="after")
-    def _faces_render_on_cpu(self) -> GenerateParams:
+    def _options_fit_the_task(self) -> GenerateParams:
         # said in the run form, before a worker picks the run up and fails on it
-        if self.task == "landmarks" and self.device != "cpu":
-            raise ValueError("face batches render on the CPU (numba); use device 'cpu'")
+        get_task(self.task).generator(GenerateOptions(device=self.device,
+                                                      landmark_set=self.landmark_set))
         return self
 
 

@@ -8,11 +8,12 @@ from typing import Literal
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from tasks.training import evaluate_gaze_model, train_gaze_model
+from models.names import METHODS
+from tasks.training import evaluate_gaze_task, train_gaze_task
 
 
 class TrainParams(BaseModel):
-    method: Literal["source_only", "dann", "daln"] = Field("dann", description="domain adaptation method")
+    method: Literal[METHODS] = Field("dann", description="domain adaptation method")
     target: str = Field(..., description="folder of target eyes: manifest.csv or labels.csv (labels ignored)")
     steps: int = Field(2000, ge=1, le=1_000_000, description="optimiser steps")
     seed: int = Field(0, ge=0, description="seeds model init, batches and augmentation")
@@ -26,7 +27,7 @@ class TrainParams(BaseModel):
 
 @flow(name="train-gaze", log_prints=True)
 def train_gaze(params: TrainParams) -> dict:
-    return train_gaze_model(params.method, params.target, params.steps, params.seed, params.out,
+    return train_gaze_task(params.method, params.target, params.steps, params.seed, params.out,
                             params.source, params.n_source, params.batch_size, params.trade_off,
                             params.device)
 
@@ -38,4 +39,4 @@ class EvaluateParams(BaseModel):
 
 @flow(name="evaluate-gaze", log_prints=True)
 def evaluate_gaze(params: EvaluateParams) -> dict:
-    return evaluate_gaze_model(params.model, params.data)
+    return evaluate_gaze_task(params.model, params.data)

@@ -1,5 +1,6 @@
 """Self-describing checkpoints (nanoGPT habit): weights plus everything needed to
-rebuild and resume, so ``load_model(path)`` works without knowing the model class.
+rebuild and resume, so :func:`models.registry.load_model` works without knowing the
+model class.
 
 A checkpoint is a ``torch.save``-d dict of plain types and tensors (loadable with
 ``weights_only=True``, so reading one never runs pickled code)::
@@ -27,14 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.registry import create_model
-from synthloop.errors import DataFormatError
+from realdata.errors import DataFormatError
 
 __all__ = [
     "BEST",
     "LAST",
     "load_checkpoint",
-    "load_model",
     "resolve_checkpoint",
     "save_checkpoint",
 ]
@@ -104,7 +103,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Read and check a checkpoint; a missing, truncated, foreign or corrupt file raises
-    :class:`~synthloop.errors.DataFormatError` naming it."""
+    :class:`~realdata.errors.DataFormatError` naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "checkpoint missing (no such file)")
@@ -135,19 +134,3 @@ def resolve_checkpoint(path_or_dir: str | Path) -> Path:
                 return p / name
         raise DataFormatError(p, f"no {BEST} or {LAST} in this folder")
     return p
-
-
-def load_model(path_or_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model from a checkpoint (or a run folder: ``best.pt``, else
-    ``last.pt``), load its weights and return it in eval mode."""
-    path = resolve_checkpoint(path_or_dir)
-    ck = load_checkpoint(path, map_location=map_location)
-    try:
-        model = create_model(ck["model_name"], **ck["model_config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataFormatError(path, f"cannot rebuild model {ck['model_name']!r} ({e})") from None
-    try:
-        model.load_state_dict(ck["model_state"])
-    except RuntimeError as e:
-        raise DataFormatError(path, f"weights do not fit model {ck['model_name']!r} ({e})") from None
-    return model.to(map_location).eval()

@@ -1,4 +1,4 @@
-"""Domain-adaptation objectives, the gaze task loss and the gaze metric.
+"""Domain-adaptation objectives and the methods that wrap them.
 
 Each DA objective is a small ``nn.Module`` with its paper's equation in the docstring
 (TLlib habit). A *method* wraps one objective behind a common interface so one training
@@ -8,9 +8,9 @@ loop serves all of them::
     opt = SGD([*model.parameters(), *method.extra_parameters()], ...)
     out = model(torch.cat([x_s, x_t]))                  # one pass over both domains
     f_s, f_t = out.features.split([len(x_s), len(x_t)])
-    losses = gaze_loss(out_s, y_s, model.bins)          # out_s: the source half of out
+    losses = task.loss(model, out_s, labels, cfg)       # out_s: the source half of out
     transfer, diag = method.transfer_loss(model, f_s, f_t, grl_coeff(step, max_steps))
-    loss = losses["gaze"] + trade_off * transfer
+    loss = losses[task.loss_key] + trade_off * transfer
 
 The reversal coefficient is an argument, never a counter inside a module. Diagnostics
 are returned as detached tensors (not ``.item()``-ed, so a GPU loop is not forced to
@@ -19,7 +19,6 @@ sync every step), never stashed on the module.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.gaze_bins import GazeBins
 from models.grl import grl
-from models.registry import register_method
+from models.registration import register_method
 
 __all__ = [
     "DALNLoss",
@@ -40,9 +38,6 @@ __all__ = [
     "DALNMethod",
     "DomainDiscriminator",
     "SourceOnly",
-    "angular_error_deg",
-    "gaze_loss",
-    "gaze_vectors",
     "nuclear_norm_gram",
 ]
 
@@ -281,7 +276,7 @@ class DALNMethod(DAMethod):
 
     Task-aware: a model with a ``heatmap_head`` (the landmark hourglass) gets
     :class:`HeatmapDALNLoss` on its ``head_features``; any other model (gaze) gets
-    :class:`DALNLoss` on ``model.head(features).logits``, exactly as before.
+    :class:`DALNLoss` on ``model.head(features).logits``.
     """
 
     def __init__(self, pool: int = 1) -> None:
@@ -303,90 +298,19 @@ class DALNMethod(DAMethod):
 # feature_dim=model.feature_dim, **method_cfg) without knowing which method it is.
 
 
-@register_method("source_only")
+@register_method("source_only", needs_target=False)
 def source_only(feature_dim: int | None = None) -> SourceOnly:
     return SourceOnly()
 
 
-@register_method("dann")
+@register_method("dann", needs_target=True)
 def dann(feature_dim: int | None = None, hidden: int = 256) -> DANNMethod:
     if feature_dim is None:
         raise ValueError("dann needs feature_dim (the model's bottleneck width)")
     return DANNMethod(feature_dim, hidden)
 
 
-@register_method("daln")
+@register_method("daln", needs_target=True)
 def daln(feature_dim: int | None = None, pool: int = 1) -> DALNMethod:
     """``pool``: sum-pooling of heatmap probabilities before the nuclear norm (landmarks only)."""
     return DALNMethod(pool)
-
-
-# --------------------------------------------------------------------------- gaze task
-
-
-def gaze_loss(out: Any, pitchyaw: Tensor, bins: tuple[GazeBins, GazeBins], alpha: float = 1.0,
-              reg: str = "mse", soft_sigma_deg: float | None = None) -> dict[str, Tensor]:
-    r"""L2CS-Net loss per angle: cross-entropy over bins + alpha * regression of the
-    expected angle, summed over pitch and yaw:
-
-    .. math::
-        \mathcal{L} = \sum_{a \in \{p, y\}} \mathrm{CE}(z_a, \mathrm{bin}(a))
-                      + \alpha\, \ell\big(\textstyle\sum_k \mathrm{softmax}(z_a)_k c_k,\; a\big)
-
-    The regression term is in *degrees*, as in L2CS (``reg="mse"``: deg^2, ``"l1"``: deg),
-    so a 1-degree error weighs like one nat of cross-entropy at ``alpha=1``.
-
-    Args:
-        out: anything with ``pitch_logits``, ``yaw_logits`` and ``pitchyaw`` (a
-            :class:`~models.gaze_net.GazeOutput` or ``HeadOutput``).
-        pitchyaw: ``(N, 2)`` true (pitch, yaw) in radians.
-        bins: ``(pitch_bins, yaw_bins)``, e.g. ``model.bins``.
-        soft_sigma_deg: if set, cross-entropy against Gaussian-smoothed bin targets.
-
-    Returns:
-        ``{"gaze": total, "ce_pitch", "ce_yaw", "reg_pitch", "reg_yaw"}``.
-    """
-    losses: dict[str, Tensor] = {}
-    for i, (name, logits, b) in enumerate((("pitch", out.pitch_logits, bins[0]),
-                                           ("yaw", out.yaw_logits, bins[1]))):
-        target = pitchyaw[:, i]
-        if soft_sigma_deg is None:
-            losses[f"ce_{name}"] = F.cross_entropy(logits.float(), b.to_bin(target))
-        else:
-            losses[f"ce_{name}"] = F.cross_entropy(logits.float(), b.soft_targets(target, soft_sigma_deg))
-        err = torch.rad2deg(out.pitchyaw[:, i].float() - target.float())
-        if reg == "mse":
-            losses[f"reg_{name}"] = err.square().mean()
-        elif reg == "l1":
-            losses[f"reg_{name}"] = err.abs().mean()
-        else:
-            raise ValueError(f"reg must be 'mse' or 'l1', got {reg!r}")
-    total = losses["ce_pitch"] + losses["ce_yaw"] + alpha * (losses["reg_pitch"] + losses["reg_yaw"])
-    return {"gaze": total, **losses}
-
-
-def gaze_vectors(pitchyaw: Tensor) -> Tensor:
-    """(pitch, yaw) radians ``(..., 2)`` -> unit gaze vectors ``(..., 3)``, MPIIGaze convention:
-    ``g = (-cos p sin y, -sin p, -cos p cos y)``."""
-    p, y = pitchyaw[..., 0], pitchyaw[..., 1]
-    return torch.stack([-torch.cos(p) * torch.sin(y), -torch.sin(p), -torch.cos(p) * torch.cos(y)], -1)
-
-
-def angular_error_deg(pred_pitchyaw: Tensor, true_pitchyaw: Tensor, reduction: str = "mean") -> Tensor:
-    """Angle between predicted and true 3D gaze vectors, degrees (the gaze metric).
-
-    Computed in float64: in float32, ``acos`` of a cosine near 1 cannot resolve errors
-    below ~0.02 degrees. A metric, not a loss (``acos`` has an infinite slope at 0).
-
-    Args:
-        reduction: ``"mean"`` (a scalar) or ``"none"`` (one error per sample).
-    """
-    a = gaze_vectors(pred_pitchyaw.double())
-    b = gaze_vectors(true_pitchyaw.double())
-    cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
-    err = torch.acos(cos.clamp(-1.0, 1.0)) * (180.0 / math.pi)
-    if reduction == "mean":
-        return err.mean()
-    if reduction == "none":
-        return err
-    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")

@@ -19,14 +19,14 @@ Examples::
     >>> src = ShardSource(BatchReader("batches/b1"), batch_size=64, seed=0)
     >>> src.batch(0)["image"].shape
     torch.Size([64, 1, 36, 60])
-    >>> train_idx, val_idx = split_indices(len(reader), 0.1, seed=0)
+    >>> train_idx, val_idx = holdout_split(len(reader), 100, seed=0)   # realdata.splits
     >>> val = ShardSource(reader, 64, 0, indices=val_idx).gather(range(len(val_idx)))
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -43,7 +43,6 @@ __all__ = [
     "FaceShardSource",
     "OnTheFlySource",
     "ShardSource",
-    "split_indices",
     "step_seed",
 ]
 
@@ -60,18 +59,6 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     augmentation and dropout at the same step (SeedSequence mixes all the words)."""
     ss = np.random.SeedSequence([int(seed), int(step), int(stream)])
     return int(ss.generate_state(1, np.uint64)[0] >> 1)
-
-
-def split_indices(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random ``(keep, holdout)`` index arrays, each sorted; ``holdout`` has
-    ``round(n * frac)`` entries (at least 1 when ``0 < frac`` and ``n > 1``)."""
-    if not 0.0 <= frac < 1.0:
-        raise ValueError(f"frac must be in [0, 1), got {frac}")
-    k = int(round(n * frac))
-    if frac > 0 and n > 1:
-        k = min(max(k, 1), n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[k:]), np.sort(perm[:k])
 
 
 def _draw(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -100,7 +87,7 @@ class ShardSource:
     Args:
         reader: an open batch; its metadata must have ``pitch`` and ``yaw`` (radians).
         indices: restrict sampling to these samples (e.g. the ``keep`` half of
-            :func:`split_indices`); positions drawn per step index into this array.
+            :func:`realdata.splits.holdout_split`); positions drawn per step index into this array.
     """
 
     def __init__(self, reader: BatchReader, batch_size: int, seed: int,
@@ -131,9 +118,9 @@ class ShardSource:
 
 class ArraySource:
     """Random batches from in-memory images, e.g. real target patches
-    (:class:`realdata.eyes.EyeImages` ``.images``) or labeled face crops
-    (``labels={"points": (N, K, 2), "visible": (N, K)}``; ``(N, H, W, 3)`` images are
-    turned channels-first).
+    (:class:`realdata.eyes.EyeImages` ``.images``), labeled eyes
+    (``labels={"pitchyaw": (N, 2)}``) or labeled face crops (``labels={"points":
+    (N, K, 2), "visible": (N, K)}``; ``(N, H, W, 3)`` images are turned channels-first).
 
     Labels are optional. On a target source they are passed through only so that
     benchmarks can score the target; the training loop never trains on target labels.
@@ -142,7 +129,6 @@ class ArraySource:
     """
 
     def __init__(self, images: np.ndarray | Tensor, batch_size: int, seed: int,
-                 pitchyaw: np.ndarray | Tensor | None = None,
                  labels: dict[str, np.ndarray | Tensor] | None = None):
         images = images.numpy() if isinstance(images, Tensor) else np.asarray(images)
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
@@ -154,18 +140,12 @@ class ArraySource:
             raise ValueError("ArraySource needs at least one image")
         self.images = images
         self.batch_size, self.seed = int(batch_size), int(seed)
-        self.pitchyaw = None
-        if pitchyaw is not None:
-            py = pitchyaw.numpy() if isinstance(pitchyaw, Tensor) else np.asarray(pitchyaw)
-            if py.shape != (len(images), 2):
-                raise ValueError(f"pitchyaw must be ({len(images)}, 2), got {py.shape}")
-            self.pitchyaw = py.astype(np.float32)
         self.labels: dict[str, np.ndarray] = {}
         for key, arr in (labels or {}).items():
             a = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
-            if key in ("image", "pitchyaw") or a.ndim == 0 or a.shape[0] != len(images):
+            if key == "image" or a.ndim == 0 or a.shape[0] != len(images):
                 raise ValueError(f"label {key!r} must be a per-sample array of length "
-                                 f"{len(images)} (and not 'image'/'pitchyaw'), got {a.shape}")
+                                 f"{len(images)} (and not 'image'), got {a.shape}")
             self.labels[key] = np.ascontiguousarray(a, dtype=np.float32)
 
     def __len__(self) -> int:
@@ -174,8 +154,6 @@ class ArraySource:
     def gather(self, positions: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
         idx = np.asarray(positions, dtype=np.int64)
         out = {"image": _to_nchw(self.images[idx])}
-        if self.pitchyaw is not None:
-            out["pitchyaw"] = torch.from_numpy(self.pitchyaw[idx])
         for key, arr in self.labels.items():
             out[key] = torch.from_numpy(arr[idx])
         return out
@@ -279,29 +257,5 @@ class OnTheFlySource:
             raise ValueError(f"step must be >= 0, got {step}")
         return self.generator.labeled_batch(self.batch_size, chunk_seed(self.seed, step))
 
-    def gather_steps(self, steps: Sequence[int]) -> dict[str, Tensor]:
-        """Several batches concatenated: a fixed validation set of rendered images."""
-        parts = [self.batch(s) for s in steps]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
     def __repr__(self) -> str:
         return f"OnTheFlySource(dist={self.dist.id!r}, batch_size={self.batch_size}, seed={self.seed})"
-
-
-def describe(source: Any) -> dict[str, Any]:
-    """A small JSON-able description of a source (for run parameters)."""
-    d: dict[str, Any] = {"type": type(source).__name__,
-                         "batch_size": getattr(source, "batch_size", None),
-                         "seed": getattr(source, "seed", None)}
-    if isinstance(source, ShardSource):
-        d.update(batch_id=source.reader.batch_id, path=str(source.reader.path), n=len(source))
-    elif isinstance(source, FaceShardSource):
-        d.update(batch_id=source.reader.batch_id, path=str(source.reader.path), n=len(source),
-                 labels=sorted(source.labels))
-    elif isinstance(source, ConcatSource):
-        d.update(parts=[describe(p) for p in source.parts])
-    elif isinstance(source, ArraySource):
-        d.update(n=len(source))
-    elif isinstance(source, OnTheFlySource):
-        d.update(distribution_id=source.dist.id)
-    return d

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from models.configs import strict_from_dict
 from models.gaze_bins import PITCH_BINS, YAW_BINS, GazeBins
-from models.registry import register_model
+from models.registration import register_model
 
 __all__ = ["GazeNet", "GazeNetConfig", "GazeOutput", "HeadOutput", "gaze_resnet_m", "gaze_resnet_s"]
 

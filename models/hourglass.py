@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from models.configs import strict_from_dict
 from models.heatmaps import soft_argmax
-from models.registry import register_model
+from models.registration import register_model
 
 __all__ = [
     "HourglassConfig",

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from models.checkpoint import save_checkpoint
 from models.configs import strict_from_dict
-from models.registry import register_model
+from models.registration import register_model
 
 __all__ = [
     "LabelTransfer",

@@ -1,27 +1,41 @@
-"""Name registries for models and domain-adaptation methods (timm style).
+"""Built-in models, domain-adaptation methods and training tasks, created and listed by
+name (timm style): ``create_model("gaze_resnet_s")``, ``create_method("dann",
+feature_dim=128)``, ``create_task("landmarks")``.
 
-Flows, Optuna and tests pick components by string: ``create_model("gaze_resnet_s")``,
-``create_method("dann", feature_dim=128)``. A builder is registered with a decorator
-next to its definition; registering fills an in-process dict and does nothing else.
+Importing this module loads every built-in component, which registers itself with a
+decorator of :mod:`models.registration` next to its definition. Models carry a ``task``
+tag (``"gaze"``, ``"landmarks"``, ``"label_transfer"``): ``create_model`` finds any name,
+``list_models(task=...)`` lists one task's models (default ``"gaze"``, ``None`` = all).
 
-Models carry a ``task`` tag (``"gaze"``, ``"landmarks"``, ``"label_transfer"``):
-``create_model`` finds any name, ``list_models(task=...)`` lists one task's models. The
-default, ``task="gaze"``, matches :class:`~models.train.TrainConfig`'s default task and
-keeps registry-parametrised gaze tests on gaze models; ``task=None`` lists all.
-
-Examples::
-
-    >>> @register_model("tiny")
-    ... def tiny(**cfg): return TinyNet(**cfg)
-    >>> model = create_model("tiny", width=8)
+The names the command line and the flows offer without importing torch are in
+:mod:`models.names`; a test keeps them equal to what is registered here.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import warnings
-from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import models.da_losses  # noqa: F401  registers the DA methods
+import models.gaze_net  # noqa: F401  registers the gaze models
+import models.hourglass  # noqa: F401  registers the landmark models
+import models.label_transfer  # noqa: F401  registers the label-transfer net
+import models.tasks.gaze  # noqa: F401  registers the gaze task
+import models.tasks.landmarks  # noqa: F401  registers the landmark task
+from models.checkpoint import load_checkpoint, resolve_checkpoint
+from models.registration import (
+    METHODS,
+    MODELS,
+    TASKS,
+    Registry,
+    register_method,
+    register_model,
+    register_task,
+)
+from realdata.errors import DataFormatError
 
 __all__ = [
     "Registry",
@@ -31,72 +45,13 @@ __all__ = [
     "list_methods",
     "list_models",
     "list_tasks",
+    "load_model",
+    "method_needs_target",
     "model_task",
     "register_method",
     "register_model",
     "register_task",
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Registry:
-    """A named collection of builder functions: ``name -> callable(**cfg)``."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-        self._builders: dict[str, Callable[..., Any]] = {}
-        self._tags: dict[str, dict[str, Any]] = {}
-
-    def register(self, name: str, **tags: Any) -> Callable[[F], F]:
-        """Decorator: register ``fn`` under ``name`` with optional ``tags`` (e.g.
-        ``task="landmarks"``). Re-registering warns and replaces, as timm does, so a
-        reloaded module does not break the process."""
-
-        def deco(fn: F) -> F:
-            if name in self._builders and self._builders[name] is not fn:
-                warnings.warn(f"{self.kind} {name!r} registered twice; the later one wins",
-                              stacklevel=2)
-            self._builders[name] = fn
-            self._tags[name] = dict(tags)
-            return fn
-
-        return deco
-
-    def tags(self, name: str) -> dict[str, Any]:
-        """The tags ``name`` was registered with (``{}`` if none); KeyError if unknown."""
-        if name not in self._builders:
-            raise KeyError(f"unknown {self.kind} {name!r}")
-        return dict(self._tags.get(name, {}))
-
-    def create(self, name: str, **cfg: Any) -> Any:
-        try:
-            builder = self._builders[name]
-        except KeyError:
-            known = ", ".join(sorted(self._builders)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}; registered: {known}") from None
-        return builder(**cfg)
-
-    def names(self, pattern: str | None = None, **tags: Any) -> list[str]:
-        """Sorted names matching the glob ``pattern`` and having every given tag value
-        (a tag given as None is not filtered on)."""
-        names = sorted(n for n in self._builders
-                       if all(v is None or self._tags.get(n, {}).get(k) == v
-                              for k, v in tags.items()))
-        return names if pattern is None else fnmatch.filter(names, pattern)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._builders
-
-
-_MODELS = Registry("model")
-_METHODS = Registry("method")
-_TASKS = Registry("task")
-
-
-def register_model(name: str, task: str = "gaze") -> Callable[[F], F]:
-    """Register a model builder ``fn(**cfg) -> nn.Module`` under ``name`` for ``task``."""
-    return _MODELS.register(name, task=task)
 
 
 def create_model(name: str, **cfg: Any) -> Any:
@@ -104,46 +59,56 @@ def create_model(name: str, **cfg: Any) -> Any:
 
     ``create_model(name, **model.config)`` rebuilds a model from its own config.
     """
-    return _MODELS.create(name, **cfg)
+    return MODELS.create(name, **cfg)
 
 
 def list_models(pattern: str | None = None, task: str | None = "gaze") -> list[str]:
     """Registered model names of ``task`` (all tasks if None), sorted; ``pattern`` is a
     shell glob (``"gaze_*"``)."""
-    return _MODELS.names(pattern, task=task)
+    return MODELS.names(pattern, task=task)
 
 
 def model_task(name: str) -> str:
     """The task a registered model serves (``"gaze"``, ``"landmarks"``...)."""
-    return _MODELS.tags(name)["task"]
-
-
-def register_method(name: str) -> Callable[[F], F]:
-    """Register a domain-adaptation method builder ``fn(**cfg) -> DAMethod``."""
-    return _METHODS.register(name)
+    return MODELS.tags(name)["task"]
 
 
 def create_method(name: str, **cfg: Any) -> Any:
     """Build the DA method registered as ``name`` (``source_only``, ``dann``, ``daln``...)."""
-    return _METHODS.create(name, **cfg)
+    return METHODS.create(name, **cfg)
+
+
+def method_needs_target(name: str) -> bool:
+    """Whether the method trains on unlabeled target images (without building it)."""
+    return bool(METHODS.tags(name)["needs_target"])
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
     """Registered DA method names, sorted."""
-    return _METHODS.names(pattern)
-
-
-def register_task(name: str) -> Callable[[F], F]:
-    """Register a training task (``fn() -> Task``: loss, labels, augmentation, metrics;
-    see :mod:`models.train`) under ``name``."""
-    return _TASKS.register(name)
+    return METHODS.names(pattern)
 
 
 def create_task(name: str) -> Any:
     """The task registered as ``name`` (``"gaze"``, ``"landmarks"``)."""
-    return _TASKS.create(name)
+    return TASKS.create(name)
 
 
 def list_tasks() -> list[str]:
     """Registered task names, sorted."""
-    return _TASKS.names()
+    return TASKS.names()
+
+
+def load_model(path_or_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model from a checkpoint (or a run folder: ``best.pt``, else
+    ``last.pt``), load its weights and return it in eval mode."""
+    path = resolve_checkpoint(path_or_dir)
+    ck = load_checkpoint(path, map_location=map_location)
+    try:
+        model = create_model(ck["model_name"], **ck["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataFormatError(path, f"cannot rebuild model {ck['model_name']!r} ({e})") from None
+    try:
+        model.load_state_dict(ck["model_state"])
+    except RuntimeError as e:
+        raise DataFormatError(path, f"weights do not fit model {ck['model_name']!r} ({e})") from None
+    return model.to(map_location).eval()

@@ -8,11 +8,9 @@ source half; the method's transfer loss on both halves; ``task + trade_off * tra
 The learning rate and the reversal coefficient are pure functions of the step.
 
 What differs between tasks lives in a *task* object (``cfg.task``, registered by name
-like models and methods; :class:`Task`): which labels a batch carries, how augmentation
-treats them, the loss, the training-batch metric, evaluation and the selectors. The gaze
-task (:class:`GazeTask`, the default) is the loop's original code moved behind that
-interface, op for op, so gaze runs give the same numbers as before for the same seed.
-The landmark task is :class:`models.landmark_losses.LandmarkTask`.
+like models and methods; :class:`models.tasks.base.Task`): which labels a batch carries,
+how augmentation treats them, the loss, the training-batch metric, evaluation and the
+selectors (:mod:`models.tasks.gaze`, the default, and :mod:`models.tasks.landmarks`).
 
 Everything random is keyed by ``(seed, step)``: model init by ``cfg.seed``, batches by
 the sources' own seeds and the step, augmentation and dropout by
@@ -22,7 +20,8 @@ and no sampler or generator state needs saving.
 
 :func:`train` adds evaluation, label-free checkpoint selection, checkpoints, resume and
 Ctrl-C handling, and reports through ``callback(step, metrics)`` (how MLflow reaches the
-loop); it prints nothing.
+loop); it prints nothing. It reads top to bottom as three parts: restore or initialise
+(:func:`_restore_or_init`), the step, and evaluate-and-select (:class:`_Progress`).
 
 Examples::
 
@@ -41,43 +40,28 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-import models.hourglass  # noqa: F401  registers the landmark models
-import models.landmark_losses  # noqa: F401  registers the landmark task
-from models.augment import augment
 from models.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
-from models.configs import strict_from_dict
-from models.da_losses import angular_error_deg, gaze_loss
 from models.data import BatchSource, step_seed
-from models.registry import (
-    create_method,
-    create_model,
-    create_task,
-    list_tasks,
-    model_task,
-    register_task,
-)
+from models.evaluate import evaluate
+from models.registry import create_method, create_model, create_task
 from models.schedules import grl_coeff, warmup_cosine
-from models.validators import unsupervised_scores
+from models.tasks.base import Task
+from models.train_config import RESUME_FREE, TrainConfig, upgrade_config
 
 __all__ = [
-    "SELECTORS",
-    "GazeTask",
-    "Task",
     "TrainConfig",
     "TrainResult",
     "build",
-    "evaluate",
     "lr_at",
     "make_optimizer",
-    "predict",
     "train",
     "train_step",
 ]
@@ -85,119 +69,6 @@ __all__ = [
 # random streams derived from (cfg.seed, step); the sources use their own seeds
 AUG_STREAM = 1
 MODEL_RNG_STREAM = 2
-
-#: gaze selection name -> (metric key in the eval dict, "min" | "max"); each task has its
-#: own (``create_task(name).selectors``; the landmark ones are in models.landmark_losses)
-SELECTORS: dict[str, tuple[str, str]] = {
-    # Default. Mean entropy of the pitch/yaw bin softmaxes on target images: a model that
-    # transfers makes confident bin predictions on the target too. It is no method's
-    # training objective here: DALN maximises the nuclear norm of the softmax matrix,
-    # which *is* BNM (selecting DALN with BNM would score what it optimises), and DANN
-    # optimises a discriminator. Its known failure (confident collapse) shows up as a low
-    # target_im, which is reported next to it.
-    "entropy": ("target_entropy", "min"),
-    "im": ("target_im", "max"),
-    "snd": ("target_snd", "max"),
-    "bnm": ("target_bnm", "max"),  # circular for DALN; offered for comparisons
-    "source_error": ("source_angular_error_deg", "min"),  # the "source-val" baseline
-}
-
-# config fields that do not change the weights a run produces: may differ on resume
-_RESUME_FREE = frozenset({"device", "amp", "eval_every", "ckpt_every", "log_every"})
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that fixes a training run (with the sources' seeds and data).
-
-    The optimiser is AdamW rather than TLlib's SGD+Nesterov: TLlib fine-tunes
-    ImageNet backbones, where SGD's smaller effective steps protect pretrained features;
-    here the small gaze CNN trains from scratch in a few thousand steps, where Adam
-    converges much faster and is far less sensitive to the learning rate across
-    model widths and methods (fewer Optuna trials wasted). Weight decay is decoupled
-    and applied to weight matrices/kernels only, not to BatchNorm or biases (nanoGPT).
-    """
-
-    model: str = "gaze_resnet_s"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    method: str = "source_only"
-    method_kwargs: dict[str, Any] = field(default_factory=dict)
-    steps: int = 2000
-    batch_size: int = 64  # source batch; the target batch defaults to the same size
-    target_batch_size: int | None = None
-    lr: float = 3e-3
-    min_lr_frac: float = 0.05  # cosine decays to lr * min_lr_frac
-    weight_decay: float = 0.01
-    warmup: int = 100
-    grad_clip: float | None = None  # max global grad norm; None = off
-    trade_off: float = 1.0
-    grl_alpha: float = 10.0
-    # gaze_loss regression term: "l1" (deg) or "mse" (deg^2). L1 x 0.1 keeps the task loss
-    # at a few nats, comparable to the transfer losses (~0.4-0.7); with L2CS's deg^2 MSE at
-    # alpha 1 the task loss is ~100-250 and a trade_off of 1 left DANN's term negligible
-    # (measured: domain accuracy stayed at 0.82-0.88, target error unchanged).
-    reg: str = "l1"
-    reg_alpha: float = 0.1
-    seed: int = 0
-    device: str = "cpu"
-    amp: bool = True  # bf16 autocast, and channels_last, only when device is cuda
-    augment: bool = True
-    eval_every: int = 250
-    ckpt_every: int = 500
-    log_every: int = 10  # history/callback granularity; train metrics averaged over it
-    select: str = "entropy"
-    # the task (labels, loss, metrics, selectors): "gaze" or "landmarks"; task_kwargs are
-    # its options (landmarks: models.landmark_losses.LandmarkTaskConfig; gaze: none, its
-    # options are the reg/reg_alpha fields above, kept for compatibility)
-    task: str = "gaze"
-    task_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
-        object.__setattr__(self, "method_kwargs", dict(self.method_kwargs))
-        object.__setattr__(self, "task_kwargs", dict(self.task_kwargs))
-        if self.task not in list_tasks():
-            raise ValueError(f"task must be one of {list_tasks()}, got {self.task!r}")
-        try:
-            served = model_task(self.model)
-        except KeyError:
-            served = self.task  # an unknown model fails in create_model, listing the names
-        if served != self.task:
-            raise ValueError(f"model {self.model!r} is a {served!r} model; this config's task "
-                             f"is {self.task!r}")
-        create_task(self.task).check_config(self)
-        for name in ("steps", "batch_size", "eval_every", "ckpt_every", "log_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.target_batch_size is not None and self.target_batch_size <= 0:
-            raise ValueError(f"target_batch_size must be positive, got {self.target_batch_size}")
-        if self.warmup < 0 or self.lr <= 0:
-            raise ValueError(f"need lr > 0 and warmup >= 0, got {self.lr}, {self.warmup}")
-        if self.reg not in ("mse", "l1"):
-            raise ValueError(f"reg must be 'mse' or 'l1', got {self.reg!r}")
-
-    @property
-    def target_batch(self) -> int:
-        return self.target_batch_size or self.batch_size
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return strict_from_dict(cls, d)
-
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        """Default values of the fields that have one (for configs saved before a field existed)."""
-        out: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.default is not MISSING:
-                out[f.name] = f.default
-            elif f.default_factory is not MISSING:
-                out[f.name] = f.default_factory()
-        return out
-
 
 @dataclass
 class TrainResult:
@@ -208,97 +79,6 @@ class TrainResult:
     best_score: float | None
     checkpoint_dir: Path
     samples_per_s: float  # source + target images per second through data + train_step
-
-
-# --------------------------------------------------------------------------- tasks
-
-
-class Task(Protocol):
-    """What the loop needs to know about a task; registered with ``register_task(name)``.
-
-    ``labels`` picks the label tensors from a source batch (on the device);
-    ``augment(x, labels, gen, cfg)`` augments the (source + target) images and moves the
-    source labels along if geometry changes them; ``loss(model, out, labels, cfg)``
-    returns named losses with the total under ``loss_key``; ``train_metrics`` the metrics
-    on the training batch; ``evaluate`` the eval dict; ``selectors`` maps selection names
-    to ``(eval key, "min" | "max")``; ``check_config`` refuses configs the task cannot run.
-    """
-
-    name: str
-    loss_key: str
-    selectors: Mapping[str, tuple[str, str]]
-    eval_chunk: int
-
-    def check_config(self, cfg: TrainConfig) -> None: ...
-
-    def labels(self, batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]: ...
-
-    def augment(self, x: Tensor, labels: dict[str, Tensor], gen: torch.Generator,
-                cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]: ...
-
-    def loss(self, model: nn.Module, out: Any, labels: dict[str, Tensor],
-             cfg: TrainConfig) -> dict[str, Tensor]: ...
-
-    def train_metrics(self, model: nn.Module, out: Any,
-                      labels: dict[str, Tensor]) -> dict[str, Tensor]: ...
-
-    def evaluate(self, model: nn.Module, val_source: Mapping[str, Tensor] | None,
-                 val_target: Mapping[str, Tensor] | None, *, amp: bool,
-                 chunk: int) -> dict[str, float]: ...
-
-
-@register_task("gaze")
-class GazeTask:
-    """Eye patches ``image`` uint8 ``(N, 1, 36, 60)`` with ``pitchyaw`` ``(N, 2)`` radians;
-    the L2CS loss of :func:`~models.da_losses.gaze_loss` (``cfg.reg``, ``cfg.reg_alpha``)."""
-
-    name = "gaze"
-    loss_key = "gaze"
-    selectors = SELECTORS
-    eval_chunk = 512
-
-    def check_config(self, cfg: TrainConfig) -> None:
-        if cfg.task_kwargs:
-            raise ValueError(f"the gaze task takes no task_kwargs (its options are reg and "
-                             f"reg_alpha), got {sorted(cfg.task_kwargs)}")
-        if cfg.select not in self.selectors:
-            raise ValueError(f"select must be one of {sorted(self.selectors)}, got {cfg.select!r}")
-
-    def labels(self, batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-        return {"pitchyaw": batch["pitchyaw"].to(device, non_blocking=True).float()}
-
-    def augment(self, x: Tensor, labels: dict[str, Tensor], gen: torch.Generator,
-                cfg: TrainConfig) -> tuple[Tensor, dict[str, Tensor]]:
-        return augment(x, gen), labels  # no op changes the gaze label (models.augment)
-
-    def loss(self, model: nn.Module, out: Any, labels: dict[str, Tensor],
-             cfg: TrainConfig) -> dict[str, Tensor]:
-        return gaze_loss(out, labels["pitchyaw"], model.bins, alpha=cfg.reg_alpha, reg=cfg.reg)
-
-    def train_metrics(self, model: nn.Module, out: Any,
-                      labels: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"src_angular_error_deg": angular_error_deg(out.pitchyaw.detach(), labels["pitchyaw"])}
-
-    def evaluate(self, model: nn.Module, val_source: Mapping[str, Tensor] | None,
-                 val_target: Mapping[str, Tensor] | None, *, amp: bool,
-                 chunk: int) -> dict[str, float]:
-        res: dict[str, float] = {}
-        if val_source is not None:
-            out = predict(model, val_source["image"], amp, chunk)
-            y = val_source["pitchyaw"].to(out.pitchyaw.device)
-            res["source_angular_error_deg"] = float(angular_error_deg(out.pitchyaw, y))
-        if val_target is not None:
-            out = predict(model, val_target["image"], amp, chunk)
-            res.update(unsupervised_scores(out.logits, out.features, prefix="target_"))
-            if val_target.get("pitchyaw") is not None:
-                y = val_target["pitchyaw"].to(out.pitchyaw.device)
-                res["target_angular_error_deg"] = float(angular_error_deg(out.pitchyaw, y))
-        return res
-
-
-def task_of(model: nn.Module) -> str:
-    """The task a model instance serves (its ``task`` attribute; gaze models have none)."""
-    return getattr(model, "task", "gaze")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -397,7 +177,7 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
     with _model_rng(cfg.seed, step, device):
         with _autocast(cfg, device):
             out = model(x)
-            feats = method.features_of(out) if hasattr(method, "features_of") else out.features
+            feats = method.features_of(out)
             f_s, f_t = feats.split([n_s, x.shape[0] - n_s])
             src = type(out)(*(t[:n_s] for t in out))
             task_losses = task.loss(model, src, labels, cfg)
@@ -415,52 +195,6 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
         # one device->host copy for all scalars (one sync per step on a GPU)
         values = torch.stack([v.detach().float().reshape(()) for v in named.values()]).tolist()
     return {**dict(zip(named, values, strict=True)), "grl_coeff": coeff, "lr": lr}
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, amp: bool = True, chunk: int = 512):
-    """The model's outputs (its NamedTuple, float32) over ``images`` in chunks, in the
-    model's current mode (call ``model.eval()`` first for inference). Holds every output
-    field for every image: for landmark models over many images, stream instead
-    (:func:`models.landmark_losses.predict_points`)."""
-    device = _device_of(model)
-    parts = []
-    for i in range(0, images.shape[0], chunk):
-        x = images[i:i + chunk].to(device, non_blocking=True)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with (torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda"
-              else contextlib.nullcontext()):
-            out = model(x)
-        parts.append([t.float() for t in out])
-    return type(out)(*(torch.cat(ts) for ts in zip(*parts, strict=True)))
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, val_source: dict[str, Tensor] | None = None,
-             val_target: dict[str, Tensor] | None = None, *, amp: bool = True,
-             chunk: int | None = None, task: str | None = None) -> dict[str, float]:
-    """Metrics on fixed validation batches, model in eval mode (running BN statistics).
-    ``task`` defaults to the model's own (:func:`task_of`); ``chunk`` to the task's.
-
-    Gaze:
-
-    - ``source_angular_error_deg`` on labeled ``val_source``;
-    - ``target_entropy``, ``target_im``, ``target_bnm``, ``target_snd``,
-      ``target_snd_features``, ``target_max_entropy``: label-free scores on ``val_target``
-      (:mod:`models.validators`);
-    - ``target_angular_error_deg`` if ``val_target`` carries ``pitchyaw``: for benchmarks
-      only, never used for selection.
-
-    Landmarks: see :meth:`models.landmark_losses.LandmarkTask.evaluate`.
-    """
-    t: Task = create_task(task or task_of(model))
-    was_training = model.training
-    model.eval()
-    try:
-        return t.evaluate(model, val_source, val_target, amp=amp, chunk=chunk or t.eval_chunk)
-    finally:
-        model.train(was_training)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -501,10 +235,10 @@ def _plain(x: Any) -> Any:
 
 
 def _check_resumable(cfg: TrainConfig, saved: dict[str, Any], path: Path) -> None:
-    now = {k: v for k, v in _plain(cfg.to_dict()).items() if k not in _RESUME_FREE}
+    now = {k: v for k, v in _plain(cfg.to_dict()).items() if k not in RESUME_FREE}
     # fields added since the checkpoint was written read as their defaults (task="gaze")
-    then = {k: v for k, v in _plain({**TrainConfig.defaults(), **saved}).items()
-            if k not in _RESUME_FREE}
+    then = {k: v for k, v in _plain({**TrainConfig.defaults(), **upgrade_config(saved)}).items()
+            if k not in RESUME_FREE}
     diff = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
     if diff:
         detail = ", ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in diff)
@@ -512,15 +246,102 @@ def _check_resumable(cfg: TrainConfig, saved: dict[str, Any], path: Path) -> Non
                          "pass resume=False or use another out_dir")
 
 
-def _improved(score: float | None, best: float | None, mode: str) -> bool:
-    if score is None or not math.isfinite(score):
-        return False
-    if best is None:
-        return True
-    return score < best if mode == "min" else score > best
-
-
 _LAST_VALUE = ("lr", "grl_coeff")  # schedules: report the value at the log step, not a mean
+
+
+@dataclass
+class _Progress:
+    """What a run accumulates between checkpoints: the history of logged records, the
+    best selection score so far, and the train metrics summed since the last record."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_step: int | None = None
+    best_score: float | None = None
+    window: dict[str, float] = field(default_factory=dict)
+    window_n: int = 0
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            self.window[k] = v if k in _LAST_VALUE else self.window.get(k, 0.0) + v
+        self.window_n += 1
+
+    def record(self, step: int) -> dict[str, float]:
+        """The window's means (schedules: their last value) as the record for ``step``."""
+        rec: dict[str, float] = {"step": step}
+        rec.update({k: v if k in _LAST_VALUE else v / self.window_n for k, v in self.window.items()})
+        return rec
+
+    def close(self, record: dict[str, float]) -> None:
+        self.history.append(record)
+        self.window, self.window_n = {}, 0
+
+    def improved(self, step: int, score: float | None, mode: str) -> bool:
+        """Whether ``score`` beats the best so far (then it becomes the best)."""
+        if score is None or not math.isfinite(score):
+            return False
+        if self.best_score is not None and not (
+                score < self.best_score if mode == "min" else score > self.best_score):
+            return False
+        self.best_step, self.best_score = step, float(score)
+        return True
+
+    def extra(self, select: str) -> dict[str, Any]:
+        return {"history": self.history, "best_step": self.best_step,
+                "best_score": self.best_score, "window": self.window,
+                "window_n": self.window_n, "select": select}
+
+    @classmethod
+    def from_extra(cls, ex: dict[str, Any]) -> _Progress:
+        return cls(list(ex.get("history", [])), ex.get("best_step"), ex.get("best_score"),
+                   dict(ex.get("window", {})), int(ex.get("window_n", 0)))
+
+
+def _restore_or_init(cfg: TrainConfig, model: nn.Module, method: nn.Module,
+                     opt: torch.optim.Optimizer, out_dir: Path, device: torch.device, *,
+                     resume: bool, init_weights: str | Path | None) -> tuple[int, _Progress]:
+    """``(start step, progress)``: continued from ``out_dir/last.pt`` when resuming (its
+    config must match), else a fresh run (old checkpoints removed), warm-started from
+    ``init_weights`` when given."""
+    last_path = out_dir / LAST
+    if resume and last_path.is_file():
+        ck = load_checkpoint(last_path, map_location=device)
+        _check_resumable(cfg, ck["train_config"], last_path)
+        model.load_state_dict(ck["model_state"])
+        method.load_state_dict(ck["method_state"])
+        if ck.get("optimizer_state") is None:
+            raise ValueError(f"{last_path}: has no optimiser state; cannot resume")
+        opt.load_state_dict(ck["optimizer_state"])
+        return int(ck["step"]), _Progress.from_extra(ck.get("extra", {}))
+    for p in (last_path, out_dir / BEST):
+        p.unlink(missing_ok=True)
+    if init_weights is not None:
+        init = load_checkpoint(Path(init_weights), map_location=device)
+        if init["train_config"].get("model") != cfg.model:
+            raise ValueError(f"{init_weights}: holds a {init['train_config'].get('model')!r} "
+                             f"model, this run trains {cfg.model!r}")
+        if init["train_config"].get("task", "gaze") != cfg.task:
+            raise ValueError(f"{init_weights}: trained for task "
+                             f"{init['train_config'].get('task', 'gaze')!r}, not {cfg.task!r}")
+        model.load_state_dict(init["model_state"])
+    return 0, _Progress()
+
+
+def _check_sources(cfg: TrainConfig, method: nn.Module, source: BatchSource,
+                   target: BatchSource | None, val_source: Any, val_target: Any) -> tuple[str, str]:
+    """The selection ``(metric, mode)``, after checking that the sources and validation
+    batches fit the config."""
+    metric, mode = create_task(cfg.task).selectors[cfg.select]
+    if metric.startswith("target_") and val_target is None:
+        raise ValueError(f"select={cfg.select!r} needs val_target (unlabeled target images)")
+    if metric.startswith("source_") and val_source is None:
+        raise ValueError(f"select={cfg.select!r} needs val_source")
+    if method.needs_target and target is None:
+        raise ValueError(f"method {cfg.method!r} needs a target source")
+    for src, want, what in ((source, cfg.batch_size, "source"), (target, cfg.target_batch, "target")):
+        have = getattr(src, "batch_size", None)
+        if src is not None and have is not None and have != want:
+            raise ValueError(f"{what} source has batch_size {have}, config says {want}")
+    return metric, mode
 
 
 def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
@@ -546,74 +367,26 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
     """
     out_dir = Path(out_dir)
     device = torch.device(cfg.device)
-    metric, mode = create_task(cfg.task).selectors[cfg.select]
-    if metric.startswith("target_") and val_target is None:
-        raise ValueError(f"select={cfg.select!r} needs val_target (unlabeled target images)")
-    if metric.startswith("source_") and val_source is None:
-        raise ValueError(f"select={cfg.select!r} needs val_source")
-
     model, method = build(cfg)
-    if method.needs_target and target is None:
-        raise ValueError(f"method {cfg.method!r} needs a target source")
-    for src, want, what in ((source, cfg.batch_size, "source"), (target, cfg.target_batch, "target")):
-        have = getattr(src, "batch_size", None)
-        if src is not None and have is not None and have != want:
-            raise ValueError(f"{what} source has batch_size {have}, config says {want}")
+    metric, mode = _check_sources(cfg, method, source, target, val_source, val_target)
     model.to(device)
     method.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, method, cfg)
-
     train_cfg = cfg.to_dict()
-    history: list[dict[str, float]] = []
-    best_step: int | None = None
-    best_score: float | None = None
-    window: dict[str, float] = {}
-    window_n = 0
-    start = 0
-    last_path, best_path = out_dir / LAST, out_dir / BEST
-    if resume and last_path.is_file():
-        ck = load_checkpoint(last_path, map_location=device)
-        _check_resumable(cfg, ck["train_config"], last_path)
-        model.load_state_dict(ck["model_state"])
-        method.load_state_dict(ck["method_state"])
-        if ck.get("optimizer_state") is None:
-            raise ValueError(f"{last_path}: has no optimiser state; cannot resume")
-        opt.load_state_dict(ck["optimizer_state"])
-        start = int(ck["step"])
-        ex = ck.get("extra", {})
-        history = list(ex.get("history", []))
-        best_step, best_score = ex.get("best_step"), ex.get("best_score")
-        window, window_n = dict(ex.get("window", {})), int(ex.get("window_n", 0))
-    else:
-        for p in (last_path, best_path):
-            p.unlink(missing_ok=True)
-        if init_weights is not None:
-            init = load_checkpoint(Path(init_weights), map_location=device)
-            if init["train_config"].get("model") != cfg.model:
-                raise ValueError(f"{init_weights}: holds a {init['train_config'].get('model')!r} "
-                                 f"model, this run trains {cfg.model!r}")
-            if init["train_config"].get("task", "gaze") != cfg.task:
-                raise ValueError(f"{init_weights}: trained for task "
-                                 f"{init['train_config'].get('task', 'gaze')!r}, not {cfg.task!r}")
-            model.load_state_dict(init["model_state"])
+    step, progress = _restore_or_init(cfg, model, method, opt, out_dir, device, resume=resume,
+                                      init_weights=init_weights)
     out_dir.mkdir(parents=True, exist_ok=True)
+    saved_at = step if step > 0 else -1
 
-    step = start
-    saved_at = start if start > 0 else -1
+    def save_last() -> int:
+        save_checkpoint(out_dir / LAST, model, opt, method, step, train_cfg,
+                        progress.extra(cfg.select),
+                        metrics=progress.history[-1] if progress.history else {})
+        return step
 
-    def save_last() -> None:
-        nonlocal saved_at
-        extra = {"history": history, "best_step": best_step, "best_score": best_score,
-                 "window": window, "window_n": window_n, "select": cfg.select}
-        save_checkpoint(last_path, model, opt, method, step, train_cfg, extra,
-                        metrics=history[-1] if history else {})
-        saved_at = step
-
-    t_train = 0.0
-    n_seen = 0
-    in_step = False
+    t_train, n_seen, in_step = 0.0, 0, False
     try:
         with _InterruptGuard() as guard:
             while step < cfg.steps:
@@ -621,34 +394,27 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
                 in_step = True
                 bs = source.batch(step)
                 bt = target.batch(step) if (method.needs_target and target is not None) else None
-                m = train_step(model, method, opt, bs, bt, step, cfg)
+                progress.add(train_step(model, method, opt, bs, bt, step, cfg))
                 step += 1
                 in_step = False
                 t_train += time.perf_counter() - t0
                 n_seen += bs["image"].shape[0] + (bt["image"].shape[0] if bt is not None else 0)
 
-                for k, v in m.items():
-                    window[k] = v if k in _LAST_VALUE else window.get(k, 0.0) + v
-                window_n += 1
                 is_eval = step % cfg.eval_every == 0 or step == cfg.steps
                 if is_eval or step % cfg.log_every == 0:
-                    record: dict[str, float] = {"step": step}
-                    record.update({k: v if k in _LAST_VALUE else v / window_n for k, v in window.items()})
+                    record = progress.record(step)
                     if is_eval:
                         record.update(evaluate(model, val_source, val_target, amp=cfg.amp,
                                                task=cfg.task))
-                        score = record.get(metric)
-                        if _improved(score, best_score, mode):
-                            best_step, best_score = step, float(score)
-                            save_checkpoint(best_path, model, None, method, step, train_cfg,
-                                            {"select": cfg.select, "best_score": best_score},
+                        if progress.improved(step, record.get(metric), mode):
+                            save_checkpoint(out_dir / BEST, model, None, method, step, train_cfg,
+                                            {"select": cfg.select, "best_score": progress.best_score},
                                             metrics=record)
-                    history.append(record)
-                    window, window_n = {}, 0
+                    progress.close(record)
                     if callback is not None:
                         callback(step, dict(record))
                 if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                    save_last()
+                    saved_at = save_last()
                 if guard.requested:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -659,10 +425,10 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
 
     return TrainResult(
         steps=step,
-        final_metrics=dict(history[-1]) if history else {},
-        history=history,
-        best_step=best_step,
-        best_score=best_score,
+        final_metrics=dict(progress.history[-1]) if progress.history else {},
+        history=progress.history,
+        best_step=progress.best_step,
+        best_score=progress.best_score,
         checkpoint_dir=out_dir,
         samples_per_s=n_seen / t_train if t_train > 0 else 0.0,
     )

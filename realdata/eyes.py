@@ -8,7 +8,7 @@ Images are loaded with Pillow. Anything that is not 8-bit grayscale ('L') is con
 with Pillow's ``convert("L")`` (ITU-R 601 luma for RGB); images whose size differs from
 ``size`` are resized with Pillow's bilinear filter (aspect ratio is not preserved).
 
-Every unreadable or malformed input raises :class:`synthloop.errors.DataFormatError`
+Every unreadable or malformed input raises :class:`realdata.errors.DataFormatError`
 naming the file and, for CSV files, the 1-based line (the header is line 1). Rows are
 never skipped silently.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from realdata.errors import DataFormatError
 from realdata.gaze import gaze_vector_to_pitchyaw
-from synthloop.errors import DataFormatError
 
 DEFAULT_SIZE: tuple[int, int] = (36, 60)
 MANIFEST_NAME = "manifest.csv"

@@ -11,7 +11,7 @@ unless told otherwise.
 Missing points (COCO ``v = 0``, dlib parts that are absent) are NaN in ``points`` and False
 in ``visible``. Boxes are ``(x0, y0, x1, y1)`` in the same 0-based coordinates.
 
-Every unreadable or malformed input raises :class:`synthloop.errors.DataFormatError`
+Every unreadable or malformed input raises :class:`realdata.errors.DataFormatError`
 naming the file and, where there is one, the 1-based line.
 """
 
@@ -29,7 +29,7 @@ from xml.parsers import expat
 import numpy as np
 from PIL import Image
 
-from synthloop.errors import DataFormatError
+from realdata.errors import DataFormatError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm")
 N_POINTS_68 = 68

@@ -269,7 +269,7 @@ def coverage_pvalues(dist: SceneDistribution, samples: Mapping[str, np.ndarray])
 
 def read_distribution(path: str | Path) -> SceneDistribution:
     """A distribution JSON file; a missing or invalid file raises DataFormatError naming it."""
-    from synthloop.errors import DataFormatError
+    from realdata.errors import DataFormatError
 
     p = Path(path)
     try:

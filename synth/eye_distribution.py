@@ -26,6 +26,9 @@ EYE_FACTORS = (
     "blur_sigma_px", "noise_sigma", "gamma", "contrast", "jpeg_quality", "histeq",
 )
 
+#: The task eye-patch distributions serve (the manifest and distribution ``task`` field).
+TASK = "gaze"
+
 
 def default_eye_distribution(
     height: int = 36, width: int = 60, channels: int = 1
@@ -85,7 +88,7 @@ def default_eye_distribution(
     assert tuple(x.name for x in factors) == EYE_FACTORS
     return SceneDistribution(
         name="eyes-default-v1",
-        task="gaze",
+        task=TASK,
         factors=factors,
         image=ImageSpec(height=height, width=width, channels=channels),
     )

@@ -71,6 +71,9 @@ PRESETS: dict[str, dict[str, float]] = {
     "random": {},
 }
 
+#: The task face distributions serve (the manifest and distribution ``task`` field).
+TASK = "landmarks"
+
 
 def default_face_distribution(size: int = 128) -> SceneDistribution:
     f = Factor
@@ -145,7 +148,7 @@ def default_face_distribution(size: int = 128) -> SceneDistribution:
         f.uniform("jpeg_quality", 30.0, 98.0, 6),
     )
     assert tuple(x.name for x in factors) == FACE_FACTORS
-    return SceneDistribution(name="faces-default-v1", task="landmarks", factors=factors,
+    return SceneDistribution(name="faces-default-v1", task=TASK, factors=factors,
                              image=ImageSpec(height=size, width=size, channels=3))
 
 

@@ -19,7 +19,8 @@ import torch
 from synth.distribution import SceneDistribution
 from synth.eye_generator import chunk_seed
 from synth.face_distribution import FACE_FACTORS
-from synth.face_model import FaceModel, load_face_model, model_fingerprint
+from synth.face_loading import load_face_model
+from synth.face_model import FaceModel, model_fingerprint
 from synth.face_renderer import render_faces
 
 GENERATOR_NAME = "synthloop.faces"

@@ -6,7 +6,7 @@ vertices the 17 jaw-contour points slide along under yaw, and dense landmark set
 
 The default model is ICT-FaceKit "Light" (USC ICT, MIT licence), converted to one npz
 (schema in DESIGN.md) and kept beside the project in ``../shared/assets/ict-facekit/``,
-never inside it. Where that file is absent (a fresh clone) the loader falls back to a
+never inside it. Where that file is absent (a fresh clone) :mod:`synth.face_loading` falls back to a
 small procedural head (``synth/face_fallback.py``) so tests and the demo still run; a
 file that is named explicitly but missing, or present but malformed, is an error that
 says how to rebuild it from a clone of ICT-FaceKit. ``SYNTHLOOP_FACE_MODEL=builtin``
@@ -29,13 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from synthloop.errors import DataFormatError
+from realdata.errors import DataFormatError
 
+#: The environment variable that names the face model file (:mod:`synth.face_loading`).
 ENV_VAR = "SYNTHLOOP_FACE_MODEL"
-#: ``SYNTHLOOP_FACE_MODEL=builtin``: use the built-in procedural head, whatever is on disk.
-BUILTIN = "builtin"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PATH = REPO_ROOT.parent / "shared" / "assets" / "ict-facekit" / "ict_facekit.npz"
 HOW_TO_GET = ("to build it, clone https://github.com/ICT-VGL/ICT-FaceKit (MIT licence) and run "
               "`synthloop assets import-ict <clone>/FaceXModel`, or point "
               f"{ENV_VAR} at a converted ict_facekit.npz")
@@ -233,34 +230,12 @@ _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # --------------------------------------------------------------------------- loading
 
 
-def default_model_path() -> Path | None:
-    """``$SYNTHLOOP_FACE_MODEL`` if set, else the shared ICT asset if it exists, else None
-    (None = the built-in head; ``SYNTHLOOP_FACE_MODEL=builtin`` asks for it explicitly)."""
-    env = os.environ.get(ENV_VAR)
-    if env == BUILTIN:
-        return None
-    if env:
-        return Path(env)
-    return DEFAULT_PATH if DEFAULT_PATH.is_file() else None
-
-
-def load_face_model(path: str | Path | None = None) -> FaceModel:
-    """Load a converted face model (npz). ``path=None`` uses ``default_model_path()`` and,
-    when nothing is there, the built-in procedural head. A named file that is missing or
-    malformed raises DataFormatError saying how to obtain it."""
-    if path is None:
-        path = default_model_path()
-        if path is None:
-            from synth.face_fallback import fallback_face_model
-
-            return fallback_face_model()
-    return _load_npz(Path(path))
-
-
 _CACHE: dict[tuple[str, int, float], FaceModel] = {}
 
 
-def _load_npz(path: Path) -> FaceModel:
+def load_npz_face_model(path: Path) -> FaceModel:
+    """A converted face model file (cached per path, size and mtime); a missing or
+    malformed file raises DataFormatError saying how to rebuild it."""
     if not path.is_file():
         raise DataFormatError(path, f"face model not found; {HOW_TO_GET}")
     st = path.stat()

@@ -63,7 +63,7 @@ def face_grid(images: np.ndarray, points68: np.ndarray, visible68: np.ndarray, o
 def main(argv: list[str] | None = None) -> Path:
     from synth.face_distribution import default_face_distribution
     from synth.face_generator import FaceGenerator
-    from synth.face_model import load_face_model
+    from synth.face_loading import load_face_model
 
     ap = argparse.ArgumentParser(description="render a grid of synthetic faces with landmarks")
     ap.add_argument("--out", default="docs/img/face_grid.png")

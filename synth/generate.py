@@ -1,4 +1,5 @@
-"""Generate one synthetic batch to disk: draw scenes, render in chunks, write shards."""
+"""Generate one batch of synthetic eye patches to disk: draw scenes, render in chunks,
+write shards. (Face batches: :mod:`synth.generate_faces`.)"""
 
 from __future__ import annotations
 
@@ -8,23 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from realdata.errors import UsageError
 from synth.distribution import SceneDistribution
-from synth.eye_distribution import default_eye_distribution
+from synth.eye_distribution import TASK, default_eye_distribution
 from synth.eye_generator import EyeGenerator, sample_scenes
 from synth.shards import BatchWriter, batch_id_for
 
 #: Below this many samples the one-off torch.compile (~10-40 s on 2 cores) costs more
 #: than it saves; above it the compiled renderer is ~3x faster on CPU.
 AUTO_COMPILE_MIN = 30_000
-
-TASKS = ("gaze",)
-
-
-def default_distribution(task: str) -> SceneDistribution:
-    if task == "gaze":
-        return default_eye_distribution()
-    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-
 
 def eye_metadata(scenes: dict[str, np.ndarray], geometry: dict[str, np.ndarray]) -> pd.DataFrame:
     """Labels first (DESIGN.md convention, radians), then every factor value, then geometry."""
@@ -37,10 +30,10 @@ def eye_metadata(scenes: dict[str, np.ndarray], geometry: dict[str, np.ndarray])
     return pd.DataFrame(cols)
 
 
-def planned_batch_id(*, task: str = "gaze", n: int, seed: int, dist: SceneDistribution | None = None,
+def planned_batch_id(*, n: int, seed: int, dist: SceneDistribution | None = None,
                      device: str = "cpu", compiled: bool | None = None) -> str:
     """The id ``generate_batch`` with these arguments writes (without rendering anything)."""
-    dist = dist or default_distribution(task)
+    dist = dist or default_eye_distribution()
     compiled = n >= AUTO_COMPILE_MIN if compiled is None else compiled
     return batch_id_for(dist.id, seed, n, EyeGenerator(dist, device=device, compiled=compiled).settings)
 
@@ -48,7 +41,6 @@ def planned_batch_id(*, task: str = "gaze", n: int, seed: int, dist: SceneDistri
 def generate_batch(
     out: str | Path,
     *,
-    task: str = "gaze",
     n: int,
     seed: int,
     dist: SceneDistribution | None = None,
@@ -60,15 +52,16 @@ def generate_batch(
 ) -> tuple[str, Path]:
     """Write a batch folder; returns (batch id, path). Same inputs give identical bytes."""
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    dist = dist or default_distribution(task)
-    if dist.task != task:
-        raise ValueError(f"distribution {dist.id} is for task {dist.task!r}, not {task!r}")
+        raise UsageError(f"n must be positive, got {n}")
+    dist = dist or default_eye_distribution()
+    if dist.task != TASK:
+        raise UsageError(f"distribution {dist.id} is for task {dist.task!r}, not {TASK!r} "
+                         "(eye patches)")
     if compiled is None:
         compiled = n >= AUTO_COMPILE_MIN
     gen = EyeGenerator(dist, device=device, compiled=compiled)
     scenes = sample_scenes(dist, n, seed)
-    with BatchWriter(out, task=task, dist=dist, seed=seed, n=n, generator=gen.settings,
+    with BatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=gen.settings,
                      shard_size=shard_size, overwrite=overwrite) as w:
         for chunk in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
             k = len(chunk.images)

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from realdata.errors import DataFormatError, UsageError
 from realdata.face_crop import DEFAULT_ENLARGE
 from synth.distribution import SceneDistribution
-from synth.face_distribution import default_face_distribution
+from synth.face_distribution import TASK, default_face_distribution
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
 from synth.shards import BatchWriter, batch_id_for, sha256_file
-from synthloop.errors import DataFormatError
 
 LANDMARKS = "landmarks/landmarks.json"
 FORMAT_VERSION = 1
@@ -122,14 +122,14 @@ def generate_face_batch(
 ) -> tuple[str, Path]:
     """Write a face batch folder; returns (batch id, path). Same inputs give identical bytes."""
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise UsageError(f"n must be positive, got {n}")
     dist = dist or default_face_distribution()
-    if dist.task != "landmarks":
-        raise ValueError(f"distribution {dist.id} is for task {dist.task!r}, not 'landmarks'")
+    if dist.task != TASK:
+        raise UsageError(f"distribution {dist.id} is for task {dist.task!r}, not {TASK!r} (faces)")
     gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
     scenes = sample_face_scenes(dist, n, seed)
     dense_ids = {s: gen.model.dense_sets[s] for s in gen.landmark_sets}
-    with FaceBatchWriter(out, task="landmarks", dist=dist, seed=seed, n=n, generator=batch_settings(gen),
+    with FaceBatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=batch_settings(gen),
                          shard_size=shard_size, overwrite=overwrite, dense_ids=dense_ids,
                          model=model_fingerprint(gen.model)) as w:
         for c in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from realdata.errors import DataFormatError, SynthloopError
 from synth.distribution import SceneDistribution
-from synthloop.errors import DataFormatError
 
 MANIFEST = "manifest.json"
 DISTRIBUTION = "distribution.json"
@@ -347,8 +347,8 @@ def write_status(batch_dir: str | Path, status: str, failing: Iterable[str] = ()
     return p
 
 
-class QuarantinedBatchError(RuntimeError):
-    pass
+class QuarantinedBatchError(SynthloopError, RuntimeError):
+    """The batch failed validation (or was never validated) and must not be trained on."""
 
 
 def open_for_training(path: str | Path, allow_unvalidated: bool = False) -> BatchReader:

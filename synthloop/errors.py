@@ -1,19 +1,20 @@
-"""Errors that reach people: each names the file (and line, where there is one) and the problem.
-
-The CLI turns any of these into a one-line message and exit code 2, without a traceback.
-"""
+"""Errors that reach people. Defined in :mod:`realdata.errors` (the lowest pure package,
+so that pure code can raise them) and re-exported here for the app layer, with the one
+kind only the app layer raises."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from realdata.errors import DataFormatError, SynthloopError, UnknownNameError, UsageError
+
+__all__ = ["BatchRejected", "DataFormatError", "ServiceError", "SynthloopError",
+           "UnknownNameError", "UsageError"]
 
 
-class DataFormatError(ValueError):
-    """Input that cannot be read or does not have the expected format."""
+class ServiceError(SynthloopError, RuntimeError):
+    """A server or external tool the command needs failed (it says which, and where its
+    log is)."""
 
-    def __init__(self, path: str | Path, problem: str, line: int | None = None):
-        self.path = Path(path)
-        self.problem = problem
-        self.line = line
-        where = f"{self.path}:{line}" if line is not None else str(self.path)
-        super().__init__(f"{where}: {problem}")
+
+class BatchRejected(SynthloopError, RuntimeError):
+    """A synthetic batch failed its Great Expectations validation (it is quarantined,
+    kept for inspection, never trained on)."""

@@ -21,7 +21,6 @@ def open_catalog():
     return Catalog(get_settings().catalog)
 
 
-
 def record_distribution(cat, dist: SceneDistribution) -> None:
     """A distribution row. Its parent is linked when the catalog knows it; a distribution
     derived outside the catalog (by hand, in a notebook) keeps its parent id in its content
@@ -32,9 +31,11 @@ def record_distribution(cat, dist: SceneDistribution) -> None:
 
 
 def distribution_from_catalog(cat, dist_id: str) -> SceneDistribution:
+    from catalog.errors import CatalogNotFound
+
     row = cat.get_distribution(dist_id)
     if row is None:
-        raise RuntimeError(f"distribution {dist_id} is not in the catalog")
+        raise CatalogNotFound("distribution", dist_id)
     content = row["content"]
     return SceneDistribution.from_json(json.loads(content) if isinstance(content, str) else content)
 

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synthloop.errors import ServiceError
 from synthloop.settings import Settings
 
 
@@ -104,11 +105,11 @@ def wait_healthy(servers: list[Server], timeout: float = 120.0) -> None:
     while pending:
         for s in list(pending):
             if s.proc.poll() is not None:
-                raise RuntimeError(f"{s.name} server exited with code {s.proc.returncode}; see {s.log}")
+                raise ServiceError(f"{s.name} server exited with code {s.proc.returncode}; see {s.log}")
             if s.healthy():
                 pending.remove(s)
         if pending and time.monotonic() > deadline:
             names = ", ".join(f"{s.name} (log: {s.log})" for s in pending)
-            raise TimeoutError(f"not healthy after {timeout:.0f} s: {names}")
+            raise ServiceError(f"not healthy after {timeout:.0f} s: {names}")
         if pending:
             time.sleep(0.5)

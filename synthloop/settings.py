@@ -62,11 +62,6 @@ class Settings(BaseSettings):
     def prefect_dir(self) -> Path:
         return (self.prefect_home or self.root / "prefect").expanduser().resolve()
 
-    @property
-    def real_eyes_unlabeled(self) -> Path | None:
-        p = self.shared / "data" / "real" / "mpiigaze-eyes-unlabeled"
-        return p if (p / "manifest.csv").is_file() else None
-
     def ensure_home(self) -> Path:
         for d in (self.root, self.batches_dir, self.outputs_dir):
             d.mkdir(parents=True, exist_ok=True)

@@ -225,3 +225,9 @@ def end_run(run_id: str, status: str = "FINISHED") -> None:
     from mlflow.tracking import MlflowClient
 
     MlflowClient().set_terminated(run_id, status=status)
+
+
+def is_model_uri(ref: str) -> bool:
+    """Whether ``ref`` names an MLflow model (``models:/``, ``runs:/`` or any
+    ``scheme://``) rather than a local checkpoint."""
+    return "://" in str(ref) or str(ref).startswith(("models:/", "runs:/"))

@@ -4,7 +4,6 @@ pure code (synth, expectations) plus what orchestration adds: names, retries, ho
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 from prefect import task
@@ -13,35 +12,15 @@ from prefect.logging import get_run_logger
 from prefect.transactions import get_transaction
 
 from synth.distribution import SceneDistribution
+from synthloop.errors import BatchRejected
+from synthloop.taskspec import GenerateOptions, get_task
 
-
-class BatchRejected(RuntimeError):
-    """Validation failed; raising it inside the transaction triggers the quarantine."""
-
-
-def _generator(task_name: str, device: str, landmark_set: str):
-    """(planned id function, generate function) for the task, both taking the same
-    keywords: eye batches render with torch on ``device``; face batches with numba on
-    the CPU, with the face model ``load_face_model`` picks (ICT-FaceKit or the built-in
-    head; ``SYNTHLOOP_FACE_MODEL``)."""
-    if task_name == "landmarks":
-        if device != "cpu":
-            raise ValueError(f"face batches render on the CPU only, not {device!r}")
-        from synth.face_model import load_face_model
-        from synth.generate_faces import generate_face_batch, planned_face_batch_id
-
-        model = load_face_model()  # once: the id and the batch must use the same model
-        kw = {"model": model, "landmark_sets": (landmark_set,)}
-        return partial(planned_face_batch_id, **kw), partial(generate_face_batch, **kw)
-    from synth.generate import generate_batch, planned_batch_id
-
-    kw = {"task": task_name, "device": device}
-    return partial(planned_batch_id, **kw), partial(generate_batch, **kw)
+__all__ = ["BatchRejected", "catalog_batch", "revalidate_batch", "validate_batch", "write_batch"]
 
 
 @task(name="write-synthetic-batch", retries=2, retry_delay_seconds=2)
 def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: str | None,
-                device: str = "cpu", landmark_set: str = "dense500") -> str:
+                device: str = "cpu", landmark_set: str | None = None) -> str:
     """Write the batch unless the folder already holds exactly that batch (its id is
     known before rendering: a retry or a re-run skips the work)."""
     from synth.shards import MANIFEST
@@ -49,8 +28,8 @@ def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: 
     dist = SceneDistribution.loads(distribution_json) if distribution_json else None
     logger = get_run_logger()
     path = Path(out)
-    planned_batch_id, generate_batch = _generator(task_name, device, landmark_set)
-    expected = planned_batch_id(n=n, seed=seed, dist=dist)
+    generator = get_task(task_name).generator(GenerateOptions(device=device, landmark_set=landmark_set))
+    expected = generator.planned_id(n=n, seed=seed, dist=dist)
     if (path / MANIFEST).is_file():
         existing = json.loads((path / MANIFEST).read_text()).get("batch_id")
         if existing != expected:
@@ -69,7 +48,7 @@ def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: 
             logger.info("rendered %d / %d", done["n"], n)
             done["next"] = (int(done["n"] * 10 / n) + 1) / 10
 
-    batch_id, path = generate_batch(path, n=n, seed=seed, dist=dist, progress=progress)
+    batch_id, path = generator.write(path, n=n, seed=seed, dist=dist, progress=progress)
     logger.info("wrote %s (%d samples) to %s", batch_id, n, path)
     _remember(path)
     return str(path)

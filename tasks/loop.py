@@ -1,4 +1,5 @@
-"""Prefect tasks of the feedback loop: one call into ``synthloop.loop_jobs`` each, plus
+"""Prefect tasks of the feedback loop: one call into :mod:`synthloop.loop` (or the task
+object's round adapters, :mod:`synthloop.taskspec`) each, plus
 what orchestration adds: catalog records, MLflow runs, dashboard artifacts, retries on
 the steps that touch storage, and skipping what a previous (interrupted) run finished."""
 
@@ -12,14 +13,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
 from synthloop import lineage
-from synthloop.loop_jobs import LoopConfig
+from synthloop.loop.config import LoopConfig
+from synthloop.loop.real import RealSplit, load_real
+from synthloop.loop.rounds import initial_distribution, loop_id, round_dir
 from synthloop.settings import get_settings
+from synthloop.taskspec import GenerateOptions, get_task
 
 
 def _catalog():
     from synthloop.lineage import open_catalog
 
     return open_catalog()
+
+
+def _real(cfg: LoopConfig) -> RealSplit:
+    return load_real(cfg.task, cfg.real, split_seed=cfg.split_seed, holdout_frac=cfg.holdout_frac)
 
 
 def _tracking(task: str):
@@ -34,14 +42,12 @@ def _tracking(task: str):
 def open_loop(cfg: LoopConfig) -> dict[str, Any]:
     """Split the real data, register the loop (or find it: same config = same loop) and
     its MLflow parent run; return what finished rounds the catalog already holds."""
-    from synthloop import loop_jobs as jobs
-
     logger = get_run_logger()
     settings = get_settings()
     settings.ensure_home()
-    real = jobs.load_real(cfg)
-    dist0 = jobs.initial_distribution(cfg)
-    lid = jobs.loop_id(cfg, real, dist0)
+    real = _real(cfg)
+    dist0 = initial_distribution(cfg)
+    lid = loop_id(cfg, real, dist0)
     cat = _catalog()
     lineage.record_distribution(cat, dist0)
     # The loop id keys on the real data's content, not on how its path was written: the
@@ -84,8 +90,11 @@ def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str)
     rows = {r["index"]: r for r in cat.rounds(lid)}
     row = rows.get(k)
     if row is not None and row["distribution_id"] != dist_id:
-        raise RuntimeError(f"{lid} round {k}: catalog says distribution {row['distribution_id']}, "
-                           f"the loop derived {dist_id}; the catalog and the data disagree")
+        from catalog.errors import CatalogConflict
+
+        # the catalog and the data disagree
+        raise CatalogConflict("round", f"{lid}-r{k}",
+                              {"distribution_id": (row["distribution_id"], dist_id)})
     run_id = row.get("mlflow_run_id") if row else None
     if not run_id:
         tracking = _tracking(cfg.task)
@@ -114,12 +123,11 @@ def find_batch(cfg: LoopConfig, seed: int, dist_json: str) -> dict[str, Any] | N
     from pathlib import Path
 
     from synth.distribution import SceneDistribution
-    from tasks.batches import _generator
 
     dist = SceneDistribution.loads(dist_json)
-    # the id write_batch would give it (same generator settings: device, landmark set)
-    planned_batch_id, _ = _generator(cfg.task, "cpu", "dense500")
-    bid = planned_batch_id(n=cfg.n_per_round, seed=seed, dist=dist)
+    # the id write_batch gives it with the loop's generator settings (the defaults)
+    bid = get_task(cfg.task).generator(GenerateOptions()).planned_id(
+        n=cfg.n_per_round, seed=seed, dist=dist)
     row = _catalog().get_batch(bid)
     if row is None or not (Path(row["path"]) / "manifest.json").is_file():
         return None
@@ -140,8 +148,6 @@ def record_batch(lid: str, k: int, batch_dir: str) -> dict[str, Any]:
 @task(name="train-round-model")
 def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str,
                 init_from: str | None, round_run: str) -> dict[str, Any]:
-    from synthloop import loop_jobs as jobs
-
     cat = _catalog()
     run_key = f"{lid}-r{k}"
     done = cat.get_training_run(run_key)
@@ -150,12 +156,12 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
         cat.upsert_round(lid, k, run_id=run_key)
         return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
     tracking = _tracking(cfg.task)
-    real = jobs.load_real(cfg)
+    real = _real(cfg)
     cat.add_training_run(run_key, cfg.task, cfg.method,
                          {"steps": cfg.steps_per_round, "init_from": init_from, "model": cfg.model},
                          [batch_id], mlflow_run_id=round_run)
-    res = jobs.train_round(get_settings(), cfg, lid=lid, k=k, batch_dir=batch_dir,
-                           init_from=init_from, mlflow_run_id=round_run, real=real)
+    res = get_task(cfg.task).train_round(get_settings(), cfg, lid=lid, k=k, batch_dir=batch_dir,
+                                         init_from=init_from, mlflow_run_id=round_run, real=real)
     tracking.log_params_to(round_run, {"round": k, "batch_id": batch_id, "init_from": init_from,
                                        **{f"train.{a}": b for a, b in res["train_config"].items()}})
     tracking.log_artifact_to(round_run, res["checkpoint"], "checkpoint")
@@ -169,14 +175,12 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
 def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run: str) -> dict[str, Any]:
     """Score the round's model on the real data; read back instead when the round's
     analysis (which holds the scores) is already in the catalog (a resumed round)."""
-    from synthloop import loop_jobs as jobs
-
     prev = _catalog().get_analysis(f"{lid}-r{k}-analysis")
     if prev is not None:
         ev = prev["metrics"]["evaluation"]
         return {"real_error": ev["real_error_heldout"], "analysis_error": ev["real_error_analysis"]}
-    real = jobs.load_real(cfg)
-    res = jobs.evaluate_round(get_settings(), cfg, lid=lid, k=k, checkpoint=checkpoint, real=real)
+    res = get_task(cfg.task).evaluate_round(get_settings(), cfg, lid=lid, k=k,
+                                            checkpoint=checkpoint, real=_real(cfg))
     _tracking(cfg.task).log_metrics_to(round_run, res["metrics"], step=k)
     return {"real_error": res["real_error"], "analysis_error": res["analysis_error"]}
 
@@ -186,7 +190,7 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
                   train_run: str, round_run: str, evaluation: dict[str, Any]) -> dict[str, Any]:
     """Slices, the next distribution, the catalog's analysis row, MLflow artifacts and the
     dashboard artifact. Skipped (read back) when the catalog already has the analysis."""
-    from synthloop import loop_jobs as jobs
+    from synthloop.loop.analyse import analyse_round as analyse
 
     cat = _catalog()
     analysis_id = f"{lid}-r{k}-analysis"
@@ -196,11 +200,10 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
         return {"analysis_id": analysis_id, "next_distribution_id": prev["next_distribution_id"],
                 "worst_slices": prev["slices"].get("worst", []), "report": prev["metrics"].get("update", {})}
     settings = get_settings()
-    real = jobs.load_real(cfg)
+    real = _real(cfg)
     dist = lineage.distribution_from_catalog(cat, dist_id)
-    dist0 = jobs.initial_distribution(cfg)
-    res = jobs.analyse_round(settings, cfg, lid=lid, k=k, dist=dist, dist0=dist0,
-                             batch_dir=batch_dir, real=real)
+    res = analyse(settings, cfg, lid=lid, k=k, dist=dist, dist0=initial_distribution(cfg),
+                  batch_dir=batch_dir, real=real)
     new = res["next_distribution"]
     lineage.record_distribution(cat, new)
     data_ref = json.dumps({**real.describe(), "part": "analysis"})
@@ -261,7 +264,7 @@ def close_round(task_name: str, lid: str, k: int, real_error: float, round_run: 
 
 @task(name="close-loop", retries=2, retry_delay_seconds=3)
 def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[str, Any]:
-    from synthloop import loop_jobs as jobs
+    from analysis.plots import loop_error_curve
 
     cat = _catalog()
     rounds = [r for r in cat.rounds(lid) if r["status"] == "done"]
@@ -272,8 +275,8 @@ def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[
     if (cat.get_loop(lid) or {}).get("status") == "finished":
         return result  # closed by an earlier run: its MLflow run already holds all of this
     tracking = _tracking(cfg.task)
-    png = jobs.error_curve_png(summary, jobs.round_dir(get_settings(), lid, 0).parent / "real_error.png",
-                               f"{lid} ({cfg.mode} loop, seed {cfg.seed})", unit=cfg.error_unit)
+    png = loop_error_curve(summary, round_dir(get_settings(), lid, 0).parent / "real_error.png",
+                           f"{lid} ({cfg.mode} loop, seed {cfg.seed})", unit=cfg.error_unit)
     tracking.log_artifact_to(parent_run, png, "plots")
     for r in summary:
         tracking.log_metrics_to(parent_run, {cfg.error_metric: r["real_error"]}, step=r["round"])

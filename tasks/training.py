@@ -1,4 +1,4 @@
-"""Prefect tasks for training and evaluation: one call into synthloop.gaze_jobs each,
+"""Prefect tasks for training and evaluation: one call into :mod:`synthloop.gaze` each,
 plus a dashboard artifact that links the MLflow run."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from synthloop.settings import get_settings
 
 
 @task(name="train-gaze-model")
-def train_gaze_model(method: str, target: str, steps: int, seed: int, out: str, source: str | None,
+def train_gaze_task(method: str, target: str, steps: int, seed: int, out: str, source: str | None,
                      n_source: int, batch_size: int, trade_off: float, device: str) -> dict:
-    from synthloop.gaze_jobs import train_gaze
+    from synthloop.gaze.train import train_gaze
     from synthloop.tracking import experiment_name
 
     settings = get_settings()
@@ -33,15 +33,15 @@ def train_gaze_model(method: str, target: str, steps: int, seed: int, out: str, 
 
 
 @task(name="evaluate-gaze-model")
-def evaluate_gaze_model(model: str, data: str) -> dict:
+def evaluate_gaze_task(model: str, data: str) -> dict:
     import mlflow
 
-    from synthloop.gaze_jobs import evaluate_gaze_model as run_eval
+    from synthloop.gaze.evaluate import evaluate_gaze_model
 
     settings = get_settings()
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    res = run_eval(model, data)
+    res = evaluate_gaze_model(model, data)
     if res.get("labeled"):
         create_table_artifact(
             [{"axis": s["axis"], "from_deg": s["lo_deg"], "to_deg": s["hi_deg"], "n": s["n"],

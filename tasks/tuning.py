@@ -1,4 +1,4 @@
-"""Prefect tasks of the tuning flow: one call into ``synthloop.tune_jobs`` each; the
+"""Prefect tasks of the tuning flow: one call into :mod:`synthloop.tuning.jobs` each; the
 trial task runs one Optuna trial (ask, train, tell), so every trial is a task run in the
 dashboard, and the last task posts the study's table and best trial as artifacts."""
 
@@ -16,17 +16,17 @@ from synthloop.settings import get_settings
 
 @task(name="builtin-simulated-target")
 def builtin_target_path() -> str:
-    from synthloop.loop_jobs import builtin_target
+    from synthloop.taskspec import get_task
 
     settings = get_settings()
     settings.ensure_home()
-    return str(builtin_target(settings))
+    return str(get_task("gaze").builtin_target(settings))
 
 
 @task(name="open-optuna-study", retries=2, retry_delay_seconds=3)
 def open_tuning(method: str, target: str, steps: int, seed: int, source: str | None,
                 n_source: int, objective: str | None, batch_size: int) -> dict[str, Any]:
-    from synthloop import tune_jobs
+    from synthloop.tuning import jobs as tune_jobs
 
     settings = get_settings()
     settings.ensure_home()
@@ -39,7 +39,7 @@ def open_tuning(method: str, target: str, steps: int, seed: int, source: str | N
 # Never cached: every call has the same inputs and must run a new trial.
 @task(name="optuna-trial", cache_policy=NO_CACHE)
 def tuning_trial(ctx: dict[str, Any]) -> dict[str, Any]:
-    from synthloop import tune_jobs
+    from synthloop.tuning import jobs as tune_jobs
 
     logger = get_run_logger()
     return tune_jobs.tuning_trial(get_settings(), ctx, log=logger.info)
@@ -47,7 +47,7 @@ def tuning_trial(ctx: dict[str, Any]) -> dict[str, Any]:
 
 @task(name="close-optuna-study", retries=2, retry_delay_seconds=3)
 def close_tuning(ctx: dict[str, Any]) -> dict[str, Any]:
-    from synthloop import tune_jobs
+    from synthloop.tuning import jobs as tune_jobs
 
     res = tune_jobs.close_tuning(get_settings(), ctx)
     create_table_artifact(

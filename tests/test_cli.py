@@ -198,3 +198,40 @@ def test_assets_import_ict(tmp_path):
     r = run("assets", "import-ict", str(tmp_path / "src"), "--out", str(tmp_path / "no.npz"))
     assert r.returncode == 2 and "not an ICT-FaceKit clone" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "no.npz").exists()
+
+
+# --- error policy -------------------------------------------------------------------------
+
+def _failing(exc):
+    def cmd(_args):
+        raise exc
+    return cmd
+
+
+def test_a_bug_keeps_its_traceback_and_exits_3(monkeypatch, capsys):
+    from synthloop import cli
+    from synthloop.cli import data_commands
+
+    monkeypatch.setattr(data_commands, "cmd_distribution",
+                        _failing(RuntimeError("mat1 and mat2 shapes cannot be multiplied")))
+    assert cli.main(["distribution"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "mat1 and mat2" in err
+    assert err.strip().splitlines()[-1].startswith("synthloop distribution: unexpected RuntimeError")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_user_errors_are_one_line_unless_debugging(monkeypatch, capsys, debug):
+    from synthloop import cli
+    from synthloop.cli import data_commands
+    from synthloop.errors import UsageError
+
+    monkeypatch.setattr(data_commands, "cmd_distribution", _failing(UsageError("--x must be 2")))
+    if debug:
+        monkeypatch.setenv("SYNTHLOOP_DEBUG", "1")
+    else:
+        monkeypatch.delenv("SYNTHLOOP_DEBUG", raising=False)
+    assert cli.main(["distribution"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "synthloop distribution: error: --x must be 2"
+    assert ("Traceback" in err) == debug

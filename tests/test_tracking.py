@@ -58,16 +58,16 @@ def test_promotion_needs_a_better_comparable_score(registry):
 
 
 def test_a_checkpoint_folder_belongs_to_one_dataset(tmp_path):
-    from synthloop.gaze_jobs import _claim_checkpoint_dir
+    from synthloop.runs import claim_output_dir
 
     out = tmp_path / "ckpt"
     data = {"source_batch": "batch-1", "target": "/t", "target_n": 10, "target_paths": "abc"}
-    _claim_checkpoint_dir(out, data)
-    _claim_checkpoint_dir(out, dict(data))  # same data: resume is fine
+    claim_output_dir(out, data)
+    claim_output_dir(out, dict(data))  # same data: resume is fine
     with pytest.raises(ValueError, match="target.*differ"):
-        _claim_checkpoint_dir(out, {**data, "target": "/other"})
+        claim_output_dir(out, {**data, "target": "/other"})
     stray = tmp_path / "stray"
     stray.mkdir()
     (stray / "last.pt").write_bytes(b"x")
     with pytest.raises(ValueError, match="unknown provenance"):
-        _claim_checkpoint_dir(stray, data)
+        claim_output_dir(stray, data)

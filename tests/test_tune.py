@@ -25,7 +25,7 @@ def sim_target(tmp_path_factory):
 def test_suggestions_stay_inside_each_methods_space():
     import optuna
 
-    from synthloop.tune_jobs import SEARCH_SPACES, suggest
+    from synthloop.tuning.space import SEARCH_SPACES, suggest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for method, space in SEARCH_SPACES.items():
@@ -42,7 +42,7 @@ def test_suggestions_stay_inside_each_methods_space():
 
 def test_study_identity_and_default_objective(sim_target):
     from realdata.eyes import read_eye_folder, read_eye_manifest
-    from synthloop.tune_jobs import default_objective, study_name, target_fingerprint
+    from synthloop.tuning.space import default_objective, study_name, target_fingerprint
 
     labeled = read_eye_folder(sim_target)
     fp = target_fingerprint(labeled)
@@ -65,7 +65,8 @@ def test_local_study_fails_stale_trials_and_reseeds_by_trial_count():
     import optuna
 
     from synthloop.settings import get_settings
-    from synthloop.tune_jobs import finished_trials, open_study, suggest
+    from synthloop.tuning.space import suggest
+    from synthloop.tuning.study import finished_trials, open_study
 
     settings = get_settings()
     settings.ensure_home()

@@ -19,7 +19,7 @@ def test_errors_along_one_axis_are_the_angle_difference():
 
 def test_agrees_with_the_training_metric():
     torch = pytest.importorskip("torch")
-    from models.da_losses import angular_error_deg
+    from models.gaze_loss import angular_error_deg
 
     rng = np.random.default_rng(0)
     true = rng.uniform(-0.6, 0.6, size=(50, 2))

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from analysis.image_stats import IMAGE_STAT_NAMES, image_statistics_table
-from analysis.update_policy import (
+from analysis.factor_maps import (
+    EYE_HEAD_FACTORS,
     EYE_LABEL_FACTORS,
     EYE_NUISANCE,
+    FACE_LABEL_FACTORS,
+    FACE_NUISANCE,
+)
+from analysis.image_stats import IMAGE_STAT_NAMES, image_statistics_table
+from analysis.update_policy import (
     NuisanceEvidence,
     UpdatePolicy,
     fit_nuisance,
@@ -221,10 +226,18 @@ def test_eye_constants_name_real_factors_and_statistics():
     assert set(EYE_NUISANCE) <= set(d.factor_names)
     assert set(EYE_NUISANCE.values()) <= set(IMAGE_STAT_NAMES)
     assert not set(EYE_LABEL_FACTORS) & set(EYE_NUISANCE)
-    from analysis.update_policy import EYE_HEAD_FACTORS
-
     assert set(EYE_HEAD_FACTORS) <= set(d.factor_names)
     assert not set(EYE_HEAD_FACTORS) & (set(EYE_NUISANCE) | set(EYE_LABEL_FACTORS))
+
+
+def test_face_constants_name_real_factors_and_statistics():
+    from synth.face_distribution import default_face_distribution
+
+    d = default_face_distribution()
+    assert set(FACE_LABEL_FACTORS) <= set(d.factor_names)
+    assert set(FACE_NUISANCE) <= set(d.factor_names)
+    assert set(FACE_NUISANCE.values()) <= set(IMAGE_STAT_NAMES)
+    assert not set(FACE_LABEL_FACTORS) & set(FACE_NUISANCE)
 
 
 def test_distribution_change_plot(tmp_path, dist):

@@ -34,7 +34,7 @@ def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim
 
     from catalog import Catalog
     from flows.feedback_loop import LoopParams
-    from synth.generate import default_distribution
+    from synth.eye_distribution import default_eye_distribution
     from synthloop.settings import get_settings
     from synthloop.tracking import PARENT_TAG
 
@@ -42,7 +42,7 @@ def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim
     rounds = res["rounds"]
     assert [r["round"] for r in rounds] == [0, 1]
     assert all(r["real_error"] > 0 for r in rounds)
-    dist0 = default_distribution("gaze")
+    dist0 = default_eye_distribution()
     assert rounds[0]["distribution_id"] == dist0.id
     assert rounds[1]["distribution_id"] != dist0.id  # the analysis changed it
     assert res["final_real_error"] == rounds[-1]["real_error"]
@@ -74,10 +74,10 @@ def test_closed_loop_records_lineage_and_nested_mlflow_runs(prefect_harness, sim
 
 def test_open_loop_keeps_the_start_distribution(prefect_harness, sim_target):
     from flows.feedback_loop import LoopParams
-    from synth.generate import default_distribution
+    from synth.eye_distribution import default_eye_distribution
 
     res = _run(LoopParams(real=str(sim_target), seed=1, open_loop=True, **TINY))
-    assert {r["distribution_id"] for r in res["rounds"]} == {default_distribution("gaze").id}
+    assert {r["distribution_id"] for r in res["rounds"]} == {default_eye_distribution().id}
     # same seed, other mode: the same first batch (round 0 is identical in both arms)
     assert res["rounds"][0]["batch_id"]
 

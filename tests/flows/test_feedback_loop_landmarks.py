@@ -81,5 +81,5 @@ def test_landmarks_closed_loop_reweights_head_yaw(prefect_harness, builtin_faces
 def test_landmarks_loop_needs_real_faces():
     from flows.feedback_loop import LoopParams
 
-    with pytest.raises(ValueError, match="real labeled faces"):
+    with pytest.raises(ValueError, match="needs labeled real data .*.pts files"):
         LoopParams(task="landmarks").config()

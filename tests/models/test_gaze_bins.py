@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from models.da_losses import angular_error_deg, gaze_loss, gaze_vectors
 from models.gaze_bins import PITCH_BINS, YAW_BINS, GazeBins
+from models.gaze_loss import angular_error_deg, gaze_loss, gaze_vectors
 from models.gaze_net import HeadOutput
 
 RAD = math.pi / 180

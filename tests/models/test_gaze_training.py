@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from models.da_losses import angular_error_deg, gaze_loss
+from models.gaze_loss import angular_error_deg, gaze_loss
 from models.registry import create_method, create_model, list_methods
 
 

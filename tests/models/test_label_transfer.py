@@ -4,7 +4,7 @@ self-describing save/load."""
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint, load_model
+from models.checkpoint import load_checkpoint
 from models.label_transfer import (
     LabelTransfer,
     apply_label_transfer,
@@ -13,7 +13,7 @@ from models.label_transfer import (
     normalise_points,
     save_label_transfer,
 )
-from models.registry import model_task
+from models.registry import load_model, model_task
 
 D, M = 40, 68
 

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from models.checkpoint import load_checkpoint, load_model, save_checkpoint
-from models.data import ArraySource, OnTheFlySource, ShardSource, split_indices
-from models.registry import list_methods
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.data import ArraySource, OnTheFlySource, ShardSource
+from models.evaluate import evaluate
+from models.registry import list_methods, load_model
 from models.schedules import grl_coeff
-from models.train import TrainConfig, build, evaluate, lr_at, make_optimizer, train, train_step
+from models.train import TrainConfig, build, lr_at, make_optimizer, train, train_step
+from realdata.splits import holdout_size, holdout_split
 from synthloop.errors import DataFormatError
 
 TINY = {"widths": (4, 8, 8, 8), "depths": (1, 1, 1, 1), "feature_dim": 16}
@@ -39,9 +41,9 @@ def _arrays(n=64, seed=0, bright=0):
 
 def _sources(batch=8):
     (xs, ys), (xt, yt) = _arrays(seed=0), _arrays(seed=1, bright=40)
-    src, tgt = ArraySource(xs, batch, seed=0, pitchyaw=ys), ArraySource(xt, batch, seed=1)
+    src, tgt = ArraySource(xs, batch, seed=0, labels={"pitchyaw": ys}), ArraySource(xt, batch, seed=1)
     val_s = src.gather(range(32))
-    val_t = ArraySource(xt, batch, 0, pitchyaw=yt).gather(range(32))  # labels: benchmark only
+    val_t = ArraySource(xt, batch, 0, labels={"pitchyaw": yt}).gather(range(32))  # labels: benchmark only
     return src, tgt, val_s, val_t
 
 
@@ -308,24 +310,20 @@ def test_shard_source_is_step_keyed_and_labels_match(gaze_batch):
     _check_step_keyed(src)
     assert not torch.equal(src.batch(3)["image"], ShardSource(gaze_batch, 16, seed=1).batch(3)["image"])
     meta = gaze_batch.metadata
-    keep, hold = split_indices(len(gaze_batch), 0.25, seed=0)
+    keep, hold = holdout_split(len(gaze_batch), holdout_size(len(gaze_batch), 0.25), seed=0)
     val = ShardSource(gaze_batch, 16, 0, indices=hold).gather([0, 5])
     assert np.array_equal(val["image"][:, 0].numpy(), gaze_batch.images(hold[[0, 5]]))
     np.testing.assert_allclose(val["pitchyaw"].numpy(),
                                meta[["pitch", "yaw"]].to_numpy()[hold[[0, 5]]], rtol=1e-6)
 
 
-def test_array_source_and_split_indices():
+def test_array_source_is_step_keyed():
     x, y = _arrays(40)
-    _check_step_keyed(ArraySource(x, 8, seed=0, pitchyaw=y))
+    _check_step_keyed(ArraySource(x, 8, seed=0, labels={"pitchyaw": y}))
     _check_step_keyed(ArraySource(x, 8, seed=0), labeled=False)
     _check_step_keyed(ArraySource(x[:, None], 8, seed=0), labeled=False)  # (N, 1, H, W) too
     big = ArraySource(x[:5], 8, seed=0).batch(0)  # batch larger than the set: with replacement
     assert big["image"].shape[0] == 8
-    keep, hold = split_indices(100, 0.2, seed=3)
-    assert len(hold) == 20 and len(keep) == 80
-    assert np.array_equal(np.sort(np.concatenate([keep, hold])), np.arange(100))
-    assert np.array_equal(hold, split_indices(100, 0.2, seed=3)[1])
 
 
 def test_on_the_fly_source_is_step_keyed(gaze_batch):
@@ -339,7 +337,7 @@ def test_on_the_fly_source_is_step_keyed(gaze_batch):
 
 def test_short_source_only_run_learns(gaze_batch, tmp_path):
     """Minimum functionality on rendered eyes: held-out source error falls."""
-    keep, hold = split_indices(len(gaze_batch), 0.25, seed=0)
+    keep, hold = holdout_split(len(gaze_batch), holdout_size(len(gaze_batch), 0.25), seed=0)
     src = ShardSource(gaze_batch, 32, seed=0, indices=keep)
     val = ShardSource(gaze_batch, 32, 0, indices=hold).gather(range(len(hold)))
     cfg = TrainConfig(steps=120, batch_size=32, lr=1e-2, warmup=5, eval_every=40, ckpt_every=120,
@@ -349,3 +347,15 @@ def test_short_source_only_run_learns(gaze_batch, tmp_path):
     after = res.final_metrics["source_angular_error_deg"]
     assert after < 0.85 * before, (before, after)
     assert res.best_score <= after
+
+
+def test_gaze_loss_options_are_task_kwargs_and_old_configs_read_back():
+    assert TrainConfig(task_kwargs={"reg": "mse", "reg_alpha": 1.0}).task_kwargs["reg"] == "mse"
+    with pytest.raises(ValueError, match="reg must be"):
+        TrainConfig(task_kwargs={"reg": "huber"})
+    # configs saved when reg/reg_alpha were top-level fields: defaults vanish, others move
+    old = {**TrainConfig().to_dict(), "reg": "l1", "reg_alpha": 0.1}
+    old.pop("task_kwargs")
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    old.update(reg="mse")
+    assert TrainConfig.from_dict(old).task_kwargs == {"reg": "mse"}

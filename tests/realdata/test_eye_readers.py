@@ -11,15 +11,14 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from realdata import (
+from realdata.eyes import (
     EyeImages,
-    gaze_vector_to_pitchyaw,
-    pitchyaw_to_gaze_vector,
     read_eye_folder,
     read_eye_labels,
     read_eye_manifest,
     read_mpiigaze_mat,
 )
+from realdata.gaze import gaze_vector_to_pitchyaw, pitchyaw_to_gaze_vector
 from synthloop.errors import DataFormatError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

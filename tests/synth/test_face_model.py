@@ -9,18 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synth import face_loading as fl
 from synth import face_model as fm
 from synth.face_fallback import fallback_face_model
+from synth.face_loading import load_face_model
 from synth.face_model import (
     farthest_point_sampling,
     import_ict,
-    load_face_model,
     model_fingerprint,
     read_obj,
 )
 from synthloop.errors import DataFormatError
 
-ICT = fm.DEFAULT_PATH
+ICT = fl.DEFAULT_PATH
 needs_ict = pytest.mark.skipif(not ICT.is_file(), reason="ICT-FaceKit asset not in ../shared")
 
 
@@ -132,14 +133,14 @@ def test_missing_asset_says_how_to_get_it(tmp_path, monkeypatch):
     with pytest.raises(DataFormatError, match="import-ict") as e:
         load_face_model(tmp_path / "nope.npz")
     assert "nope.npz" in str(e.value) and "ICT-FaceKit" in str(e.value)
-    monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "also-missing.npz"))
+    monkeypatch.setenv(fl.ENV_VAR, str(tmp_path / "also-missing.npz"))
     with pytest.raises(DataFormatError, match="also-missing.npz"):
         load_face_model()
 
 
 def test_absent_default_asset_falls_back(monkeypatch, tmp_path):
-    monkeypatch.delenv(fm.ENV_VAR, raising=False)
-    monkeypatch.setattr(fm, "DEFAULT_PATH", tmp_path / "absent.npz")
+    monkeypatch.delenv(fl.ENV_VAR, raising=False)
+    monkeypatch.setattr(fl, "DEFAULT_PATH", tmp_path / "absent.npz")
     m = load_face_model()
     assert m.is_fallback and m is fallback_face_model()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from realdata.face_crop import DEFAULT_ENLARGE, CropTransform, box_from_landmarks
-from synth import face_model as fm
+from synth import face_loading as fl
 from synth.face_distribution import default_face_distribution
 from synth.face_fallback import fallback_face_model
 from synth.face_generator import FaceGenerator
@@ -19,7 +19,7 @@ from synth.generate_faces import generate_face_batch, planned_face_batch_id, rea
 from synth.shards import BatchReader
 from synthloop.errors import DataFormatError
 
-needs_ict = pytest.mark.skipif(not fm.DEFAULT_PATH.is_file(), reason="ICT-FaceKit asset not in ../shared")
+needs_ict = pytest.mark.skipif(not fl.DEFAULT_PATH.is_file(), reason="ICT-FaceKit asset not in ../shared")
 SIZE = 128
 
 
@@ -30,7 +30,7 @@ def head():
 
 @pytest.fixture(scope="module")
 def ict():
-    return fm.load_face_model(fm.DEFAULT_PATH) if fm.DEFAULT_PATH.is_file() else None
+    return fl.load_face_model(fl.DEFAULT_PATH) if fl.DEFAULT_PATH.is_file() else None
 
 
 def scenes(n: int, seed: int = 0, **fixed) -> dict[str, np.ndarray]:

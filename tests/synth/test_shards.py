@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synth.datasets import OnTheFlyEyes, shard_loader
 from synth.eye_distribution import default_eye_distribution
 from synth.generate import generate_batch
 from synth.shards import (
@@ -62,28 +61,6 @@ def test_reader_gathers_across_shards_in_the_given_order(batch):
     np.testing.assert_array_equal(r.images(idx), full[idx])
     with pytest.raises(IndexError):
         r.images([700])
-
-
-def test_dataloader_serves_whole_batches(batch):
-    r = BatchReader(batch)
-    batches = list(shard_loader(r, 128, seed=0))
-    assert len(batches) == 700 // 128
-    b = batches[0]
-    assert b["image"].shape == (128, 1, 36, 60) and b["image"].dtype.is_floating_point is False
-    assert b["pitchyaw"].shape == (128, 2)
-    seen = np.concatenate([x["pitchyaw"][:, 0].numpy() for x in batches])
-    assert len(np.unique(seen)) == len(seen)  # no sample twice in an epoch
-
-
-def test_on_the_fly_stream_is_reproducible():
-    d = default_eye_distribution()
-    a = next(iter(OnTheFlyEyes(d, 16, seed=3)))
-    b = next(iter(OnTheFlyEyes(d, 16, seed=3)))
-    assert a["image"].shape == (16, 1, 36, 60)
-    assert a["image"].equal(b["image"]) and a["pitchyaw"].equal(b["pitchyaw"])
-    it = iter(OnTheFlyEyes(d, 16, seed=3))
-    first, second = next(it), next(it)
-    assert not first["image"].equal(second["image"])
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):

@@ -1,0 +1,41 @@
+"""Inference over many images: a model's outputs in chunks, float32, in the model's
+current mode (call ``model.eval()`` first for inference)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["predict", "predict_points"]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor, amp: bool = True, chunk: int = 512):
+    """The model's outputs (its NamedTuple, float32) over ``images`` in chunks. Holds
+    every output field for every image: for landmark models over many images, use
+    :func:`predict_points`, which keeps only the coordinates."""
+    device = _device_of(model)
+    parts = []
+    for i in range(0, images.shape[0], chunk):
+        x = images[i:i + chunk].to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with (torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda"
+              else contextlib.nullcontext()):
+            out = model(x)
+        parts.append([t.float() for t in out])
+    return type(out)(*(torch.cat(ts) for ts in zip(*parts, strict=True)))
+
+
+@torch.no_grad()
+def predict_points(model: nn.Module, images: Tensor, *, amp: bool = True, chunk: int = 64) -> Tensor:
+    """Predicted ``(N, K, 2)`` points (float32, on the model's device) of a landmark model
+    in chunks; only the coordinates are kept, so memory stays at one chunk."""
+    return torch.cat([predict(model, images[i:i + chunk], amp, chunk).coords
+                      for i in range(0, images.shape[0], chunk)])

@@ -1,0 +1,40 @@
+"""The synthetic batch a training job runs on, for any task: the folder the user named
+(validated now if it never was), or a batch of the task's default distribution generated
+and validated under the project home (reused by later runs with the same size and seed).
+Only an accepted batch is trained on."""
+
+from __future__ import annotations
+
+from synth.distribution import SceneDistribution
+from synthloop.errors import DataFormatError
+from synthloop.settings import Settings
+from synthloop.taskspec import get_task
+
+__all__ = ["prepare_training_batch"]
+
+
+def prepare_training_batch(settings: Settings, task: str, *, source: str | None, n: int, seed: int,
+                           dist: SceneDistribution | None = None, log=print):
+    """An open :class:`synth.shards.BatchReader` of an accepted ``task`` batch; a
+    quarantined batch, or one of another task, is a DataFormatError naming the folder."""
+    from expectations.validate import record_outcome, validate_batch
+    from synth.shards import BatchReader, QuarantinedBatchError, open_for_training
+
+    spec = get_task(task)
+    if source is None:
+        dist = dist or spec.default_distribution()
+        out = settings.batches_dir / f"train-{task}-{dist.id}-s{seed}-n{n}"
+        if not (out / "manifest.json").is_file():
+            log(f"generating {n} synthetic {spec.samples} from {dist.id} into {out}")
+            spec.generator().write(out, n=n, seed=seed, dist=dist)
+        source = str(out)
+    reader = BatchReader(source)
+    if reader.task != task:
+        raise DataFormatError(source, f"a {reader.task!r} batch, not a {task!r} batch")
+    if reader.status.status == "unvalidated":
+        log(f"validating {reader.batch_id} with Great Expectations")
+        record_outcome(source, validate_batch(source))
+    try:
+        return open_for_training(source)
+    except QuarantinedBatchError as e:
+        raise DataFormatError(source, str(e)) from None

@@ -1,0 +1,49 @@
+"""The one command people use: ``synthloop <command>``.
+
+Heavy imports (torch, Prefect, Great Expectations) happen inside the commands that need
+them, so ``synthloop --help`` is instant. Exit codes: 0 done; 1 a batch failed
+validation; 2 an error that is the user's to fix (bad input, a bad option, a catalog
+conflict, an existing output; one line naming the file or option); 3 anything else,
+which is a bug or a broken environment and keeps its traceback. ``SYNTHLOOP_DEBUG=1``
+shows the traceback of every error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from synthloop.cli.common import EXIT_BUG, EXIT_ERROR
+from synthloop.cli.parser import build_parser
+from synthloop.errors import SynthloopError
+
+__all__ = ["build_parser", "main"]
+
+#: errors a person fixes by changing the input or the command: shown as one line (and an
+#: OSError that names its file: a path the user gave that cannot be read or written)
+USER_ERRORS = (SynthloopError, FileExistsError, FileNotFoundError)
+
+
+def _is_user_error(e: BaseException) -> bool:
+    return isinstance(e, USER_ERRORS) or (isinstance(e, OSError) and bool(e.filename))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = bool(os.environ.get("SYNTHLOOP_DEBUG"))
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"synthloop {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (sorted below: the user's to fix, or a bug)
+        if _is_user_error(e):
+            if debug:
+                traceback.print_exc()
+            print(f"synthloop {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        traceback.print_exc()
+        print(f"synthloop {args.command}: unexpected {type(e).__name__} (a bug, or a broken "
+              "environment; the traceback is above)", file=sys.stderr)
+        return EXIT_BUG

@@ -1,0 +1,7 @@
+"""``python -m synthloop.cli``: the same as the ``synthloop`` command."""
+
+import sys
+
+from synthloop.cli import main
+
+sys.exit(main())

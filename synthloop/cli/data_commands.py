@@ -1,0 +1,166 @@
+"""Commands on synthetic data: generate, validate, preview, distribution, assets,
+simulate-target."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from synthloop.cli.common import EXIT_INVALID, EXIT_OK, positive_int, progress
+from synthloop.errors import DataFormatError
+from synthloop.taskspec import TASK_NAMES
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from synthloop.taskspec import GenerateOptions, get_task
+
+    spec = get_task(a.task)
+    gen = spec.generator(GenerateOptions(device=a.device, compiled=a.compile,
+                                         landmark_set=a.landmark_set))
+    dist = _load_distribution(a.distribution)
+    prog, advance = progress(a.n, "rendering")
+    t0 = time.perf_counter()
+    with prog:
+        batch_id, path = gen.write(a.out, n=a.n, seed=a.seed, dist=dist, shard_size=a.shard_size,
+                                   overwrite=a.overwrite, progress=advance)
+    dt = time.perf_counter() - t0
+    print(f"{batch_id}\t{Path(path).resolve()}")
+    print(f"generated {a.n} samples in {dt:.1f} s ({a.n / dt:,.0f} img/s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_validate(a: argparse.Namespace) -> int:
+    from expectations.validate import record_outcome, validate_batch
+
+    report = validate_batch(a.batch, docs=not a.no_docs)
+    status = record_outcome(a.batch, report)
+    if a.json:
+        print(json.dumps({"batch_id": report.batch_id, "status": status, "success": report.success,
+                          "failing": list(report.failing), "result": str(report.result_path),
+                          "docs": str(report.docs_path) if report.docs_path else None}))
+    else:
+        print(f"{report.batch_id}: {status}")
+        for f in report.failing:
+            print(f"  failed: {f}")
+        print(f"  result: {report.result_path}")
+        if report.docs_path:
+            print(f"  Data Docs: {report.docs_path}")
+    return EXIT_OK if report.success else EXIT_INVALID
+
+
+def cmd_preview(a: argparse.Namespace) -> int:
+    from synth.shards import BatchReader
+    from synthloop.taskspec import get_task
+
+    r = BatchReader(a.batch)
+    print(get_task(r.task).preview(r, a.out, count=a.count, real=a.real))
+    return EXIT_OK
+
+
+def _load_distribution(path: str | None):
+    if not path:
+        return None
+    from synth.distribution import read_distribution
+
+    return read_distribution(path)
+
+
+def cmd_distribution(a: argparse.Namespace) -> int:
+    from synthloop.taskspec import get_task
+
+    d = _load_distribution(a.file) or get_task(a.task).default_distribution()
+    text = d.dumps() + "\n"
+    if a.out:
+        Path(a.out).write_text(text)
+        print(f"{d.id}\t{Path(a.out).resolve()}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_assets_import_ict(a: argparse.Namespace) -> int:
+    """Convert an ICT-FaceKit clone into the face model file the renderer loads."""
+    from synth.face_loading import DEFAULT_PATH, default_model_path, load_face_model
+    from synth.face_model import import_ict
+
+    src = Path(a.dir)
+    if not src.is_dir():
+        raise DataFormatError(src, "not a folder: pass a clone of https://github.com/ICT-VGL/ICT-FaceKit")
+    out = import_ict(src, a.out or default_model_path() or DEFAULT_PATH)
+    m = load_face_model(out)
+    print(f"{out.resolve()}\t{m.n_vertices} vertices, {m.n_identity} identity modes, "
+          f"{m.n_expression} expressions")
+    return EXIT_OK
+
+
+def cmd_simulate_target(a: argparse.Namespace) -> int:
+    from synth.targets import write_simulated_target
+
+    out = write_simulated_target(a.out, a.n, a.seed, labeled=not a.unlabeled,
+                                 label_shift=not a.appearance_only, version=a.version)
+    print(out.resolve())
+    return EXIT_OK
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser("generate", help="write one synthetic batch (shards, metadata, manifest)")
+    g.add_argument("--task", choices=TASK_NAMES, default="gaze",
+                   help="gaze: eye patches; landmarks: face crops with 68-point and dense landmarks")
+    g.add_argument("-n", type=positive_int, required=True, help="number of samples")
+    g.add_argument("--seed", type=int, required=True)
+    g.add_argument("--out", required=True, help="batch folder to create")
+    g.add_argument("--distribution", help="scene distribution JSON (default: built-in)")
+    g.add_argument("--device", default="cpu", help="cpu or cuda (gaze)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the eye renderer (default: only for large batches)")
+    g.add_argument("--shard-size", type=positive_int, default=4096)
+    g.add_argument("--landmark-set", choices=["dense500", "dense1001"],
+                   help="landmarks: the dense set stored beside the 68 points (default dense500)")
+    g.add_argument("--overwrite", action="store_true")
+    g.set_defaults(func=cmd_generate)
+
+    v = sub.add_parser("validate", help="validate a batch with Great Expectations (exit 0 ok, "
+                       "1 failed, 2 error)")
+    v.add_argument("batch")
+    v.add_argument("--no-docs", action="store_true", help="skip Data Docs HTML")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_validate)
+
+    pv = sub.add_parser("preview", help="PNG grid of a batch: eyes with gaze arrows (optionally "
+                        "beside real eyes) or faces with their landmarks")
+    pv.add_argument("batch")
+    pv.add_argument("--out", required=True)
+    pv.add_argument("--real", help="folder with manifest.csv or labels.csv of real eyes")
+    pv.add_argument("--count", type=positive_int, default=64)
+    pv.set_defaults(func=cmd_preview)
+
+    ds = sub.add_parser("distribution", help="print or export a scene distribution as JSON")
+    ds.add_argument("--task", choices=TASK_NAMES, default="gaze")
+    ds.add_argument("--file", help="read this distribution instead of the built-in one")
+    ds.add_argument("--out")
+    ds.set_defaults(func=cmd_distribution)
+
+    asx = sub.add_parser("assets", help="build the assets the renderers load (face model)")
+    asub = asx.add_subparsers(dest="asset_command", required=True)
+    ai = asub.add_parser("import-ict", help="convert an ICT-FaceKit clone (MIT licence) into the "
+                         "face model file (default: $SYNTHLOOP_FACE_MODEL, else "
+                         "../shared/assets/ict-facekit/)")
+    ai.add_argument("dir", help="the clone, or its FaceXModel folder")
+    ai.add_argument("--out", help="npz to write")
+    ai.set_defaults(func=cmd_assets_import_ict)
+
+    st = sub.add_parser("simulate-target", help="write the built-in shifted target domain (a "
+                        "simulation, named so)")
+    st.add_argument("--out", required=True)
+    st.add_argument("-n", type=positive_int, default=2000)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--unlabeled", action="store_true", help="write manifest.csv only")
+    st.add_argument("--appearance-only", action="store_true",
+                    help="keep the default gaze / head-pose distribution (no label shift)")
+    st.add_argument("--version", default="v1", choices=["v1", "v2"],
+                    help="v1: MPIIGaze-like skew; v2: stronger gaze / head-pose skew (the loop's "
+                         "built-in target)")
+    st.set_defaults(func=cmd_simulate_target)

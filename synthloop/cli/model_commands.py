@@ -1,0 +1,122 @@
+"""Commands on models: train, evaluate, tune."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from models.names import METHODS
+from synthloop.cli.common import EXIT_OK, log, positive_int, settings_with_home
+from synthloop.taskspec import TASK_NAMES
+from synthloop.tuning.space import OBJECTIVE_NAMES
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from synthloop.taskspec import TrainRequest, get_task
+
+    spec = get_task(a.task)
+    run = spec.train(settings_with_home(), TrainRequest(
+        method=a.method, steps=a.steps, seed=a.seed, out=a.out, target=a.target,
+        real_labeled=a.real_labeled, source=a.source, n_source=a.n_source,
+        batch_size=a.batch_size, lr=a.lr, trade_off=a.trade_off, model=a.model,
+        device=a.device, register=not a.no_register), log=log)
+    for key, value in spec.describe_run(run):
+        print(f"{key}\t{value}")
+    return EXIT_OK
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from synthloop.settings import get_settings
+    from synthloop.taskspec import get_task
+    from synthloop.tracking import is_model_uri
+
+    if is_model_uri(a.model):
+        import mlflow
+
+        uri = get_settings().tracking_uri
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    spec = get_task(a.task)
+    res = spec.evaluate(a.model, a.data)
+    if a.json:
+        print(json.dumps(res, default=str))
+    else:
+        print("\n".join(spec.evaluation_lines(res)))
+    return EXIT_OK
+
+
+def cmd_tune(a: argparse.Namespace) -> int:
+    from synthloop.taskspec import get_task
+    from synthloop.tuning.jobs import tune_gaze
+
+    settings = settings_with_home()
+    target = a.target or str(get_task("gaze").builtin_target(settings))
+    res = tune_gaze(settings, method=a.method, target=target, trials=a.trials, steps=a.steps,
+                    seed=a.seed, source=a.source, n_source=a.n_source, objective=a.objective,
+                    batch_size=a.batch_size, log=log)
+    if a.json:
+        print(json.dumps(res, default=str), flush=True)
+        return EXIT_OK
+    print(f"study {res['study']} ({res['storage']}): {len(res['trials'])} trials, objective "
+          f"{res['objective']} ({res['metric']}, {res['direction']})")
+    for t in res["trials"]:
+        value = "" if t["value"] is None else f"{t['value']:.4g}"
+        print(f"  trial {t['number']:>3}  {t['state']:<8} {value:>10}  "
+              + " ".join(f"{k}={v:.3g}" for k, v in t["params"].items()))
+    if res["best"]:
+        b = res["best"]
+        print(f"best: trial {b['number']}, {res['metric']} {b['value']:.4g}: "
+              + " ".join(f"{k}={v:.4g}" for k, v in b["params"].items()))
+    print(f"mlflow parent run {res['mlflow_run_id']}; plot {res['plot']}")
+    return EXIT_OK
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a gaze or landmark model on synthetic data "
+                       "(MLflow-tracked)")
+    t.add_argument("--task", choices=TASK_NAMES, default="gaze")
+    t.add_argument("--method", choices=METHODS, required=True)
+    t.add_argument("--target", help="unlabeled target: eyes (manifest.csv or labels.csv, labels "
+                   "ignored; required for gaze) or face images (landmarks, for DANN/DALN)")
+    t.add_argument("--real-labeled", help="landmarks: images + .pts; trains the label-transfer "
+                   "network and enables syn+real training")
+    t.add_argument("--steps", type=positive_int, required=True)
+    t.add_argument("--seed", type=int, required=True)
+    t.add_argument("--out", required=True, help="checkpoint folder")
+    t.add_argument("--source", help="an existing batch folder (default: generate one)")
+    t.add_argument("--n-source", type=positive_int, default=20_000,
+                   help="size of the generated source batch")
+    t.add_argument("--batch-size", type=positive_int, help="default: the task's (gaze 64, landmarks 16)")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
+    t.add_argument("--model", help="default: the task's (gaze_resnet_s, hourglass_s)")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--no-register", action="store_true", help="do not log/register the model")
+    t.set_defaults(func=cmd_train)
+
+    tu = sub.add_parser("tune", help="tune gaze training hyper-parameters with Optuna (one MLflow "
+                        "run per trial under a study run; resumable)")
+    tu.add_argument("--method", choices=METHODS, required=True)
+    tu.add_argument("--target", help="target eyes (labels.csv enables the target_error objective "
+                    "on its held-out part; manifest.csv: label-free objectives); default: the "
+                    "built-in simulated target")
+    tu.add_argument("--trials", type=positive_int, default=12,
+                    help="finished trials the study should hold")
+    tu.add_argument("--steps", type=positive_int, default=600, help="training steps per trial")
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--objective", choices=OBJECTIVE_NAMES,
+                    help="default: target_error with labels.csv, else entropy")
+    tu.add_argument("--source", help="an existing batch folder (default: generate one)")
+    tu.add_argument("--n-source", type=positive_int, default=20_000)
+    tu.add_argument("--batch-size", type=positive_int, default=64)
+    tu.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    tu.set_defaults(func=cmd_tune)
+
+    e = sub.add_parser("evaluate", help="evaluate a model on labeled (errors) or unlabeled "
+                       "(domain gap) data")
+    e.add_argument("--task", choices=TASK_NAMES, default="gaze")
+    e.add_argument("--model", required=True, help="checkpoint folder/file or models:/name@alias")
+    e.add_argument("--data", required=True, help="gaze: folder with labels.csv or manifest.csv; "
+                   "landmarks: images with sibling .pts files")
+    e.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    e.set_defaults(func=cmd_evaluate)

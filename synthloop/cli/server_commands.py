@@ -1,0 +1,104 @@
+"""Commands for the dashboards: ui (the Prefect and MLflow servers on the embedded
+stores) and deploy (work pools, the deployments of prefect.yaml, a worker)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from synthloop.cli.common import EXIT_OK, stop_on_sigterm
+from synthloop.errors import ServiceError, UsageError
+
+
+def cmd_ui(a: argparse.Namespace) -> int:
+    """Prefect server + MLflow server on the embedded stores, until Ctrl-C."""
+    import time
+
+    stop_on_sigterm()
+    from synthloop.servers import start_mlflow, start_prefect, wait_healthy
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    servers = [start_prefect(settings, a.prefect_port), start_mlflow(settings, a.mlflow_port)]
+    try:
+        print("starting the Prefect and MLflow servers ...", file=sys.stderr)
+        wait_healthy(servers, timeout=a.timeout)
+        for s in servers:
+            print(f"{s.name:<8} {s.url}")
+        print("\nto run flows and log runs against them, in another shell:")
+        for s in servers:
+            for k, v in s.env.items():
+                print(f"  export {k}={v}")
+        print("\nCtrl-C stops both.", file=sys.stderr)
+        while all(s.proc.poll() is None for s in servers):
+            time.sleep(1)
+        dead = [s for s in servers if s.proc.poll() is not None]
+        raise ServiceError("; ".join(f"{s.name} server stopped (code {s.proc.returncode}), see {s.log}"
+                                     for s in dead))
+    except KeyboardInterrupt:
+        print("\nstopping ...", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def cmd_deploy(a: argparse.Namespace) -> int:
+    """Work pools + every deployment in prefect.yaml, then (unless --no-worker) a process
+    worker for one pool, in the foreground until Ctrl-C."""
+    import subprocess
+
+    from synthloop.servers import prefect_bin
+    from synthloop.settings import REPO_ROOT, get_settings
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("PREFECT_API_URL is not set: start the servers with `synthloop ui` and "
+                         "export the PREFECT_API_URL it prints")
+    settings = get_settings()
+    env = {**os.environ, "SYNTHLOOP_HOME": str(settings.root)}
+    prefect = prefect_bin()
+    for pool in ("cpu", "gpu"):
+        r = subprocess.run([prefect, "work-pool", "create", pool, "--type", "process"], env=env,
+                           capture_output=True, text=True)
+        if r.returncode != 0 and "already exists" not in (r.stdout + r.stderr):
+            raise ServiceError(f"creating work pool {pool!r} failed: "
+                               f"{(r.stdout + r.stderr).strip()[-500:]}")
+    r = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=REPO_ROOT, env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ServiceError(f"prefect deploy failed: {(r.stdout + r.stderr).strip()[-800:]}")
+    print("deployed every deployment in prefect.yaml; pools: cpu, gpu")
+    if a.no_worker:
+        return EXIT_OK
+    print(f"starting a worker for pool {a.pool!r} (Ctrl-C stops it)", file=sys.stderr)
+    stop_on_sigterm()
+    cmd = [prefect, "worker", "start", "--pool", a.pool]
+    if a.limit:
+        cmd += ["--limit", str(a.limit)]
+    worker = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
+    try:
+        return worker.wait()
+    except KeyboardInterrupt:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        return EXIT_OK
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    ui = sub.add_parser("ui", help="start the Prefect dashboard and the MLflow UI on the embedded stores")
+    ui.add_argument("--prefect-port", type=int, default=4200)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for both to be healthy")
+    ui.set_defaults(func=cmd_ui)
+
+    dp = sub.add_parser("deploy", help="create work pools, deploy prefect.yaml, start a worker (needs PREFECT_API_URL)")
+    dp.add_argument("--pool", choices=["cpu", "gpu"], default="cpu", help="pool the worker serves")
+    dp.add_argument("--no-worker", action="store_true", help="only create pools and deploy")
+    dp.add_argument("--limit", type=int, default=None,
+                    help="flow runs the worker runs at once (default: no limit; 1 suits a small CPU box)")
+    dp.set_defaults(func=cmd_deploy)

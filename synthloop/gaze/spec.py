@@ -1,0 +1,190 @@
+"""The gaze task object: eye patches (36 x 60 grayscale) with (pitch, yaw) labels in
+radians (MPIIGaze convention), rendered by the torch eye renderer; the loop's error is
+the mean angular error in degrees."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthloop.errors import DataFormatError, UsageError
+from synthloop.taskspec import (
+    AnalysisEvidence,
+    BatchGenerator,
+    GenerateOptions,
+    TaskSpec,
+    TrainRequest,
+)
+
+__all__ = ["LOOP_TARGET_VERSION", "SPEC", "GazeSpec"]
+
+#: Version of the built-in simulated target (synth.targets) the loop runs on without real
+#: data: v2, whose gaze and head-pose skew is large enough for re-weighting to matter.
+LOOP_TARGET_VERSION = "v2"
+BUILTIN_TARGET_N = 2000
+
+
+class EyeBatchGenerator(BatchGenerator):
+    def __init__(self, options: GenerateOptions):
+        if options.landmark_set is not None:
+            raise UsageError("--landmark-set applies to --task landmarks only")
+        self.device, self.compiled = options.device, options.compiled
+
+    def planned_id(self, *, n, seed, dist=None):
+        from synth.generate import planned_batch_id
+
+        return planned_batch_id(n=n, seed=seed, dist=dist, device=self.device,
+                                compiled=self.compiled)
+
+    def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None):
+        from synth.generate import generate_batch
+
+        return generate_batch(out, n=n, seed=seed, dist=dist, device=self.device,
+                              compiled=self.compiled, shard_size=shard_size,
+                              overwrite=overwrite, progress=progress)
+
+
+class GazeSpec(TaskSpec):
+    name = "gaze"
+    samples = "eye images"
+    default_model = "gaze_resnet_s"
+    default_batch_size = 64
+    error_metric = "real_error_heldout_deg"
+    error_unit = "deg"
+    real_data_hint = "labels.csv with pitch and yaw"
+
+    # ------------------------------------------------------------ distribution
+
+    def default_distribution(self):
+        from synth.eye_distribution import default_eye_distribution
+
+        return default_eye_distribution()
+
+    def generator(self, options: GenerateOptions = GenerateOptions()) -> BatchGenerator:  # noqa: B008
+        return EyeBatchGenerator(options)
+
+    def preview(self, reader, out, *, count, real=None) -> Path:
+        """Eyes with their gaze arrows, beside real eyes (``real``: a folder of them)."""
+        from synth.preview import batch_grid
+
+        real_images = None
+        if real:
+            from realdata.eyes import read_eye_folder
+
+            real_images = read_eye_folder(real).images
+        return batch_grid(reader, out, real=real_images, count=count)
+
+    # ------------------------------------------------------------ real data
+
+    def builtin_target(self, settings, n: int = BUILTIN_TARGET_N, seed: int = 0) -> Path:
+        """The built-in simulated target (labeled), written once under the project home;
+        used where no labeled real eyes are at hand (a fresh clone, the demo, the nightly
+        default)."""
+        import sys
+
+        from synth.targets import target_name, write_simulated_target
+
+        out = settings.root / "targets" / f"{target_name(LOOP_TARGET_VERSION)}-n{n}-s{seed}"
+        if not (out / "labels.csv").is_file():
+            print(f"writing the built-in simulated target domain to {out} (a simulation, not "
+                  "real data)", file=sys.stderr)
+            write_simulated_target(out, n, seed, labeled=True, label_shift=True,
+                                   version=LOOP_TARGET_VERSION)
+        return out
+
+    def read_real(self, path: str):
+        """Labeled eyes (``labels.csv``; head pose too when it has ``head_pitch,head_yaw``);
+        the fingerprint hashes the images, the gaze labels and the head pose."""
+        from realdata.eyes import read_eye_folder
+        from synth.targets import is_simulated
+        from synthloop.loop.real import RealData
+
+        data = read_eye_folder(path)
+        if data.pitchyaw is None:
+            raise DataFormatError(Path(path), "the loop needs labeled real data (labels.csv with "
+                                  "pitch and yaw); this folder has only a manifest")
+        pitchyaw = np.asarray(data.pitchyaw, np.float64)
+        h = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())
+        h.update(np.ascontiguousarray(pitchyaw).tobytes())
+        labels = {"pitchyaw": pitchyaw}
+        if data.headpose is not None:
+            labels["headpose"] = np.asarray(data.headpose, np.float64)
+            h.update(b"head" + labels["headpose"].tobytes())
+        return RealData(data.images, labels, h.hexdigest()[:16], is_simulated(path), data)
+
+    def analysis_evidence(self, real, indices) -> AnalysisEvidence:
+        """Slices by true gaze (and head pose, when labeled), in degrees; gaze (and head
+        pose) bins re-weighted; appearance factors fitted to image statistics."""
+        from analysis.factor_maps import EYE_HEAD_FACTORS, EYE_LABEL_FACTORS, EYE_NUISANCE
+
+        truth = real.labels["pitchyaw"][indices]
+        observed = {"gaze_pitch_deg": np.degrees(truth[:, 0]), "gaze_yaw_deg": np.degrees(truth[:, 1])}
+        values = {"gaze_pitch": truth[:, 0], "gaze_yaw": truth[:, 1]}
+        factors = EYE_LABEL_FACTORS
+        if "headpose" in real.labels:
+            head = real.labels["headpose"][indices]
+            observed.update(head_pitch_deg=np.degrees(head[:, 0]), head_yaw_deg=np.degrees(head[:, 1]))
+            values.update(head_pitch=head[:, 0], head_yaw=head[:, 1])
+            factors = EYE_LABEL_FACTORS + EYE_HEAD_FACTORS
+        return AnalysisEvidence(observed, values, factors, EYE_NUISANCE)
+
+    # ------------------------------------------------------------ train / evaluate
+
+    def train(self, settings, request: TrainRequest, log=print):
+        from synthloop.gaze.train import train_gaze
+
+        if request.target is None:
+            raise UsageError("gaze training needs --target (unlabeled target eyes)")
+        if request.real_labeled is not None:
+            raise UsageError("--real-labeled applies to --task landmarks; gaze training uses "
+                             "--target only")
+        return train_gaze(settings, method=request.method, target=request.target,
+                          steps=request.steps, seed=request.seed, out=request.out,
+                          source=request.source, n_source=request.n_source,
+                          batch_size=request.batch_size or self.default_batch_size,
+                          lr=request.lr, trade_off=request.trade_off,
+                          model=request.model or self.default_model, device=request.device,
+                          register=request.register, log=log)
+
+    def describe_run(self, run) -> list[tuple[str, str]]:
+        lines = super().describe_run(run)
+        if run.model_version:
+            lines.append(("model", f"models:/synthloop-gaze/{run.model_version}"
+                          + ("  (champion)" if run.promoted else "")))
+        return lines
+
+    def evaluate(self, model: str, data: str) -> dict[str, Any]:
+        from synthloop.gaze.evaluate import evaluate_gaze_model
+
+        return evaluate_gaze_model(model, data)
+
+    def evaluation_lines(self, res: dict[str, Any]) -> list[str]:
+        lines = [f"model {res['model']} on {res['data']} ({res['data_kind']}, n={res['n']})"]
+        if res.get("labeled"):
+            lines.append(f"  mean angular error   {res['mean_angular_error_deg']:.2f} deg")
+            lines.append(f"  median angular error {res['median_angular_error_deg']:.2f} deg")
+            lines += [f"  {sl['axis']:>5} {sl['lo_deg']:+6.1f}..{sl['hi_deg']:+6.1f} deg  "
+                      f"n={sl['n']:<5d} {sl['mean_error_deg']:.2f} deg" for sl in res.get("slices", [])]
+        else:
+            lines += [f"  {k:<24} {res[k]:.4f}"
+                      for k in ("mmd_rbf", "frechet_distance", "mean_prediction_entropy")]
+            lines.append(f"  (reference: {res['reference']})")
+        return lines
+
+    # ------------------------------------------------------------ the loop's rounds
+
+    def train_round(self, settings, cfg, **kw):
+        from synthloop.gaze.rounds import train_round
+
+        return train_round(settings, cfg, **kw)
+
+    def evaluate_round(self, settings, cfg, **kw):
+        from synthloop.gaze.rounds import evaluate_round
+
+        return evaluate_round(settings, cfg, **kw)
+
+
+SPEC = GazeSpec()

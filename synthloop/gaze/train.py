@@ -1,0 +1,98 @@
+"""Gaze training: a synthetic batch with an unlabeled target, in one MLflow run,
+optionally registered and promoted (what ``synthloop train`` and the flows run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from synthloop.batches import prepare_training_batch
+from synthloop.gaze.source import load_target, split_target, val_source
+from synthloop.runs import TrainedRun, TrainingRun, claim_output_dir, final_metrics, fingerprint
+from synthloop.settings import Settings
+
+__all__ = ["train_gaze"]
+
+
+def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed: int, out: str,
+               source: str | None = None, n_source: int = 20_000, batch_size: int = 64,
+               lr: float | None = None, trade_off: float = 1.0, model: str = "gaze_resnet_s",
+               device: str = "cpu", register: bool = True, run_name: str | None = None,
+               log=print, train_overrides: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None, on_metrics=None,
+               score_target_labels: bool = False) -> TrainedRun:
+    """Train a gaze model on a synthetic batch (``source``, or ``n_source`` fresh eyes)
+    with the unlabeled ``target`` eyes; a fifth of the target (at most 512) is held out
+    for label-free checkpoint selection.
+
+    ``tags`` are added to the run (a parent run id nests it); ``on_metrics(step,
+    metrics)`` is called with every logged record after MLflow (tuning reports and
+    prunes through it); ``score_target_labels`` adds the target's held-out labels to the
+    evaluation (``target_angular_error_deg``; never used for training or checkpoint
+    selection) when the target has labels."""
+    import torch
+
+    from models.data import ArraySource, ShardSource
+    from models.tasks.gaze import GAZE_SELECTORS
+    from models.train import TrainConfig
+    from synth.targets import is_simulated
+
+    reader = prepare_training_batch(settings, "gaze", source=source, n=n_source, seed=seed, log=log)
+    tgt = load_target(target)
+    train_idx, val_idx = split_target(len(tgt.images), seed)
+    dist = reader.distribution
+    kw: dict[str, Any] = dict(model=model, method=method, steps=steps, batch_size=batch_size,
+                              trade_off=trade_off, seed=seed, device=device)
+    if lr is not None:
+        kw["lr"] = lr
+    kw.update(train_overrides or {})
+    cfg = TrainConfig(**kw)
+    target_key = str(Path(target).resolve())
+    claim_output_dir(Path(out), {"source_batch": reader.batch_id, "target": target_key,
+                                 "target_n": len(tgt.images), "target_paths": fingerprint(tgt.paths)})
+    simulated = is_simulated(target)
+    metric, mode = GAZE_SELECTORS[cfg.select]
+    run = TrainingRun(
+        settings, "gaze", run_name or f"{method}-s{seed}", curves_title=f"{method} seed {seed}",
+        on_metrics=on_metrics,
+        tags={"task": "gaze", "method": method, "source_batch": reader.batch_id,
+              "distribution": dist.id, "target": target_key,
+              "target_kind": "simulated" if simulated else "real",
+              "selection_metric": metric, **(tags or {})},
+        params={**cfg.to_dict(), "source_batch": reader.batch_id, "source_n": reader.n,
+                "source_status": reader.status.status, "distribution_id": dist.id,
+                "target_n_train": len(train_idx), "target_n_val": len(val_idx),
+                "target_simulated": simulated})
+    with run:
+        run.log_dict(json.loads(dist.dumps()), "distribution.json")
+        run.log_dict(reader.manifest, "source_manifest.json")
+        run.log_artifact(_sample_grid(reader, tgt.images, settings), "samples")
+        val_target = {"image": torch.from_numpy(tgt.images[val_idx]).unsqueeze(1)}
+        if score_target_labels and tgt.pitchyaw is not None:
+            val_target["pitchyaw"] = torch.from_numpy(tgt.pitchyaw[val_idx])
+        result = run.train(cfg, ShardSource(reader, batch_size, seed),
+                           ArraySource(tgt.images[train_idx], batch_size, seed + 1), out,
+                           val_source=val_source(dist, seed), val_target=val_target)
+        run.log_checkpoints(out)
+        uri = version = None
+        promoted = False
+        if register:
+            from models.predictor import GazePredictor
+            from models.registry import load_model
+
+            example = torch.from_numpy(tgt.images[val_idx[:4]]).unsqueeze(1)
+            uri, version = run.register(GazePredictor(load_model(out).eval()), example)
+            score = float(result.best_score) if result.best_score is not None else float("nan")
+            promoted = run.promote(version, metric + "_best", score,
+                                   higher_is_better=(mode == "max"),
+                                   comparable_on={"target": target_key, "selection_metric": metric})
+    return TrainedRun(run.run_id, Path(out), uri, version, promoted, final_metrics(result))
+
+
+def _sample_grid(reader, target_images, settings: Settings) -> Path:
+    """Synthetic eyes with their gaze arrows beside target eyes."""
+    from synth.preview import batch_grid
+
+    return batch_grid(reader, settings.outputs_dir / f"samples-{reader.batch_id}.png",
+                      real=target_images, count=32, title=f"source {reader.batch_id}")

@@ -1,0 +1,208 @@
+"""One registered object per task (gaze, landmarks): everything the command line, the
+Prefect tasks, the flows and the feedback loop need to know about a task, so that none
+of them switches on the task's name.
+
+A task answers:
+
+- **identity and defaults**: its name, what its samples are called, the default model
+  and batch size, the loop's error metric and unit;
+- **scene distribution and generation**: the built-in distribution, a batch generator
+  (planned batch id before rendering, then the batch), a preview grid;
+- **real data**: the built-in simulated target where one exists, the labeled real data
+  the loop reads (with the content fingerprint that makes a loop's identity), the label
+  factors, slices and nuisance map the analysis uses;
+- **training and evaluation**: the ``train`` and ``evaluate`` jobs behind the command
+  line and the flows, and how their results read on a terminal;
+- **the loop's rounds**: ``train_round`` and ``evaluate_round``.
+
+The Great Expectations suites of a task are registered beside the suites themselves
+(:data:`expectations.validate.TASK_SUITES`); the training loop's task (loss, labels,
+augmentation) in :mod:`models.tasks`.
+
+A new task is a package like :mod:`synthloop.gaze` with a ``spec.py`` defining ``SPEC``,
+plus one line in :data:`TASK_MODULES`. Modules load on first use, so naming the tasks
+(``--help``, the flows' forms) costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from synthloop.errors import UsageError
+
+if TYPE_CHECKING:
+    from synth.distribution import SceneDistribution
+    from synthloop.loop.config import LoopConfig
+    from synthloop.loop.real import RealData, RealSplit
+    from synthloop.runs import TrainedRun
+    from synthloop.settings import Settings
+
+__all__ = ["TASK_MODULES", "TASK_NAMES", "AnalysisEvidence", "BatchGenerator",
+           "GenerateOptions", "TaskSpec", "TrainRequest", "get_task"]
+
+#: task name -> module defining ``SPEC`` (the registry)
+TASK_MODULES: dict[str, str] = {
+    "gaze": "synthloop.gaze.spec",
+    "landmarks": "synthloop.landmarks.spec",
+}
+TASK_NAMES: tuple[str, ...] = tuple(TASK_MODULES)
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task registered as ``name``; a UsageError lists the known ones."""
+    if name not in TASK_MODULES:
+        raise UsageError(f"unknown task {name!r}; known: {', '.join(TASK_NAMES)}")
+    spec = importlib.import_module(TASK_MODULES[name]).SPEC
+    assert spec.name == name, f"{TASK_MODULES[name]}.SPEC is task {spec.name!r}, not {name!r}"
+    return spec
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """How to render a batch. Each task says which options it takes and refuses the rest
+    (``TaskSpec.generator``): ``device``/``compiled`` are the eye renderer's (torch);
+    ``landmark_set`` is the dense point set a face batch stores."""
+
+    device: str = "cpu"
+    compiled: bool | None = None
+    landmark_set: str | None = None
+
+
+class BatchGenerator:
+    """A task's batch writer with its options fixed: the id a batch will have is known
+    before anything is rendered (a rerun or a retry finds it), then the batch itself."""
+
+    def planned_id(self, *, n: int, seed: int, dist: SceneDistribution | None = None) -> str:
+        raise NotImplementedError
+
+    def write(self, out: str | Path, *, n: int, seed: int, dist: SceneDistribution | None = None,
+              shard_size: int = 4096, overwrite: bool = False,
+              progress: Any = None) -> tuple[str, Path]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What ``synthloop train`` asks for; ``None`` means the task's default. A task
+    refuses what it cannot use (e.g. gaze has no ``real_labeled`` yet)."""
+
+    method: str
+    steps: int
+    seed: int
+    out: str
+    target: str | None = None
+    real_labeled: str | None = None
+    source: str | None = None
+    n_source: int = 20_000
+    batch_size: int | None = None
+    lr: float | None = None
+    trade_off: float = 1.0
+    model: str | None = None
+    device: str = "cpu"
+    register: bool = True
+
+
+@dataclass(frozen=True)
+class AnalysisEvidence:
+    """What the loop's analysis knows about the real samples it analyses.
+
+    observed: variable -> per-sample values to slice the errors by (labels in
+    degrees, sizes...; image statistics are added by the loop); real_values: scene
+    factor -> per-sample real value (radians), for label-space re-weighting;
+    label_factors: the factors re-weighted; nuisance: factor -> image statistic map of
+    the nuisance fit."""
+
+    observed: dict[str, Any]
+    real_values: dict[str, Any]
+    label_factors: tuple[str, ...]
+    nuisance: dict[str, str] = field(default_factory=dict)
+
+
+class TaskSpec:
+    """The questions every task answers (module docstring); subclasses answer them."""
+
+    name: str
+    #: what one sample is called in messages ("eye images", "faces")
+    samples: str
+    default_model: str
+    default_batch_size: int
+    #: the loop's error: MLflow metric of the held-out mean, and its unit
+    error_metric: str
+    error_unit: str
+    #: what the loop's ``--real`` must hold, for messages
+    real_data_hint: str
+
+    # ------------------------------------------------------------ distribution
+
+    def default_distribution(self) -> SceneDistribution:
+        raise NotImplementedError
+
+    def generator(self, options: GenerateOptions = GenerateOptions()) -> BatchGenerator:  # noqa: B008
+        """The batch generator with these options; a UsageError names an option this
+        task does not take."""
+        raise NotImplementedError
+
+    def preview(self, reader: Any, out: str | Path, *, count: int,
+                real: str | None = None) -> Path:
+        """A PNG grid of the batch's first ``count`` samples (beside real ones, where the
+        task can show them)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ real data
+
+    def builtin_target(self, settings: Settings) -> Path | None:
+        """The built-in simulated target (labeled, written under the project home) the
+        loop runs on without real data, or None where the task has none."""
+        return None
+
+    def loop_real_data(self, settings: Settings, real: str | None) -> str:
+        """The loop's labeled real data: ``real``, or the built-in simulated target."""
+        if real:
+            return real
+        target = self.builtin_target(settings)
+        if target is None:
+            raise UsageError(f"the {self.name} loop needs labeled real data ({self.real_data_hint}): "
+                             f"there is no built-in simulated target for {self.name}")
+        return str(target)
+
+    def read_real(self, path: str) -> RealData:
+        """The labeled real data the loop scores and analyses (DataFormatError when the
+        folder cannot serve)."""
+        raise NotImplementedError
+
+    def analysis_evidence(self, real: RealSplit, indices: Any) -> AnalysisEvidence:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ train / evaluate
+
+    def train(self, settings: Settings, request: TrainRequest, log: Any = print) -> TrainedRun:
+        raise NotImplementedError
+
+    def describe_run(self, run: TrainedRun) -> list[tuple[str, str]]:
+        """``(key, value)`` lines the command line prints for a finished run."""
+        return [("checkpoint", str(run.checkpoint_dir.resolve())), ("mlflow_run", run.run_id)]
+
+    def evaluate(self, model: str, data: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def evaluation_lines(self, result: dict[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the loop's rounds
+
+    def train_round(self, settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
+                    batch_dir: str, init_from: str | None, mlflow_run_id: str | None,
+                    real: RealSplit) -> dict[str, Any]:
+        """Train the round's model; returns ``checkpoint``, ``train_config``, ``metrics``
+        and ``samples_per_s``."""
+        raise NotImplementedError
+
+    def evaluate_round(self, settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
+                       checkpoint: str, real: RealSplit) -> dict[str, Any]:
+        """Score the round's model on every real sample (per-sample errors saved for the
+        analysis); returns ``real_error`` (held-out mean), ``analysis_error`` and the
+        ``metrics`` the round's MLflow run logs."""
+        raise NotImplementedError
