@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-all bench bench-quick lint clean-home
+.PHONY: demo test test-slow test-all bench bench-quick lint clean-home
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)            ## generate + validate a gaze batch on embedded defaults
 	$(BIN)/synthloop demo
 
-test: $(STAMP)            ## the default suite (what CI runs)
+test: $(STAMP)            ## the fast tier: every test not marked slow (pyproject's addopts)
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)        ## including tests marked slow
+test-slow: $(STAMP)       ## the slow tier only: end-to-end (servers, workers, whole loops, benchmarks)
+	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)        ## both tiers in one run
 	$(BIN)/python -m pytest -m ""
 
 bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/results/
