@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-all bench bench-quick lint clean-home
+.PHONY: demo test test-slow test-all bench bench-quick lint clean-home
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -c "import torch; assert torch.__version__.endswith('+cpu') or torch.cuda.is_available(), torch.__version__"
 	touch $(STAMP)
 
-demo: $(STAMP)            ## generate + validate a gaze batch on embedded defaults
+demo: $(STAMP)            ## the main job: a small feedback loop on embedded defaults
 	$(BIN)/synthloop demo
 
-test: $(STAMP)            ## the default suite (what CI runs)
+test: $(STAMP)            ## the fast tier: every test not marked slow (pyproject's addopts)
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)        ## including tests marked slow
+test-slow: $(STAMP)       ## the slow tier only: end-to-end (servers, workers, whole loops, benchmarks)
+	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)        ## both tiers in one run
 	$(BIN)/python -m pytest -m ""
 
 bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/results/

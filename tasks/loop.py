@@ -14,7 +14,7 @@ from prefect.logging import get_run_logger
 
 from synthloop import lineage
 from synthloop.loop.config import LoopConfig
-from synthloop.loop.real import RealSplit, load_real
+from synthloop.loop.real import load_real
 from synthloop.loop.rounds import initial_distribution, loop_id, round_dir
 from synthloop.settings import get_settings
 from synthloop.taskspec import GenerateOptions, get_task
@@ -24,10 +24,6 @@ def _catalog():
     from synthloop.lineage import open_catalog
 
     return open_catalog()
-
-
-def _real(cfg: LoopConfig) -> RealSplit:
-    return load_real(cfg.task, cfg.real, split_seed=cfg.split_seed, holdout_frac=cfg.holdout_frac)
 
 
 def _tracking(task: str):
@@ -45,7 +41,7 @@ def open_loop(cfg: LoopConfig) -> dict[str, Any]:
     logger = get_run_logger()
     settings = get_settings()
     settings.ensure_home()
-    real = _real(cfg)
+    real = load_real(cfg)
     dist0 = initial_distribution(cfg)
     lid = loop_id(cfg, real, dist0)
     cat = _catalog()
@@ -156,7 +152,7 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
         cat.upsert_round(lid, k, run_id=run_key)
         return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
     tracking = _tracking(cfg.task)
-    real = _real(cfg)
+    real = load_real(cfg)
     cat.add_training_run(run_key, cfg.task, cfg.method,
                          {"steps": cfg.steps_per_round, "init_from": init_from, "model": cfg.model},
                          [batch_id], mlflow_run_id=round_run)
@@ -180,7 +176,7 @@ def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run
         ev = prev["metrics"]["evaluation"]
         return {"real_error": ev["real_error_heldout"], "analysis_error": ev["real_error_analysis"]}
     res = get_task(cfg.task).evaluate_round(get_settings(), cfg, lid=lid, k=k,
-                                            checkpoint=checkpoint, real=_real(cfg))
+                                            checkpoint=checkpoint, real=load_real(cfg))
     _tracking(cfg.task).log_metrics_to(round_run, res["metrics"], step=k)
     return {"real_error": res["real_error"], "analysis_error": res["analysis_error"]}
 
@@ -200,7 +196,7 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
         return {"analysis_id": analysis_id, "next_distribution_id": prev["next_distribution_id"],
                 "worst_slices": prev["slices"].get("worst", []), "report": prev["metrics"].get("update", {})}
     settings = get_settings()
-    real = _real(cfg)
+    real = load_real(cfg)
     dist = lineage.distribution_from_catalog(cat, dist_id)
     res = analyse(settings, cfg, lid=lid, k=k, dist=dist, dist0=initial_distribution(cfg),
                   batch_dir=batch_dir, real=real)

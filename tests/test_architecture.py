@@ -3,12 +3,16 @@ import downward only, no import cycles, importing has no side effects, and nothi
 outside a task's own package switches on the task's name."""
 
 import ast
+import os
 import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the subprocesses import this checkout's packages (the ones _modules lists), not whatever
+# an editable install of the interpreter points at (another checkout or worktree)
+IMPORT_PATH = {"PYTHONPATH": str(REPO)}
 PURE = ("realdata", "synth", "models", "analysis")
 FIRST_PARTY = (*PURE, "catalog", "expectations", "synthloop", "tasks", "flows", "benchmarks")
 FORBIDDEN_THIRD_PARTY = ("prefect", "mlflow", "optuna", "great_expectations")
@@ -68,7 +72,7 @@ def test_pure_packages_import_no_orchestration_or_tracking(tmp_path):
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         check=True)
+                         check=True, env={**os.environ, **IMPORT_PATH})
     assert out.stdout.strip() == "", f"pure packages pulled in: {out.stdout}"
 
 
@@ -166,7 +170,7 @@ def test_nothing_outside_a_task_switches_on_its_name():
 def test_importing_has_no_side_effects(tmp_path, tmp_path_factory):
     mods = [m for pkg in FIRST_PARTY if pkg != "benchmarks" for m in _modules(pkg)]
     code = f"import importlib\nfor m in {mods!r}: importlib.import_module(m)\n"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **IMPORT_PATH,
            # Prefect creates its own home on import: that one is Prefect's, put elsewhere
            "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect"))}
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, env=env)

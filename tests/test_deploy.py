@@ -19,7 +19,8 @@ from synth.targets import write_simulated_target
 from synthloop.servers import free_port, start_mlflow, start_prefect, wait_healthy
 from synthloop.settings import Settings
 
-pytestmark = [pytest.mark.flow, pytest.mark.gx]
+# slow: two real servers, a process worker and three flow runs through the API (minutes)
+pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.gx]
 
 
 def _api(base, path, body=None, tries=5):

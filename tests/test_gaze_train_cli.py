@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.gx
+# slow: `synthloop simulate-target`, `train` (with MLflow registration) and `evaluate` in
+# subprocesses (~45 s on 2 busy cores)
+pytestmark = [pytest.mark.slow, pytest.mark.gx]
 
 
 def run(*args, env=None, cwd=None):

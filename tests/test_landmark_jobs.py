@@ -98,13 +98,29 @@ def test_sources_are_step_keyed_and_mix_with_padded_labels(data):
     assert mix["points"].shape == (5, 500, 2) and mix["image"].shape[0] == 5
 
 
-def test_real_faces_are_cropped_by_the_protocol_and_cached(data):
+def test_real_faces_are_cropped_by_the_protocol_and_cached(data, monkeypatch):
+    import os
+
+    from realdata import face_crop
+
     faces = load_real_faces(data["real"])
     assert faces.images.shape == (6, 128, 128, 3) and faces.points.shape == (6, 68, 2)
     back = np.stack([tf.from_crop(p) for tf, p in zip(faces.transforms, faces.points, strict=True)])
     assert np.allclose(back, faces.face_set.points)
-    assert load_real_faces(faces.face_set).images is not faces.images  # a new stack...
-    assert np.array_equal(load_real_faces(faces.face_set).images, faces.images)  # ...same crops
+    # cached: loading the same faces again crops none of them...
+    cropped, crop = [], face_crop.crop_face_set
+    monkeypatch.setattr(face_crop, "crop_face_set",
+                        lambda fs, *a, **kw: cropped.append(list(fs.names)) or crop(fs, *a, **kw))
+    again = load_real_faces(faces.face_set)
+    assert cropped == []
+    assert again.images is not faces.images  # a new stack...
+    assert np.array_equal(again.images, faces.images)  # ...same crops
+    # ...and a face whose image file changed is cropped again, alone
+    path = faces.face_set.image_paths[2]
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert np.array_equal(load_real_faces(data["real"]).images, faces.images)
+    assert cropped == [[faces.face_set.names[2]]]
 
 
 def test_split_lfpw_is_fixed_disjoint_and_sorted(data):

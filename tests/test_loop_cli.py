@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.flow, pytest.mark.gx]
+# slow: three whole loops in subprocesses (minutes)
+pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.gx]
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--rounds", "2", "--n-per-round", "256", "--steps-per-round", "160", "--seed", "0",

@@ -112,6 +112,7 @@ def _tune(home: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # two `synthloop tune` subprocesses, seven training trials
 @pytest.mark.gx
 def test_tune_cli_records_trials_and_resumes(tmp_path, sim_target):
     import mlflow

@@ -12,7 +12,8 @@ import pytest
 
 from synthloop.servers import free_port
 
-pytestmark = pytest.mark.flow
+# slow: starts (and stops) both real servers twice
+pytestmark = [pytest.mark.slow, pytest.mark.flow]
 
 
 def _get(url):

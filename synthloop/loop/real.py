@@ -13,6 +13,7 @@ import numpy as np
 
 from realdata.errors import DataFormatError
 from realdata.splits import LOOP_HOLDOUT_SALT, holdout_split
+from synthloop.loop.config import LoopConfig
 from synthloop.taskspec import get_task
 
 __all__ = ["MIN_REAL", "RealData", "RealSplit", "load_real"]
@@ -75,19 +76,20 @@ class RealSplit:
 _CACHE: dict[tuple, RealSplit] = {}
 
 
-def load_real(task: str, real: str, *, split_seed: int, holdout_frac: float) -> RealSplit:
-    """The task's labeled real data at ``real``, split by a permutation seeded with
-    ``split_seed``: the first ``round(n * holdout_frac)`` are held out.
+def load_real(cfg: LoopConfig) -> RealSplit:
+    """The loop's labeled real data (``cfg.real``, read by its task), split by a
+    permutation seeded with ``cfg.split_seed``: the first ``round(n * holdout_frac)`` are
+    held out.
 
     Several tasks of every round need the split; within one process it is read and
     hashed once, keyed on the folder, its labels file and their modification times (a
     folder changed on disk is read again)."""
-    folder = Path(real).resolve()
+    folder = Path(cfg.real).resolve()
     stamps = tuple(p.stat().st_mtime_ns for p in (folder, folder / "labels.csv") if p.exists())
-    key = (task, str(folder), stamps, split_seed, holdout_frac)
+    key = (cfg.task, str(folder), stamps, cfg.split_seed, cfg.holdout_frac)
     if key not in _CACHE:
         _CACHE.clear()  # one real dataset at a time: they can be large
-        _CACHE[key] = _split(task, real, split_seed, holdout_frac)
+        _CACHE[key] = _split(cfg.task, cfg.real, cfg.split_seed, cfg.holdout_frac)
     return _CACHE[key]
 
 

@@ -12,6 +12,7 @@ def sim_target(tmp_path_factory):
     return write_simulated_target(tmp_path_factory.mktemp("target") / "sim", 60, 6, labeled=True)
 
 
+@pytest.mark.slow  # an Optuna study of two training trials, each a task run
 @pytest.mark.flow
 @pytest.mark.gx
 def test_tune_flow_runs_each_trial_as_a_task(prefect_harness, sim_target):

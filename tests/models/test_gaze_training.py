@@ -1,7 +1,5 @@
 """Minimum functionality and determinism of training steps (CPU, a few seconds)."""
 
-import time
-
 import pytest
 import torch
 
@@ -22,7 +20,6 @@ def test_overfits_16_samples():
     model = create_model("gaze_resnet_s")
     x, y = _batch(16, seed=1)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    t0 = time.perf_counter()
     first = None
     for _ in range(100):
         losses = gaze_loss(model(x), y, model.bins)
@@ -30,7 +27,6 @@ def test_overfits_16_samples():
         opt.zero_grad(set_to_none=True)
         losses["gaze"].backward()
         opt.step()
-    assert time.perf_counter() - t0 < 20
     model.eval()  # running BN statistics, as at inference
     with torch.no_grad():
         out = model(x)

@@ -295,17 +295,30 @@ def test_evaluate_68_points_and_predictor(tmp_path):
 
 
 def test_resuming_a_checkpoint_from_before_tasks_existed(tmp_path):
-    """A gaze last.pt written before the task fields existed resumes as the gaze task."""
+    """A gaze last.pt written before the task fields existed resumes as the gaze task: from
+    its own step (not from scratch), to the weights of a run never interrupted."""
     x = np.random.default_rng(0).integers(0, 255, (16, 36, 60), dtype=np.uint8)
     y = np.zeros((16, 2), np.float32)
     cfg = TrainConfig(model_kwargs={"widths": (4, 8, 8, 8), "depths": (1, 1, 1, 1),
                                     "feature_dim": 16}, steps=2, batch_size=4, warmup=0,
-                      eval_every=2, ckpt_every=2, log_every=1, select="source_error")
+                      eval_every=2, ckpt_every=1, log_every=1, select="source_error")
     src = ArraySource(x, 4, 0, labels={"pitchyaw": y})
-    train(cfg, src, None, tmp_path, val_source=src.gather(range(4)))
-    ck = torch.load(tmp_path / "last.pt", weights_only=True)
+    val = src.gather(range(4))
+    full = train(cfg, src, None, tmp_path / "full", val_source=val)
+    with pytest.raises(KeyboardInterrupt):  # stopped before step 2; last.pt holds step 1
+        train(cfg, _RaiseAt(src, 1), None, tmp_path / "old", val_source=val)
+    ck = torch.load(tmp_path / "old" / "last.pt", weights_only=True)
+    assert ck["step"] == 1
     for key in ("task", "task_kwargs"):
         ck["train_config"].pop(key)
-    torch.save(ck, tmp_path / "last.pt")
-    res = train(cfg, src, None, tmp_path, val_source=src.gather(range(4)))
-    assert res.steps == 2
+    ck["train_config"].update(reg="l1", reg_alpha=0.1)  # then top-level fields
+    torch.save(ck, tmp_path / "old" / "last.pt")
+    calls = []
+    res = train(cfg, src, None, tmp_path / "old", val_source=val,
+                callback=lambda step, m: calls.append(step))
+    assert calls == [2]  # only step 2 ran: resumed at 1, not started over
+    assert res.steps == 2 and res.history == full.history
+    ck_a, a = _states(tmp_path / "full" / "last.pt")
+    ck_b, b = _states(tmp_path / "old" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert ck_b["step"] == 2 and ck_b["train_config"]["task"] == "gaze"

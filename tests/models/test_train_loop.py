@@ -39,8 +39,8 @@ def _arrays(n=64, seed=0, bright=0):
     return images, pitchyaw
 
 
-def _sources(batch=8):
-    (xs, ys), (xt, yt) = _arrays(seed=0), _arrays(seed=1, bright=40)
+def _sources(batch=8, target_seed=1, target_bright=40):
+    (xs, ys), (xt, yt) = _arrays(seed=0), _arrays(seed=target_seed, bright=target_bright)
     src, tgt = ArraySource(xs, batch, seed=0, labels={"pitchyaw": ys}), ArraySource(xt, batch, seed=1)
     val_s = src.gather(range(32))
     val_t = ArraySource(xt, batch, 0, labels={"pitchyaw": yt}).gather(range(32))  # labels: benchmark only
@@ -83,11 +83,11 @@ def test_train_step_returns_named_losses(method):
         assert out["transfer"] == 0.0
 
 
-def _grads_after_one_step(method, trade_off, step):
+def _grads_after_one_step(method, trade_off, step, **sources):
     cfg = _cfg(method, trade_off=trade_off, augment=False)
     model, m = build(cfg)
     opt = make_optimizer(model, m, cfg)
-    src, tgt, _, _ = _sources()
+    src, tgt, _, _ = _sources(**sources)
     train_step(model, m, opt, src.batch(0), tgt.batch(0), step, cfg)
     return ({k: p.grad.clone() for k, p in model.named_parameters()},
             {k: p.grad.clone() for k, p in m.named_parameters() if p.grad is not None})
@@ -114,9 +114,14 @@ def test_transfer_loss_reaches_the_feature_extractor(method):
 
 
 def test_source_only_ignores_trade_off_and_target():
+    other_target = {"target_seed": 7, "target_bright": 0}  # other images, other brightness
     a, _ = _grads_after_one_step("source_only", 0.0, step=10)
-    b, _ = _grads_after_one_step("source_only", 5.0, step=10)
-    _assert_same_states(a, b)
+    _assert_same_states(a, _grads_after_one_step("source_only", 5.0, step=10)[0])
+    _assert_same_states(a, _grads_after_one_step("source_only", 0.0, step=10, **other_target)[0])
+    # the swap is one a method that uses the target does see
+    d, _ = _grads_after_one_step("dann", 1.0, step=10)
+    d2, _ = _grads_after_one_step("dann", 1.0, step=10, **other_target)
+    assert not torch.equal(d["stem.0.weight"], d2["stem.0.weight"])
 
 
 # --------------------------------------------------------------------------- the loop
@@ -176,6 +181,44 @@ def test_resume_refuses_a_different_config(tmp_path):
     res = train(_cfg("dann", steps=4, trade_off=0.5), src, tgt, tmp_path, val_target=val_t,
                 resume=False)
     assert res.steps == 4
+
+
+def test_init_weights_warm_start_the_model_but_not_the_optimiser_or_step(tmp_path):
+    """A fresh run given ``init_weights`` starts from that checkpoint's model weights;
+    its optimiser, schedule, step and DA method start anew. The run's learning rate is
+    effectively 0 (1e-12, no weight decay), so its weights after 3 steps are the ones it
+    started from."""
+    src, tgt, val_s, val_t = _sources()
+    # the checkpoint: another seed, trained 6 steps (neither run's seeded initialisation)
+    init_cfg = _cfg("dann", steps=6, seed=1, eval_every=6, ckpt_every=6)
+    train(init_cfg, src, tgt, tmp_path / "init", val_source=val_s, val_target=val_t)
+    init = load_checkpoint(tmp_path / "init" / "last.pt")
+    assert init["step"] == 6
+
+    cfg = _cfg("dann", steps=3, lr=1e-12, weight_decay=0.0, warmup=0, eval_every=3,
+               ckpt_every=3, log_every=1)
+    res = train(cfg, src, tgt, tmp_path / "warm", val_source=val_s, val_target=val_t,
+                init_weights=tmp_path / "init" / "last.pt")
+    warm = load_checkpoint(tmp_path / "warm" / "last.pt")
+    fresh_model, fresh_method = build(cfg)  # the seeded initialisation of this config
+    params = [name for name, _ in fresh_model.named_parameters()]  # not BN running stats
+    for name in params:
+        torch.testing.assert_close(warm["model_state"][name], init["model_state"][name],
+                                   rtol=0, atol=1e-8, msg=name)
+    cold = fresh_model.state_dict()
+    assert any(not torch.allclose(cold[n], init["model_state"][n]) for n in params)
+    # the step, the schedule and the optimiser's own step counts start at 0, not at 6
+    assert warm["step"] == 3 and res.steps == 3
+    assert [h["step"] for h in res.history] == [1, 2, 3]
+    assert res.history[0]["lr"] == lr_at(0, cfg) != lr_at(6, cfg)  # the schedule restarted
+    assert {float(s["step"]) for s in init["optimizer_state"]["state"].values()} == {6.0}
+    assert {float(s["step"]) for s in warm["optimizer_state"]["state"].values()} == {3.0}
+    # the DA method (the discriminator) is not taken from the checkpoint either
+    fresh = fresh_method.state_dict()
+    assert warm["method_state"].keys() == fresh.keys() == init["method_state"].keys()
+    for name, _ in fresh_method.named_parameters():
+        torch.testing.assert_close(warm["method_state"][name], fresh[name], rtol=0, atol=1e-8)
+        assert not torch.allclose(warm["method_state"][name], init["method_state"][name])
 
 
 def _run(tmp_path, name, **kw):
