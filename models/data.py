@@ -40,9 +40,10 @@ __all__ = [
     "ArraySource",
     "BatchSource",
     "ConcatSource",
-    "FaceShardSource",
     "OnTheFlySource",
     "ShardSource",
+    "batch_gaze_labels",
+    "per_sample_labels",
     "step_seed",
 ]
 
@@ -81,16 +82,44 @@ def _to_nchw(images: np.ndarray) -> Tensor:
     return t
 
 
+def per_sample_labels(labels: dict[str, np.ndarray | Tensor] | None, n: int) -> dict[str, np.ndarray]:
+    """Label arrays as contiguous float32, each checked to hold one entry per sample."""
+    out: dict[str, np.ndarray] = {}
+    for key, arr in (labels or {}).items():
+        a = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
+        if key == "image" or a.ndim == 0 or a.shape[0] != n:
+            raise ValueError(f"label {key!r} must be a per-sample array of length {n} "
+                             f"(and not 'image'), got {a.shape}")
+        out[key] = np.ascontiguousarray(a, dtype=np.float32)
+    return out
+
+
+def batch_gaze_labels(reader: BatchReader) -> dict[str, np.ndarray]:
+    """An eye batch's labels as a source serves them: ``pitchyaw`` from the metadata's
+    ``pitch`` and ``yaw`` columns (radians)."""
+    meta = reader.metadata
+    return {"pitchyaw": np.stack([meta["pitch"].to_numpy(np.float32),
+                                  meta["yaw"].to_numpy(np.float32)], axis=1)}
+
+
 class ShardSource:
-    """Random batches from a batch folder (a :class:`synth.shards.BatchReader`).
+    """Random batches from a batch folder (a :class:`synth.shards.BatchReader`) with
+    per-sample labels held in memory.
 
     Args:
-        reader: an open batch; its metadata must have ``pitch`` and ``yaw`` (radians).
-        indices: restrict sampling to these samples (e.g. the ``keep`` half of
-            :func:`realdata.splits.holdout_split`); positions drawn per step index into this array.
+        reader: an open batch; images ``(H, W)``, ``(H, W, 3)`` or ``(C, H, W)`` uint8.
+        labels: batch key -> per-sample array over the whole batch (first dim
+            ``len(reader)``), returned as float32: an eye batch's gaze labels
+            (:func:`batch_gaze_labels`, the default) or a face batch's landmarks
+            (``{"points": (N, K, 2), "visible": (N, K)}``, often rearranged by the caller
+            first: a dense set, or padded with missing points for a second head).
+        indices: restrict sampling to these samples (e.g. the kept part of
+            :func:`realdata.splits.holdout_split`); positions drawn per step index into
+            this array.
     """
 
     def __init__(self, reader: BatchReader, batch_size: int, seed: int,
+                 labels: dict[str, np.ndarray | Tensor] | None = None,
                  indices: Sequence[int] | np.ndarray | None = None):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -99,9 +128,8 @@ class ShardSource:
                         else np.asarray(indices, dtype=np.int64))
         if len(self.indices) == 0:
             raise ValueError("ShardSource needs at least one sample")
-        meta = reader.metadata
-        self._pitchyaw = np.stack([meta["pitch"].to_numpy(np.float32),
-                                   meta["yaw"].to_numpy(np.float32)], axis=1)
+        self.labels = per_sample_labels(batch_gaze_labels(reader) if labels is None else labels,
+                                        len(reader))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -109,8 +137,10 @@ class ShardSource:
     def gather(self, positions: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
         """The batch at explicit positions (into ``indices``): for fixed validation sets."""
         idx = self.indices[np.asarray(positions, dtype=np.int64)]
-        return {"image": _to_nchw(self.reader.images(idx)),
-                "pitchyaw": torch.from_numpy(self._pitchyaw[idx])}
+        out = {"image": _to_nchw(self.reader.images(idx))}
+        for key, arr in self.labels.items():
+            out[key] = torch.from_numpy(arr[idx])
+        return out
 
     def batch(self, step: int) -> dict[str, Tensor]:
         return self.gather(_draw(len(self.indices), self.batch_size, self.seed, step))
@@ -140,13 +170,7 @@ class ArraySource:
             raise ValueError("ArraySource needs at least one image")
         self.images = images
         self.batch_size, self.seed = int(batch_size), int(seed)
-        self.labels: dict[str, np.ndarray] = {}
-        for key, arr in (labels or {}).items():
-            a = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
-            if key == "image" or a.ndim == 0 or a.shape[0] != len(images):
-                raise ValueError(f"label {key!r} must be a per-sample array of length "
-                                 f"{len(images)} (and not 'image'), got {a.shape}")
-            self.labels[key] = np.ascontiguousarray(a, dtype=np.float32)
+        self.labels = per_sample_labels(labels, len(images))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -160,55 +184,6 @@ class ArraySource:
 
     def batch(self, step: int) -> dict[str, Tensor]:
         return self.gather(_draw(len(self.images), self.batch_size, self.seed, step))
-
-
-class FaceShardSource:
-    """Random batches of images from a batch folder with per-sample labels held in memory:
-    a face batch's crops and its landmark arrays (``synth.generate_faces.read_face_labels``).
-
-    :class:`ShardSource` reads its labels (gaze angles) from the metadata table; landmark
-    labels live in separate arrays, often rearranged by the caller first (a dense set, or
-    padded with missing points for a second head), so they are passed in here instead.
-    Batch ``k`` draws the same positions as ``ShardSource`` for the same ``(seed, k)``.
-
-    Args:
-        reader: an open batch whose images are ``(H, W, 3)`` or ``(C, H, W)`` uint8.
-        labels: batch key -> per-sample array over the whole batch (first dim ``len(reader)``),
-            e.g. ``{"points": (N, K, 2), "visible": (N, K)}``; returned as float32.
-        indices: restrict sampling to these samples (see :class:`ShardSource`).
-    """
-
-    def __init__(self, reader: BatchReader, batch_size: int, seed: int,
-                 labels: dict[str, np.ndarray | Tensor],
-                 indices: Sequence[int] | np.ndarray | None = None):
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.reader, self.batch_size, self.seed = reader, int(batch_size), int(seed)
-        self.indices = (np.arange(len(reader), dtype=np.int64) if indices is None
-                        else np.asarray(indices, dtype=np.int64))
-        if len(self.indices) == 0:
-            raise ValueError("FaceShardSource needs at least one sample")
-        self.labels: dict[str, np.ndarray] = {}
-        for key, arr in labels.items():
-            a = arr.numpy() if isinstance(arr, Tensor) else np.asarray(arr)
-            if key == "image" or a.ndim == 0 or a.shape[0] != len(reader):
-                raise ValueError(f"label {key!r} must be a per-sample array of length "
-                                 f"{len(reader)} (and not 'image'), got {a.shape}")
-            self.labels[key] = np.ascontiguousarray(a, dtype=np.float32)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def gather(self, positions: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
-        """The batch at explicit positions (into ``indices``): for fixed validation sets."""
-        idx = self.indices[np.asarray(positions, dtype=np.int64)]
-        out = {"image": _to_nchw(self.reader.images(idx))}
-        for key, arr in self.labels.items():
-            out[key] = torch.from_numpy(arr[idx])
-        return out
-
-    def batch(self, step: int) -> dict[str, Tensor]:
-        return self.gather(_draw(len(self.indices), self.batch_size, self.seed, step))
 
 
 class ConcatSource:

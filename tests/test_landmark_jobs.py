@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from benchmarks.lfpw import split_lfpw
-from models.data import ArraySource, ConcatSource, FaceShardSource
+from models.data import ArraySource, ConcatSource, ShardSource
 from models.predictor import OutputLayout
 from realdata.landmarks import write_pts
 from realdata.real_faces import load_real_faces
@@ -89,12 +89,12 @@ def test_sources_are_step_keyed_and_mix_with_padded_labels(data):
     name, pts, w = synthetic_labels(data["batch"])
     assert name == "dense500" and pts.shape == (12, 500, 2) and w.shape == (12, 500)
     assert np.array_equal(pts[:, :68], synthetic_labels(data["batch"], "68")[1])  # first 68 = iBug
-    a = FaceShardSource(reader, 3, 7, {"points": pts}).batch(5)
-    b = FaceShardSource(reader, 3, 7, {"points": pts}).batch(5)
+    a = ShardSource(reader, 3, 7, {"points": pts}).batch(5)
+    b = ShardSource(reader, 3, 7, {"points": pts}).batch(5)
     assert a["image"].shape == (3, 3, 128, 128) and a["image"].dtype == torch.uint8
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["points"], b["points"])
     real = ArraySource(reader.images()[:4], 2, 1, labels={"points": pts[:4]})
-    mix = ConcatSource(FaceShardSource(reader, 3, 7, {"points": pts}), real).batch(5)
+    mix = ConcatSource(ShardSource(reader, 3, 7, {"points": pts}), real).batch(5)
     assert mix["points"].shape == (5, 500, 2) and mix["image"].shape[0] == 5
 
 

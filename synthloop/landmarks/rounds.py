@@ -28,7 +28,7 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
     crops, unlabeled, as the target."""
     import torch
 
-    from models.data import ArraySource, FaceShardSource
+    from models.data import ArraySource, ShardSource
     from synth.shards import open_for_training
 
     reader = open_for_training(batch_dir)
@@ -39,8 +39,8 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
         model_kwargs={**(cfg.model_kwargs or {}), "num_points": int(pts.shape[1])})
     seed = cfg_t.seed
     syn_train, syn_val = validation_split(len(reader), 0.05, seed, VAL_SOURCE_MAX)
-    source = FaceShardSource(reader, cfg.batch_size, seed, labels, indices=syn_train)
-    val = FaceShardSource(reader, 1, seed, labels, indices=syn_val).gather(np.arange(len(syn_val)))
+    source = ShardSource(reader, cfg.batch_size, seed, labels, indices=syn_train)
+    val = ShardSource(reader, 1, seed, labels, indices=syn_val).gather(np.arange(len(syn_val)))
     target = val_target = None
     if cfg.method != "source_only":
         target = ArraySource(real.images[real.analysis], cfg.batch_size, seed + 1)

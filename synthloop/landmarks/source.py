@@ -130,7 +130,7 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
     synthetic + real faces in the layout's channels, and selection on the held-out real
     faces instead, the data the model is for. Target: 20 % (at most 256) held out for the
     label-free scores, as in the gaze jobs."""
-    from models.data import ArraySource, ConcatSource, FaceShardSource
+    from models.data import ArraySource, ConcatSource, ShardSource
 
     reader = prepare_training_batch(settings, "landmarks", source=source, n=n_source, seed=seed,
                                     log=log)
@@ -145,9 +145,9 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
         syn_val = syn_train  # a one-face batch: nothing to hold out
     syn_labels = pad_labels(syn_pts, syn_w, layout, real=False)
     n_real = min(max(int(round(batch_size * real_fraction)), 1), batch_size - 1) if mixed else 0
-    syn_src = FaceShardSource(reader, batch_size - n_real, seed, syn_labels, indices=syn_train)
+    syn_src = ShardSource(reader, batch_size - n_real, seed, syn_labels, indices=syn_train)
     d = TrainingData(reader, set_name, syn_pts, layout, n_real, syn_src,
-                     FaceShardSource(reader, 1, seed, syn_labels, indices=syn_val)
+                     ShardSource(reader, 1, seed, syn_labels, indices=syn_val)
                       .gather(np.arange(len(syn_val))))
     if real_labeled is not None:
         d.real = load_real_faces(real_labeled)
