@@ -23,7 +23,7 @@ def _tile(ax, images: np.ndarray, cols: int, title: str):
 
 def eye_grid(images: np.ndarray, pitchyaw: np.ndarray | None, pupils: np.ndarray | None,
              out: str | Path, *, real: np.ndarray | None = None, cols: int = 8,
-             title: str = "synthetic") -> Path:
+             title: str = "synthetic", real_title: str = "real") -> Path:
     """Save a PNG grid. Arrows start at the projected pupil and point along the image-plane
     projection of the gaze vector g = (-cos p sin y, -sin p, ...): right = +x, down = +y."""
     import matplotlib
@@ -48,20 +48,21 @@ def eye_grid(images: np.ndarray, pitchyaw: np.ndarray | None, pupils: np.ndarray
             ax.arrow(x0, y0, dx * 22, dy * 22, color="#ffcc00", width=0.35, head_width=2.2,
                      length_includes_head=True)
     if panels == 2:
-        _tile(axes[0, 1], real[: len(images)], cols, "real (MPIIGaze, unlabeled)")
+        _tile(axes[0, 1], real[: len(images)], cols, real_title)
     return save_figure(fig, out, dpi=110)
 
 
 def batch_grid(reader, out: str | Path, *, real: np.ndarray | None = None, count: int = 64,
-               title: str | None = None) -> Path:
+               title: str | None = None, real_title: str = "real") -> Path:
     """The first ``count`` samples of a batch (a BatchReader) with their gaze arrows,
-    beside real patches when given."""
+    beside real patches when given (``real_title`` names them)."""
     k = min(count, reader.n)
     meta = reader.metadata.iloc[:k]
     return eye_grid(reader.images(np.arange(k)), meta[["pitch", "yaw"]].to_numpy(),
                     meta[["pupil_x_px", "pupil_y_px"]].to_numpy(), out,
                     real=None if real is None else real[:k],
-                    title=title or f"synthetic {reader.batch_id} (arrows: gaze)")
+                    title=title or f"synthetic {reader.batch_id} (arrows: gaze)",
+                    real_title=real_title)
 
 
 def save_figure(fig, out: str | Path, dpi: int = 100) -> Path:

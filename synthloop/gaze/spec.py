@@ -70,12 +70,15 @@ class GazeSpec(TaskSpec):
         """Eyes with their gaze arrows, beside real eyes (``real``: a folder of them)."""
         from synth.preview import batch_grid
 
-        real_images = None
-        if real:
-            from realdata.eyes import read_eye_folder
+        if not real:
+            return batch_grid(reader, out, count=count)
+        from realdata.eyes import read_eye_folder
 
-            real_images = read_eye_folder(real).images
-        return batch_grid(reader, out, real=real_images, count=count)
+        images = read_eye_folder(real).images
+        spread = np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)
+        return batch_grid(reader, out, real=images[spread], count=count,
+                          real_title=f"real: {Path(real).resolve().name} ({len(images)} eyes, "
+                                     "evenly spaced)")
 
     # ------------------------------------------------------------ real data
 

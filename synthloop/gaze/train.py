@@ -95,4 +95,5 @@ def _sample_grid(reader, target_images, settings: Settings) -> Path:
     from synth.preview import batch_grid
 
     return batch_grid(reader, settings.outputs_dir / f"samples-{reader.batch_id}.png",
-                      real=target_images, count=32, title=f"source {reader.batch_id}")
+                      real=target_images, count=32, title=f"source {reader.batch_id}",
+                      real_title="target")
