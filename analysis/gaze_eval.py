@@ -66,22 +66,34 @@ def mean_ci95(x: np.ndarray) -> list[float] | None:
     return [max(m - half, 0.0), m + half]
 
 
-def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 10.0) -> dict[str, Any]:
-    """Angular-error summary and per-slice errors.
+def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 10.0,
+                  groups: Any = None, slice_by: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Angular-error summary, bias and spread, per-slice errors and, given the people,
+    per-person errors.
 
     Args:
         pred_pitchyaw, true_pitchyaw: ``(N, 2)`` radians (numpy, lists or tensors).
         slice_deg: width of the slices of the TRUE pitch and yaw, in degrees. Slices
             are aligned to multiples of the width: a true angle ``a`` (degrees) falls in
             ``[lo, lo + slice_deg)`` with ``lo = floor(a / slice_deg) * slice_deg``.
+        groups: the person of each sample (or None). Samples of one person are
+            correlated, so the error's interval that holds for the next person is the one
+            over per-person means (``subject_ci95``), not over samples.
+        slice_by: further variables to slice by, ``{name: (N,) values}`` (e.g. head pose
+            in degrees); each value is its own slice when there are at most 12 distinct
+            ones, else slices are ``slice_deg`` wide.
 
     Returns:
         ``{"n", "mean_angular_error_deg", "median_angular_error_deg", "p90", "ci95",
-        "slice_deg", "slices"}``, where ``p90`` is the 90th percentile of the errors
-        (degrees), ``ci95`` the t-interval of the mean (:func:`mean_ci95`), and
-        ``slices`` a list of ``{"axis": "pitch"|"yaw", "lo_deg", "hi_deg", "n",
-        "mean_error_deg", "ci95"}`` ordered by axis then ``lo_deg``; empty slices are
-        left out.
+        "bias_deg", "spread_deg", "slice_deg", "slices"}``, where ``p90`` is the 90th
+        percentile of the errors (degrees), ``ci95`` the t-interval of the mean
+        (:func:`mean_ci95`), ``bias_deg`` the mean signed error of pitch and of yaw
+        (prediction minus truth) and ``spread_deg`` their standard deviations, and
+        ``slices`` a list of ``{"axis", "lo_deg", "hi_deg", "n", "mean_error_deg",
+        "ci95"}`` ordered by axis (pitch, yaw, then ``slice_by``) then ``lo_deg``;
+        empty slices are left out. With ``groups``: ``subjects`` (``[{"subject", "n",
+        "mean_error_deg", "bias_deg"}]``), ``n_subjects``, ``subject_mean_deg`` (the
+        mean of per-person means) and ``subject_ci95`` (the t-interval over them).
     """
     if not (slice_deg > 0 and math.isfinite(slice_deg)):
         raise ValueError(f"slice_deg must be positive, got {slice_deg}")
@@ -89,29 +101,58 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
     if len(err) == 0:
         raise ValueError("no samples to evaluate")
     true_deg = np.degrees(_pitchyaw(true_pitchyaw, "true_pitchyaw"))
+    signed = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw")) - true_deg
+    variables = {axis: true_deg[:, i] for i, axis in enumerate(AXES)}
+    for name, values in (slice_by or {}).items():
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != err.shape:
+            raise ValueError(f"slice_by[{name!r}] must be ({len(err)},), got {v.shape}")
+        variables[name] = v
     slices: list[dict[str, Any]] = []
-    for axis_i, axis in enumerate(AXES):
-        # tiny tolerance so that e.g. 10 deg given as radians lands in [10, 20), not [0, 10)
-        idx = np.floor(true_deg[:, axis_i] / slice_deg + 1e-9).astype(np.int64)
-        for b in np.unique(idx):
-            e = err[idx == b]
-            slices.append({
-                "axis": axis,
-                "lo_deg": float(b * slice_deg),
-                "hi_deg": float((b + 1) * slice_deg),
-                "n": int(len(e)),
-                "mean_error_deg": float(e.mean()),
-                "ci95": mean_ci95(e),
-            })
-    return {
+    for axis, values in variables.items():
+        slices += _slices(axis, values, err, slice_deg, discrete=axis not in AXES)
+    out = {
         "n": int(len(err)),
         "mean_angular_error_deg": float(err.mean()),
         "median_angular_error_deg": float(np.median(err)),
         "p90": float(np.percentile(err, 90)),
         "ci95": mean_ci95(err),
+        "bias_deg": {axis: float(signed[:, i].mean()) for i, axis in enumerate(AXES)},
+        "spread_deg": {axis: float(signed[:, i].std()) for i, axis in enumerate(AXES)},
         "slice_deg": float(slice_deg),
         "slices": slices,
     }
+    if groups is not None:
+        out.update(_per_subject(err, signed, groups))
+    return out
+
+
+def _slices(axis: str, values: np.ndarray, err: np.ndarray, width: float,
+            discrete: bool) -> list[dict[str, Any]]:
+    distinct = np.unique(values)
+    if discrete and len(distinct) <= 12:
+        bins = [(v, v, values == v) for v in distinct]
+    else:
+        # tiny tolerance so that e.g. 10 deg given as radians lands in [10, 20), not [0, 10)
+        idx = np.floor(values / width + 1e-9).astype(np.int64)
+        bins = [(b * width, (b + 1) * width, idx == b) for b in np.unique(idx)]
+    return [{"axis": axis, "lo_deg": float(lo), "hi_deg": float(hi), "n": int(mask.sum()),
+             "mean_error_deg": float(err[mask].mean()), "ci95": mean_ci95(err[mask])}
+            for lo, hi, mask in bins]
+
+
+def _per_subject(err: np.ndarray, signed: np.ndarray, groups: Any) -> dict[str, Any]:
+    names = np.asarray([str(g) for g in groups])
+    if names.shape != err.shape:
+        raise ValueError(f"groups must name one person per sample ({len(err)}), got {names.shape}")
+    rows = []
+    for g in np.unique(names):
+        m = names == g
+        rows.append({"subject": str(g), "n": int(m.sum()), "mean_error_deg": float(err[m].mean()),
+                     "bias_deg": {axis: float(signed[m, i].mean()) for i, axis in enumerate(AXES)}})
+    means = np.array([r["mean_error_deg"] for r in rows])
+    return {"subjects": rows, "n_subjects": len(rows), "subject_mean_deg": float(means.mean()),
+            "subject_ci95": mean_ci95(means)}
 
 
 def worst_slices(result: dict[str, Any], k: int = 3, min_n: int = 20) -> list[dict[str, Any]]:

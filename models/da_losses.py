@@ -229,9 +229,13 @@ class HeatmapDALNLoss(nn.Module):
 class DAMethod(nn.Module):
     """Common interface of the registered DA methods.
 
-    ``transfer_loss(model, f_s, f_t, coeff) -> (loss, diagnostics)``: the term added
-    (times a trade-off) to the task loss. ``model`` is the task model; a method may call
-    ``model.head(features).logits``. ``extra_parameters()`` are the method's own
+    ``transfer_loss(model, f_s, f_t, coeff, labels=None, outputs=None) -> (loss,
+    diagnostics)``: the term added (times a trade-off) to the task loss. ``model`` is the
+    task model; a method may call ``model.head(features).logits``; ``labels`` are the
+    source half's labels (the task's dict, e.g. ``pitchyaw``) and ``outputs`` the model's
+    output over source + target (source first), for methods that weight by class under
+    label shift.
+    ``extra_parameters()`` are the method's own
     trainable parameters (a discriminator), to add to the optimiser. ``needs_target`` is
     False when the target batch is not used at all, so the loop can skip loading it.
     """
@@ -244,7 +248,8 @@ class DAMethod(nn.Module):
         return out.features
 
     def transfer_loss(self, model: nn.Module, f_s: Tensor, f_t: Tensor,
-                      coeff: float | Tensor = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
+                      coeff: float | Tensor = 1.0, *, labels: dict[str, Tensor] | None = None,
+                      outputs: Any = None) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
     def extra_parameters(self) -> list[nn.Parameter]:
@@ -256,7 +261,7 @@ class SourceOnly(DAMethod):
 
     needs_target = False
 
-    def transfer_loss(self, model, f_s, f_t, coeff=1.0):
+    def transfer_loss(self, model, f_s, f_t, coeff=1.0, *, labels=None, outputs=None):
         return f_s.new_zeros((), dtype=torch.float32), {}
 
 
@@ -267,7 +272,7 @@ class DANNMethod(DAMethod):
         super().__init__()
         self.loss = DANNLoss(DomainDiscriminator(feature_dim, hidden))
 
-    def transfer_loss(self, model, f_s, f_t, coeff=1.0):
+    def transfer_loss(self, model, f_s, f_t, coeff=1.0, *, labels=None, outputs=None):
         return self.loss(f_s, f_t, coeff)
 
 
@@ -288,7 +293,7 @@ class DALNMethod(DAMethod):
         head_features = getattr(out, "head_features", None)
         return out.features if head_features is None else head_features
 
-    def transfer_loss(self, model, f_s, f_t, coeff=1.0):
+    def transfer_loss(self, model, f_s, f_t, coeff=1.0, *, labels=None, outputs=None):
         if hasattr(model, "heatmap_head"):
             return self.heatmap_loss(model.heatmap_head, f_s, f_t, coeff)
         return self.loss(lambda f: model.head(f).logits, f_s, f_t, coeff)

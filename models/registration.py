@@ -83,11 +83,13 @@ def register_model(name: str, task: str = "gaze") -> Callable[[F], F]:
     return MODELS.register(name, task=task)
 
 
-def register_method(name: str, *, needs_target: bool) -> Callable[[F], F]:
+def register_method(name: str, *, needs_target: bool,
+                    tasks: tuple[str, ...] | None = None) -> Callable[[F], F]:
     """Register a domain-adaptation method builder ``fn(**cfg) -> DAMethod``;
     ``needs_target``: whether it trains on unlabeled target images (its instances say the
-    same; the tag lets callers ask without building one)."""
-    return METHODS.register(name, needs_target=needs_target)
+    same; the tag lets callers ask without building one); ``tasks``: the training tasks it
+    serves (None: every task)."""
+    return METHODS.register(name, needs_target=needs_target, tasks=tasks)
 
 
 def register_task(name: str) -> Callable[[F], F]:

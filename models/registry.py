@@ -22,6 +22,7 @@ from torch import nn
 import models.da_losses  # noqa: F401  registers the DA methods
 import models.gaze_net  # noqa: F401  registers the gaze models
 import models.hourglass  # noqa: F401  registers the landmark models
+import models.iwdan  # noqa: F401  registers IWDAN
 import models.label_transfer  # noqa: F401  registers the label-transfer net
 import models.tasks.gaze  # noqa: F401  registers the gaze task
 import models.tasks.landmarks  # noqa: F401  registers the landmark task
@@ -47,6 +48,7 @@ __all__ = [
     "list_tasks",
     "load_model",
     "method_needs_target",
+    "method_serves",
     "model_task",
     "register_method",
     "register_model",
@@ -86,6 +88,12 @@ def method_needs_target(name: str) -> bool:
 def list_methods(pattern: str | None = None) -> list[str]:
     """Registered DA method names, sorted."""
     return METHODS.names(pattern)
+
+
+def method_serves(name: str, task: str) -> bool:
+    """Whether DA method ``name`` can train a ``task`` model."""
+    tasks = METHODS.tags(name).get("tasks")
+    return tasks is None or task in tasks
 
 
 def create_task(name: str) -> Any:

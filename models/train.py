@@ -181,7 +181,8 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
             f_s, f_t = feats.split([n_s, x.shape[0] - n_s])
             src = type(out)(*(t[:n_s] for t in out))
             task_losses = task.loss(model, src, labels, cfg)
-            transfer, diag = method.transfer_loss(model, f_s, f_t, coeff)
+            transfer, diag = method.transfer_loss(model, f_s, f_t, coeff, labels=labels,
+                                                  outputs=out)
         loss = task_losses[task.loss_key] + cfg.trade_off * transfer.float()
         opt.zero_grad(set_to_none=True)
         loss.backward()

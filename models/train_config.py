@@ -8,7 +8,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from models.configs import strict_from_dict
-from models.registry import create_task, list_tasks, model_task
+from models.registry import create_task, list_methods, list_tasks, method_serves, model_task
+from realdata.errors import UsageError
 
 __all__ = ["RESUME_FREE", "TrainConfig", "upgrade_config"]
 
@@ -71,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"model {self.model!r} is a {served!r} model; this config's task "
                              f"is {self.task!r}")
         create_task(self.task).check_config(self)
+        if self.method in list_methods() and not method_serves(self.method, self.task):
+            raise UsageError(f"method {self.method!r} does not serve the {self.task!r} task")
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -16,9 +16,10 @@ never skipped silently.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,11 @@ from realdata.gaze import gaze_vector_to_pitchyaw
 DEFAULT_SIZE: tuple[int, int] = (36, 60)
 MANIFEST_NAME = "manifest.csv"
 LABELS_NAME = "labels.csv"
+#: Optional per-image metadata beside labels.csv / manifest.csv: an ``image`` column
+#: (every image of the folder, once), a ``subject`` column (the person: splits and
+#: per-subject errors group by it), any other numeric columns (kept for slicing).
+META_NAME = "meta.csv"
+GROUP_COLUMN = "subject"
 #: Optional head-pose columns of labels.csv (radians; both or neither).
 HEAD_COLUMNS = ("head_pitch", "head_yaw")
 
@@ -51,6 +57,10 @@ class EyeImages:
     paths:    one source identifier per image (CSV: the path as written in the CSV;
               .mat: ``"<file>#<eye>/<index>"``).
     source:   the file or folder that was read.
+    groups:   one person (subject) id per image, or None: from ``meta.csv``'s
+              ``subject`` column. Splits of real data keep a person on one side.
+    meta:     further numeric per-image columns of ``meta.csv`` (e.g. head pose in
+              degrees), for slicing errors; empty without one.
     """
 
     images: np.ndarray
@@ -58,6 +68,8 @@ class EyeImages:
     paths: tuple[str, ...]
     source: str
     headpose: np.ndarray | None = None
+    groups: tuple[str, ...] | None = None
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 3 or self.images.dtype != np.uint8:
@@ -80,9 +92,27 @@ class EyeImages:
         ):
             raise ValueError(f"headpose must be ({n}, 2) float32 next to gaze labels, got "
                              f"{self.headpose.shape} {self.headpose.dtype}")
+        if self.groups is not None and len(self.groups) != n:
+            raise ValueError(f"expected {n} groups, got {len(self.groups)}")
+        for name, col in self.meta.items():
+            if col.shape != (n,):
+                raise ValueError(f"meta column {name!r} must be ({n},), got {col.shape}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def subset(self, indices) -> EyeImages:
+        """The images ``indices`` (in that order) with their labels, groups and metadata."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return EyeImages(
+            self.images[idx],
+            None if self.pitchyaw is None else self.pitchyaw[idx],
+            tuple(self.paths[i] for i in idx),
+            self.source,
+            headpose=None if self.headpose is None else self.headpose[idx],
+            groups=None if self.groups is None else tuple(self.groups[i] for i in idx),
+            meta={k: v[idx] for k, v in self.meta.items()},
+        )
 
 
 # --------------------------------------------------------------------------- CSV folders
@@ -134,15 +164,63 @@ def read_eye_labels(dir_or_csv: str | Path, *, size: tuple[int, int] = DEFAULT_S
 
 
 def read_eye_folder(dir: str | Path, *, size: tuple[int, int] = DEFAULT_SIZE) -> EyeImages:
-    """Read a folder with ``labels.csv`` (preferred) or, failing that, ``manifest.csv``."""
+    """Read a folder with ``labels.csv`` (preferred) or, failing that, ``manifest.csv``,
+    and its ``meta.csv`` when there is one (:func:`read_eye_meta`)."""
     folder = Path(dir)
     if not folder.is_dir():
         raise DataFormatError(folder, "is not a folder" if folder.exists() else "no such folder")
     if (folder / LABELS_NAME).exists():
-        return read_eye_labels(folder, size=size)
-    if (folder / MANIFEST_NAME).exists():
-        return read_eye_manifest(folder, size=size)
-    raise DataFormatError(folder, f"holds neither {LABELS_NAME} nor {MANIFEST_NAME}")
+        eyes = read_eye_labels(folder, size=size)
+    elif (folder / MANIFEST_NAME).exists():
+        eyes = read_eye_manifest(folder, size=size)
+    else:
+        raise DataFormatError(folder, f"holds neither {LABELS_NAME} nor {MANIFEST_NAME}")
+    if not (folder / META_NAME).exists():
+        return eyes
+    groups, meta = read_eye_meta(folder / META_NAME, eyes.paths)
+    return dataclasses.replace(eyes, groups=groups, meta=meta)
+
+
+def read_eye_meta(csv_path: str | Path, paths: tuple[str, ...]
+                  ) -> tuple[tuple[str, ...] | None, dict[str, np.ndarray]]:
+    """``(groups, numeric columns)`` of a ``meta.csv``, in the order of ``paths`` (the
+    image column of labels.csv / manifest.csv). Every image must have exactly one row and
+    every row an image of the folder; the ``subject`` column, when present, must not be
+    empty. A column is numeric when every value parses as a finite number."""
+    csv_path = Path(csv_path)
+    rows = list(_read_csv_rows(csv_path, required=("image",)))
+    where: dict[str, int] = {}
+    for i, (line, rec) in enumerate(rows):
+        if rec["image"] in where:
+            raise DataFormatError(csv_path, f"image {rec['image']} listed twice (also on line "
+                                  f"{rows[where[rec['image']]][0]})", line)
+        where[rec["image"]] = i
+    wanted = set(paths)
+    extra = [(line, rec["image"]) for line, rec in rows if rec["image"] not in wanted]
+    if extra:
+        raise DataFormatError(csv_path, f"image {extra[0][1]} is not in the folder's labels or "
+                              "manifest", extra[0][0])
+    missing = [p for p in paths if p not in where]
+    if missing:
+        raise DataFormatError(csv_path, f"no row for {len(missing)} image(s), e.g. {missing[0]}")
+    ordered = [rows[where[p]] for p in paths]
+    groups = None
+    if GROUP_COLUMN in ordered[0][1]:
+        for line, rec in ordered:
+            if not rec[GROUP_COLUMN]:
+                raise DataFormatError(csv_path, f"empty {GROUP_COLUMN}", line)
+        groups = tuple(rec[GROUP_COLUMN] for _, rec in ordered)
+    meta: dict[str, np.ndarray] = {}
+    for name in ordered[0][1]:
+        if name in ("image", GROUP_COLUMN):
+            continue
+        try:
+            col = np.array([float(rec[name]) for _, rec in ordered], dtype=np.float64)
+        except ValueError:
+            continue  # a text column (a source path): provenance, not a variable
+        if np.all(np.isfinite(col)):
+            meta[name] = col
+    return groups, meta
 
 
 def _resolve_csv(dir_or_csv: str | Path, default_name: str) -> Path:

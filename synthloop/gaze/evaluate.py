@@ -10,7 +10,7 @@ import numpy as np
 
 from synthloop.gaze.source import load_target
 
-__all__ = ["evaluate_gaze_model", "load_gaze_model", "predict_eyes"]
+__all__ = ["evaluate_gaze_model", "load_gaze_model", "predict_eyes", "slice_variables"]
 
 
 def load_gaze_model(ref: str):
@@ -40,9 +40,21 @@ def predict_eyes(net, images: np.ndarray):
     return out.pitchyaw.numpy(), out.features.numpy(), [out.pitch_logits, out.yaw_logits]
 
 
+def slice_variables(eyes) -> dict[str, np.ndarray]:
+    """What labeled eyes can be sliced by besides their gaze: head pose (labels.csv, in
+    degrees) and the numeric columns of their meta.csv."""
+    out = dict(eyes.meta)
+    if eyes.headpose is not None:
+        out.update(head_pitch_deg=np.degrees(eyes.headpose[:, 0]),
+                   head_yaw_deg=np.degrees(eyes.headpose[:, 1]))
+    return out
+
+
 def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024,
                         seed: int = 0) -> dict[str, Any]:
-    """Labeled ``data`` (labels.csv): angular errors overall and per gaze slice. Unlabeled
+    """Labeled ``data`` (labels.csv): angular errors overall, their bias and spread, per
+    slice of gaze, head pose and meta.csv variables, and per person (meta.csv
+    ``subject``) with an interval over people. Unlabeled
     ``data`` (manifest.csv): domain-gap measures between synthetic eyes and ``data``, and
     the mean prediction entropy on ``data``."""
     from analysis.domain_gap import frechet_distance, mean_prediction_entropy, mmd_rbf
@@ -55,7 +67,7 @@ def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024,
     out: dict[str, Any] = {"model": model_ref, "data": str(Path(data).resolve()), "n": len(ds.images),
                            "data_kind": "simulated" if is_simulated(data) else "real"}
     if ds.pitchyaw is not None:
-        out.update(evaluate_gaze(pred, ds.pitchyaw))
+        out.update(evaluate_gaze(pred, ds.pitchyaw, groups=ds.groups, slice_by=slice_variables(ds)))
         out["labeled"] = True
         return out
     from synth.eye_distribution import default_eye_distribution

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from realdata.splits import VALIDATION_SALT, holdout_split
+from realdata.splits import VALIDATION_SALT, group_holdout_split, holdout_split
 from synth.distribution import SceneDistribution
 
 __all__ = ["VAL_SOURCE_N", "VAL_TARGET_MAX", "load_target", "split_target", "val_source"]
@@ -38,7 +38,11 @@ def val_source(dist: SceneDistribution, seed: int) -> dict[str, Any]:
     return {"image": torch.from_numpy(images).unsqueeze(1), "pitchyaw": torch.from_numpy(py)}
 
 
-def split_target(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_target(n: int, seed: int, groups=None) -> tuple[np.ndarray, np.ndarray]:
     """``(train, validation)`` indices of ``n`` target images: a fifth (at least one, at
-    most ``VAL_TARGET_MAX``) held out for label-free checkpoint selection."""
+    most ``VAL_TARGET_MAX``) held out for label-free checkpoint selection and, with labels,
+    for tuning objectives. With ``groups`` (the people), a fifth of the people (at least
+    one) instead: a score on people the model adapted to flatters it."""
+    if groups is not None:
+        return group_holdout_split(groups, 0.2, [seed, VALIDATION_SALT])
     return holdout_split(n, min(VAL_TARGET_MAX, max(1, n // 5)), [seed, VALIDATION_SALT])

@@ -99,8 +99,9 @@ class GazeSpec(TaskSpec):
         return out
 
     def read_real(self, path: str):
-        """Labeled eyes (``labels.csv``; head pose too when it has ``head_pitch,head_yaw``);
-        the fingerprint hashes the images, the gaze labels and the head pose."""
+        """Labeled eyes (``labels.csv``; head pose too when it has ``head_pitch,head_yaw``;
+        the people from ``meta.csv``, which the split then respects); the fingerprint
+        hashes the images, the gaze labels, the head pose and the people."""
         from realdata.eyes import read_eye_folder
         from synth.targets import is_simulated
         from synthloop.loop.real import RealData
@@ -116,7 +117,10 @@ class GazeSpec(TaskSpec):
         if data.headpose is not None:
             labels["headpose"] = np.asarray(data.headpose, np.float64)
             h.update(b"head" + labels["headpose"].tobytes())
-        return RealData(data.images, labels, h.hexdigest()[:16], is_simulated(path), data)
+        if data.groups is not None:
+            h.update(b"groups" + "\n".join(data.groups).encode())
+        return RealData(data.images, labels, h.hexdigest()[:16], is_simulated(path), data,
+                        groups=data.groups)
 
     def analysis_evidence(self, real, indices) -> AnalysisEvidence:
         """Slices by true gaze (and head pose, when labeled), in degrees; gaze (and head
@@ -167,10 +171,19 @@ class GazeSpec(TaskSpec):
     def evaluation_lines(self, res: dict[str, Any]) -> list[str]:
         lines = [f"model {res['model']} on {res['data']} ({res['data_kind']}, n={res['n']})"]
         if res.get("labeled"):
+            bias, spread = res["bias_deg"], res["spread_deg"]
             lines.append(f"  mean angular error   {res['mean_angular_error_deg']:.2f} deg")
             lines.append(f"  median angular error {res['median_angular_error_deg']:.2f} deg")
-            lines += [f"  {sl['axis']:>5} {sl['lo_deg']:+6.1f}..{sl['hi_deg']:+6.1f} deg  "
-                      f"n={sl['n']:<5d} {sl['mean_error_deg']:.2f} deg" for sl in res.get("slices", [])]
+            lines.append(f"  bias (pred - true)   pitch {bias['pitch']:+.2f} deg, yaw "
+                         f"{bias['yaw']:+.2f} deg; spread pitch {spread['pitch']:.2f}, yaw "
+                         f"{spread['yaw']:.2f} deg")
+            if "subjects" in res:
+                ci = res["subject_ci95"] or [float("nan")] * 2
+                lines.append(f"  per subject          mean {res['subject_mean_deg']:.2f} deg over "
+                             f"{res['n_subjects']} subjects, 95% CI {ci[0]:.2f}..{ci[1]:.2f}")
+            lines += [f"  {sl['axis']:>15} {sl['lo_deg']:+6.1f}..{sl['hi_deg']:+6.1f}  "
+                      f"n={sl['n']:<5d} {sl['mean_error_deg']:.2f} deg"
+                      for sl in res.get("slices", [])]
         else:
             lines += [f"  {k:<24} {res[k]:.4f}"
                       for k in ("mmd_rbf", "frechet_distance", "mean_prediction_entropy")]

@@ -23,8 +23,9 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
                tags: dict[str, str] | None = None, on_metrics=None,
                score_target_labels: bool = False) -> TrainedRun:
     """Train a gaze model on a synthetic batch (``source``, or ``n_source`` fresh eyes)
-    with the unlabeled ``target`` eyes; a fifth of the target (at most 512) is held out
-    for label-free checkpoint selection.
+    with the unlabeled ``target`` eyes; a fifth of the target (at most 512 eyes, or a fifth
+    of its people when meta.csv names them) is held out for label-free checkpoint
+    selection.
 
     ``tags`` are added to the run (a parent run id nests it); ``on_metrics(step,
     metrics)`` is called with every logged record after MLflow (tuning reports and
@@ -40,7 +41,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
 
     reader = prepare_training_batch(settings, "gaze", source=source, n=n_source, seed=seed, log=log)
     tgt = load_target(target)
-    train_idx, val_idx = split_target(len(tgt.images), seed)
+    train_idx, val_idx = split_target(len(tgt.images), seed, tgt.groups)
     dist = reader.distribution
     kw: dict[str, Any] = dict(model=model, method=method, steps=steps, batch_size=batch_size,
                               trade_off=trade_off, seed=seed, device=device)

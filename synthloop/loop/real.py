@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from realdata.errors import DataFormatError
-from realdata.splits import LOOP_HOLDOUT_SALT, holdout_split
+from realdata.splits import LOOP_HOLDOUT_SALT, split
 from synthloop.loop.config import LoopConfig
 from synthloop.taskspec import get_task
 
@@ -29,13 +29,16 @@ class RealData:
     crops ``(N, S, S, 3)``, uint8); labels: task-specific per-sample arrays (gaze:
     ``pitchyaw`` and, when labeled, ``headpose``; landmarks: ``points`` in the original
     images); source: the task's own reader object (landmarks: the crops' transforms);
-    fingerprint: content hash of images and labels (part of the loop's identity)."""
+    fingerprint: content hash of images and labels (part of the loop's identity);
+    groups: the person of each sample, when known: the split then keeps each person on
+    one side."""
 
     images: np.ndarray
     labels: dict[str, np.ndarray]
     fingerprint: str
     simulated: bool
     source: Any = None
+    groups: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,10 +70,18 @@ class RealSplit:
     def simulated(self) -> bool:
         return self.data.simulated
 
+    @property
+    def groups(self) -> tuple[str, ...] | None:
+        return self.data.groups
+
     def describe(self) -> dict[str, Any]:
-        return {"path": self.path, "n": int(len(self.images)), "n_analysis": int(len(self.analysis)),
-                "n_holdout": int(len(self.holdout)), "simulated": self.simulated,
-                "fingerprint": self.fingerprint}
+        d = {"path": self.path, "n": int(len(self.images)), "n_analysis": int(len(self.analysis)),
+             "n_holdout": int(len(self.holdout)), "simulated": self.simulated,
+             "fingerprint": self.fingerprint}
+        if self.groups is not None:  # split by person
+            d.update(subjects_analysis=len({self.groups[i] for i in self.analysis}),
+                     subjects_holdout=len({self.groups[i] for i in self.holdout}))
+        return d
 
 
 _CACHE: dict[tuple, RealSplit] = {}
@@ -79,7 +90,7 @@ _CACHE: dict[tuple, RealSplit] = {}
 def load_real(cfg: LoopConfig) -> RealSplit:
     """The loop's labeled real data (``cfg.real``, read by its task), split by a
     permutation seeded with ``cfg.split_seed``: the first ``round(n * holdout_frac)`` are
-    held out.
+    held out, or, where the data name their people, that share of the people.
 
     Several tasks of every round need the split; within one process it is read and
     hashed once, keyed on the folder, its labels file and their modification times (a
@@ -100,5 +111,8 @@ def _split(task: str, real: str, split_seed: int, holdout_frac: float) -> RealSp
     if n < MIN_REAL:
         raise DataFormatError(Path(real), f"only {n} labeled {spec.samples}; the loop needs "
                               f">= {MIN_REAL} to split into analysis and held-out parts")
-    analysis, holdout = holdout_split(n, int(round(n * holdout_frac)), [split_seed, LOOP_HOLDOUT_SALT])
+    analysis, holdout = split(n, holdout_frac, [split_seed, LOOP_HOLDOUT_SALT], data.groups)
+    if data.groups is not None and (len(analysis) == 0 or len(holdout) == 0):
+        raise DataFormatError(Path(real), f"only {len(set(data.groups))} subject(s): the loop "
+                              "needs two to hold one out")
     return RealSplit(data, analysis, holdout, str(Path(real).resolve()))

@@ -89,3 +89,30 @@ def test_mean_ci95_and_input_checks():
         evaluate_gaze(np.zeros((3, 3)), np.zeros((3, 3)))
     with pytest.raises(ValueError):
         evaluate_gaze(np.full((2, 2), np.nan), np.zeros((2, 2)))
+
+
+def test_bias_spread_and_per_subject_errors_by_hand():
+    true = np.radians([[0.0, 0.0], [0.0, 10.0], [10.0, 0.0], [0.0, -10.0]])
+    pred = true + np.radians([[2.0, 0.0], [2.0, 0.0], [4.0, 0.0], [4.0, 0.0]])
+    res = evaluate_gaze(pred, true, groups=["a", "a", "b", "b"])
+    assert res["bias_deg"]["pitch"] == pytest.approx(3.0)  # mean of 2, 2, 4, 4
+    assert res["bias_deg"]["yaw"] == pytest.approx(0.0, abs=1e-12)
+    assert res["spread_deg"]["pitch"] == pytest.approx(1.0)  # population std of 2, 2, 4, 4
+    by = {s["subject"]: s for s in res["subjects"]}
+    # a pure pitch offset of d degrees is an angular error of d degrees at these angles
+    assert by["a"]["mean_error_deg"] == pytest.approx(2.0, rel=1e-3)
+    assert by["b"]["mean_error_deg"] == pytest.approx(4.0, rel=1e-2)
+    assert res["n_subjects"] == 2 and res["subject_mean_deg"] == pytest.approx(3.0, rel=1e-2)
+    lo, hi = res["subject_ci95"]  # t(0.975, 1) = 12.706, s = sqrt(2), n = 2: half-width 12.706
+    assert hi - res["subject_mean_deg"] == pytest.approx(12.706, rel=1e-3)
+
+
+def test_slices_by_a_discrete_variable_keep_each_value():
+    true = np.zeros((6, 2))
+    pred = np.radians(np.array([[1.0, 0], [1.0, 0], [3.0, 0], [3.0, 0], [5.0, 0], [5.0, 0]]))
+    res = evaluate_gaze(pred, true, slice_by={"head_pose_deg": [-15, -15, 0, 0, 15, 15]})
+    head = [s for s in res["slices"] if s["axis"] == "head_pose_deg"]
+    assert [(s["lo_deg"], s["n"]) for s in head] == [(-15.0, 2), (0.0, 2), (15.0, 2)]
+    assert [round(s["mean_error_deg"], 6) for s in head] == [1.0, 3.0, 5.0]
+    with pytest.raises(ValueError, match="slice_by"):
+        evaluate_gaze(pred, true, slice_by={"x": [1, 2]})

@@ -1,6 +1,7 @@
 """DANN and DALN objectives against hand-computed references, gradient signs included."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -196,7 +197,11 @@ def test_registered_methods_share_one_interface(name):
     model = _TinyModel()
     f_s = torch.randn(6, 8, requires_grad=True)
     f_t = torch.randn(4, 8, requires_grad=True)
-    loss, diag = method.transfer_loss(model, f_s, f_t, 0.5)
+    # what the training step passes: the source half's labels, the outputs of both halves
+    pitchyaw = torch.deg2rad(torch.randn(10, 2) * 10)
+    outputs = SimpleNamespace(pitchyaw=pitchyaw)
+    loss, diag = method.transfer_loss(model, f_s, f_t, 0.5, labels={"pitchyaw": pitchyaw[:6]},
+                                      outputs=outputs)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert all(not v.requires_grad for v in diag.values())
     extra = method.extra_parameters()
@@ -206,7 +211,7 @@ def test_registered_methods_share_one_interface(name):
     loss.backward()
     assert f_s.grad is not None and f_s.grad.abs().sum() > 0
     assert f_t.grad is not None and f_t.grad.abs().sum() > 0
-    if name == "dann":
+    if name in ("dann", "iwdan"):
         assert extra and all(p.grad is not None for p in extra)
     if name == "daln":
         assert extra == [] and model.fc_p.weight.grad is not None

@@ -49,7 +49,8 @@ def _run_steps(method_name: str, seed: int, steps: int = 3) -> dict[str, torch.T
         out = model(torch.cat([x_s, x_t]))  # one pass over both domains, then split
         f_s, f_t = out.features.chunk(2)
         src = type(out)(*(t[:8] for t in out))
-        transfer, _ = method.transfer_loss(model, f_s, f_t, coeff=0.1 * (step + 1))
+        transfer, _ = method.transfer_loss(model, f_s, f_t, coeff=0.1 * (step + 1),
+                                           labels={"pitchyaw": y_s}, outputs=out)
         loss = gaze_loss(src, y_s, model.bins)["gaze"] + transfer
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -327,3 +327,49 @@ def test_realdata_is_pure():
     # Other tests in the same process may import these; only check realdata's own source.
     src = "\n".join(p.read_text() for p in Path(realdata.__file__).parent.glob("*.py"))
     assert not any(f"import {h}" in src or f"from {h}" in src for h in heavy), loaded
+
+
+# --------------------------------------------------------------------------- meta.csv
+
+
+def _labeled_with_meta(folder: Path, meta: list[str], header: str = "image,subject,head_deg,note"):
+    _write_folder(folder, ["images/a.png,0.1,-0.25", "images/b.png,-0.5,1.5",
+                           "images/c.png,0.0,0.0"])
+    (folder / "meta.csv").write_text("\n".join([header, *meta]) + "\n")
+
+
+def test_meta_gives_subjects_and_numeric_columns_in_the_labels_order(tmp_path):
+    # meta rows in another order than labels.csv; a text column is provenance, not kept
+    _labeled_with_meta(tmp_path, ["images/c.png,s2,30,x", "images/a.png,s1,-15,y",
+                                  "images/b.png,s1,0,z"])
+    eyes = read_eye_folder(tmp_path)
+    assert eyes.groups == ("s1", "s1", "s2")
+    assert sorted(eyes.meta) == ["head_deg"]
+    np.testing.assert_array_equal(eyes.meta["head_deg"], [-15.0, 0.0, 30.0])
+    sub = eyes.subset([2, 0])
+    assert sub.groups == ("s2", "s1") and sub.paths == ("images/c.png", "images/a.png")
+    np.testing.assert_array_equal(sub.meta["head_deg"], [30.0, -15.0])
+    np.testing.assert_array_equal(sub.images[0], eyes.images[2])
+
+
+@pytest.mark.parametrize("rows, message, line", [
+    (["images/a.png,s1,0,x", "images/b.png,s1,0,x"], "no row for 1 image", None),
+    (["images/a.png,s1,0,x", "images/b.png,s1,0,x", "images/c.png,s1,0,x",
+      "images/d.png,s1,0,x"], "images/d.png is not in the folder", 5),
+    (["images/a.png,s1,0,x", "images/a.png,s2,0,x", "images/c.png,s1,0,x"],
+     "listed twice", 3),
+    (["images/a.png,s1,0,x", "images/b.png,,0,x", "images/c.png,s1,0,x"], "empty subject", 3),
+])
+def test_meta_errors_name_the_file_and_line(tmp_path, rows, message, line):
+    _labeled_with_meta(tmp_path, rows)
+    with pytest.raises(DataFormatError, match=message) as err:
+        read_eye_folder(tmp_path)
+    assert err.value.path == tmp_path / "meta.csv" and err.value.line == line
+
+
+@pytest.mark.skipif(not (SHARED / "data/real/columbia-gaze-eyes/meta.csv").is_file(),
+                    reason="columbia-gaze-eyes not in ../shared")
+def test_columbia_eyes_carry_24_subjects_and_head_pose():
+    eyes = read_eye_folder(SHARED / "data/real/columbia-gaze-eyes")
+    assert len(eyes) == 2462 and len(set(eyes.groups)) == 24
+    assert set(np.unique(eyes.meta["head_pose_P_deg"])) == {-30.0, -15.0, 0.0, 15.0, 30.0}

@@ -41,3 +41,25 @@ def test_holdout_size(n, frac, cap, expected):
 def test_holdout_size_refuses_fractions_outside_0_1():
     with pytest.raises(ValueError, match="frac"):
         holdout_size(10, 1.0)
+
+
+def test_group_split_keeps_each_group_on_one_side():
+    from realdata.splits import group_holdout_split
+
+    groups = [f"s{i % 7}" for i in range(70)]
+    keep, hold = group_holdout_split(groups, 0.3, seed=[0, LOOP_HOLDOUT_SALT])
+    assert np.array_equal(np.sort(np.concatenate([keep, hold])), np.arange(70))
+    held = {groups[i] for i in hold}
+    assert len(held) == 2  # round(7 * 0.3) groups
+    assert held.isdisjoint({groups[i] for i in keep})
+    # the same groups whatever the row order: groups are sorted before the permutation
+    again = group_holdout_split(groups[::-1], 0.3, seed=[0, LOOP_HOLDOUT_SALT])[1]
+    assert {groups[::-1][i] for i in again} == held
+
+
+def test_split_by_sample_without_groups():
+    from realdata.splits import split
+
+    assert np.array_equal(split(100, 0.2, 3)[1], holdout_split(100, 20, 3)[1])
+    with pytest.raises(ValueError, match="3 groups for 4 samples"):
+        split(4, 0.5, 0, groups=["a", "b", "c"])
