@@ -87,7 +87,7 @@ class BatchGenerator:
 @dataclass(frozen=True)
 class TrainRequest:
     """What ``synthloop train`` asks for; ``None`` means the task's default. A task
-    refuses what it cannot use (e.g. gaze has no ``real_labeled`` yet)."""
+    refuses what it cannot use (e.g. landmarks take no ``real_subjects``)."""
 
     method: str
     steps: int
@@ -95,6 +95,7 @@ class TrainRequest:
     out: str
     target: str | None = None
     real_labeled: str | None = None
+    real_subjects: int | None = None
     source: str | None = None
     n_source: int = 20_000
     batch_size: int | None = None

@@ -17,7 +17,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     spec = get_task(a.task)
     run = spec.train(settings_with_home(), TrainRequest(
         method=a.method, steps=a.steps, seed=a.seed, out=a.out, target=a.target,
-        real_labeled=a.real_labeled, source=a.source, n_source=a.n_source,
+        real_labeled=a.real_labeled, real_subjects=a.real_subjects, source=a.source,
+        n_source=a.n_source,
         batch_size=a.batch_size, lr=a.lr, trade_off=a.trade_off, model=a.model,
         device=a.device, register=not a.no_register), log=log)
     for key, value in spec.describe_run(run):
@@ -78,8 +79,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--method", choices=METHODS, required=True)
     t.add_argument("--target", help="unlabeled target: eyes (manifest.csv or labels.csv, labels "
                    "ignored; required for gaze) or face images (landmarks, for DANN/DALN)")
-    t.add_argument("--real-labeled", help="landmarks: images + .pts; trains the label-transfer "
-                   "network and enables syn+real training")
+    t.add_argument("--real-labeled", help="labeled real data trained on with the synthetic: "
+                   "gaze: eyes with labels.csv (half of each batch); landmarks: images + .pts "
+                   "(label transfer and syn+real training)")
+    t.add_argument("--real-subjects", type=positive_int,
+                   help="gaze: use only this many people of --real-labeled (meta.csv subject)")
     t.add_argument("--steps", type=positive_int, required=True)
     t.add_argument("--seed", type=int, required=True)
     t.add_argument("--out", required=True, help="checkpoint folder")

@@ -145,16 +145,14 @@ class GazeSpec(TaskSpec):
 
         if request.target is None:
             raise UsageError("gaze training needs --target (unlabeled target eyes)")
-        if request.real_labeled is not None:
-            raise UsageError("--real-labeled applies to --task landmarks; gaze training uses "
-                             "--target only")
         return train_gaze(settings, method=request.method, target=request.target,
                           steps=request.steps, seed=request.seed, out=request.out,
                           source=request.source, n_source=request.n_source,
                           batch_size=request.batch_size or self.default_batch_size,
                           lr=request.lr, trade_off=request.trade_off,
                           model=request.model or self.default_model, device=request.device,
-                          register=request.register, log=log)
+                          register=request.register, log=log, real_labeled=request.real_labeled,
+                          real_subjects=request.real_subjects)
 
     def describe_run(self, run) -> list[tuple[str, str]]:
         lines = super().describe_run(run)

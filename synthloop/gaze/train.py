@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.batches import prepare_training_batch
+from synthloop.gaze.few_labels import FewLabels
 from synthloop.gaze.source import load_target, split_target, val_source
 from synthloop.runs import TrainedRun, TrainingRun, claim_output_dir, final_metrics, fingerprint
 from synthloop.settings import Settings
@@ -21,7 +22,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
                device: str = "cpu", register: bool = True, run_name: str | None = None,
                log=print, train_overrides: dict[str, Any] | None = None,
                tags: dict[str, str] | None = None, on_metrics=None,
-               score_target_labels: bool = False) -> TrainedRun:
+               score_target_labels: bool = False, real_labeled: str | None = None,
+               real_subjects: int | None = None, real_fraction: float = 0.5) -> TrainedRun:
     """Train a gaze model on a synthetic batch (``source``, or ``n_source`` fresh eyes)
     with the unlabeled ``target`` eyes; a fifth of the target (at most 512 eyes, or a fifth
     of its people when meta.csv names them) is held out for label-free checkpoint
@@ -31,7 +33,13 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     metrics)`` is called with every logged record after MLflow (tuning reports and
     prunes through it); ``score_target_labels`` adds the target's held-out labels to the
     evaluation (``target_angular_error_deg``; never used for training or checkpoint
-    selection) when the target has labels."""
+    selection) when the target has labels.
+
+    ``real_labeled`` (eyes with labels.csv, and meta.csv to name people): a few labeled
+    real eyes trained on jointly with the synthetic ones, ``real_fraction`` of every batch;
+    ``real_subjects`` keeps only that many of its people (drawn with the seed). With two
+    or more people, a fifth of them (at least one) is held out and selects the checkpoint
+    (``source_error`` on real eyes) instead of the label-free target score."""
     import torch
 
     from models.data import ArraySource, ShardSource
@@ -43,15 +51,19 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     tgt = load_target(target)
     train_idx, val_idx = split_target(len(tgt.images), seed, tgt.groups)
     dist = reader.distribution
+    real = FewLabels.read(real_labeled, real_subjects, real_fraction, batch_size, seed)
     kw: dict[str, Any] = dict(model=model, method=method, steps=steps, batch_size=batch_size,
                               trade_off=trade_off, seed=seed, device=device)
+    if real is not None and real.val is not None:
+        kw["select"] = "source_error"
     if lr is not None:
         kw["lr"] = lr
     kw.update(train_overrides or {})
     cfg = TrainConfig(**kw)
     target_key = str(Path(target).resolve())
     claim_output_dir(Path(out), {"source_batch": reader.batch_id, "target": target_key,
-                                 "target_n": len(tgt.images), "target_paths": fingerprint(tgt.paths)})
+                                 "target_n": len(tgt.images), "target_paths": fingerprint(tgt.paths),
+                                 **(real.record() if real is not None else {})})
     simulated = is_simulated(target)
     metric, mode = GAZE_SELECTORS[cfg.select]
     run = TrainingRun(
@@ -64,7 +76,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         params={**cfg.to_dict(), "source_batch": reader.batch_id, "source_n": reader.n,
                 "source_status": reader.status.status, "distribution_id": dist.id,
                 "target_n_train": len(train_idx), "target_n_val": len(val_idx),
-                "target_simulated": simulated})
+                "target_simulated": simulated, **(real.record() if real is not None else {})})
     with run:
         run.log_dict(json.loads(dist.dumps()), "distribution.json")
         run.log_dict(reader.manifest, "source_manifest.json")
@@ -72,9 +84,11 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         val_target = {"image": torch.from_numpy(tgt.images[val_idx]).unsqueeze(1)}
         if score_target_labels and tgt.pitchyaw is not None:
             val_target["pitchyaw"] = torch.from_numpy(tgt.pitchyaw[val_idx])
-        result = run.train(cfg, ShardSource(reader, batch_size, seed),
+        syn = ShardSource(reader, batch_size - (real.per_batch if real else 0), seed)
+        result = run.train(cfg, real.source(syn) if real else syn,
                            ArraySource(tgt.images[train_idx], batch_size, seed + 1), out,
-                           val_source=val_source(dist, seed), val_target=val_target)
+                           val_source=real.val if real and real.val else val_source(dist, seed),
+                           val_target=val_target)
         run.log_checkpoints(out)
         uri = version = None
         promoted = False

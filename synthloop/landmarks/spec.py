@@ -133,6 +133,9 @@ class LandmarksSpec(TaskSpec):
     def train(self, settings, request: TrainRequest, log=print):
         from synthloop.landmarks.train import train_landmarks
 
+        if request.real_subjects is not None:
+            raise UsageError("--real-subjects applies to --task gaze; landmark training uses "
+                             "every face of --real-labeled")
         return train_landmarks(settings, method=request.method, steps=request.steps,
                                seed=request.seed, out=request.out, source=request.source,
                                n_source=request.n_source, real_labeled=request.real_labeled,

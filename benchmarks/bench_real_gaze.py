@@ -1,0 +1,209 @@
+"""Gaze on REAL labeled eyes (Columbia Gaze, split by subject): what synthetic eyes, domain
+adaptation and a few real labels buy on people the models never saw.
+
+    python -m benchmarks.bench_real_gaze [--real DIR] [--seeds 0 1 2] [--steps 1500]
+        [--arms constant source_only dann daln iwdan real_1 real_3 real_all syn+real_1 ...]
+
+The real folder (labels.csv + meta.csv with ``subject``) is split by subject with the
+feedback loop's split (half the subjects, split seed 0): the *analysis* subjects are the
+unlabeled target of the DA arms and the labeled pool of the few-label arms; the
+*held-out* subjects are only scored. Every arm trains ``--steps`` steps from scratch
+(gaze_resnet_s, batch 64, the loop's schedule) and is scored with its last weights: mean
+angular error on the held-out subjects, its pitch/yaw bias and spread, and the mean of
+per-subject means with a 95 % interval over subjects.
+
+Arms: ``constant`` (always (0, 0)); ``source_only``, ``dann``, ``daln``, ``iwdan``
+(synthetic eyes of ``--distribution``, the analysis subjects' images unlabeled as the
+target); ``real_<k>`` (only k labeled analysis subjects, no synthetic eyes);
+``syn+real_<k>`` (synthetic and those k subjects' labeled eyes, half of each batch each);
+``k`` is a number or ``all``. The k subjects are drawn per seed. Writes
+benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import RESULTS, machine, print_table, save
+
+DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "columbia-gaze-eyes"
+DA_ARMS = ("source_only", "dann", "daln", "iwdan")
+
+
+def _split(eyes):
+    from realdata.splits import LOOP_HOLDOUT_SALT, split
+
+    return split(len(eyes), 0.5, [0, LOOP_HOLDOUT_SALT], eyes.groups)
+
+
+def _labeled_subjects(eyes, pool, k: str, seed: int):
+    """Indices of ``k`` subjects' eyes (``all``: every one) of the pool, drawn with ``seed``."""
+    import numpy as np
+
+    people = sorted({eyes.groups[i] for i in pool})
+    n = len(people) if k == "all" else int(k)
+    chosen = set(np.random.default_rng([seed, 31]).permutation(people)[:n].tolist())
+    return np.array([i for i in pool if eyes.groups[i] in chosen]), sorted(chosen)
+
+
+def _synthetic(dist_name: str, n: int, seed: int):
+    import numpy as np
+
+    from synth.distribution import read_distribution
+    from synth.eye_distribution import default_eye_distribution
+    from synth.eye_generator import EyeGenerator
+
+    dist = default_eye_distribution() if dist_name == "default" else read_distribution(dist_name)
+    images, scenes = EyeGenerator(dist).render_all(n, seed)
+    return images, np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype("float32")
+
+
+def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
+    import numpy as np
+    import torch
+
+    from models.data import ArraySource, ConcatSource
+    from models.predict import predict
+    from models.registry import load_model
+    from models.train import TrainConfig, train
+
+    method = arm if arm in DA_ARMS else "source_only"
+    batch = 64
+    real_k = arm.split("_", 1)[1] if arm.startswith(("real_", "syn+real_")) else None
+    parts, info = [], {}
+    if not arm.startswith("real_"):
+        images, py = _synthetic(a.distribution, a.n_synthetic, seed)
+        parts.append((images, py))
+    if real_k is not None:
+        idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
+        parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
+        info["labeled_subjects"] = people
+    sizes = [batch] if len(parts) == 1 else [batch // 2, batch - batch // 2]
+    sources = [ArraySource(im, b, seed + 10 * i, labels={"pitchyaw": y})
+               for i, ((im, y), b) in enumerate(zip(parts, sizes, strict=True))]
+    source = sources[0] if len(sources) == 1 else ConcatSource(*sources)
+    target_images = eyes.images[analysis]
+    target = ArraySource(target_images, batch, seed + 1) if method != "source_only" else None
+    cfg = TrainConfig(method=method, steps=a.steps, batch_size=batch, seed=seed,
+                      warmup=min(100, a.steps // 5), eval_every=a.steps, ckpt_every=a.steps,
+                      log_every=max(1, a.steps // 10), select="source_error")
+    out = work / f"{arm}-s{seed}"
+    t0 = time.perf_counter()
+    val = sources[0].gather(np.arange(min(256, len(sources[0]))))
+    train(cfg, source, target, out, val_source=val,
+          val_target={"image": torch.from_numpy(target_images[:512]).unsqueeze(1)}, resume=False)
+    info["train_s"] = time.perf_counter() - t0
+    net = load_model(out / "last.pt").eval()
+    pred = predict(net, torch.from_numpy(eyes.images).unsqueeze(1), amp=False).pitchyaw
+    return pred.numpy().astype("float64"), info
+
+
+def _plot(rows: list[dict], n_pool: int, path: Path) -> None:
+    import matplotlib
+
+    from synth.preview import save_figure
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for prefix, label in (("real_", "real only"), ("syn+real_", "synthetic + real")):
+        pts = sorted((n_pool if r["arm"].endswith("_all") else int(r["arm"].rsplit("_", 1)[1]),
+                      r["mean_deg"], r["sd_deg"]) for r in rows if r["arm"].startswith(prefix))
+        if pts:
+            ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
+                        marker="o", capsize=3, label=label)
+    for r in rows:
+        if r["arm"] in ("constant", "source_only"):
+            ax.axhline(r["mean_deg"], ls="--", lw=1, color="grey" if r["arm"] == "constant" else "C3",
+                       label=f"{r['arm']} ({r['mean_deg']:.1f})")
+    ax.set_xlabel("labeled real subjects in training")
+    ax.set_ylabel("held-out subjects: mean error (deg)")
+    ax.set_title("gaze on real eyes (Columbia), 3 seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--real", default=str(DEFAULT_REAL))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--n-synthetic", type=int, default=20_000)
+    ap.add_argument("--distribution", default="default", help="'default' or a distribution JSON")
+    ap.add_argument("--arms", nargs="+", default=["constant", *DA_ARMS, "real_1", "real_3",
+                                                  "real_all", "syn+real_1", "syn+real_3",
+                                                  "syn+real_all"])
+    ap.add_argument("--name", default="real_gaze", help="results file name")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.seeds, a.steps, a.n_synthetic, a.name = a.seeds[:1], 30, 512, a.name + "_quick"
+    import numpy as np
+    import torch
+
+    from analysis.gaze_eval import evaluate_gaze
+    from realdata.eyes import read_eye_folder
+
+    torch.set_num_threads(2)
+    eyes = read_eye_folder(a.real)
+    if eyes.pitchyaw is None or eyes.groups is None:
+        print(f"{a.real}: needs labels.csv and meta.csv with a subject column", file=sys.stderr)
+        return 2
+    analysis, held = _split(eyes)
+    n_pool = len({eyes.groups[i] for i in analysis})
+    truth, people = eyes.pitchyaw[held].astype("float64"), [eyes.groups[i] for i in held]
+    print(f"{a.real}: {len(analysis)} analysis eyes ({n_pool} subjects), {len(held)} held-out "
+          f"({len({*people})} subjects); {len(a.seeds)} seed(s), {a.steps} steps")
+    runs: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arm in a.arms:
+            for seed in a.seeds if arm != "constant" else a.seeds[:1]:
+                if arm == "constant":
+                    pred, info = np.zeros((len(eyes), 2)), {}
+                else:
+                    pred, info = _train_and_predict(arm, seed, eyes, analysis, a, Path(tmp))
+                res = evaluate_gaze(pred[held], truth, groups=people)
+                runs.setdefault(arm, []).append({
+                    "seed": seed, "mean_deg": res["mean_angular_error_deg"],
+                    "subject_mean_deg": res["subject_mean_deg"], "subject_ci95": res["subject_ci95"],
+                    "bias_deg": res["bias_deg"], "spread_deg": res["spread_deg"], **info})
+                print(f"  {arm:<14} seed {seed}: {res['mean_angular_error_deg']:.2f} deg "
+                      f"(bias pitch {res['bias_deg']['pitch']:+.1f}, yaw {res['bias_deg']['yaw']:+.1f})",
+                      flush=True)
+    rows = []
+    for arm, rs in runs.items():
+        errs = [r["mean_deg"] for r in rs]
+        rows.append({"arm": arm, "mean_deg": statistics.mean(errs),
+                     "sd_deg": statistics.stdev(errs) if len(errs) > 1 else 0.0,
+                     "seeds": " ".join(f"{e:.2f}" for e in errs),
+                     "bias_pitch": statistics.mean(r["bias_deg"]["pitch"] for r in rs),
+                     "bias_yaw": statistics.mean(r["bias_deg"]["yaw"] for r in rs),
+                     "spread_pitch": statistics.mean(r["spread_deg"]["pitch"] for r in rs),
+                     "spread_yaw": statistics.mean(r["spread_deg"]["yaw"] for r in rs)})
+    table = [{**r, "mean_deg": f"{r['mean_deg']:.2f}", "sd_deg": f"{r['sd_deg']:.2f}",
+              **{k: f"{r[k]:+.1f}" if k.startswith("bias") else f"{r[k]:.1f}"
+                 for k in ("bias_pitch", "bias_yaw", "spread_pitch", "spread_yaw")}} for r in rows]
+    print()
+    print_table(table, ["arm", "mean_deg", "sd_deg", "seeds", "bias_pitch", "bias_yaw",
+                        "spread_pitch", "spread_yaw"])
+    plot = Path(RESULTS) / f"{a.name}.png"
+    if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):
+        _plot(rows, n_pool, plot)
+    out = save(a.name, {"benchmark": "real_gaze", "machine": machine(), "real": str(a.real),
+                        "split": {"analysis_subjects": n_pool, "holdout_subjects": len({*people}),
+                                  "n_analysis": len(analysis), "n_holdout": len(held)},
+                        "steps": a.steps, "n_synthetic": a.n_synthetic,
+                        "distribution": a.distribution, "seeds": a.seeds, "rows": rows, "runs": runs})
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
