@@ -159,6 +159,11 @@ class TaskSpec:
         loop runs on without real data, or None where the task has none."""
         return None
 
+    def bundled_real_data(self, settings: Settings) -> Path | None:
+        """Labeled real data beside the project (``settings.shared``), when it is there:
+        what the demo runs on; None on a fresh clone."""
+        return None
+
     def loop_real_data(self, settings: Settings, real: str | None) -> str:
         """The loop's labeled real data: ``real``, or the built-in simulated target."""
         if real:

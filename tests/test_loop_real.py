@@ -45,3 +45,15 @@ def test_one_person_cannot_be_split(tmp_path):
 
     with pytest.raises(DataFormatError, match="only 1 subject"):
         load_real(LoopConfig(task="gaze", real=str(_eyes(tmp_path / "d", subjects=1))))
+
+
+def test_bundled_real_data_is_what_lies_beside_the_project(tmp_path, monkeypatch):
+    from synthloop.settings import get_settings
+    from synthloop.taskspec import get_task
+
+    monkeypatch.setenv("SYNTHLOOP_SHARED", str(tmp_path))
+    assert get_task("gaze").bundled_real_data(get_settings()) is None  # a fresh clone
+    _eyes(tmp_path / "data" / "real" / "columbia-gaze-eyes")
+    assert get_task("gaze").bundled_real_data(get_settings()) == \
+        tmp_path / "data" / "real" / "columbia-gaze-eyes"
+    assert get_task("landmarks").bundled_real_data(get_settings()) is None

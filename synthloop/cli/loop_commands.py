@@ -23,15 +23,22 @@ def cmd_loop(a: argparse.Namespace) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    """The main job on embedded defaults: a small closed feedback loop on the built-in
-    simulated target (generate, validate, train, evaluate, analyse, update; 3 rounds)."""
+    """The main job on embedded defaults: a small closed feedback loop (generate,
+    validate, train, evaluate, analyse, update; 3 rounds) on real labeled eyes when they
+    are beside the project, else on the built-in simulated target; it says which."""
+    from synthloop.settings import get_settings
+    from synthloop.taskspec import get_task
+
     d = LOOP_DEFAULTS
-    code = _run_loop(task="gaze", real=None, rounds=a.rounds, seed=a.seed, open_loop=False,
+    real = None if a.simulated else get_task("gaze").bundled_real_data(get_settings())
+    print(f"real data: {real} (real labeled eyes, split by person)" if real else
+          "real data: none beside the project; running on the built-in simulated target (a "
+          "simulation, not real data)", file=sys.stderr)
+    code = _run_loop(task="gaze", real=str(real) if real else None, rounds=a.rounds, seed=a.seed,
+                     open_loop=False,
                      n_per_round=a.n, steps_per_round=a.steps, method=d["method"],
                      patience=d["patience"], min_improvement=d["min_improvement"],
                      holdout_frac=d["holdout_frac"], as_json=False)
-    from synthloop.settings import get_settings
-
     settings = get_settings()
     home = settings.root
     print(f"plots      {home / 'loops'}/<loop id>/round-*/{{slice_errors,distribution_change}}.png")
@@ -69,12 +76,14 @@ def _run_loop(*, task: str, real: str | None, as_json: bool, seed: int, open_loo
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     d = LOOP_DEFAULTS
-    demo = sub.add_parser("demo", help="the main job: a small feedback loop on the built-in "
-                          "simulated target (embedded stores)")
+    demo = sub.add_parser("demo", help="the main job: a small feedback loop on real labeled eyes "
+                          "(../shared) or the built-in simulated target (embedded stores)")
     demo.add_argument("-n", type=positive_int, default=3000, help="synthetic samples per round")
     demo.add_argument("--steps", type=positive_int, default=300, help="training steps per round")
     demo.add_argument("--rounds", type=positive_int, default=d["rounds"])
     demo.add_argument("--seed", type=int, default=d["seed"])
+    demo.add_argument("--simulated", action="store_true", help="use the built-in simulated "
+                      "target even where real labeled eyes are beside the project")
     demo.set_defaults(func=cmd_demo)
 
     lp = sub.add_parser("loop", help="run the feedback loop: generate, validate, train, evaluate "

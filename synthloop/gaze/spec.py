@@ -98,6 +98,11 @@ class GazeSpec(TaskSpec):
                                    version=LOOP_TARGET_VERSION)
         return out
 
+    def bundled_real_data(self, settings) -> Path | None:
+        """Columbia Gaze eye patches (labeled, 24 people) in ``../shared``, when present."""
+        folder = settings.shared / "data" / "real" / "columbia-gaze-eyes"
+        return folder if (folder / "labels.csv").is_file() else None
+
     def read_real(self, path: str):
         """Labeled eyes (``labels.csv``; head pose too when it has ``head_pitch,head_yaw``;
         the people from ``meta.csv``, which the split then respects); the fingerprint

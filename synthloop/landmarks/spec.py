@@ -103,6 +103,11 @@ class LandmarksSpec(TaskSpec):
 
     # ------------------------------------------------------------ real data
 
+    def bundled_real_data(self, settings) -> Path | None:
+        """LFPW training faces (805, 68 points) in ``../shared``, when present."""
+        folder = settings.shared / "data" / "real" / "lfpw-train"
+        return folder if folder.is_dir() and any(folder.glob("*.pts")) else None
+
     def read_real(self, path: str):
         """Labeled real faces cropped by the shared protocol; the fingerprint hashes the
         crops and the points (in the original images, where NMEs are measured)."""
