@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     name = ("feedback_loop" if a.task == "gaze" else f"feedback_loop_{a.task}") \
         + (f"_{a.target_version}" if kind == "simulated" and a.target_version != LOOP_TARGET_VERSION
            else "") \
+        + (f"_{Path(real).resolve().name}" if kind == "real" and a.task == "gaze" else "") \
         + ("_quick" if a.quick else "")
     out_dir = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
     out_dir.mkdir(parents=True, exist_ok=True)

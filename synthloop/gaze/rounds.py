@@ -54,11 +54,18 @@ def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, che
     err = angular_errors_deg(pred, truth)
     errors_file = save_errors(settings, lid, k, pred=pred, errors=err,
                               features=feats.astype(np.float32))
-    held = evaluate_gaze(pred[real.holdout], truth[real.holdout])
+    people = None if real.groups is None else [real.groups[i] for i in real.holdout]
+    held = evaluate_gaze(pred[real.holdout], truth[real.holdout], groups=people)
     ana = evaluate_gaze(pred[real.analysis], truth[real.analysis])
+    metrics = {cfg.error_metric: held["mean_angular_error_deg"],
+               "real_median_heldout_deg": held["median_angular_error_deg"],
+               "real_error_analysis_deg": ana["mean_angular_error_deg"],
+               "real_bias_pitch_heldout_deg": held["bias_deg"]["pitch"],
+               "real_bias_yaw_heldout_deg": held["bias_deg"]["yaw"]}
+    if people is not None:  # the interval that holds for the next person
+        lo, hi = held["subject_ci95"] or (float("nan"), float("nan"))
+        metrics.update(real_subject_mean_heldout_deg=held["subject_mean_deg"],
+                       real_subject_ci95_lo_deg=lo, real_subject_ci95_hi_deg=hi)
     return {"heldout": held, "analysis": ana, "errors_file": errors_file,
             "real_error": held["mean_angular_error_deg"],
-            "analysis_error": ana["mean_angular_error_deg"],
-            "metrics": {cfg.error_metric: held["mean_angular_error_deg"],
-                        "real_median_heldout_deg": held["median_angular_error_deg"],
-                        "real_error_analysis_deg": ana["mean_angular_error_deg"]}}
+            "analysis_error": ana["mean_angular_error_deg"], "metrics": metrics}

@@ -128,8 +128,9 @@ class GazeSpec(TaskSpec):
                         groups=data.groups)
 
     def analysis_evidence(self, real, indices) -> AnalysisEvidence:
-        """Slices by true gaze (and head pose, when labeled), in degrees; gaze (and head
-        pose) bins re-weighted; appearance factors fitted to image statistics."""
+        """Slices by true gaze (and head pose, when labeled), in degrees, and by the
+        numeric meta.csv columns (e.g. Columbia's head pose); gaze (and head pose) bins
+        re-weighted; appearance factors fitted to image statistics."""
         from analysis.factor_maps import EYE_HEAD_FACTORS, EYE_LABEL_FACTORS, EYE_NUISANCE
 
         truth = real.labels["pitchyaw"][indices]
@@ -141,6 +142,9 @@ class GazeSpec(TaskSpec):
             observed.update(head_pitch_deg=np.degrees(head[:, 0]), head_yaw_deg=np.degrees(head[:, 1]))
             values.update(head_pitch=head[:, 0], head_yaw=head[:, 1])
             factors = EYE_LABEL_FACTORS + EYE_HEAD_FACTORS
+        meta = getattr(real.source, "meta", {}) or {}
+        observed.update({name: np.asarray(col)[indices] for name, col in meta.items()
+                         if name not in observed})
         return AnalysisEvidence(observed, values, factors, EYE_NUISANCE)
 
     # ------------------------------------------------------------ train / evaluate
