@@ -35,3 +35,19 @@ def test_train_throughput_benchmark(tmp_path):
     assert "ms_per_step" in out
     rows = json.loads((tmp_path / "train_throughput_quick.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"source_only", "dann", "daln"}
+
+
+def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    out = _run("benchmarks.bench_real_gaze", "--real", str(real), "--quick", "--arms", "constant",
+               "source_only", "iwdan", "real_1", "syn+real_all", tmp_path=tmp_path)
+    assert "mean_deg" in out
+    res = json.loads((tmp_path / "real_gaze_quick.json").read_text())
+    assert res["split"] == {"analysis_subjects": 3, "holdout_subjects": 3, "n_analysis": 24,
+                            "n_holdout": 24}
+    assert {r["arm"] for r in res["rows"]} == {"constant", "source_only", "iwdan", "real_1",
+                                              "syn+real_all"}
+    labeled = res["runs"]["real_1"][0]["labeled_subjects"]
+    assert len(labeled) == 1 and (tmp_path / "real_gaze_quick.png").is_file()
