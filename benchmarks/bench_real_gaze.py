@@ -23,6 +23,7 @@ benchmarks/results/real_gaze.json (and a plot of error against labeled subjects)
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(table, ["arm", "mean_deg", "sd_deg", "seeds", "bias_pitch", "bias_yaw",
                         "spread_pitch", "spread_yaw"])
-    plot = Path(RESULTS) / f"{a.name}.png"
+    plot = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS)) / f"{a.name}.png"
     if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):
         _plot(rows, n_pool, plot)
     out = save(a.name, {"benchmark": "real_gaze", "machine": machine(), "real": str(a.real),
