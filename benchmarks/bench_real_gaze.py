@@ -52,7 +52,9 @@ def _labeled_subjects(eyes, pool, k: str, seed: int):
     return np.array([i for i in pool if eyes.groups[i] in chosen]), sorted(chosen)
 
 
-def _synthetic(dist_name: str, n: int, seed: int):
+def _synthetic(dist_name: str, n: int, seed: int, centre: str):
+    import dataclasses
+
     import numpy as np
 
     from synth.distribution import read_distribution
@@ -60,6 +62,9 @@ def _synthetic(dist_name: str, n: int, seed: int):
     from synth.eye_generator import EyeGenerator
 
     dist = default_eye_distribution() if dist_name == "default" else read_distribution(dist_name)
+    if centre != dist.image.centre:
+        dist = dist.derive(f"patches centred on the {centre}",
+                           image=dataclasses.replace(dist.image, centre=centre))
     images, scenes = EyeGenerator(dist).render_all(n, seed)
     return images, np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype("float32")
 
@@ -78,7 +83,7 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
     real_k = arm.split("_", 1)[1] if arm.startswith(("real_", "syn+real_")) else None
     parts, info = [], {}
     if not arm.startswith("real_"):
-        images, py = _synthetic(a.distribution, a.n_synthetic, seed)
+        images, py = _synthetic(a.distribution, a.n_synthetic, seed, a.centre)
         parts.append((images, py))
     if real_k is not None:
         idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
@@ -138,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--n-synthetic", type=int, default=20_000)
     ap.add_argument("--distribution", default="default", help="'default' or a distribution JSON")
+    ap.add_argument("--centre", choices=["eyeball", "corners"], default="eyeball",
+                    help="what the synthetic patches are centred on")
     ap.add_argument("--arms", nargs="+", default=["constant", *DA_ARMS, "real_1", "real_3",
                                                   "real_all", "syn+real_1", "syn+real_3",
                                                   "syn+real_all"])
@@ -201,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                         "split": {"analysis_subjects": n_pool, "holdout_subjects": len({*people}),
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
-                        "distribution": a.distribution, "seeds": a.seeds, "rows": rows, "runs": runs})
+                        "distribution": a.distribution, "centre": a.centre, "seeds": a.seeds,
+                        "rows": rows, "runs": runs})
     print(f"\nwrote {out}")
     return 0
 

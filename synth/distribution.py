@@ -145,6 +145,21 @@ class ImageSpec:
     height: int = 36
     width: int = 60
     channels: int = 1  # 1 = grayscale (MPIIGaze), 3 = RGB
+    # what an eye patch is centred on: "eyeball" (its centre) or "corners" (the midpoint of
+    # the eye corners, as landmark-based crops and MPIIGaze normalisation centre real eyes)
+    centre: str = "eyeball"
+
+    def __post_init__(self) -> None:
+        if self.centre not in ("eyeball", "corners"):
+            raise ValueError(f"image centre must be 'eyeball' or 'corners', got {self.centre!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The centre only where it is not the eyeball: distributions written before it
+        existed keep their ids."""
+        d: dict[str, Any] = {"height": self.height, "width": self.width, "channels": self.channels}
+        if self.centre != "eyeball":
+            d["centre"] = self.centre
+        return d
 
 
 @dataclass(frozen=True)
@@ -168,8 +183,7 @@ class SceneDistribution:
         return {
             "name": self.name,
             "task": self.task,
-            "image": {"height": self.image.height, "width": self.image.width,
-                      "channels": self.image.channels},
+            "image": self.image.to_json(),
             "factors": [f.to_json() for f in self.factors],
             "parent": self.parent,
             "reason": self.reason,

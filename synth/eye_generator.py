@@ -62,7 +62,8 @@ class EyeGenerator:
         """Render one chunk of already drawn scenes; returns device tensors."""
         t = {k: torch.as_tensor(scenes[k], dtype=torch.float32).to(self.device) for k in EYE_FACTORS}
         gen = torch.Generator(device=self.device).manual_seed(chunk_seed(seed, chunk_index))
-        return render_eyes(t, self.dist.image, gen, compiled=self.compiled)
+        return render_eyes(t, self.dist.image, gen, compiled=self.compiled,
+                           centre=self.dist.image.centre)
 
     def iter_chunks(
         self, n: int, seed: int, scenes: dict[str, np.ndarray] | None = None,

@@ -44,6 +44,7 @@ CORNEA_IOR = 1.376
 SKIN_RADIUS_MM = 40.0
 SKIN_FRONT_MM = EYE_RADIUS_MM + 0.6  # the lids sit just in front of the eyeball
 PUPIL_DEPTH_MM = 10.0  # where the projected pupil centre is taken from (metadata only)
+CENTRES = ("eyeball", "corners")  # what a patch can be centred on (render_eyes)
 
 
 def gaze_vector(pitch: Tensor, yaw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -159,7 +160,8 @@ def _mix(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 
 
 def render_eyes(
-    factors: Mapping[str, Tensor], spec: ImageSpec, gen: torch.Generator, compiled: bool = False
+    factors: Mapping[str, Tensor], spec: ImageSpec, gen: torch.Generator, compiled: bool = False,
+    centre: str = "eyeball",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Render a batch of eye patches.
 
@@ -169,7 +171,13 @@ def render_eyes(
     geometry (projected pupil centre in pixels) for metadata. ``compiled`` runs the
     torch.compile'd graph (about 3x faster on CPU after a one-off compile; bytes may differ
     from eager in the last bit before quantisation, so a batch records which one made it).
+    ``centre``: what the patch is centred on, ``"eyeball"`` (the eyeball's centre) or
+    ``"corners"`` (the midpoint of the eye corners, as MPIIGaze-style normalisation and
+    landmark-based crops centre real eyes: under head rotation the iris then sits off
+    centre while the gaze label, in the camera frame, is unchanged).
     """
+    if centre not in CENTRES:
+        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
     missing = [n for n in EYE_FACTORS if n not in factors]
     if missing:
         raise KeyError(f"render_eyes: missing factors {missing}")
@@ -178,7 +186,7 @@ def render_eyes(
     f = {k: factors[k].to(torch.float32).view(b, 1, 1, 1) for k in EYE_FACTORS}
     noise = draw_eye_noise(b, spec, gen, dev)
     fn = _compiled_render() if compiled else _render
-    return fn(f, noise, palette(spec.channels, dev), spec.height, spec.width)
+    return fn(f, noise, palette(spec.channels, dev), spec.height, spec.width, centre)
 
 
 _COMPILED = None
@@ -191,19 +199,37 @@ def _compiled_render():
     return _COMPILED
 
 
-def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tensor], h: int, w: int):
+def corner_centre_shift(rot: Tensor, f: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Where the midpoint of the eye corners projects, in pixels from where the eyeball
+    centre projects, ``(B,1,1,1)`` each: the corners sit on the skin in front of the
+    eyeball, so a turned head moves them sideways in the image by about
+    ``(skin depth) * sin(head yaw)`` while the eyeball centre stays put."""
+    half_w = 0.5 * f["eye_width_mm"]
+    front = SKIN_FRONT_MM - (SKIN_RADIUS_MM - torch.sqrt(SKIN_RADIUS_MM ** 2 - half_w * half_w))
+    b = rot.shape[0]
+    cx, cy, cz = (-front * rot[:, i, 2].view(b, 1, 1, 1) for i in range(3))
+    z = f["camera_distance_mm"] + cz
+    return f["focal_length_px"] * cx / z, f["focal_length_px"] * cy / z
+
+
+def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tensor], h: int, w: int,
+            centre: str = "eyeball"):
     """The pure part of render_eyes: factors (B,1,1,1) + pre-drawn noise -> images, geometry."""
     b = f["gaze_pitch"].shape[0]
     R, S = EYE_RADIUS_MM, SKIN_RADIUS_MM
 
-    # --- rays ------------------------------------------------------------------------
-    fl, dist = f["focal_length_px"], f["camera_distance_mm"]
-    rays = _Rays((noise["u"] - f["offset_x_px"]) / fl, (noise["v"] - f["offset_y_px"]) / fl, dist)
-    aa = dist / fl  # one pixel in mm at the eye: the width of every soft edge
-
     # --- gaze and head frames (per sample) -------------------------------------------
     gx, gy, gz = gaze_vector(f["gaze_pitch"], f["gaze_yaw"])
     rot = head_rotation(f["head_pitch"].view(b), f["head_yaw"].view(b), f["head_roll"].view(b))
+
+    # --- rays ------------------------------------------------------------------------
+    fl, dist = f["focal_length_px"], f["camera_distance_mm"]
+    ox, oy = f["offset_x_px"], f["offset_y_px"]  # where the patch centre's point projects
+    if centre == "corners":  # the patch is centred on the eye corners, as normalised data are
+        sx, sy = corner_centre_shift(rot, f)
+        ox, oy = ox - sx, oy - sy
+    rays = _Rays((noise["u"] - ox) / fl, (noise["v"] - oy) / fl, dist)
+    aa = dist / fl  # one pixel in mm at the eye: the width of every soft edge
     rot = rot.view(b, 3, 3, 1, 1)
     # eye-in-head gaze: R^T g; its pitch drives the lids
     ghy = rot[:, 0, 1] * gx.view(b, 1, 1) + rot[:, 1, 1] * gy.view(b, 1, 1) + rot[:, 2, 1] * gz.view(b, 1, 1)
@@ -329,7 +355,7 @@ def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tenso
     py = PUPIL_DEPTH_MM * gy.view(b)
     pz = dist.view(b) + PUPIL_DEPTH_MM * gz.view(b)
     geo = {
-        "pupil_x_px": fl.view(b) * px / pz + w / 2 + f["offset_x_px"].view(b),
-        "pupil_y_px": fl.view(b) * py / pz + h / 2 + f["offset_y_px"].view(b),
+        "pupil_x_px": fl.view(b) * px / pz + w / 2 + ox.reshape(b),
+        "pupil_y_px": fl.view(b) * py / pz + h / 2 + oy.reshape(b),
     }
     return images, geo

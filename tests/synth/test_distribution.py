@@ -106,3 +106,18 @@ def test_weights_survive_json_round_trips_exactly():
         g = Factor.from_json(json.loads(json.dumps(f.to_json())))
         assert g.weights == f.weights
         assert Factor.from_json(g.to_json()).weights == g.weights
+
+
+def test_the_patch_centre_is_part_of_the_distribution_and_old_ids_hold():
+    import dataclasses
+
+    from synth.distribution import ImageSpec, SceneDistribution
+
+    d = default_eye_distribution()
+    assert "centre" not in d.to_json()["image"]  # the eyeball: ids written before it hold
+    corners = d.derive("centred on the eye corners",
+                       image=dataclasses.replace(d.image, centre="corners"))
+    assert corners.id != d.id and corners.to_json()["image"]["centre"] == "corners"
+    assert SceneDistribution.loads(corners.dumps()).image.centre == "corners"
+    with pytest.raises(ValueError, match="image centre"):
+        ImageSpec(centre="nose")

@@ -24,14 +24,14 @@ CLEAN = {  # a well-lit, open eye with the camera pipeline switched (nearly) off
 }
 
 
-def render(pitchyaw, spec=None, **over):
+def render(pitchyaw, spec=None, centre="eyeball", **over):
     spec = spec or ImageSpec()
     n = len(pitchyaw)
     f = {k: torch.full((n,), float(over.get(k, v))) for k, v in CLEAN.items()}
     f["gaze_pitch"] = torch.tensor([p for p, _ in pitchyaw], dtype=torch.float32)
     f["gaze_yaw"] = torch.tensor([y for _, y in pitchyaw], dtype=torch.float32)
     assert set(f) == set(EYE_FACTORS)
-    images, geo = render_eyes(f, spec, torch.Generator().manual_seed(0))
+    images, geo = render_eyes(f, spec, torch.Generator().manual_seed(0), centre=centre)
     return images.numpy(), {k: v.numpy() for k, v in geo.items()}
 
 
@@ -149,3 +149,27 @@ def test_render_is_deterministic_and_seed_sensitive():
     assert a.tobytes() == b.tobytes()
     assert a.tobytes() != c.tobytes()
     assert not math.isclose(a.mean(), c.mean(), rel_tol=1e-6)
+
+
+def test_centring_on_the_corners_moves_a_turned_eye_by_its_depth_in_front_of_the_eyeball():
+    """Gaze into the camera, head turned 30 deg: centred on the eyeball the pupil is at the
+    patch centre; centred on the eye corners (as normalised real eyes are) the whole eye
+    moves by the corners' sideways offset, fl * front * sin(yaw) / (d - front * cos(yaw))
+    with front = the skin's depth in front of the eyeball at the corners."""
+    yaw = math.radians(30)
+    eyeball_img, eyeball = render([(0.0, 0.0)], head_yaw=yaw)
+    corner_img, corner = render([(0.0, 0.0)], head_yaw=yaw, centre="corners")
+    half_w, skin_r, skin_front = 14.0, 40.0, 12.6  # CLEAN's eye width; the renderer's skin
+    front = skin_front - (skin_r - math.sqrt(skin_r ** 2 - half_w ** 2))
+    shift = 960.0 * front * math.sin(yaw) / (600.0 - front * math.cos(yaw))
+    assert shift > 5  # pixels: a visible displacement of the iris
+    assert corner["pupil_x_px"][0] - eyeball["pupil_x_px"][0] == pytest.approx(shift, abs=1e-3)
+    assert corner["pupil_y_px"][0] == pytest.approx(eyeball["pupil_y_px"][0], abs=1e-4)
+    cx = pupil_centroid(corner_img[0])[0] - pupil_centroid(eyeball_img[0])[0]
+    assert cx == pytest.approx(shift, abs=1.0)  # the pixels moved with the geometry
+    # a head facing the camera has its corners in front of the eyeball: nothing moves
+    straight, _ = render([(0.2, -0.1)])
+    straight_c, _ = render([(0.2, -0.1)], centre="corners")
+    np.testing.assert_array_equal(straight, straight_c)
+    with pytest.raises(ValueError, match="centre must be one of"):
+        render([(0.0, 0.0)], centre="nose")
