@@ -71,7 +71,9 @@ def test_evaluate_labeled_from_checkpoint_and_registry(trained):
         res = json.loads(r.stdout.strip().splitlines()[-1])
         assert res["n"] == 160 and res["data_kind"] == "simulated"
         assert 0 < res["mean_angular_error_deg"] < 180 and res["median_angular_error_deg"] > 0
-        assert res["slices"] and {s["axis"] for s in res["slices"]} == {"pitch", "yaw"}
+        # simulated targets carry head pose in labels.csv, so it is sliced by too
+        assert {s["axis"] for s in res["slices"]} == {"pitch", "yaw", "head_pitch_deg",
+                                                      "head_yaw_deg"}
 
 
 def test_evaluate_unlabeled_reports_domain_gap(trained, tmp_path):
