@@ -62,6 +62,13 @@ Every statistic is in 0..1 intensity units unless it says otherwise.
   [0, 1]. Histogram equalisation spreads intensities over the whole range, so equalised
   images score near the maximum :math:`\log_2 64 = 6`, unless the image had few distinct
   levels (low contrast), which equalisation cannot create.
+* ``rim_lines``: the strongest thin, dark, roughly horizontal line in the top or bottom
+  sixth of the patch, where a spectacle frame's rim crosses an eye patch. Per row, the
+  mean over columns of the dark-ridge response
+  :math:`\max(0, \min(Y_{y-2}, Y_{y+2}) - Y_y)` (darker than the rows on *both*
+  sides, so edges, wide shadows and the flanks of bright lines give nothing); then the
+  largest such row mean among the border rows. A line across the whole width scores its
+  depth; eye content in the middle rows, flat skin and bright lines score 0.
 
 Pure module: numpy only (scipy not needed), no side effects on import.
 """
@@ -81,12 +88,14 @@ __all__ = [
     "image_statistics_table",
     "luma",
     "noise_sigma",
+    "rim_lines",
     "sharpness",
 ]
 
 #: The statistics :func:`image_statistics_table` returns, in this order.
 IMAGE_STAT_NAMES = (
     "brightness", "contrast", "noise_sigma", "sharpness", "blockiness", "hist_entropy",
+    "rim_lines",
 )
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -154,6 +163,11 @@ def hist_entropy(images: Any) -> np.ndarray:
     return _entropy(luma(images))
 
 
+def rim_lines(images: Any) -> np.ndarray:
+    """Depth (0..1) of the strongest thin dark horizontal line in the border rows."""
+    return _rim_lines(luma(images))
+
+
 def image_statistics_table(images: Any) -> dict[str, np.ndarray]:
     """Every statistic of :data:`IMAGE_STAT_NAMES` per image: ``{name: float64 (N,)}``.
 
@@ -170,6 +184,7 @@ def image_statistics_table(images: Any) -> dict[str, np.ndarray]:
         parts["sharpness"].append(_sharpness(c))
         parts["blockiness"].append(_blockiness(c))
         parts["hist_entropy"].append(_entropy(c))
+        parts["rim_lines"].append(_rim_lines(c))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -211,6 +226,16 @@ def _blockiness(y: np.ndarray) -> np.ndarray:
     dx = np.abs(np.diff(y, axis=2))
     dy = np.abs(np.diff(y, axis=1)).transpose(0, 2, 1)
     return 0.5 * (ratio(dx) + ratio(dy))
+
+
+def _rim_lines(y: np.ndarray, gap: int = 2) -> np.ndarray:
+    h = y.shape[1]
+    if h < 2 * gap + 2:
+        raise ValueError(f"rim_lines needs images at least {2 * gap + 2} pixels high, got {h}")
+    ridge = np.maximum(np.minimum(y[:, :-2 * gap], y[:, 2 * gap:]) - y[:, gap:-gap], 0.0)
+    rows = ridge.mean(2, dtype=np.float64)  # (N, H - 2 gap), row r is image row r + gap
+    band = max(1, h // 6 - gap)  # image rows gap .. h/6 and their mirror at the bottom
+    return np.maximum(rows[:, :band].max(1), rows[:, -band:].max(1))
 
 
 def _entropy(y: np.ndarray) -> np.ndarray:

@@ -65,6 +65,16 @@ def _no_extra_parameters(reader: BatchReader) -> dict[str, Any]:
     return {}
 
 
+def _factors_absent_from_older_eyes(reader: BatchReader) -> dict[str, Any]:
+    """Bounds for eye factors that a distribution saved before them lacks: the generator
+    holds them at their "off" value, so that value is the support."""
+    from synth.eye_distribution import ABSENT_MEANS_OFF
+
+    names = set(reader.distribution.factor_names)
+    return {f"{side}_{name}": float(value) for name, value in ABSENT_MEANS_OFF.items()
+            if name not in names for side in ("min", "max")}
+
+
 def _crop_bounds(reader: BatchReader) -> dict[str, Any]:
     """The last pixel centre of the crop (width - 1, height - 1): the bound of visible
     68-point landmarks."""
@@ -87,7 +97,8 @@ class TaskSuites:
 
 #: the task registry of the validation layer: a manifest's ``task`` picks its suites
 TASK_SUITES = {
-    "gaze": TaskSuites(SAMPLES_SUITE, COVERAGE_SUITE, sample_frame),
+    "gaze": TaskSuites(SAMPLES_SUITE, COVERAGE_SUITE, sample_frame,
+                       _factors_absent_from_older_eyes),
     "landmarks": TaskSuites(FACE_SAMPLES_SUITE, FACE_COVERAGE_SUITE, _face_sample_frame,
                             _crop_bounds),
 }

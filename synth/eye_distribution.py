@@ -1,8 +1,16 @@
-"""The default scene distribution for eye patches (version 1 of the gaze task).
+"""The default scene distribution for eye patches (version 2 of the gaze task).
 
 Ranges follow what MPIIGaze-style normalised eye patches show: gaze within about
-+-40 deg pitch and +-45 deg yaw, head pose within +-30 deg, a normalised camera at
-roughly 600 mm with a focal length near 960 px, and histogram-equalised patches.
++-40 deg pitch and +-45 deg yaw, head pose within +-30 deg, a camera with a focal length
+near 960 px, and histogram-equalised patches. The camera distance (420-640 mm) sets
+the eye's size in the patch: real normalised patches have the eye corners at about
+90 % of the width, which version 1's 480-720 mm left about 15 % too small (compared on
+mean images against the Columbia patches).
+
+Version 2 adds what real patches show and version 1 could not render: glasses (a lens
+with a dark rim and glare), a lid fold hanging down to the lashes, and a dark line
+under the lower lid.
+
 Shaped factors get a soft Gaussian prior with mass left in every bin, so that the
 feedback loop can raise any region later without leaving the support.
 """
@@ -19,12 +27,22 @@ D = math.radians
 EYE_FACTORS = (
     "gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw", "head_roll",
     "eye_openness", "blink", "eye_width_mm", "lid_tilt_mm", "crease_mm", "lash_mm",
+    "lower_lash_mm", "lid_fold",
     "iris_radius_mm", "iris_albedo", "iris_hue", "iris_texture", "pupil_radius_mm",
     "sclera_albedo", "sclera_tint", "skin_tone", "skin_texture",
+    "glasses", "lens_width_mm", "lens_height_mm", "lens_offset_mm", "glasses_frame_mm", "lens_glare",
     "light_polar", "light_azimuth", "light_intensity", "ambient", "glint_strength",
     "camera_distance_mm", "focal_length_px", "offset_x_px", "offset_y_px",
     "blur_sigma_px", "noise_sigma", "gamma", "contrast", "jpeg_quality", "histeq",
 )
+
+#: Factors added in version 2 (glasses, lid fold, lower lash line), with the value that
+#: renders an eye as version 1 did: a distribution saved before them still samples
+#: (they are held at these values) instead of failing on a missing factor.
+ABSENT_MEANS_OFF = {
+    "lower_lash_mm": 0.0, "lid_fold": 0.0, "glasses": 0.0, "lens_width_mm": 22.0,
+    "lens_height_mm": 15.0, "lens_offset_mm": 0.0, "glasses_frame_mm": 1.0, "lens_glare": 0.0,
+}
 
 #: The task eye-patch distributions serve (the manifest and distribution ``task`` field).
 TASK = "gaze"
@@ -52,7 +70,10 @@ def default_eye_distribution(
         f.uniform("lid_tilt_mm", -1.5, 2.0, 4, unit="mm",
                   doc="outer corner above (<0) or below the inner one"),
         f.uniform("crease_mm", 2.5, 6.0, 4, unit="mm", doc="lid crease above the lid margin"),
-        f.uniform("lash_mm", 0.3, 1.2, 4, unit="mm", doc="upper lash band thickness"),
+        f.uniform("lash_mm", 0.3, 2.0, 4, unit="mm", doc="upper lash band thickness"),
+        f.uniform("lower_lash_mm", 0.0, 0.8, 4, unit="mm", doc="dark line under the lower lid"),
+        f.uniform("lid_fold", 0.0, 1.0, 4,
+                  doc="0 = crease above a visible lid band, 1 = a skin fold down to the lashes"),
         # iris, pupil, sclera
         f.uniform("iris_radius_mm", 5.6, 6.4, 4, unit="mm"),
         f.uniform("iris_albedo", 0.06, 0.55, 6, doc="dark brown ... light blue"),
@@ -64,6 +85,13 @@ def default_eye_distribution(
         # skin
         f.uniform("skin_tone", 0.12, 0.85, 8, doc="albedo, dark to light"),
         f.uniform("skin_texture", 0.0, 0.6, 4, doc="amplitude of pores / blotches"),
+        # spectacles (real eye patches show frames and lens glare; the rest only when on)
+        f.categorical("glasses", {0.0: 0.85, 1.0: 0.15}, doc="1 = wearing glasses"),
+        f.uniform("lens_width_mm", 16.0, 28.0, 4, unit="mm", doc="lens half-width"),
+        f.uniform("lens_height_mm", 9.0, 17.0, 4, unit="mm", doc="lens half-height"),
+        f.uniform("lens_offset_mm", 0.0, 6.0, 4, unit="mm", doc="lens centre below the eye's"),
+        f.uniform("glasses_frame_mm", 0.3, 1.6, 4, unit="mm", doc="rim thickness"),
+        f.uniform("lens_glare", 0.0, 1.0, 4, doc="brightness of reflections on the lens"),
         # illumination (directional light + ambient), corneal glint
         f.shaped("light_polar", 0.0, D(80), 8, D(25), D(30), unit="rad",
                  doc="angle between light and camera axis"),
@@ -72,7 +100,7 @@ def default_eye_distribution(
         f.uniform("ambient", 0.08, 0.55, 6),
         f.uniform("glint_strength", 0.0, 1.0, 4),
         # camera: distance and focal length set the scale (px per mm = f / d)
-        f.uniform("camera_distance_mm", 480.0, 720.0, 6, unit="mm"),
+        f.uniform("camera_distance_mm", 420.0, 640.0, 6, unit="mm"),
         f.uniform("focal_length_px", 880.0, 1100.0, 4, unit="px"),
         f.uniform("offset_x_px", -3.0, 3.0, 4, unit="px", doc="normalisation jitter"),
         f.uniform("offset_y_px", -2.0, 2.0, 4, unit="px"),
@@ -87,7 +115,7 @@ def default_eye_distribution(
     )
     assert tuple(x.name for x in factors) == EYE_FACTORS
     return SceneDistribution(
-        name="eyes-default-v1",
+        name="eyes-default-v2",
         task=TASK,
         factors=factors,
         image=ImageSpec(height=height, width=width, channels=channels),

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from synth.distribution import SceneDistribution
-from synth.eye_distribution import EYE_FACTORS
+from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_FACTORS
 from synth.eye_renderer import render_eyes
 
 GENERATOR_NAME = "synthloop.eyes"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: glasses, lid fold, lower lash line; no seam under the eye
 CPU_CHUNK = 128  # ~1 MB per float temporary at 36x60: stays in a core's L2 cache
 GPU_CHUNK = 16384
 
@@ -30,10 +30,13 @@ def chunk_seed(seed: int, chunk_index: int) -> int:
 
 
 def sample_scenes(dist: SceneDistribution, n: int, seed: int) -> dict[str, np.ndarray]:
-    missing = [f for f in EYE_FACTORS if f not in dist.factor_names]
+    missing = [f for f in EYE_FACTORS if f not in dist.factor_names and f not in ABSENT_MEANS_OFF]
     if missing:
         raise ValueError(f"distribution {dist.id} lacks eye factors {missing}")
-    return dist.sample(np.random.default_rng(seed), n)
+    scenes = dist.sample(np.random.default_rng(seed), n)
+    for name, value in ABSENT_MEANS_OFF.items():
+        scenes.setdefault(name, np.full(n, value))
+    return scenes
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ z forward) towards an eyeball of radius 12 mm centred at (0, 0, d). The scene:
 * a skin surface (a 40 mm sphere in front of the eye) carrying the eyelid aperture, which
   is defined in head coordinates: the upper lid follows the eye-in-head pitch and the
   blink, the lower lid drops a little on downward gaze; lashes, a crease and the lids'
-  cast shadow on the eyeball darken what they should;
+  cast shadow on the eyeball darken what they should; a lid fold can hang down to the
+  lashes in place of the crease, and a dark line can run under the lower lid;
+* optionally glasses: an elliptical lens (contrast loss, a glare streak) with a dark rim;
 * one directional light plus ambient, Lambert shading, a specular corneal glint;
 * then the camera pipeline (see ``synth.camera``).
 
@@ -146,6 +148,8 @@ def draw_eye_noise(b: int, spec: ImageSpec, gen: torch.Generator, device) -> dic
         "u": u.reshape(1, 1, h, w).contiguous(),
         "v": v.reshape(1, 1, h, w).contiguous(),
         "ops": camera_operators(h, w, device),
+        # lens glare: streak angle, offset and width (used only where glasses = 1)
+        "glare": torch.rand((b, 3, 1, 1), generator=gen, device=device),
     }
 
 
@@ -210,6 +214,37 @@ def corner_centre_shift(rot: Tensor, f: dict[str, Tensor]) -> tuple[Tensor, Tens
     cx, cy, cz = (-front * rot[:, i, 2].view(b, 1, 1, 1) for i in range(3))
     z = f["camera_distance_mm"] + cz
     return f["focal_length_px"] * cx / z, f["focal_length_px"] * cy / z
+
+
+def _band(dist: Tensor, width: Tensor, aa: Tensor) -> Tensor:
+    """Antialiased coverage of a band ``0 <= dist <= width`` (mm); a band that narrows to
+    nothing (at the eye corners) fades out instead of leaving a one-pixel line."""
+    return _smoothstep01((width - dist) / aa + 0.5) * _smoothstep01(dist / aa + 0.5) * (
+        _smoothstep01(width / aa))
+
+
+def _glasses(radiance: Tensor, f: dict[str, Tensor], glare_noise: Tensor, hx: Tensor, hy: Tensor,
+             aa: Tensor, inten: Tensor, amb: Tensor) -> Tensor:
+    """Spectacles where ``glasses`` = 1: an elliptical lens (half-width ``lens_width_mm``,
+    half-height ``lens_height_mm``, centre ``lens_offset_mm`` below the eye) in head
+    coordinates, seen as a slight loss of contrast and a bright glare streak inside it,
+    and a dark frame rim ``glasses_frame_mm`` thick along its edge. Parallax between the
+    lens plane and the skin is ignored (a few pixels at most at these scales)."""
+    on = f["glasses"]
+    a, b = f["lens_width_mm"], f["lens_height_mm"]
+    ex, ey = hx / a, (hy - f["lens_offset_mm"]) / b
+    ell = torch.sqrt(ex * ex + ey * ey).clamp_min(1e-4)
+    grad = torch.sqrt((ex / a) ** 2 + (ey / b) ** 2).clamp_min(1e-4) / ell
+    d_rim = (ell - 1.0) / grad  # signed distance to the rim, mm (first order)
+    inside = _smoothstep01(-d_rim / aa + 0.5) * on
+    ang = (glare_noise[:, 0:1] - 0.5) * 2.0  # streak direction, +-1 rad from vertical
+    pos = (glare_noise[:, 1:2] - 0.5) * a
+    width = 0.3 + 1.0 * glare_noise[:, 2:3]
+    streak = torch.exp(-(((hx * torch.cos(ang) + hy * torch.sin(ang) - pos) / width) ** 2))
+    lens = radiance * (1.0 - 0.12 * inside) + inside * f["lens_glare"] * 0.3 * inten * streak
+    rim = _smoothstep01((0.5 * f["glasses_frame_mm"] - d_rim.abs()) / aa + 0.5) * on
+    frame_rad = 0.06 * (amb + inten)  # dark plastic or metal, barely lit
+    return _mix(lens, frame_rad.expand_as(lens), rim)
 
 
 def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tensor], h: int, w: int,
@@ -338,16 +373,26 @@ def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tenso
     canthus = skin_rgb * pal["canthus"]
     eye_rad = torch.where(hit_e, eye_rad, canthus * shade_eye)
 
-    # skin: lashes above the upper lid, a crease, a darker line under the lower lid
-    above = -d_up  # mm above the upper lid margin
-    lash = 1.0 - 0.85 * _smoothstep01((f["lash_mm"] * prof_up.sqrt() - above) / aa + 0.5) * (
-        _smoothstep01(above / aa + 0.5))
-    crease_y = centre_y - (3.6 + f["crease_mm"]) * prof_up.sqrt()
-    crease = 1.0 - 0.35 * torch.exp(-(((hy - crease_y) / 1.0) ** 2)) * (base > 0)
-    under = 1.0 - 0.2 * torch.exp(-(-d_lo).clamp_min(0.0) / 0.8)
-    skin_rad = skin_rgb * skin_tex * lash * crease * under * lambert(ns)
+    # skin: lash lines along both lid margins, a crease (or a fold hanging down to the
+    # lashes), a soft shadow under the lower lid
+    root_up, root_lo = prof_up.sqrt(), prof_lo.sqrt()  # 1 mid-eye, 0 at the corners
+    above, below = -d_up, -d_lo  # mm above the upper / below the lower lid margin
+    lash_w = f["lash_mm"] * root_up
+    lash_lo_w = f["lower_lash_mm"] * root_lo
+    lash = 1.0 - 0.85 * _band(above, lash_w, aa)
+    lash_lo = 1.0 - 0.7 * _band(below, lash_lo_w, aa)
+    fold = f["lid_fold"]
+    crease_y = _mix(centre_y - (3.6 + f["crease_mm"]) * root_up, y_up - lash_w - 0.6, fold)
+    crease_w = 1.0 + 0.4 * fold  # a fold casts a wider, deeper shadow than a crease
+    crease = 1.0 - (0.35 + 0.15 * fold) * torch.exp(-(((hy - crease_y) / crease_w) ** 2)) * (base > 0)
+    # only below the lower lid and within the eye's width: a shadow that did not fade at
+    # the corners drew a horizontal seam across the whole patch
+    under = 1.0 - 0.2 * root_lo * _smoothstep01(below / aa + 0.5) * torch.exp(
+        -below.clamp_min(0.0) / 0.8)
+    skin_rad = skin_rgb * skin_tex * lash * lash_lo * crease * under * lambert(ns)
 
     radiance = _mix(skin_rad, eye_rad, aperture)
+    radiance = _glasses(radiance, f, noise["glare"], hx, hy, aa, inten, amb)
     images = apply_camera_pipeline(radiance, f, noise["sensor"], noise["ops"])
 
     # projected pupil centre (pixels), for metadata and geometric tests

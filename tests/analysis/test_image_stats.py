@@ -16,6 +16,7 @@ from analysis.image_stats import (
     image_statistics_table,
     luma,
     noise_sigma,
+    rim_lines,
     sharpness,
 )
 
@@ -43,7 +44,7 @@ def test_table_has_every_statistic_per_image_and_matches_the_single_functions():
     t = image_statistics_table(x)
     assert tuple(t) == IMAGE_STAT_NAMES
     assert all(v.shape == (7,) and v.dtype == np.float64 for v in t.values())
-    for fn in (brightness, contrast, noise_sigma, sharpness, blockiness, hist_entropy):
+    for fn in (brightness, contrast, noise_sigma, sharpness, blockiness, hist_entropy, rim_lines):
         np.testing.assert_allclose(t[fn.__name__], fn(x), rtol=1e-6)
 
 
@@ -151,3 +152,20 @@ def test_large_batches_in_chunks_match_per_image_statistics():
         one = image_statistics_table(x[i:i + 1])
         for k in IMAGE_STAT_NAMES:
             np.testing.assert_allclose(t[k][i], one[k][0], rtol=1e-12, err_msg=k)
+
+
+def test_rim_lines_finds_a_dark_line_across_the_border_rows_only():
+    flat = np.full((1, 36, 60), 0.6)
+    top, middle, bottom, bright = (flat.copy() for _ in range(4))
+    top[0, 3, :] = 0.2  # a frame rim across the top of the patch
+    bottom[0, 33, 10:50] = 0.2  # across two thirds of the width, near the bottom
+    middle[0, 18, :] = 0.2  # the same line through the eye's rows: not a rim
+    bright[0, 3, :] = 0.95  # a bright line (a glare streak) is not a rim either
+    assert rim_lines(flat)[0] == 0.0
+    assert rim_lines(top)[0] == pytest.approx(0.4)
+    assert rim_lines(bottom)[0] == pytest.approx(0.4 * 40 / 60)
+    assert rim_lines(middle)[0] == 0.0 and rim_lines(bright)[0] == 0.0
+    # thin lines score, a wide dark band (a brow, a shadow) does not
+    band = flat.copy()
+    band[0, 1:6, :] = 0.2
+    assert rim_lines(band)[0] == 0.0

@@ -269,3 +269,20 @@ def test_a_parameter_the_batch_cannot_fill_fails_instead_of_crashing(tmp_path, c
     rep = v.validate_batch(b, docs=False)
     assert not rep.success
     assert rep.failing[0].startswith("suite parameter min_head_roll: not provided")
+
+
+def test_a_distribution_saved_before_the_v2_factors_still_generates_and_validates(tmp_path):
+    """A version-1 eye distribution (no glasses, lid fold or lower lash line) renders those
+    eyes as version 1 did: the factors are held off, and the batch passes validation."""
+    from dataclasses import replace
+
+    from synth.eye_distribution import ABSENT_MEANS_OFF
+
+    new = default_eye_distribution()
+    old = replace(new, factors=tuple(f for f in new.factors if f.name not in ABSENT_MEANS_OFF))
+    _, path = generate_batch(tmp_path / "old", n=64, seed=2, dist=old)
+    meta = BatchReader(path).metadata
+    for name, value in ABSENT_MEANS_OFF.items():
+        assert (meta[name] == value).all(), name
+    report = validate_batch(path)
+    assert report.success

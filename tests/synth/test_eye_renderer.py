@@ -21,6 +21,8 @@ CLEAN = {  # a well-lit, open eye with the camera pipeline switched (nearly) off
     "ambient": 0.3, "glint_strength": 0.0, "camera_distance_mm": 600.0, "focal_length_px": 960.0,
     "offset_x_px": 0.0, "offset_y_px": 0.0, "blur_sigma_px": 0.0, "noise_sigma": 0.0,
     "gamma": 1.0, "contrast": 1.0, "jpeg_quality": 100.0, "histeq": 0.0,
+    "lower_lash_mm": 0.0, "lid_fold": 0.0, "glasses": 0.0, "lens_width_mm": 22.0,
+    "lens_height_mm": 15.0, "lens_offset_mm": 0.0, "glasses_frame_mm": 1.0, "lens_glare": 0.0,
 }
 
 
@@ -173,3 +175,52 @@ def test_centring_on_the_corners_moves_a_turned_eye_by_its_depth_in_front_of_the
     np.testing.assert_array_equal(straight, straight_c)
     with pytest.raises(ValueError, match="centre must be one of"):
         render([(0.0, 0.0)], centre="nose")
+
+
+def test_skin_beside_the_eye_has_no_seam_at_the_lid_line():
+    """Beyond the eye corners the skin is one smooth surface: no step where the lower
+    lid's line would continue (the under-lid shadow once drew one across the patch)."""
+    # off the pixel grid: a one-pixel line centred between two rows would hide
+    img = render([(0.0, 0.0)], skin_tone=0.7, lower_lash_mm=0.8, lash_mm=1.2,
+                 offset_y_px=0.3)[0][0].astype(float)
+    for col in (1, 2, img.shape[1] - 3, img.shape[1] - 2):  # corners sit near x = 8 and 52
+        steps = np.abs(np.diff(img[:, col]))
+        assert steps.max() <= 3, (col, steps.max())
+
+
+def test_glasses_draw_a_dark_rim_only_when_worn():
+    # a wide lens 8 mm high: its lower rim crosses the patch ~13 px below the eye centre
+    rim = dict(lens_width_mm=40.0, lens_height_mm=8.0, lens_offset_mm=0.0, glasses_frame_mm=1.2)
+    off = render([(0.0, 0.0)], glasses=0.0, **rim)[0][0].astype(float)
+    on = render([(0.0, 0.0)], glasses=1.0, **rim)[0][0].astype(float)
+    row = 18 + round(8.0 * 960 / 600)  # centre row + 8 mm at 1.6 px/mm
+    band = slice(row - 1, row + 2)
+    assert on[band, 20:40].mean() < 0.5 * off[band, 20:40].mean()
+    # away from the rim and the lens edge the eye is the same
+    np.testing.assert_allclose(on[12:24, 20:40], off[12:24, 20:40], atol=0.13 * 255)
+    # glasses off: the lens factors change nothing
+    other = render([(0.0, 0.0)], glasses=0.0, lens_width_mm=17.0, lens_height_mm=19.0,
+                   lens_offset_mm=5.0, glasses_frame_mm=0.4, lens_glare=1.0)[0][0]
+    np.testing.assert_array_equal(other, off.astype(np.uint8))
+
+
+def test_lid_fold_moves_the_crease_shadow_down_to_the_lashes():
+    """With a fold the dark line above the eye sits lower (at the lash line), not a crease
+    higher up the lid."""
+    flat = render([(0.0, 0.0)], lid_fold=0.0, lash_mm=0.3, eye_openness=0.8)[0][0].astype(float)
+    fold = render([(0.0, 0.0)], lid_fold=1.0, lash_mm=0.3, eye_openness=0.8)[0][0].astype(float)
+    col_flat, col_fold = flat[:, 28:33].mean(1), fold[:, 28:33].mean(1)
+    # the crease: darkest skin row well above the lid (rows 0..8); with the fold the
+    # shadow moves lower, so the upper rows brighten and the rows just above the lid darken
+    assert col_fold[:5].mean() > col_flat[:5].mean()
+    top_flat, top_fold = int(np.argmin(col_flat[:12])), int(np.argmin(col_fold[:12]))
+    assert top_fold > top_flat
+
+
+def test_lower_lash_line_darkens_just_below_the_lower_lid():
+    plain = render([(0.0, 0.0)], lower_lash_mm=0.0)[0][0].astype(float)
+    lined = render([(0.0, 0.0)], lower_lash_mm=0.8)[0][0].astype(float)
+    diff = (plain - lined)[:, 25:35].mean(1)  # > 0 where the line darkens
+    assert diff.max() > 20
+    assert 18 < int(np.argmax(diff)) < 30  # below the centre row, at the lower lid
+    assert np.abs(diff[:14]).max() < 2  # nothing changes above the eye
