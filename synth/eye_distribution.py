@@ -3,9 +3,11 @@
 Ranges follow what MPIIGaze-style normalised eye patches show: gaze within about
 +-40 deg pitch and +-45 deg yaw, head pose within +-30 deg, a camera with a focal length
 near 960 px, and histogram-equalised patches. The camera distance (420-640 mm) sets
-the eye's size in the patch: real normalised patches have the eye corners at about
-90 % of the width, which version 1's 480-720 mm left about 15 % too small (compared on
-mean images against the Columbia patches).
+the eye's size in the patch; version 2 draws eyes about 13 % larger than version 1's
+480-720 mm, since the Columbia patches' mean image showed a larger eye. Measured by
+where the lid and iris edges sit (mean vertical gradient per column), Columbia lies
+between the two versions and MPIIGaze's patches are a little tighter than both: real
+framings differ by about this much, and no image statistic identifies it yet.
 
 Version 2 adds what real patches show and version 1 could not render: glasses (a lens
 with a dark rim and glare), a lid fold hanging down to the lashes, and a dark line
