@@ -46,6 +46,20 @@ def _finish(home: Path, target: Path) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _assert_group_gone(pgid: int, timeout: float = 30.0) -> None:
+    """Every process of the killed group has exited (signal 0 probes without killing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            os.killpg(pgid, signal.SIGKILL)  # fail, but leave nothing running
+            raise AssertionError(f"processes of group {pgid} outlived the kill")
+        time.sleep(0.2)
+
+
 def test_killed_loop_resumes_with_the_same_lineage(tmp_path, sim_target):
     whole = _finish(tmp_path / "a", sim_target)
     assert [r["round"] for r in whole["rounds"]] == [0, 1]
@@ -53,7 +67,9 @@ def test_killed_loop_resumes_with_the_same_lineage(tmp_path, sim_target):
     assert whole["mode"] == "closed"
 
     home = tmp_path / "b"
-    proc = subprocess.Popen(_cmd(sim_target), env=_env(home), cwd=REPO,
+    # its own process group: the loop's ephemeral Prefect server (a uvicorn child) must
+    # die with it, or it outlives the test
+    proc = subprocess.Popen(_cmd(sim_target), env=_env(home), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 400
     try:
@@ -63,8 +79,9 @@ def test_killed_loop_resumes_with_the_same_lineage(tmp_path, sim_target):
             assert time.monotonic() < deadline, "round 1 never started training"
             time.sleep(0.2)
     finally:
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    _assert_group_gone(proc.pid)
     resumed = _finish(home, sim_target)
     for key in ("loop_id", "final_real_error"):
         assert resumed[key] == whole[key]
