@@ -226,15 +226,14 @@ def _band(dist: Tensor, width: Tensor, aa: Tensor) -> Tensor:
 def _with_glasses(radiance: Tensor, f: dict[str, Tensor], glare_noise: Tensor, hx: Tensor,
                   hy: Tensor, aa: Tensor, inten: Tensor, amb: Tensor) -> Tensor:
     """:func:`_glasses` on the samples that wear them. Eagerly only those rows are
-    computed (a sixth of a default batch: the glasses cost 20 % of a render when every
-    row paid for them); a compiled graph keeps static shapes and computes every row."""
+    computed (15 % of a default batch: the glasses cost 20 % of a render when every row
+    paid for them); a compiled graph keeps static shapes and computes every row."""
     if torch.compiler.is_compiling():
         return _glasses(radiance, f, glare_noise, hx, hy, aa, inten, amb)
     rows = torch.nonzero(f["glasses"].view(-1) > 0.5).view(-1)
     if len(rows) == 0:
         return radiance
-    sub = {k: f[k][rows] for k in ("glasses", "lens_width_mm", "lens_height_mm", "lens_offset_mm",
-                                   "glasses_frame_mm", "lens_glare")}
+    sub = {k: v[rows] for k, v in f.items()}
     out = radiance.clone()
     out[rows] = _glasses(radiance[rows], sub, glare_noise[rows], hx[rows], hy[rows], aa[rows],
                          inten[rows], amb[rows])
@@ -402,7 +401,8 @@ def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tenso
     fold = f["lid_fold"]
     crease_y = _mix(centre_y - (3.6 + f["crease_mm"]) * root_up, y_up - lash_w - 0.6, fold)
     crease_w = 1.0 + 0.4 * fold  # a fold casts a wider, deeper shadow than a crease
-    crease = 1.0 - (0.35 + 0.15 * fold) * torch.exp(-(((hy - crease_y) / crease_w) ** 2)) * (base > 0)
+    crease = 1.0 - (0.35 + 0.15 * fold) * torch.exp(-(((hy - crease_y) / crease_w) ** 2)) * (
+        base > 0)
     # only below the lower lid and within the eye's width: a shadow that did not fade at
     # the corners drew a horizontal seam across the whole patch
     under = 1.0 - 0.2 * root_lo * _smoothstep01(below / aa + 0.5) * torch.exp(
