@@ -42,10 +42,13 @@ def default_url(home: str | Path) -> str:
 
 
 def redact(url: str | URL) -> str:
-    """The URL for messages: the password replaced by ``***``."""
+    """The URL for messages, logs and stored records: the password replaced by ``***``,
+    in the authority (``user:pw@host``) and in query parameters (``?password=pw``)."""
     if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+        url = url.render_as_string(hide_password=False)
+    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(url))
+    return re.sub(r"([?&](?:password|passwd|pwd|token|secret)=)[^&#]*", r"\1***", url,
+                  flags=re.IGNORECASE)
 
 
 def sqlite_file(url: URL) -> Path | None:

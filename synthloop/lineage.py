@@ -57,3 +57,32 @@ def record_batch(cat, batch_dir: str | Path) -> dict[str, Any]:
         detail = json.dumps({"failing": list(st.failing), **(st.detail or {})}, default=str)
         cat.set_batch_status(r.batch_id, st.status, detail)
     return {"batch_id": r.batch_id, "status": st.status, "failing": list(st.failing)}
+
+
+def check_batch_is_recorded_one(cat, batch_id: str, batch_dir: str | Path) -> None:
+    """Refuse a batch folder that no longer holds the batch the catalog recorded there.
+
+    Lineage says "round k trained on batch X": that must stay true even when someone
+    regenerated the folder (``generate --overwrite``) or copied another batch over it
+    after it was recorded. The manifest names the batch and checksums every file, and
+    training re-verifies those checksums, so comparing the manifest's id and sha256 with
+    the catalog's row is enough to know the data is the recorded data."""
+    from catalog.errors import CatalogNotFound
+    from realdata.errors import DataFormatError
+
+    row = cat.get_batch(batch_id)
+    if row is None:
+        raise CatalogNotFound("batch", batch_id)
+    manifest = Path(batch_dir) / "manifest.json"
+    try:
+        raw = manifest.read_bytes()
+        found = json.loads(raw).get("batch_id")
+    except (OSError, ValueError, AttributeError) as e:
+        raise DataFormatError(manifest, f"cannot read the batch the catalog records as {batch_id} "
+                                        f"({e.__class__.__name__})") from None
+    sha = hashlib.sha256(raw).hexdigest()
+    if found != batch_id or sha != row["manifest_sha256"]:
+        what = f"batch {found}" if found != batch_id else f"a different manifest of {batch_id}"
+        raise DataFormatError(manifest, f"holds {what}, not the batch {batch_id} the catalog "
+                                        "recorded here (the folder was replaced after it was "
+                                        "recorded); move it away and run again to regenerate it")

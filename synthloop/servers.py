@@ -1,5 +1,10 @@
 """Local Prefect and MLflow servers on the embedded stores: started as child processes,
-waited on until healthy, stopped cleanly. Used by ``synthloop ui`` (and the tests).
+waited on until healthy, stopped cleanly. Used by ``synthloop ui`` and, for the Prefect API
+alone, by ``synthloop loop`` and ``demo`` (and the tests).
+
+Each child dies with the command that started it, even on ``kill -9`` (Linux: a
+parent-death signal), and a port that something else already listens on is refused
+before starting: a server only counts as ours while our child is alive.
 
 Facts from ../shared/notes/stack.md: the Prefect UI only finds its API on a non-default
 port when PREFECT_SERVER_API_PORT is set (``--port`` alone leaves the UI calling 4200);
@@ -8,6 +13,8 @@ the MLflow server needs MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false (2.4 GiB otherw
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -28,6 +35,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_port_free(port: int, name: str, option: str) -> None:
+    """Refuse a port another process listens on, so that health checks never see a
+    stranger's server and nothing is printed that points at it."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise ServiceError(f"127.0.0.1:{port} is already in use ({e.strerror}); another "
+                               f"{name} or other server listens there: choose a free port with "
+                               f"{option}") from None
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int):
+    """A ``preexec_fn``: the child gets SIGTERM when the process that started it exits,
+    however it exits (Linux). Elsewhere the child is only stopped by a clean exit."""
+    libc_name = ctypes.util.find_library("c")
+
+    def preexec() -> None:
+        os.setsid()  # its own process group: stopping it stops its workers too
+        if libc_name:
+            ctypes.CDLL(libc_name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return preexec if sys.platform.startswith("linux") else os.setsid
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent(os.getpid()))
+
+
 @dataclass
 class Server:
     name: str
@@ -38,6 +82,8 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
 
     def healthy(self) -> bool:
+        if self.proc.poll() is not None:  # whatever answers the port now is not ours
+            return False
         try:
             with urllib.request.urlopen(self.health, timeout=2) as r:
                 return r.status == 200
@@ -69,30 +115,48 @@ def prefect_bin() -> str:
     return _bin("prefect")
 
 
-def start_prefect(settings: Settings, port: int) -> Server:
+def _prefect_env(settings: Settings, port: int) -> dict[str, str]:
     home = settings.prefect_dir
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
     env.pop("PREFECT_API_URL", None)  # the server must not point at another one
+    return env
+
+
+def start_prefect(settings: Settings, port: int) -> Server:
+    check_port_free(port, "Prefect", "--prefect-port")
     log = settings.root / "logs" / "prefect-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([_bin("prefect"), "server", "start"], env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = _spawn([_bin("prefect"), "server", "start"], _prefect_env(settings, port), log)
+    url = f"http://127.0.0.1:{port}"
+    return Server("Prefect", url, f"{url}/api/health", proc, log, {"PREFECT_API_URL": f"{url}/api"})
+
+
+def start_prefect_api(settings: Settings) -> Server:
+    """The Prefect API alone (no UI) on a free port, for one command's flow runs: what
+    Prefect's own ephemeral server runs, but as our child, so that it dies with us."""
+    port = free_port()
+    env = {**_prefect_env(settings, port), "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+           "PREFECT__SERVER_FINAL": "1"}
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+           "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    log = settings.root / "logs" / "prefect-api.log"
+    proc = _spawn(cmd, env, log)
     url = f"http://127.0.0.1:{port}"
     return Server("Prefect", url, f"{url}/api/health", proc, log, {"PREFECT_API_URL": f"{url}/api"})
 
 
 def start_mlflow(settings: Settings, port: int) -> Server:
+    check_port_free(port, "MLflow", "--mlflow-port")
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # the store URI (it may hold a password) goes by environment, not on the command line
+    # that every local user can read in the process list
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_BACKEND_STORE_URI": settings.tracking_uri}
     log = settings.root / "logs" / "mlflow-server.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     cmd = [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-           "--backend-store-uri", settings.tracking_uri,
            "--artifacts-destination", str(settings.artifact_root)]
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = _spawn(cmd, env, log)
     url = f"http://127.0.0.1:{port}"
     return Server("MLflow", url, f"{url}/health", proc, log, {"SYNTHLOOP_MLFLOW_URI": url})
 

@@ -9,6 +9,7 @@ command actually needs them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -63,9 +64,26 @@ class Settings(BaseSettings):
         return (self.prefect_home or self.root / "prefect").expanduser().resolve()
 
     def ensure_home(self) -> Path:
+        """Create the home's folders and check that they can be written: a read-only home
+        (a copied or mounted one) fails here in one line, not minutes later deep inside
+        a database or server that retries."""
         for d in (self.root, self.batches_dir, self.outputs_dir):
             d.mkdir(parents=True, exist_ok=True)
+        for d in dict.fromkeys([self.root, self.prefect_dir if self.prefect_dir.exists() else self.root]):
+            _check_writable(d)
         return self.root
+
+
+def _check_writable(folder: Path) -> None:
+    from synthloop.errors import UsageError
+
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{folder}: the project home is not writable ({e.strerror}); point "
+                         "SYNTHLOOP_HOME (or SYNTHLOOP_PREFECT_HOME) at a writable folder") from None
 
 
 def get_settings() -> Settings:

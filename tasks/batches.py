@@ -14,11 +14,13 @@ from prefect.transactions import get_transaction
 from synth.distribution import SceneDistribution
 from synthloop.errors import BatchRejected
 from synthloop.taskspec import GenerateOptions, get_task
+from tasks.retries import retry_unless_deterministic
 
 __all__ = ["BatchRejected", "catalog_batch", "revalidate_batch", "validate_batch", "write_batch"]
 
 
-@task(name="write-synthetic-batch", retries=2, retry_delay_seconds=2)
+@task(name="write-synthetic-batch", retries=2, retry_delay_seconds=2,
+      retry_condition_fn=retry_unless_deterministic)
 def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: str | None,
                 device: str = "cpu", landmark_set: str | None = None) -> str:
     """Write the batch unless the folder already holds exactly that batch (its id is
@@ -114,7 +116,8 @@ def validate_batch(batch_dir: str) -> dict:
             "docs": str(report.docs_path) if report.docs_path else None}
 
 
-@task(name="record-batch-in-lineage-catalog", retries=2, retry_delay_seconds=3)
+@task(name="record-batch-in-lineage-catalog", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def catalog_batch(batch_dir: str) -> dict:
     """The batch, its distribution and its verdict (accepted or quarantined) as catalog rows."""
     from synthloop.lineage import open_catalog, record_batch

@@ -12,12 +12,14 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
+from catalog.engine import redact
 from synthloop import lineage
 from synthloop.loop.config import LoopConfig
 from synthloop.loop.real import load_real
 from synthloop.loop.rounds import initial_distribution, loop_id, round_dir
 from synthloop.settings import get_settings
 from synthloop.taskspec import GenerateOptions, get_task
+from tasks.retries import retry_unless_deterministic
 
 
 def _catalog():
@@ -34,7 +36,8 @@ def _tracking(task: str):
     return tracking
 
 
-@task(name="open-loop-in-catalog-and-mlflow", retries=2, retry_delay_seconds=3)
+@task(name="open-loop-in-catalog-and-mlflow", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def open_loop(cfg: LoopConfig) -> dict[str, Any]:
     """Split the real data, register the loop (or find it: same config = same loop) and
     its MLflow parent run; return what finished rounds the catalog already holds."""
@@ -76,7 +79,8 @@ def open_loop(cfg: LoopConfig) -> dict[str, Any]:
             "done": done, "next_distribution_id": next_dist, "prev_checkpoint": prev_ckpt}
 
 
-@task(name="open-round", retries=2, retry_delay_seconds=3)
+@task(name="open-round", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str) -> dict[str, Any]:
     """The round's catalog row and MLflow child run (found again after a restart), the
     round's distribution (``distribution_json``) and, when a previous run of this round
@@ -105,13 +109,15 @@ def open_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, parent_run: str)
     if row and row.get("batch_id"):
         b = cat.get_batch(row["batch_id"])
         if b and b["status"] == "accepted":
+            lineage.check_batch_is_recorded_one(cat, b["id"], b["path"])
             batch = {"batch_id": b["id"], "batch_dir": b["path"]}
     return {**(row or {}), "index": k, "distribution_id": dist_id, "mlflow_run_id": run_id,
             "status": (row or {}).get("status", "started"), "distribution_json": dist_json,
             "batch": batch}
 
 
-@task(name="find-identical-batch", retries=2, retry_delay_seconds=3)
+@task(name="find-identical-batch", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def find_batch(cfg: LoopConfig, seed: int, dist_json: str) -> dict[str, Any] | None:
     """A batch is content-addressed (distribution, seed, n, generator): if the catalog
     already holds the one this attempt would write (another loop's identical round, e.g.
@@ -124,13 +130,16 @@ def find_batch(cfg: LoopConfig, seed: int, dist_json: str) -> dict[str, Any] | N
     # the id write_batch gives it with the loop's generator settings (the defaults)
     bid = get_task(cfg.task).generator(GenerateOptions()).planned_id(
         n=cfg.n_per_round, seed=seed, dist=dist)
-    row = _catalog().get_batch(bid)
+    cat = _catalog()
+    row = cat.get_batch(bid)
     if row is None or not (Path(row["path"]) / "manifest.json").is_file():
         return None
+    lineage.check_batch_is_recorded_one(cat, bid, row["path"])
     return {"batch_id": bid, "status": row["status"], "batch_dir": row["path"]}
 
 
-@task(name="record-batch-in-catalog", retries=2, retry_delay_seconds=3)
+@task(name="record-batch-in-catalog", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def record_batch(lid: str, k: int, batch_dir: str) -> dict[str, Any]:
     from synthloop.lineage import record_batch as record
 
@@ -151,6 +160,7 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
         # a run killed between finishing the training and linking it to the round: link now
         cat.upsert_round(lid, k, run_id=run_key)
         return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
+    lineage.check_batch_is_recorded_one(cat, batch_id, batch_dir)
     tracking = _tracking(cfg.task)
     real = load_real(cfg)
     cat.add_training_run(run_key, cfg.task, cfg.method,
@@ -181,7 +191,8 @@ def evaluate_round(cfg: LoopConfig, lid: str, k: int, checkpoint: str, round_run
     return {"real_error": res["real_error"], "analysis_error": res["analysis_error"]}
 
 
-@task(name="analyse-errors-and-update-distribution", retries=1, retry_delay_seconds=3)
+@task(name="analyse-errors-and-update-distribution", retries=1, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: str,
                   train_run: str, round_run: str, evaluation: dict[str, Any]) -> dict[str, Any]:
     """Slices, the next distribution, the catalog's analysis row, MLflow artifacts and the
@@ -231,7 +242,7 @@ def _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run) -> None
              f"- held-out real error: **{evaluation['real_error']:.2f} {unit}** "
              f"(analysis part: {evaluation['analysis_error']:.2f} {unit})",
              f"- distribution: `{dist.id}` -> next `{new.id}`",
-             f"- MLflow round run: `{round_run}` at `{settings.tracking_uri}`",
+             f"- MLflow round run: `{round_run}` at `{redact(settings.tracking_uri)}`",
              f"- plots: `{res['plots']['slices']}`, `{res['plots']['distribution']}`", "",
              "## Worst slices (analysis part)", "",
              "| variable | range | n | mean error | 95% CI |", "|---|---|---|---|---|"]
@@ -251,14 +262,16 @@ def _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run) -> None
         key="feedback-loop-slices", description=f"{lid} round {k}: real error by slice")
 
 
-@task(name="close-round", retries=2, retry_delay_seconds=3)
+@task(name="close-round", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def close_round(task_name: str, lid: str, k: int, real_error: float, round_run: str) -> None:
     cat = _catalog()
     cat.upsert_round(lid, k, real_error=float(real_error), status="done")
     _tracking(task_name).end_run(round_run, "FINISHED")
 
 
-@task(name="close-loop", retries=2, retry_delay_seconds=3)
+@task(name="close-loop", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[str, Any]:
     from analysis.plots import loop_error_curve
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from catalog.engine import redact
 from synthloop.settings import get_settings
 
 
@@ -23,7 +24,7 @@ def train_gaze_task(method: str, target: str, steps: int, seed: int, out: str, s
     create_markdown_artifact(
         "\n".join([f"# {method} (seed {seed})", "",
                    f"- MLflow run: `{run.run_id}` in experiment `{experiment_name('gaze')}`"
-                   f" at `{settings.tracking_uri}`",
+                   f" at `{redact(settings.tracking_uri)}`",
                    f"- checkpoint: `{run.checkpoint_dir}`",
                    f"- registered: `{run.model_uri}` version {run.model_version}"
                    + (" (now champion)" if run.promoted else "")]),

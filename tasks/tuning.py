@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from synthloop.settings import get_settings
+from tasks.retries import retry_unless_deterministic
 
 
 @task(name="builtin-simulated-target")
@@ -23,7 +24,8 @@ def builtin_target_path() -> str:
     return str(get_task("gaze").builtin_target(settings))
 
 
-@task(name="open-optuna-study", retries=2, retry_delay_seconds=3)
+@task(name="open-optuna-study", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def open_tuning(method: str, target: str, steps: int, seed: int, source: str | None,
                 n_source: int, objective: str | None, batch_size: int) -> dict[str, Any]:
     from synthloop.tuning import jobs as tune_jobs
@@ -45,7 +47,8 @@ def tuning_trial(ctx: dict[str, Any]) -> dict[str, Any]:
     return tune_jobs.tuning_trial(get_settings(), ctx, log=logger.info)
 
 
-@task(name="close-optuna-study", retries=2, retry_delay_seconds=3)
+@task(name="close-optuna-study", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
 def close_tuning(ctx: dict[str, Any]) -> dict[str, Any]:
     from synthloop.tuning import jobs as tune_jobs
 

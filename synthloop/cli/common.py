@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 EXIT_OK, EXIT_INVALID, EXIT_ERROR, EXIT_BUG = 0, 1, 2, 3
@@ -71,3 +73,34 @@ def embedded_prefect_env(settings: Any) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+@contextmanager
+def prefect_api(settings: Any) -> Iterator[str]:
+    """The Prefect API this command's flow runs report to: the user's (``PREFECT_API_URL``)
+    or, by default, our own child server on the project home's Prefect database. Ours, not
+    Prefect's ephemeral one, because ours dies with this process even on ``kill -9`` and
+    is stopped before the command prints its last line. Yields the API URL."""
+    embedded_prefect_env(settings)
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from synthloop.servers import start_prefect_api, wait_healthy
+
+    server = start_prefect_api(settings)
+    try:
+        wait_healthy([server], timeout=float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+        with temporary_settings({PREFECT_API_URL: server.env["PREFECT_API_URL"]}):
+            yield server.env["PREFECT_API_URL"]
+            _flush_prefect_logs()
+    finally:
+        server.stop()
+
+
+def _flush_prefect_logs() -> None:
+    """Send the buffered run logs before the server goes away."""
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from models.names import METHODS
-from synthloop.cli.common import EXIT_OK, embedded_prefect_env, positive_int, settings_with_home
+from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_with_home
 from synthloop.loop.config import LOOP_DEFAULTS
 from synthloop.taskspec import TASK_NAMES
 
@@ -39,25 +39,30 @@ def cmd_demo(a: argparse.Namespace) -> int:
                      n_per_round=a.n, steps_per_round=a.steps, method=d["method"],
                      patience=d["patience"], min_improvement=d["min_improvement"],
                      holdout_frac=d["holdout_frac"], as_json=False)
+    from catalog.engine import redact
+
     settings = get_settings()
     home = settings.root
     print(f"plots      {home / 'loops'}/<loop id>/round-*/{{slice_errors,distribution_change}}.png")
-    print(f"catalog    {settings.catalog}")
+    print(f"catalog    {redact(settings.catalog)}")
     print(f"home       {home}  (override with SYNTHLOOP_HOME; `synthloop ui` opens the dashboards)")
     return code
 
 
 def _run_loop(*, task: str, real: str | None, as_json: bool, seed: int, open_loop: bool,
               **loop: Any) -> int:
+    from catalog.engine import redact
     from synthloop.taskspec import get_task
 
     settings = settings_with_home()
     real = get_task(task).loop_real_data(settings, real)
-    embedded_prefect_env(settings)
     from flows.feedback_loop import LoopParams, feedback_loop
+    from synthloop.loop.real import load_real
 
     params = LoopParams(task=task, real=real, seed=seed, open_loop=open_loop, **loop)
-    state = feedback_loop(params, return_state=True)
+    load_real(params.config())  # bad real data fails here, in one line, before any server starts
+    with prefect_api(settings):
+        state = feedback_loop(params, return_state=True)
     res = state.result()  # re-raises what the flow raised (a data error names its file)
     mode = "open" if open_loop else "closed"
     if as_json:
@@ -70,7 +75,7 @@ def _run_loop(*, task: str, real: str | None, as_json: bool, seed: int, open_loo
         print(f"  round {r['round']}: held-out real error {r['real_error']:.3f}  "
               f"distribution {r['distribution_id']}  batch {r['batch_id']}")
     print(f"stopped: {res['stopped']}")
-    print(f"files: {settings.root / 'loops' / res['loop_id']}   MLflow: {settings.tracking_uri}")
+    print(f"files: {settings.root / 'loops' / res['loop_id']}   MLflow: {redact(settings.tracking_uri)}")
     return EXIT_OK
 
 

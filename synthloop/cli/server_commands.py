@@ -16,14 +16,21 @@ def cmd_ui(a: argparse.Namespace) -> int:
     import time
 
     stop_on_sigterm()
-    from synthloop.servers import start_mlflow, start_prefect, wait_healthy
+    from synthloop.servers import check_port_free, start_mlflow, start_prefect, wait_healthy
     from synthloop.settings import get_settings
 
+    if a.prefect_port == a.mlflow_port:
+        raise UsageError(f"--prefect-port and --mlflow-port are both {a.prefect_port}: give each its own")
+    # both before starting either: a taken port leaves nothing started
+    check_port_free(a.prefect_port, "Prefect", "--prefect-port")
+    check_port_free(a.mlflow_port, "MLflow", "--mlflow-port")
     settings = get_settings()
     settings.ensure_home()
-    servers = [start_prefect(settings, a.prefect_port), start_mlflow(settings, a.mlflow_port)]
+    servers = []
     try:
         print("starting the Prefect and MLflow servers ...", file=sys.stderr)
+        for start, port in ((start_prefect, a.prefect_port), (start_mlflow, a.mlflow_port)):
+            servers.append(start(settings, port))
         wait_healthy(servers, timeout=a.timeout)
         for s in servers:
             print(f"{s.name:<8} {s.url}")
