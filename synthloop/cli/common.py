@@ -87,11 +87,19 @@ def prefect_api(settings: Any) -> Iterator[str]:
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from synthloop.locks import file_lock
     from synthloop.servers import start_prefect_api, wait_healthy
 
-    server = start_prefect_api(settings)
+    timeout = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+    # two commands starting on a fresh home would both migrate the same Prefect database
+    with file_lock(settings.prefect_dir / ".prefect-db.lock"):
+        server = start_prefect_api(settings)
+        try:
+            wait_healthy([server], timeout=timeout)
+        except BaseException:
+            server.stop()
+            raise
     try:
-        wait_healthy([server], timeout=float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
         with temporary_settings({PREFECT_API_URL: server.env["PREFECT_API_URL"]}):
             yield server.env["PREFECT_API_URL"]
             _flush_prefect_logs()

@@ -35,9 +35,12 @@ def open_study(settings: Settings, name: str, direction: str, seed: int):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from synthloop.locks import first_use_lock
+
     storage = settings.optuna_storage
-    probe = optuna.create_study(study_name=name, storage=storage, direction=direction,
-                                load_if_exists=True)
+    with first_use_lock(storage):  # Optuna's schema creation races on a fresh SQLite file
+        probe = optuna.create_study(study_name=name, storage=storage, direction=direction,
+                                    load_if_exists=True)
     if probe.direction.name.lower() != direction:
         raise UsageError(f"study {name} in {redact(storage)} optimises "
                          f"{probe.direction.name.lower()}, not {direction}")
