@@ -33,7 +33,7 @@ from synth.distribution import SceneDistribution
 from synth.face_distribution import TASK, default_face_distribution
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
-from synth.shards import BatchWriter, batch_id_for, sha256_file
+from synth.shards import NPY_ERRORS, BatchWriter, batch_id_for, member_path, sha256_file
 
 LANDMARKS = "landmarks/landmarks.json"
 FORMAT_VERSION = 1
@@ -145,23 +145,39 @@ def read_face_labels(batch_dir: str | Path, verify: bool = True) -> dict[str, np
     root = Path(batch_dir)
     doc_path = root / LANDMARKS
     try:
-        doc = json.loads(doc_path.read_text())
+        doc = json.loads(doc_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataFormatError(doc_path, "missing: not a face batch") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, absurd numbers or nesting
         raise DataFormatError(doc_path, f"not valid JSON ({e})") from None
     out: dict[str, np.ndarray] = {}
-    for name, e in doc.get("files", {}).items():
-        path = root / e["file"]
+    for name, e in _label_entries(doc, doc_path):
+        path = member_path(root, e["file"], doc_path, f"files[{name!r}].file")
         if not path.is_file():
             raise DataFormatError(path, "listed in landmarks.json but missing")
         if verify and sha256_file(path) != e["sha256"]:
             raise DataFormatError(path, "checksum does not match landmarks.json (corrupted or modified)")
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
+        except NPY_ERRORS as err:
             raise DataFormatError(path, f"unreadable .npy ({err})") from None
         if list(arr.shape) != e["shape"] or str(arr.dtype) != e["dtype"]:
             raise DataFormatError(path, f"{arr.dtype} {arr.shape}, landmarks.json says {e['dtype']} {e['shape']}")
         out[name] = arr
     return out
+
+
+def _label_entries(doc: Any, doc_path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """landmarks.json's ``files``, each entry checked for the keys and types read above."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("files", {}), dict):
+        raise DataFormatError(doc_path, "must be a JSON object whose 'files' is an object")
+    entries = []
+    for name, e in doc.get("files", {}).items():
+        where = f"files[{name!r}]"
+        if not isinstance(e, dict):
+            raise DataFormatError(doc_path, f"{where} must be an object")
+        for key, kind in (("file", str), ("sha256", str), ("dtype", str), ("shape", list)):
+            if not isinstance(e.get(key), kind):
+                raise DataFormatError(doc_path, f"{where}.{key} is missing or not {kind.__name__}")
+        entries.append((name, e))
+    return entries

@@ -12,12 +12,22 @@ Layout of a batch folder::
                          the manifest's ``extra_files`` with sha256 and size
     validation/          written by validation: result, status, Data Docs
 
-Writes are atomic: everything goes to a hidden sibling folder that is renamed into place
-only when complete, so a crash or a bad input never leaves a half-written batch behind.
+Writes are atomic: everything goes to a hidden sibling folder (``.<name>.partial-<hex>``)
+that is renamed into place only when complete, so a crash or a bad input never leaves a
+half-written batch behind. Writers of one folder exclude each other: each holds an
+``flock`` on its partial folder for the whole write, and takes a short lock on the
+folder's name (``.<name>.lock``) to start and to finish; a second writer of the same
+folder fails at its start with FileExistsError, and without ``overwrite`` the final rename
+never replaces an existing folder. A partial folder whose flock nobody holds was left by a
+killed writer: the next write into the same parent removes it.
+
+Reading trusts nothing in the manifest: every entry is type-checked and every path must
+stay inside the batch folder; any problem raises DataFormatError naming the file.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,6 +43,17 @@ import pandas as pd
 
 from realdata.errors import DataFormatError, SynthloopError
 from synth.distribution import SceneDistribution
+from synth.manifest import NPY_ERRORS, member_path, one_line, read_manifest, show_value
+from synth.output_folder import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    hold_folder,
+    leftovers_by_name,
+    name_lock,
+    remove_path,
+    renameat2,
+    sweep_stale_partials,
+)
 
 MANIFEST = "manifest.json"
 DISTRIBUTION = "distribution.json"
@@ -94,21 +115,52 @@ class BatchWriter:
         self._written = 0
         self._image_shape: tuple[int, ...] | None = None
         self._extra: list[str] = []
+        self._held: int | None = None  # fd with the flock on self.tmp while writing
 
     def __enter__(self) -> BatchWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        (self.tmp / "shards").mkdir(parents=True)
+        with name_lock(self.out):
+            if os.path.lexists(self.out) and not self.overwrite:
+                raise FileExistsError(f"{self.out}: already exists (use --overwrite to replace it)")
+            sweep_stale_partials(self.out.parent, held=self.out.name)
+            live = [p for kind, p in leftovers_by_name(self.out.parent).get(self.out.name, [])
+                    if kind == "partial"]
+            if live:  # what the sweep left is held by a live writer
+                raise FileExistsError(f"{self.out}: another writer is creating this folder right "
+                                      f"now ({live[0].name}); wait for it or choose another folder")
+            self._claim_partial()
         return self
+
+    def _claim_partial(self) -> None:
+        """Create :attr:`tmp` and flock it, under the name lock (so no sweeper can take it
+        for stale between the two)."""
+        self.tmp.mkdir()
+        try:
+            self._held = hold_folder(self.tmp)
+            (self.tmp / "shards").mkdir()
+        except BaseException:
+            self._abandon()
+            raise
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._abandon()
             return
         try:
             self._finish()
         except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)  # nothing half-written stays behind
+            self._abandon()  # nothing half-written stays behind
             raise
+        self._release()
+
+    def _abandon(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._held is not None:
+            os.close(self._held)
+            self._held = None
 
     def add(self, images: np.ndarray, rows: pd.DataFrame) -> None:
         if images.dtype != np.uint8:
@@ -169,7 +221,6 @@ class BatchWriter:
         if self._buffered:
             self._flush(self._buffered)
         if self._written != self.n:
-            shutil.rmtree(self.tmp, ignore_errors=True)
             raise ValueError(f"batch {self.batch_id}: wrote {self._written} samples, expected {self.n}")
         meta = pd.concat(self._rows, ignore_index=True)
         meta.insert(0, "sample", np.arange(len(meta), dtype=np.int64))
@@ -196,13 +247,42 @@ class BatchWriter:
         if extra:
             manifest["extra_files"] = extra
         _write_json(self.tmp / MANIFEST, manifest)
-        if self.out.exists():  # overwrite: swap in, then drop the old one
-            trash = self.out.with_name(f".{self.out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(self.out, trash)
-            os.replace(self.tmp, self.out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.out)
+        with name_lock(self.out):
+            if not os.path.lexists(self.out):
+                self._move_into_place()
+            elif self.overwrite:
+                self._swap_in()
+            else:
+                raise self._appeared()
+
+    def _appeared(self) -> FileExistsError:
+        return FileExistsError(f"{self.out}: already exists (created by someone else while this "
+                               "batch was written; not replaced; use --overwrite to replace it)")
+
+    def _move_into_place(self) -> None:
+        """Rename that never replaces: a folder that appeared at ``out`` meanwhile stays."""
+        try:
+            if not renameat2(self.tmp, self.out, RENAME_NOREPLACE):
+                os.rename(self.tmp, self.out)  # fails on a non-empty folder
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise self._appeared() from None
+            raise
+
+    def _swap_in(self) -> None:
+        """overwrite: an atomic exchange where the system has one, so ``out`` is never
+        missing; else two renames (a kill between them leaves the old batch in
+        ``.<name>.old-*``, which the next write into the parent puts back)."""
+        if renameat2(self.tmp, self.out, RENAME_EXCHANGE):
+            remove_path(self.tmp)  # now the old batch
+            return
+        trash = self.out.with_name(f".{self.out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(self.out, trash)
+        os.replace(self.tmp, self.out)
+        remove_path(trash)
+
+
+_STATUSES = ("unvalidated", "accepted", "quarantined")
 
 
 @dataclass(frozen=True)
@@ -226,34 +306,41 @@ class BatchReader:
             raise DataFormatError(self.path, "not a batch folder (does not exist or is not a folder)")
         if not mpath.is_file():
             raise DataFormatError(mpath, "missing: not a batch folder")
-        try:
-            self.manifest: dict[str, Any] = json.loads(mpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataFormatError(mpath, f"not valid JSON ({e})") from None
-        for key in ("batch_id", "task", "n", "image_shape", "shards", "metadata", "distribution"):
-            if key not in self.manifest:
-                raise DataFormatError(mpath, f"manifest lacks {key!r}")
+        self.manifest: dict[str, Any] = read_manifest(mpath)
+        for where, e in self._entries():  # every path checked before anything is opened
+            self._file(e, where)
         self.batch_id: str = self.manifest["batch_id"]
         self.task: str = self.manifest["task"]
-        self.n: int = int(self.manifest["n"])
+        self.n: int = self.manifest["n"]
         self.image_shape = tuple(self.manifest["image_shape"])
         if verify:
             self.verify_checksums()
-        self._shards = [self._open_shard(s) for s in self.manifest["shards"]]
+        self._shards = [self._open_shard(i, s) for i, s in enumerate(self.manifest["shards"])]
         self._offsets = np.cumsum([0] + [len(s) for s in self._shards])
         if self._offsets[-1] != self.n:
             raise DataFormatError(mpath, f"shards hold {self._offsets[-1]} samples, manifest says {self.n}")
         self._meta: pd.DataFrame | None = None
         self._dist: SceneDistribution | None = None
 
-    def _open_shard(self, entry: dict[str, Any]) -> np.ndarray:
-        p = self.path / entry["file"]
+    def _entries(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(name in the manifest, entry)`` for every file the manifest lists."""
+        m = self.manifest
+        named = [(f"shards[{i}]", e) for i, e in enumerate(m["shards"])]
+        named += [("metadata", m["metadata"]), ("distribution", m["distribution"])]
+        return named + [(f"extra_files[{i}]", e) for i, e in enumerate(m.get("extra_files", []))]
+
+    def _file(self, entry: dict[str, Any], where: str) -> Path:
+        """The entry's path, which must stay inside the batch folder (see member_path)."""
+        return member_path(self.path, entry["file"], self.path / MANIFEST, f"{where}.file")
+
+    def _open_shard(self, i: int, entry: dict[str, Any]) -> np.ndarray:
+        p = self._file(entry, f"shards[{i}]")
         if not p.is_file():
             raise DataFormatError(p, "shard missing")
         try:
             arr = np.load(p, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DataFormatError(p, f"unreadable or truncated .npy shard ({e})") from None
+        except NPY_ERRORS as e:
+            raise DataFormatError(p, f"unreadable or truncated .npy shard ({one_line(e)})") from None
         if arr.dtype != np.uint8 or tuple(arr.shape[1:]) != self.image_shape or len(arr) != entry["n"]:
             raise DataFormatError(
                 p, f"shard has dtype {arr.dtype} shape {arr.shape}, manifest expects uint8 "
@@ -268,10 +355,8 @@ class BatchReader:
     def verify_checksums(self) -> None:
         """Every file the manifest lists (shards, metadata, distribution, extra files)
         exists with its recorded size and sha256."""
-        entries = list(self.manifest["shards"]) + [self.manifest["metadata"], self.manifest["distribution"]]
-        entries += list(self.manifest.get("extra_files", []))
-        for e in entries:
-            p = self.path / e["file"]
+        for where, e in self._entries():
+            p = self._file(e, where)
             if not p.is_file():
                 raise DataFormatError(p, "listed in the manifest but missing")
             if "bytes" in e and p.stat().st_size != e["bytes"]:
@@ -285,11 +370,11 @@ class BatchReader:
     @property
     def metadata(self) -> pd.DataFrame:
         if self._meta is None:
-            p = self.path / self.manifest["metadata"]["file"]
+            p = self._file(self.manifest["metadata"], "metadata")
             try:
                 self._meta = pd.read_parquet(p)
             except Exception as e:  # pyarrow raises several types for bad files
-                raise DataFormatError(p, f"unreadable metadata table ({e})") from None
+                raise DataFormatError(p, f"unreadable metadata table ({one_line(e)})") from None
             if len(self._meta) != self.n:
                 raise DataFormatError(p, f"{len(self._meta)} rows, manifest says {self.n}")
         return self._meta
@@ -297,11 +382,12 @@ class BatchReader:
     @property
     def distribution(self) -> SceneDistribution:
         if self._dist is None:
-            p = self.path / self.manifest["distribution"]["file"]
+            p = self._file(self.manifest["distribution"], "distribution")
             try:
-                self._dist = SceneDistribution.loads(p.read_text())
-            except (ValueError, KeyError, TypeError) as e:
-                raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
+                self._dist = SceneDistribution.loads(p.read_text(encoding="utf-8"))
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+                # whatever the JSON holds: bad UTF-8 or JSON, wrong types, missing keys
+                raise DataFormatError(p, f"not a valid scene distribution ({one_line(e)})") from None
         return self._dist
 
     def images(self, indices: Sequence[int] | np.ndarray | slice | None = None) -> np.ndarray:
@@ -332,8 +418,18 @@ class BatchReader:
         p = self.path / STATUS
         if not p.is_file():
             return BatchStatus("unvalidated")
-        d = json.loads(p.read_text())
-        return BatchStatus(d["status"], tuple(d.get("failing", ())), d)
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as e:
+            raise DataFormatError(p, f"not valid JSON ({one_line(e)})") from None
+        if not isinstance(d, dict):
+            raise DataFormatError(p, f"must be a JSON object, got {type(d).__name__}")
+        if d.get("status") not in _STATUSES:
+            raise DataFormatError(p, f"status must be one of {', '.join(_STATUSES)}, got {show_value(d.get('status'))}")
+        failing = d.get("failing", [])
+        if not isinstance(failing, list) or not all(isinstance(f, str) for f in failing):
+            raise DataFormatError(p, f"failing must be a list of strings, got {show_value(failing)}")
+        return BatchStatus(d["status"], tuple(failing), d)
 
 
 def write_status(batch_dir: str | Path, status: str, failing: Iterable[str] = (), **extra: Any) -> Path:

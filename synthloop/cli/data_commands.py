@@ -4,17 +4,44 @@ simulate-target."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from synthloop.cli.common import EXIT_INVALID, EXIT_OK, positive_int, progress
+from synthloop.cli.common import EXIT_INVALID, EXIT_OK, positive_int, progress, stop_on_sigterm
 from synthloop.errors import DataFormatError
 from synthloop.taskspec import TASK_NAMES
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
+    with _sigterm_like_ctrl_c():
+        return _generate(a)
+
+
+@contextlib.contextmanager
+def _sigterm_like_ctrl_c() -> Iterator[None]:
+    """A SIGTERM (kill, a CI runner, a scheduler) stops ``generate`` like Ctrl-C: the
+    batch writer removes its partial folder. The previous handlers come back afterwards,
+    for callers that run the command in-process; only the main thread may set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop_on_sigterm()
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:  # None: installed outside Python, cannot be put back
+                signal.signal(sig, handler)
+
+
+def _generate(a: argparse.Namespace) -> int:
     from synthloop.taskspec import GenerateOptions, get_task
 
     spec = get_task(a.task)
