@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from PIL import Image
 
 from realdata.errors import DataFormatError
 from realdata.gaze import gaze_vector_to_pitchyaw
+from realdata.landmarks import decode_utf8, printable
 
 DEFAULT_SIZE: tuple[int, int] = (36, 60)
 MANIFEST_NAME = "manifest.csv"
@@ -192,17 +194,18 @@ def read_eye_meta(csv_path: str | Path, paths: tuple[str, ...]
     where: dict[str, int] = {}
     for i, (line, rec) in enumerate(rows):
         if rec["image"] in where:
-            raise DataFormatError(csv_path, f"image {rec['image']} listed twice (also on line "
-                                  f"{rows[where[rec['image']]][0]})", line)
+            raise DataFormatError(csv_path, f"image {printable(rec['image'])} listed twice "
+                                  f"(also on line {rows[where[rec['image']]][0]})", line)
         where[rec["image"]] = i
     wanted = set(paths)
     extra = [(line, rec["image"]) for line, rec in rows if rec["image"] not in wanted]
     if extra:
-        raise DataFormatError(csv_path, f"image {extra[0][1]} is not in the folder's labels or "
-                              "manifest", extra[0][0])
+        raise DataFormatError(csv_path, f"image {printable(extra[0][1])} is not in the folder's "
+                              "labels or manifest", extra[0][0])
     missing = [p for p in paths if p not in where]
     if missing:
-        raise DataFormatError(csv_path, f"no row for {len(missing)} image(s), e.g. {missing[0]}")
+        raise DataFormatError(csv_path, f"no row for {len(missing)} image(s), e.g. "
+                              f"{printable(missing[0])}")
     ordered = [rows[where[p]] for p in paths]
     groups = None
     if GROUP_COLUMN in ordered[0][1]:
@@ -239,59 +242,65 @@ def _read_csv_rows(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (first line number, {column: value}) for each data row; strict about shape."""
     try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            try:
-                header = next(reader, None)
-            except csv.Error as exc:
-                raise DataFormatError(csv_path, f"malformed CSV: {exc}", 1) from exc
-            if header is None or not any(h.strip() for h in header):
-                raise DataFormatError(csv_path, "file is empty (expected a header line)", 1)
-            header = [h.strip() for h in header]
-            dupes = sorted({h for h in header if header.count(h) > 1})
-            if dupes:
-                raise DataFormatError(csv_path, f"duplicate column(s): {', '.join(dupes)}", 1)
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise DataFormatError(
-                    csv_path,
-                    f"missing column(s) {', '.join(missing)} (header has: {', '.join(header)})",
-                    1,
-                )
-            n_rows = 0
-            blank_line: int | None = None
-            end = reader.line_num
-            while True:
-                start = end + 1
-                try:
-                    row = next(reader, None)
-                except csv.Error as exc:
-                    raise DataFormatError(
-                        csv_path, f"malformed CSV: {exc}", reader.line_num
-                    ) from exc
-                if row is None:
-                    break
-                end = reader.line_num
-                if not row or not any(v.strip() for v in row):
-                    blank_line = start if blank_line is None else blank_line
-                    continue
-                if blank_line is not None:  # blank lines are only tolerated at the end
-                    raise DataFormatError(csv_path, "blank line inside the data", blank_line)
-                if len(row) != len(header):
-                    raise DataFormatError(
-                        csv_path, f"expected {len(header)} fields, found {len(row)}", start
-                    )
-                rec = dict(zip(header, (v.strip() for v in row), strict=True))
-                if not rec["image"]:
-                    raise DataFormatError(csv_path, "empty image path", start)
-                n_rows += 1
-                yield start, rec
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(csv_path, f"not UTF-8 text: {exc}") from exc
+        data = csv_path.read_bytes()
     except OSError as exc:
-        raise DataFormatError(csv_path, f"cannot be read: {exc}") from exc
+        raise DataFormatError(csv_path, f"cannot be read: {printable(str(exc))}") from exc
+    # decoded up front, so that a byte that is not UTF-8 is reported with its line
+    reader = csv.reader(io.StringIO(decode_utf8(csv_path, data), newline=""))
+    header = _read_header(csv_path, reader, required)
+    n_rows = 0
+    blank_line: int | None = None
+    end = reader.line_num
+    while True:
+        start = end + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:
+            raise DataFormatError(csv_path, f"malformed CSV: {exc}", reader.line_num) from None
+        if row is None:
+            break
+        end = reader.line_num
+        if not row or not any(v.strip() for v in row):
+            blank_line = start if blank_line is None else blank_line
+            continue
+        if blank_line is not None:  # blank lines are only tolerated at the end
+            raise DataFormatError(csv_path, "blank line inside the data", blank_line)
+        if len(row) != len(header):
+            raise DataFormatError(
+                csv_path, f"expected {len(header)} fields, found {len(row)}", start
+            )
+        rec = dict(zip(header, (v.strip() for v in row), strict=True))
+        if not rec["image"]:
+            raise DataFormatError(csv_path, "empty image path", start)
+        n_rows += 1
+        yield start, rec
     if n_rows == 0:
         raise DataFormatError(csv_path, "has a header but no data rows", 1)
+
+
+def _read_header(csv_path: Path, reader, required: tuple[str, ...]) -> list[str]:
+    """The stripped column names of line 1; every ``required`` one present, none twice."""
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise DataFormatError(csv_path, f"malformed CSV: {exc}", 1) from None
+    if header is None or not any(h.strip() for h in header):
+        raise DataFormatError(csv_path, "file is empty (expected a header line)", 1)
+    header = [h.strip() for h in header]
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise DataFormatError(csv_path, f"duplicate column(s): {_listed(dupes)}", 1)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataFormatError(
+            csv_path, f"missing column(s) {', '.join(missing)} (header has: {_listed(header)})", 1
+        )
+    return header
+
+
+def _listed(names: list[str]) -> str:
+    """Column names for a one-line message (a quoted header cell may hold a line break)."""
+    return printable(", ".join(names))
 
 
 def _parse_angle(
@@ -329,16 +338,19 @@ def _load_images(csv_path: Path, items: list[tuple[int, str]], size: tuple[int, 
 def _load_one(
     csv_path: Path, line: int, image_path: Path, rel: str, size: tuple[int, int]
 ) -> np.ndarray:
+    shown = printable(rel)
     if not image_path.is_file():
-        raise DataFormatError(csv_path, f"image file not found: {rel}", line)
+        raise DataFormatError(csv_path, f"image file not found: {shown}", line)
     try:
         with Image.open(image_path) as im:
             im.load()
-            return _to_gray(im, size, rel)
+            return _to_gray(im, size, shown)
     except DataFormatError as exc:
         raise DataFormatError(csv_path, exc.problem, line) from exc
     except Exception as exc:  # Pillow raises many types for undecodable files
-        raise DataFormatError(csv_path, f"image {rel} cannot be decoded: {exc}", line) from exc
+        raise DataFormatError(
+            csv_path, f"image {shown} cannot be decoded: {printable(str(exc))}", line
+        ) from exc
 
 
 def _to_gray(im: Image.Image, size: tuple[int, int], name: str) -> np.ndarray:
@@ -444,12 +456,19 @@ def read_mpiigaze_mat(
 def _loadmat(mat_path: Path) -> dict:
     import scipy.io
 
+    from realdata.mat5_check import check_mat5_type_codes
+
+    check_mat5_type_codes(mat_path)
     try:
         return scipy.io.loadmat(mat_path)
     except NotImplementedError as exc:  # MATLAB v7.3 (HDF5) files
-        raise DataFormatError(mat_path, f"unsupported MAT file version: {exc}") from exc
+        raise DataFormatError(
+            mat_path, f"unsupported MAT file version: {printable(str(exc))}"
+        ) from exc
     except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, zlib errors...
-        raise DataFormatError(mat_path, f"not a readable MATLAB .mat file: {exc}") from exc
+        raise DataFormatError(
+            mat_path, f"not a readable MATLAB .mat file: {printable(str(exc))}"
+        ) from exc
 
 
 def _has_field(struct: np.ndarray, name: str) -> bool:

@@ -39,11 +39,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from realdata.errors import DataFormatError
 from realdata.landmarks import Box, FaceSet
 
 DEFAULT_ENLARGE = 1.25
 DEFAULT_SIZE = 128
 PADS = ("zero", "edge")
+#: A crop box may be at most this many times the image's longer side. Landmarks labelled
+#: in another scale or frame give boxes far larger than the image, and the padded region
+#: :func:`crop_face` cuts grows with the square of the box (a 1e5-px box is 30 GB).
+MAX_BOX_TO_IMAGE = 4.0
 
 
 @dataclass(frozen=True)
@@ -73,17 +78,26 @@ class CropTransform:
 def square_box(box: Sequence[float], enlarge: float = DEFAULT_ENLARGE) -> Box:
     """Mode "box": the square around the box's centre with side ``max(w, h) * enlarge``."""
     x0, y0, x1, y1 = (float(v) for v in box)
+    shown = _show_box((x0, y0, x1, y1))
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        raise ValueError(f"box must be finite, got {tuple(box)}")
+        raise ValueError(f"box must be finite, got {shown}")
     if x1 < x0 or y1 < y0:
-        raise ValueError(f"box must be (x0, y0, x1, y1) with x1 >= x0, y1 >= y0, got {tuple(box)}")
+        raise ValueError(f"box must be (x0, y0, x1, y1) with x1 >= x0, y1 >= y0, got {shown}")
     if not (enlarge > 0 and math.isfinite(enlarge)):
         raise ValueError(f"enlarge must be positive, got {enlarge}")
     half = max(x1 - x0, y1 - y0) * enlarge / 2
-    if half <= 0:
-        raise ValueError(f"box has zero size: {tuple(box)}")
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return (cx - half, cy - half, cx + half, cy + half)
+    square = (cx - half, cy - half, cx + half, cy + half)
+    # far from the origin a tiny box rounds to nothing, and an enormous one to infinity
+    if not (square[2] > square[0] and square[3] > square[1]):
+        raise ValueError(f"box has zero size: {shown}")
+    if not all(math.isfinite(v) for v in square):
+        raise ValueError(f"box is too large: {shown}")
+    return square
+
+
+def _show_box(box: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in box) + ")"
 
 
 def box_from_landmarks(points: Any, enlarge: float = DEFAULT_ENLARGE) -> Box:
@@ -115,6 +129,10 @@ def crop_face(
     sq = square_box(box, 1.0)
     tf = CropTransform.from_box(sq, size)
     side = sq[2] - sq[0]
+    h, w = img.shape[:2]
+    if side > MAX_BOX_TO_IMAGE * max(h, w):
+        raise ValueError(f"crop box of {side:.6g} px is more than {MAX_BOX_TO_IMAGE:g} times "
+                         f"the {w}x{h} image (points in another scale or frame?)")
 
     # Pillow's box is in edge coordinates (pixel j spans [j, j + 1]): ours + 0.5.
     ex0, ey0 = sq[0] + 0.5, sq[1] + 0.5
@@ -181,14 +199,23 @@ def crop_face_set(
     transforms = []
     for i in range(n):
         pts = face_set.points[i]
-        if boxes is None:
-            try:
-                box = box_from_landmarks(pts, enlarge)
-            except ValueError as exc:
-                raise ValueError(f"sample {face_set.names[i]!r}: {exc}") from exc
-        else:
-            box = square_box(boxes[i], enlarge)
-        images[i], tf = crop_face(face_set.image(i), box, size, pad=pad)
+        try:
+            box = box_from_landmarks(pts, enlarge) if boxes is None else square_box(boxes[i], enlarge)
+            image = face_set.image(i)
+            _check_box_meets_image(box, image.shape)
+            images[i], tf = crop_face(image, box, size, pad=pad)
+        except ValueError as exc:
+            if isinstance(exc, DataFormatError):  # the image file: it names itself
+                raise
+            raise ValueError(f"sample {face_set.names[i]!r}: {exc}") from exc
         points[i] = tf.to_crop(pts)
         transforms.append(tf)
     return images, points, tuple(transforms)
+
+
+def _check_box_meets_image(box: Box, shape: tuple[int, ...]) -> None:
+    """A face box that misses the image entirely belongs to another image or frame."""
+    h, w = shape[:2]
+    x0, y0, x1, y1 = box
+    if x1 <= -0.5 or y1 <= -0.5 or x0 >= w - 0.5 or y0 >= h - 0.5:
+        raise ValueError(f"face box {_show_box(box)} lies outside the {w}x{h} image")

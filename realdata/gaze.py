@@ -28,10 +28,13 @@ def gaze_vector_to_pitchyaw(g: np.ndarray) -> np.ndarray:
         raise ValueError(f"gaze vectors must have shape (N, 3), got {g.shape}")
     if not np.all(np.isfinite(g)):
         raise ValueError("gaze vectors must be finite")
-    norm = np.linalg.norm(g, axis=1, keepdims=True)
-    if np.any(norm < 1e-12):
+    # scaled by the largest component first: squaring a component above ~1e154 overflows,
+    # and the vector would come out as (0, 0) instead of its direction
+    scale = np.max(np.abs(g), axis=1, keepdims=True)
+    if np.any(scale < 1e-12):  # the norm is at most sqrt(3) times the largest component
         raise ValueError("gaze vectors must not have zero length")
-    g = g / norm
+    g = g / scale
+    g = g / np.linalg.norm(g, axis=1, keepdims=True)
     pitch = np.arcsin(np.clip(-g[:, 1], -1.0, 1.0))
     yaw = np.arctan2(-g[:, 0], -g[:, 2])
     return np.stack([pitch, yaw], axis=1)

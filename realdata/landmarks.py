@@ -17,9 +17,11 @@ naming the file and, where there is one, the 1-based line.
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -122,11 +124,10 @@ class FaceSet:
     def from_records(cls, records: Sequence[FaceRecord], source: str = "") -> FaceSet:
         """A FaceSet from reader records (all with the same number of points); names are
         the image stems with the record index appended, since an image may hold several
-        faces."""
-        ks = {r.points.shape[0] for r in records}
-        if len(ks) > 1:
-            raise ValueError(f"records have different point counts: {sorted(ks)}")
-        k = ks.pop() if ks else N_POINTS_68
+        faces. Records with different point counts raise DataFormatError naming
+        ``source`` (else the first odd record's image) and which records differ."""
+        _check_same_point_count(records, source)
+        k = records[0].points.shape[0] if records else N_POINTS_68
         pts = np.stack([r.points for r in records]) if records else np.zeros((0, k, 2))
         return cls(
             tuple(f"{r.image.stem}#{i}" for i, r in enumerate(records)),
@@ -134,6 +135,22 @@ class FaceSet:
             pts,
             source,
         )
+
+
+def _check_same_point_count(records: Sequence[FaceRecord], source: str) -> None:
+    by_count: dict[int, list[int]] = {}
+    for i, r in enumerate(records):
+        by_count.setdefault(r.points.shape[0], []).append(i)
+    if len(by_count) < 2:
+        return
+    # most common count first: the odd ones out are the records to look at
+    groups = sorted(by_count.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    described = "; ".join(
+        f"{len(idx)} with {k} (first: record {idx[0]}, {printable(records[idx[0]].image.name)})"
+        for k, idx in groups
+    )
+    path = source or records[groups[1][1][0]].image
+    raise DataFormatError(path, f"records have different point counts: {described}")
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -145,7 +162,33 @@ def load_rgb(path: str | Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except Exception as exc:  # Pillow raises many types for undecodable files
-        raise DataFormatError(path, f"image cannot be decoded: {exc}") from exc
+        raise DataFormatError(path, f"image cannot be decoded: {printable(str(exc))}") from exc
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` fit for a one-line message: as is when it is printable (no line breaks or
+    control characters), else its repr; cut to ``limit`` characters."""
+    shown = text if text.isprintable() else repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def decode_utf8(path: Path, data: bytes) -> str:
+    """``data`` as UTF-8 text (a BOM is dropped); DataFormatError naming the line of the
+    first byte that is not UTF-8."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = len(_LINE_BREAK.findall(data, 0, exc.start)) + 1
+        raise DataFormatError(
+            path, f"not UTF-8 text (byte 0x{data[exc.start]:02x}: {exc.reason})", line
+        ) from None
+
+
+# Line ends as editors count them (str.splitlines would also split on \v, \f, U+2028...,
+# which shifts every later line number).
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
 # --------------------------------------------------------------------------- .pts
@@ -206,16 +249,9 @@ def read_pts(path: str | Path, *, n_points: int | None = None) -> np.ndarray:
 
 def _content_lines(path: Path) -> list[tuple[int, str]]:
     """(1-based line number, stripped text) of every line that is not blank or a comment."""
-    if not path.is_file():
-        raise DataFormatError(path, "no such file" if not path.exists() else "not a file")
-    try:
-        raw = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot be read: {exc}") from exc
+    raw = decode_utf8(path, _read_bytes(path))
     out = []
-    for i, line in enumerate(raw.splitlines(), 1):
+    for i, line in enumerate(re.split(r"\r\n|\r|\n", raw), 1):
         s = line.strip()
         if s and not s.startswith(("#", "//")):
             out.append((i, s))
@@ -347,9 +383,16 @@ def read_imglab_xml(path: str | Path, *, n_points: int | None = None) -> list[Fa
     parser.EndElementHandler = end
     try:
         parser.Parse(data, True)
+    except DataFormatError:
+        raise
     except expat.ExpatError as exc:
         raise DataFormatError(path, f"malformed XML: {expat.ErrorString(exc.code)}",
                               exc.lineno) from exc
+    except (LookupError, ValueError) as exc:
+        # the XML declaration names an encoding Python does not know, or one expat cannot
+        # read (multi-byte encodings other than UTF-8/16)
+        raise DataFormatError(path, f"unsupported XML encoding: {printable(str(exc))}",
+                              parser.CurrentLineNumber) from exc
     if not seen_images:
         raise DataFormatError(path, "no <images> element under <dataset>")
 
@@ -382,54 +425,53 @@ def _read_bytes(path: Path) -> bytes:
 # --------------------------------------------------------------------------- COCO keypoints
 
 
-def read_coco_keypoints(path: str | Path, *, one_based: bool = True) -> list[FaceRecord]:
+def read_coco_keypoints(
+    path: str | Path, *, one_based: bool = True, n_points: int | None = None
+) -> list[FaceRecord]:
     """Read a COCO-style keypoint file: ``images`` (``id``, ``file_name``) and
     ``annotations`` (``image_id``, ``keypoints`` = flat ``[x, y, v] * K``, optional
-    ``bbox`` = ``[x, y, w, h]``). One record per annotation, in file order.
+    ``bbox`` = ``[x, y, w, h]``, ``category_id``, ``num_keypoints``), optional
+    ``categories`` (``id``, ``keypoints`` = the point names). One record per annotation,
+    in file order.
 
     ``v = 0`` means "not labelled": the point is NaN and not visible. ``v`` in {1, 2}
     points are kept. ``one_based`` (default True) subtracts 1 from keypoints and box
     corners: face files in this format (the 300-W / 300-VW samples, mmpose and HRNet
     conversions) copy the 1-based ``.pts`` numbers verbatim. Pass False for files whose
-    keypoints are already 0-based pixel coordinates. Errors name the file and the element
-    (``annotations[3].keypoints``); JSON syntax errors name the line.
+    keypoints are already 0-based pixel coordinates.
+
+    Point counts are checked as :func:`read_pts` checks its ``n_points``: every annotation
+    must hold ``n_points`` points when that is given, else the count its category declares
+    (its list of point names, or a ``num_keypoints`` of the category), else the count of
+    the file's first annotation (one file, one layout). An annotation's own
+    ``num_keypoints`` (COCO: how many points are labelled) must be that count or the
+    number of its labelled points. Errors name the file and the element
+    (``annotations[3] (id 12).keypoints``); JSON syntax errors name the line.
     """
     path = Path(path)
-    try:
-        doc = json.loads(_read_bytes(path).decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not UTF-8 text: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"malformed JSON: {exc.msg}", exc.lineno) from exc
+    doc = _read_json(path)
     if not isinstance(doc, dict):
         raise DataFormatError(path, "top level must be a JSON object with images/annotations")
     images = _list_field(path, doc, "images")
     annotations = _list_field(path, doc, "annotations")
-
-    files: dict[object, str] = {}
-    for i, im in enumerate(images):
-        where = f"images[{i}]"
-        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-            raise DataFormatError(path, f"{where} must be an object with 'id' and 'file_name'")
-        if not isinstance(im["file_name"], str) or not im["file_name"].strip():
-            raise DataFormatError(path, f"{where}.file_name must be a non-empty string")
-        key = _id_key(im["id"])
-        if key in files:
-            raise DataFormatError(path, f"{where}: image id {im['id']!r} appears twice")
-        files[key] = im["file_name"]
+    files = _coco_image_files(path, images)
+    declared = _coco_category_point_counts(path, doc)
 
     shift = 1.0 if one_based else 0.0
+    layout = _PointLayout(path, n_points)
     records = []
     for i, ann in enumerate(annotations):
-        where = f"annotations[{i}]"
+        where = _annotation_name(i, ann)
         if not isinstance(ann, dict):
             raise DataFormatError(path, f"{where} must be an object")
         for field in ("image_id", "keypoints"):
             if field not in ann:
                 raise DataFormatError(path, f"{where} has no '{field}'")
-        key = _id_key(ann["image_id"])
+        key = _id_key(path, ann["image_id"], f"{where}.image_id")
         if key not in files:
-            raise DataFormatError(path, f"{where}.image_id {ann['image_id']!r} is not in images")
+            raise DataFormatError(
+                path, f"{where}.image_id {_short(ann['image_id'])} is not in images"
+            )
         kp = _numbers(path, ann["keypoints"], f"{where}.keypoints")
         if len(kp) % 3:
             raise DataFormatError(
@@ -443,16 +485,137 @@ def read_coco_keypoints(path: str | Path, *, one_based: bool = True) -> list[Fac
         visible = v > 0
         if not np.all(np.isfinite(kp[visible, :2])):
             raise DataFormatError(path, f"{where}.keypoints: a labelled point is not finite")
+        layout.check(where, len(kp), _declared_for(path, where, ann, declared))
+        _check_num_keypoints(path, where, ann, len(kp), int(visible.sum()))
         pts = np.where(visible[:, None], kp[:, :2] - shift, np.nan)
-        box = None
-        if ann.get("bbox") is not None:
-            b = _numbers(path, ann["bbox"], f"{where}.bbox")
-            if len(b) != 4 or not np.all(np.isfinite(b)) or b[2] < 0 or b[3] < 0:
-                raise DataFormatError(path, f"{where}.bbox must be [x, y, w, h] with w, h >= 0")
-            x, y = b[0] - shift, b[1] - shift
-            box = (float(x), float(y), float(x + b[2]), float(y + b[3]))
-        records.append(FaceRecord(path.parent / files[key], pts, visible, box))
+        records.append(FaceRecord(path.parent / files[key], pts, visible,
+                                  _coco_box(path, ann, where, shift)))
     return records
+
+
+def _read_json(path: Path) -> object:
+    text = decode_utf8(path, _read_bytes(path))
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"malformed JSON: {exc.msg}", exc.lineno) from exc
+    except RecursionError:
+        raise DataFormatError(path, "malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python converts
+        raise DataFormatError(path, f"malformed JSON: {printable(str(exc))}") from exc
+
+
+def _coco_image_files(path: Path, images: list) -> dict[object, str]:
+    files: dict[object, str] = {}
+    for i, im in enumerate(images):
+        where = f"images[{i}]"
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise DataFormatError(path, f"{where} must be an object with 'id' and 'file_name'")
+        if not isinstance(im["file_name"], str) or not im["file_name"].strip():
+            raise DataFormatError(path, f"{where}.file_name must be a non-empty string")
+        key = _id_key(path, im["id"], f"{where}.id")
+        if key in files:
+            raise DataFormatError(path, f"{where}: image id {_short(im['id'])} appears twice")
+        files[key] = im["file_name"]
+    return files
+
+
+def _coco_category_point_counts(path: Path, doc: dict) -> dict[object, int | None]:
+    """{category id: the point count it declares, or None}. A category declares a count
+    with a non-empty ``keypoints`` list of point names or a ``num_keypoints`` number
+    (an empty name list, as in the 300-W sample, declares nothing)."""
+    if doc.get("categories") is None:
+        return {}
+    counts: dict[object, int | None] = {}
+    for i, cat in enumerate(_list_field(path, doc, "categories")):
+        where = f"categories[{i}]"
+        if not isinstance(cat, dict) or "id" not in cat:
+            raise DataFormatError(path, f"{where} must be an object with an 'id'")
+        names = cat.get("keypoints") or []
+        if not isinstance(names, list):
+            raise DataFormatError(path, f"{where}.keypoints must be a list of point names")
+        count = cat.get("num_keypoints")
+        if count is not None and not _is_count(count):
+            raise DataFormatError(
+                path, f"{where}.num_keypoints must be a non-negative integer, got {_short(count)}"
+            )
+        if names and count is not None and count != len(names):
+            raise DataFormatError(
+                path, f"{where}: num_keypoints {count} but {len(names)} keypoint names"
+            )
+        counts[_id_key(path, cat["id"], f"{where}.id")] = len(names) or count
+    return counts
+
+
+def _declared_for(path: Path, where: str, ann: dict, declared: dict) -> tuple[int, str] | None:
+    """(count, who declares it) from the annotation's category, or None."""
+    if ann.get("category_id") is None or not declared:
+        return None
+    key = _id_key(path, ann["category_id"], f"{where}.category_id")
+    if key not in declared:
+        raise DataFormatError(
+            path, f"{where}.category_id {_short(ann['category_id'])} is not in categories"
+        )
+    count = declared[key]
+    return None if count is None else (count, f"its category {_short(ann['category_id'])}")
+
+
+class _PointLayout:
+    """The point count every annotation of one file must have (see read_coco_keypoints):
+    the caller's, else the category's, else the first annotation's."""
+
+    def __init__(self, path: Path, n_points: int | None):
+        self.path = path
+        self.required = n_points
+        self.first: tuple[int, str] | None = None  # (count, annotation) that set the layout
+
+    def check(self, where: str, count: int, declared: tuple[int, str] | None) -> None:
+        if self.required is not None:
+            want, why = self.required, f"expected {self.required}"
+        elif declared is not None:
+            want, why = declared[0], f"{declared[1]} declares {declared[0]}"
+        elif self.first is not None:
+            want, why = self.first[0], f"{self.first[1]} has {self.first[0]} (one file, one layout)"
+        else:
+            want, why = count, ""
+        if count != want:
+            raise DataFormatError(self.path, f"{where}.keypoints has {count} points, {why}")
+        if self.first is None:
+            self.first = (count, where)
+
+
+def _check_num_keypoints(path: Path, where: str, ann: dict, count: int, labelled: int) -> None:
+    declared = ann.get("num_keypoints")
+    if declared is None:
+        return
+    if not _is_count(declared):
+        raise DataFormatError(
+            path, f"{where}.num_keypoints must be a non-negative integer, got {_short(declared)}"
+        )
+    # COCO counts the labelled points; converters from .pts often write the total
+    if declared not in (labelled, count):
+        raise DataFormatError(
+            path, f"{where}.num_keypoints says {declared} but keypoints hold {count} points "
+            f"({labelled} labelled)"
+        )
+
+
+def _coco_box(path: Path, ann: dict, where: str, shift: float) -> Box | None:
+    if ann.get("bbox") is None:
+        return None
+    b = _numbers(path, ann["bbox"], f"{where}.bbox")
+    if len(b) != 4 or not np.all(np.isfinite(b)) or b[2] < 0 or b[3] < 0:
+        raise DataFormatError(path, f"{where}.bbox must be [x, y, w, h] with w, h >= 0")
+    x, y = b[0] - shift, b[1] - shift
+    return (float(x), float(y), float(x + b[2]), float(y + b[3]))
+
+
+def _annotation_name(i: int, ann: object) -> str:
+    """``annotations[3]``, with the annotation's id when it has a usable one."""
+    ann_id = ann.get("id") if isinstance(ann, dict) else None
+    if isinstance(ann_id, int | str) and not isinstance(ann_id, bool):
+        return f"annotations[{i}] (id {_short(ann_id)})"
+    return f"annotations[{i}]"
 
 
 def _list_field(path: Path, doc: dict, name: str) -> list:
@@ -463,11 +626,26 @@ def _list_field(path: Path, doc: dict, name: str) -> list:
     return doc[name]
 
 
-def _id_key(value: object) -> object:
-    # ids are ints in COCO; tolerate 197 vs 197.0 but never match "197" to 197 silently
+def _id_key(path: Path, value: object, where: str) -> object:
+    """The dictionary key of a COCO id: ids are ints (tolerated: strings, and 197.0 for
+    197); never match "197" to 197 silently, and refuse lists, objects and booleans."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise DataFormatError(path, f"{where} must be a number or a string, got {_short(value)}")
     return value
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _short(value: object) -> str:
+    """A JSON value for a one-line message: its repr, cut short."""
+    try:
+        return printable(repr(value), limit=60)
+    except RecursionError:
+        return "<a deeply nested value>"
 
 
 def _numbers(path: Path, value: object, where: str) -> np.ndarray:
@@ -475,7 +653,10 @@ def _numbers(path: Path, value: object, where: str) -> np.ndarray:
         isinstance(x, int | float) and not isinstance(x, bool) for x in value
     ):
         raise DataFormatError(path, f"{where} must be a list of numbers")
-    return np.asarray(value, dtype=np.float64)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except OverflowError:  # a JSON integer beyond float range
+        raise DataFormatError(path, f"{where}: a number is too large") from None
 
 
 # --------------------------------------------------------------------------- folders

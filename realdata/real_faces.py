@@ -111,7 +111,9 @@ def load_real_faces(data: str | Path | FaceSet | RealFaces, size: int = 128, *,
     if todo_lab:
         try:
             imgs, _, tfs = face_crop.crop_face_set(fs.subset(todo_lab), size, enlarge)
-        except ValueError as e:
+        except DataFormatError:
+            raise  # an image file that cannot be read: the error names it
+        except ValueError as e:  # a face whose points cannot place a crop box
             raise DataFormatError(fs.source or str(data), str(e)) from None
         for j, i in enumerate(todo_lab):
             _remember(keys[i], (imgs[j], tfs[j]))
