@@ -106,15 +106,20 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-def load_model(path_or_dir: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_model(path_or_dir: str | Path, map_location: str | torch.device = "cpu", *,
+               task: str | None = None) -> nn.Module:
     """Rebuild the model from a checkpoint (or a run folder: ``best.pt``, else
-    ``last.pt``), load its weights and return it in eval mode."""
+    ``last.pt``), load its weights and return it in eval mode. ``task`` (``"gaze"``,
+    ``"landmarks"``...): refuse a checkpoint of another task's model."""
     path = resolve_checkpoint(path_or_dir)
     ck = load_checkpoint(path, map_location=map_location)
     try:
         model = create_model(ck["model_name"], **ck["model_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise DataFormatError(path, f"cannot rebuild model {ck['model_name']!r} ({e})") from None
+    if task is not None and model_task(ck["model_name"]) != task:
+        raise DataFormatError(path, f"a {model_task(ck['model_name'])} model "
+                                    f"({ck['model_name']}), not a {task} model")
     try:
         model.load_state_dict(ck["model_state"])
     except RuntimeError as e:

@@ -18,12 +18,21 @@ from pathlib import Path
 
 
 @contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
+def file_lock(path: str | Path, *, unless_read_only: bool = False) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block. The
-    kernel drops it when the process dies, so a killed holder never blocks the others."""
+    kernel drops it when the process dies, so a killed holder never blocks the others.
+    Not re-entrant: a nested lock on the same file waits for the outer one.
+    ``unless_read_only``: where the lock file cannot be created (a read-only home, which
+    nobody can write a schema into either), run the block without it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if not unless_read_only:
+            raise
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -32,11 +41,15 @@ def file_lock(path: str | Path) -> Iterator[None]:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL, None for any other store."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
+    """The database file of a ``sqlite`` URL (any driver), None for other stores and for
+    an in-memory database."""
+    if not url.startswith("sqlite"):
         return None
-    return Path(url[len(prefix):])
+    from sqlalchemy.engine import make_url
+
+    from catalog.engine import sqlite_file
+
+    return sqlite_file(make_url(url))
 
 
 @contextmanager
@@ -47,5 +60,5 @@ def first_use_lock(url: str) -> Iterator[None]:
     if db is None:
         yield
         return
-    with file_lock(db.with_name(f".{db.name}.lock")):
+    with file_lock(db.with_name(f".{db.name}.lock"), unless_read_only=True):
         yield

@@ -6,7 +6,7 @@
         result = run.train(cfg, source, target, out, val_source=..., val_target=...)
         run.log_checkpoints(out)
         if register:
-            version = run.register(predictor, example)
+            version = run.register(predictor, example, serving_files(out))
             promoted = run.promote(version, "source_nme_crop_best", score, ...)
 
 The run is opened in the task's experiment (:func:`synthloop.tracking.configure`),
@@ -16,7 +16,8 @@ pruning hook); the training time, throughput and learning curves are logged afte
 An exception inside the block ends the run as FAILED, as ``mlflow.start_run`` does.
 
 Also here: the claim a training output folder carries (:func:`claim_output_dir`), so a
-rerun on other data into the same folder is refused instead of resumed.
+rerun on other data into the same folder is refused instead of resumed, and the files a
+registered model carries (:func:`serving_files`).
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from synthloop import tracking
-from synthloop.errors import UsageError
+from synthloop.errors import DataFormatError, UsageError
 from synthloop.settings import Settings
 
-__all__ = ["DATA_RECORD", "TrainedRun", "TrainingRun", "claim_output_dir", "fingerprint"]
+__all__ = ["DATA_RECORD", "TrainedRun", "TrainingRun", "check_output_dir", "claim_output_dir",
+           "fingerprint", "serving_files"]
 
 DATA_RECORD = "data.json"
 
@@ -62,8 +64,8 @@ def claim_output_dir(out: Path, data: dict[str, Any]) -> None:
     on other data into the same folder would silently continue (or just re-register) the
     old run: refuse it instead."""
     rec = out / DATA_RECORD
-    if rec.is_file():
-        before = json.loads(rec.read_text())
+    before = check_output_dir(out)
+    if before is not None:
         if before != data:
             diff = sorted(k for k in data if before.get(k) != data[k])
             raise UsageError(f"{out}: holds a run trained on other data ({', '.join(diff)} "
@@ -73,6 +75,32 @@ def claim_output_dir(out: Path, data: dict[str, Any]) -> None:
         raise UsageError(f"{out}: holds checkpoints of unknown provenance; use a new --out")
     out.mkdir(parents=True, exist_ok=True)
     rec.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def check_output_dir(out: str | Path) -> dict[str, Any] | None:
+    """The data record of checkpoint folder ``out`` (None when it has none): read before
+    any work, so a damaged one fails at once, as a DataFormatError naming it."""
+    rec = Path(out) / DATA_RECORD
+    if not rec.is_file():
+        return None
+    try:
+        before = json.loads(rec.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataFormatError(rec, f"not valid JSON ({e}); delete the folder or use a new --out") from None
+    if not isinstance(before, dict):
+        raise DataFormatError(rec, "not a training data record (a JSON object expected); delete "
+                                   "the folder or use a new --out")
+    return before
+
+
+def serving_files(out: str | Path, *also: str) -> list[Path]:
+    """What a registered model carries so synthloop can load it without unpickling: the
+    checkpoint the serving model was built from (``best.pt``, else ``last.pt``) and the
+    files named in ``also`` that exist in ``out``."""
+    from models.checkpoint import resolve_checkpoint
+
+    out = Path(out)
+    return [resolve_checkpoint(out), *(out / name for name in also if (out / name).is_file())]
 
 
 def final_metrics(result: Any) -> dict[str, float]:
@@ -170,10 +198,12 @@ class TrainingRun:
 
     # ----------------------------------------------------------------- registry
 
-    def register(self, predictor: Any, example: Any) -> tuple[str, str]:
-        """Log the serving model with an input example and register a new version of
-        ``synthloop-<task>``; returns ``(model uri, version)``."""
-        return tracking.log_model_and_register(predictor, example, self.task, self.run_id)
+    def register(self, predictor: Any, example: Any, files: Iterable[str | Path]) -> tuple[str, str]:
+        """Log the serving model with an input example, carrying ``files`` (its checkpoint:
+        :func:`serving_files`), and register a new version of ``synthloop-<task>``;
+        returns ``(model uri, version)``."""
+        return tracking.log_model_and_register(predictor, example, self.task, self.run_id,
+                                               list(files))
 
     def promote(self, version: str, metric: str, score: float, *, higher_is_better: bool,
                 comparable_on: dict[str, str]) -> bool:

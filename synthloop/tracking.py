@@ -2,6 +2,19 @@
 artifacts, models registered with a signature, and the ``champion`` alias moved only when
 a new model beats it on the validation metric the run declares.
 
+**Models are loaded from our checkpoint, never unpickled.** A registered model carries the
+run's self-describing checkpoint (:mod:`models.checkpoint`, plus the landmark layout and
+label-transfer files) in its ``extra_files/``; :func:`synthloop.model_refs.load_model_reference` downloads what
+a ``models:/``, ``runs:/`` or ``scheme://`` reference names and hands that folder to a
+weights-only loader. The MLflow flavour beside it is ``pt2`` (torch.export: MLflow loads it
+without pickle, so ``mlflow models serve`` works with ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION
+=false``); synthloop itself never loads it. A model without our checkpoint (logged by
+someone else, or crafted) is refused.
+
+**First use of a local database store is serialised** between processes (a file lock next
+to the SQLite file): MLflow creates its schema on first use, and two processes doing that
+at once fail with "table ... already exists".
+
 Pure code never imports this: training reports through a callback (``MetricLogger``).
 """
 
@@ -11,10 +24,14 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from synthloop.locks import first_use_lock, sqlite_path
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHAMPION = "champion"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -34,21 +51,54 @@ def configure(tracking_uri: str, task: str, artifact_root: str | Path | None = N
 
     With a local database store, MLflow would put artifacts in ``./mlruns`` of whatever
     folder the first run happened to start in; ``artifact_root`` pins them (the project
-    home's ``mlartifacts/``). A tracking server decides that itself."""
+    home's ``mlartifacts/``). A tracking server decides that itself. The store's first
+    use and the experiment's creation happen under :func:`synthloop.locks.first_use_lock`."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    name = experiment_name(task)
-    if artifact_root is not None and not tracking_uri.startswith("http") \
-            and mlflow.get_experiment_by_name(name) is None:
-        root = Path(artifact_root).resolve() / name
-        mlflow.create_experiment(name, artifact_location=root.as_uri())
-    exp = mlflow.set_experiment(name)
+    with first_use_lock(tracking_uri):
+        _connect(tracking_uri)
+        exp = _task_experiment(experiment_name(task), tracking_uri, artifact_root)
     if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         # MLflow 3's UI opens experiments in its GenAI view unless told otherwise
         mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp.experiment_id
+
+
+def connect(tracking_uri: str, *, create: bool = True) -> None:
+    """Point MLflow's tracking and registry at ``tracking_uri``; a local database store
+    is opened (and its schema created, the first time) under :func:`synthloop.locks.first_use_lock`.
+    ``create=False`` (readers): a local database that does not exist yet is left alone."""
+    db = sqlite_path(tracking_uri)
+    if not create and db is not None and not db.is_file():
+        _connect(tracking_uri, open_store=False)
+        return
+    with first_use_lock(tracking_uri):
+        _connect(tracking_uri)
+
+
+def _connect(tracking_uri: str, open_store: bool = True) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    if open_store and sqlite_path(tracking_uri) is not None:
+        # opening the store is what creates the tables: do it now, inside the caller's lock
+        mlflow.MlflowClient().search_experiments(max_results=1)
+
+
+def _task_experiment(name: str, tracking_uri: str, artifact_root: str | Path | None) -> Any:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if artifact_root is not None and not tracking_uri.startswith("http") \
+            and mlflow.get_experiment_by_name(name) is None:
+        root = Path(artifact_root).resolve() / name
+        try:
+            mlflow.create_experiment(name, artifact_location=root.as_uri())
+        except MlflowException as e:  # created meanwhile by a process the lock does not see
+            if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+    return mlflow.set_experiment(name)
 
 
 class MetricLogger:
@@ -82,22 +132,53 @@ def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_model_and_register(predictor, example, task: str, run_id: str) -> tuple[str, str]:
-    """Log the serving model (pickle format, so it loads back as our class) with an input
-    example and signature, and register a new version. Returns (model uri, version)."""
-    import mlflow
-    import mlflow.pytorch
-    from mlflow.models import infer_signature
+CHECKPOINT_NAMES = ("best.pt", "last.pt")  # what models.checkpoint.resolve_checkpoint looks for
+MODEL_FILES_DIR = "extra_files"  # where log_model(extra_files=...) puts them in the model
+RUN_CHECKPOINT_DIR = "checkpoint"  # where TrainingRun.log_checkpoints puts them in the run
+SERVING_FORMAT_TAG = "serving_format"
 
-    with __import__("torch").no_grad():
+
+def log_model_and_register(predictor, example, task: str, run_id: str,
+                           checkpoint_files: Sequence[str | Path]) -> tuple[str, str]:
+    """Log the serving model with an input example and signature, carrying
+    ``checkpoint_files`` (the checkpoint ``predictor`` was built from, and the files beside
+    it that rebuild it) in its ``extra_files/``, and register a new version. Returns
+    (model uri, version).
+
+    The flavour is ``pt2`` (module docstring); a model torch.export cannot trace falls
+    back to ``pickle``, which synthloop never loads either (the run's ``serving_format``
+    tag says which)."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    files = [str(Path(f)) for f in checkpoint_files]
+    if not any(Path(f).name in CHECKPOINT_NAMES for f in files):
+        raise ValueError(f"checkpoint_files must include one of {CHECKPOINT_NAMES}, got {files}")
+    predictor.eval()
+    if len(example) < 2:  # torch.export fixes a batch of 1 as a constant: serve any batch
+        example = torch.cat([example, example])
+    with torch.no_grad():
         out = predictor(example).numpy()
-    sig = infer_signature(example.numpy(), out)
-    info = mlflow.pytorch.log_model(
-        predictor, name="model", input_example=example.numpy(), signature=sig,
-        serialization_format="pickle", registered_model_name=registered_model_name(task),
-        pip_requirements=["torch==2.13.0"],
-    )
+    kw = dict(name="model", input_example=example.numpy(), signature=infer_signature(example.numpy(), out),
+              registered_model_name=registered_model_name(task), pip_requirements=["torch==2.13.0"],
+              extra_files=files)
+    fmt = "pt2"
+    try:
+        info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
+    except Exception as e:  # noqa: BLE001  torch.export fails in many ways on untraceable models
+        fmt = "pickle"
+        log.warning("torch.export cannot trace %s (%s); logging the serving model as pickle",
+                    type(predictor).__name__, first_line(e))
+        info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
+    MlflowClient().set_tag(run_id, SERVING_FORMAT_TAG, fmt)
     return info.model_uri, str(info.registered_model_version)
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def maybe_promote(task: str, version: str, metric: str, value: float, higher_is_better: bool,
@@ -225,9 +306,3 @@ def end_run(run_id: str, status: str = "FINISHED") -> None:
     from mlflow.tracking import MlflowClient
 
     MlflowClient().set_terminated(run_id, status=status)
-
-
-def is_model_uri(ref: str) -> bool:
-    """Whether ``ref`` names an MLflow model (``models:/``, ``runs:/`` or any
-    ``scheme://``) rather than a local checkpoint."""
-    return "://" in str(ref) or str(ref).startswith(("models:/", "runs:/"))

@@ -7,6 +7,7 @@ import json
 
 from models.names import METHODS
 from synthloop.cli.common import EXIT_OK, log, positive_int, settings_with_home
+from synthloop.errors import UsageError
 from synthloop.taskspec import TASK_NAMES
 from synthloop.tuning.space import OBJECTIVE_NAMES
 
@@ -27,16 +28,20 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from synthloop.locks import sqlite_path
+    from synthloop.model_refs import is_model_uri
     from synthloop.settings import get_settings
     from synthloop.taskspec import get_task
-    from synthloop.tracking import is_model_uri
+    from synthloop.tracking import connect
 
     if is_model_uri(a.model):
-        import mlflow
-
         uri = get_settings().tracking_uri
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+        db = sqlite_path(uri)
+        if db is not None and not db.is_file() and a.model.startswith(("models:/", "runs:/")):
+            # evaluating never creates a store: there is nothing registered in a new one
+            raise UsageError(f"--model {a.model}: no MLflow store at {db} (nothing was trained "
+                             "with this SYNTHLOOP_HOME)")
+        connect(uri, create=False)
     spec = get_task(a.task)
     res = spec.evaluate(a.model, a.data)
     if a.json:

@@ -15,17 +15,14 @@ __all__ = ["evaluate_gaze_model", "load_gaze_model", "predict_eyes", "slice_vari
 
 def load_gaze_model(ref: str):
     """A GazeNet from a checkpoint file or folder, or an MLflow model URI
-    (``models:/synthloop-gaze@champion``)."""
-    from synthloop.tracking import is_model_uri
+    (``models:/synthloop-gaze@champion``): the checkpoint the registered model carries,
+    read weights-only (:func:`synthloop.model_refs.load_model_reference`)."""
+    from models.registry import load_model
+    from synthloop.model_refs import is_model_uri, load_model_reference
 
     if is_model_uri(ref):
-        import mlflow.pytorch
-
-        loaded = mlflow.pytorch.load_model(ref, map_location="cpu")
-        return getattr(loaded, "net", loaded)
-    from models.registry import load_model
-
-    return load_model(ref)
+        return load_model_reference(ref, lambda folder: load_model(folder, task="gaze"))
+    return load_model(ref, task="gaze")
 
 
 def predict_eyes(net, images: np.ndarray):

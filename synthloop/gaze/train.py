@@ -10,7 +10,15 @@ from typing import Any
 from synthloop.batches import prepare_training_batch
 from synthloop.gaze.few_labels import FewLabels
 from synthloop.gaze.source import load_target, split_target, val_source
-from synthloop.runs import TrainedRun, TrainingRun, claim_output_dir, final_metrics, fingerprint
+from synthloop.runs import (
+    TrainedRun,
+    TrainingRun,
+    check_output_dir,
+    claim_output_dir,
+    final_metrics,
+    fingerprint,
+    serving_files,
+)
 from synthloop.settings import Settings
 
 __all__ = ["train_gaze"]
@@ -47,11 +55,13 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     from models.train import TrainConfig
     from synth.targets import is_simulated
 
-    reader = prepare_training_batch(settings, "gaze", source=source, n=n_source, seed=seed, log=log)
+    # the user's folders first: a bad one fails in a second, before a source batch is made
+    check_output_dir(out)
     tgt = load_target(target)
+    real = FewLabels.read(real_labeled, real_subjects, real_fraction, batch_size, seed)
+    reader = prepare_training_batch(settings, "gaze", source=source, n=n_source, seed=seed, log=log)
     train_idx, val_idx = split_target(len(tgt.images), seed, tgt.groups)
     dist = reader.distribution
-    real = FewLabels.read(real_labeled, real_subjects, real_fraction, batch_size, seed)
     kw: dict[str, Any] = dict(model=model, method=method, steps=steps, batch_size=batch_size,
                               trade_off=trade_off, seed=seed, device=device)
     if real is not None and real.val is not None:
@@ -97,7 +107,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
             from models.registry import load_model
 
             example = torch.from_numpy(tgt.images[val_idx[:4]]).unsqueeze(1)
-            uri, version = run.register(GazePredictor(load_model(out).eval()), example)
+            uri, version = run.register(GazePredictor(load_model(out).eval()), example,
+                                        serving_files(out))
             score = float(result.best_score) if result.best_score is not None else float("nan")
             promoted = run.promote(version, metric + "_best", score,
                                    higher_is_better=(mode == "max"),

@@ -32,7 +32,15 @@ from synthloop.landmarks.transfer import (
     fit_and_save_transfer,
     route_errors,
 )
-from synthloop.runs import TrainedRun, TrainingRun, claim_output_dir, final_metrics, fingerprint
+from synthloop.runs import (
+    TrainedRun,
+    TrainingRun,
+    check_output_dir,
+    claim_output_dir,
+    final_metrics,
+    fingerprint,
+    serving_files,
+)
 from synthloop.settings import Settings
 
 __all__ = ["LandmarkRun", "train_landmarks"]
@@ -96,6 +104,7 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                          "put real faces in the source domain; use real_fraction=0 (label "
                          "transfer after DA) or method='source_only'")
 
+    _read_real_folders_first(out, real_labeled, target if needs_target else None)
     d = training_data(settings, source=source, n_source=n_source, seed=seed, points=points,
                       dense_set=dense_set, supervise_occluded=supervise_occluded,
                       real_labeled=real_labeled, real_fraction=real_fraction if mixed else 0.0,
@@ -151,11 +160,25 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
         promoted = False
         if register:
             predictor = make_predictor(net.cpu(), layout, route, transfer)
-            uri, version = run.register(predictor, d.val_source["image"][:4])
+            uri, version = run.register(predictor, d.val_source["image"][:4],
+                                        serving_files(out, LAYOUT_FILE, TRANSFER_FILE))
             held = [real.face_set.names[i] for i in d.real_val] if real is not None else []
             promoted = _promote(run, version, result, route_nme, route, real_key, held, d.set_name)
     return LandmarkRun(run.run_id, Path(out), uri, version, promoted, final_metrics(result), route,
                        layout.to_dict(), route_nme)
+
+
+def _read_real_folders_first(out: str, real_labeled: str | None, target: str | None) -> None:
+    """Read the user's folders before the source batch is generated and validated (which
+    can take minutes), so a damaged one fails at once. The crops are cached in memory
+    (:func:`realdata.real_faces.load_real_faces`): reading them again later is cheap."""
+    from realdata.real_faces import load_real_faces
+
+    check_output_dir(out)
+    if real_labeled is not None:
+        load_real_faces(real_labeled)
+    if target is not None:
+        load_real_faces(target, require_labels=False)
 
 
 def _choose_route(run: TrainingRun, net: nn.Module, d: TrainingData, transfer_steps: int,
