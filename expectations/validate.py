@@ -5,8 +5,10 @@ module (``suites/``) and reviewed like code:
 
 - ``eye_batch.samples`` (task ``gaze``) on :func:`expectations.frame.sample_frame` (one
   row per sample): schema, dtypes, labels not null and inside the support, every factor
-  inside its support, row count = the manifest's n, no duplicated images, no blank or
-  saturated images.
+  inside its support, row count = the manifest's n, no duplicated images, no blank,
+  saturated or noise-like images; and bounds that are physics, not the batch's own
+  distribution: gaze and head pose within what a camera can see, pixel means in 0..255,
+  fractions in [0, 1].
 - ``face_batch.samples`` (task ``landmarks``) on
   :func:`expectations.face_frame.face_sample_frame`: the same kinds of checks for head
   pose and the 41 face factors, plus the landmark labels: visible 68 points inside the
@@ -14,7 +16,11 @@ module (``suites/``) and reviewed like code:
   ratio per sample and per batch, label counts matching the metadata.
 - ``eye_batch.coverage`` / ``face_batch.coverage`` on
   :func:`expectations.frame.coverage_frame` (one row per factor): the samples match the
-  distribution the manifest names.
+  distribution the manifest names, and every factor of it is one the task renders.
+
+Beside the suites, the batch's distribution is checked against the physical limits of
+its task's factors (``synth.eye_distribution.EYE_TASK``, ``FACE_TASK``): generate refuses
+such a distribution, so only a batch made some other way can fail here.
 
 Bounds that depend on the batch (supports, n, the number of factors) are GX suite
 parameters: the JSON says ``{"$PARAMETER": "min_gaze_pitch"}`` and
@@ -44,6 +50,9 @@ import pandas as pd
 
 from expectations.frame import coverage_frame, float32_tolerance, sample_frame
 from realdata.errors import DataFormatError
+from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_TASK
+from synth.face_distribution import FACE_TASK
+from synth.factor_limits import TaskFactors
 from synth.shards import MANIFEST, BatchReader, atomic_write_text, write_status
 
 
@@ -68,8 +77,6 @@ def _no_extra_parameters(reader: BatchReader) -> dict[str, Any]:
 def _factors_absent_from_older_eyes(reader: BatchReader) -> dict[str, Any]:
     """Bounds for eye factors that a distribution saved before them lacks: the generator
     holds them at their "off" value, so that value is the support."""
-    from synth.eye_distribution import ABSENT_MEANS_OFF
-
     names = set(reader.distribution.factor_names)
     return {f"{side}_{name}": float(value) for name, value in ABSENT_MEANS_OFF.items()
             if name not in names for side in ("min", "max")}
@@ -92,15 +99,16 @@ class TaskSuites:
     samples: str
     coverage: str
     frame: Any  # BatchReader -> per-sample DataFrame
+    factors: TaskFactors  # what the task renders, and each factor's physical limits
     parameters: Any = _no_extra_parameters  # BatchReader -> {name: value}
 
 
 #: the task registry of the validation layer: a manifest's ``task`` picks its suites
 TASK_SUITES = {
-    "gaze": TaskSuites(SAMPLES_SUITE, COVERAGE_SUITE, sample_frame,
+    "gaze": TaskSuites(SAMPLES_SUITE, COVERAGE_SUITE, sample_frame, EYE_TASK,
                        _factors_absent_from_older_eyes),
     "landmarks": TaskSuites(FACE_SAMPLES_SUITE, FACE_COVERAGE_SUITE, _face_sample_frame,
-                            _crop_bounds),
+                            FACE_TASK, _crop_bounds),
 }
 COVERAGE_SUITES = frozenset(v.coverage for v in TASK_SUITES.values())
 RESULT_FILE = "validation/result.json"
@@ -233,6 +241,9 @@ def _failing_coverage(result: Any, cov: pd.DataFrame, p_min: float) -> list[str]
         cfg = r.expectation_config
         col = cfg.kwargs.get("column")
         err = _error(r)
+        if not err and cfg.type == "expect_column_values_to_be_in_set":
+            out.append(_outside_set(r, cfg))
+            continue
         if err or cfg.type != "expect_column_values_to_be_between":
             out.append(f"coverage: {_expectation_name(cfg)}{err}")
             continue
@@ -253,6 +264,13 @@ def _failing_coverage(result: Any, cov: pd.DataFrame, p_min: float) -> list[str]
         if not flagged:
             out.append(f"coverage: {_expectation_name(cfg)}")
     return out
+
+
+def _outside_set(r: Any, cfg: Any) -> str:
+    """``coverage: factor 'moon_phase' is not in the suite's set (...)``: the values, named."""
+    values = sorted({str(v) for v in (r.result.get("unexpected_list") or [])})
+    shown = ", ".join(repr(v) for v in values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+    return f"coverage: {cfg.kwargs.get('column')} {shown} not in the suite's set ({_expectation_name(cfg)})"
 
 
 def _gx_context(root: Path | None):
@@ -321,6 +339,7 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     missing = sorted(set().union(*(suite_parameter_names(s) for s in suites.values())) - params.keys())
     failing = [f"suite parameter {m}: not provided by batch {reader.batch_id} "
                "(its distribution lacks that factor)" for m in missing]
+    failing += [f"distribution: {p}" for p in suites_for(reader).factors.limit_problems(reader.distribution)]
     params_gx = {**params, **{m: float("nan") for m in missing}}
 
     # Docs of an earlier validation would contradict the new result.json: drop them.

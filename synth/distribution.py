@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,17 +24,69 @@ from typing import Any, Literal
 import numpy as np
 
 FactorKind = Literal["continuous", "categorical"]
+FACTOR_KINDS = ("continuous", "categorical")
+
+#: Largest image side the renderers are asked for: their camera operators are dense
+#: (side x side) matrices per sample, so 100,000 would need ~80 GB before the first pixel.
+MAX_IMAGE_SIDE = 1024
+IMAGE_CHANNELS = (1, 3)  # grayscale (MPIIGaze) or RGB
+IMAGE_CENTRES = ("eyeball", "corners")
+#: More bins than any factor needs (the defaults have at most 16); a bound keeps a
+#: hand-edited file from asking for millions of bins that no batch could fill.
+MAX_BINS = 1000
+
+#: The keys a distribution file has, at each level (anything else is a typo or junk).
+DISTRIBUTION_KEYS = ("name", "task", "image", "factors", "parent", "reason", "id")
+FACTOR_KEYS = ("name", "kind", "weights", "edges", "values", "unit", "doc")
+IMAGE_KEYS = ("height", "width", "channels", "centre")
+
+
+def _is_number(x: Any) -> bool:
+    """A real number as JSON or numpy gives it; bool is an int in Python but not a number here."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool | np.bool_)
+
+
+def _numbers(xs: Any, what: str, most: int = MAX_BINS) -> np.ndarray:
+    """A 1-d float64 array from a list of real numbers; a ValueError says which entry is not one."""
+    if isinstance(xs, str | bytes | Mapping) or not isinstance(xs, Iterable):
+        raise ValueError(f"{what} must be a list of numbers, got {type(xs).__name__}")
+    xs = list(xs)
+    if len(xs) > most:
+        raise ValueError(f"{what}: {len(xs)} entries, at most {most} are allowed")
+    for i, x in enumerate(xs):
+        if not _is_number(x):
+            raise ValueError(f"{what}[{i}] is {_short(x)}, not a number")
+    try:
+        return np.asarray([float(x) for x in xs], dtype=np.float64)
+    except OverflowError:  # an integer too large for a float
+        raise ValueError(f"{what}: a number too large for a float") from None
+
+
+def _short(x: Any) -> str:
+    """A value for a message: one line, at most 40 characters."""
+    text = " ".join(repr(x).split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _normalise(weights: Iterable[float]) -> tuple[float, ...]:
-    w = np.asarray(list(weights), dtype=np.float64)
-    if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"bin weights must be finite, non-negative and not all zero: {w}")
+    """Weights as probabilities. A ValueError names the first bad entry (never prints the
+    whole array: messages stay one line); the caller adds the factor's name."""
+    w = _numbers(weights, "weights")
+    if len(w) == 0:
+        raise ValueError("weights: need at least one")
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"weights[{i}] is {w[i]:g}: weights must be finite and non-negative")
+    total = w.sum()
+    if total <= 0:
+        raise ValueError("weights are all zero: at least one must be positive")
+    if not np.isfinite(total):
+        raise ValueError("weights too large: their sum is not a finite number")
     # Rounded so that JSON round-trips give the same hash. Weights that already sum to 1
     # (a distribution read back from JSON) are not divided again: the rounded values sum to
     # 1 only within ~1e-11, and dividing by that sum could move a large weight across a
     # rounding boundary, so the same content would get another id on every reload.
-    total = w.sum()
     if abs(total - 1.0) > 1e-9:
         w = w / total
     return tuple(float(round(x, 12)) for x in w)
@@ -56,18 +110,41 @@ class Factor:
     doc: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"factor name must be a non-empty string, got {_short(self.name)}")
+        try:
+            self._check_and_normalise()
+        except ValueError as e:
+            raise ValueError(f"factor {_short(self.name)}: {e}") from None
+
+    def _check_and_normalise(self) -> None:
+        if self.kind not in FACTOR_KINDS:
+            raise ValueError(f"unknown kind {_short(self.kind)} (known: {', '.join(FACTOR_KINDS)})")
+        for text in ("unit", "doc"):
+            if not isinstance(getattr(self, text), str):
+                raise ValueError(f"{text} must be a string, got {_short(getattr(self, text))}")
         object.__setattr__(self, "weights", _normalise(self.weights))
+        k = len(self.weights)
         if self.kind == "continuous":
-            e = np.asarray(self.edges, dtype=np.float64)
-            if len(e) != len(self.weights) + 1 or not np.all(np.diff(e) > 0):
-                raise ValueError(f"factor {self.name!r}: need len(weights)+1 increasing edges")
+            e = _numbers(self.edges, "edges", MAX_BINS + 1)
+            if len(e) != k + 1:
+                raise ValueError(f"need len(weights)+1 = {k + 1} increasing edges, got {len(e)}")
+            if not np.all(np.isfinite(e)):
+                raise ValueError("edges must be finite numbers")
+            if not np.all(np.diff(e) > 0):
+                i = int(np.flatnonzero(np.diff(e) <= 0)[0])
+                raise ValueError(f"need len(weights)+1 increasing edges: edges[{i + 1}] = "
+                                 f"{e[i + 1]:g} is not above edges[{i}] = {e[i]:g}")
             object.__setattr__(self, "edges", tuple(float(x) for x in e))
-        elif self.kind == "categorical":
-            if len(self.values) != len(self.weights):
-                raise ValueError(f"factor {self.name!r}: need one weight per value")
-            object.__setattr__(self, "values", tuple(float(x) for x in self.values))
         else:
-            raise ValueError(f"factor {self.name!r}: unknown kind {self.kind!r}")
+            v = _numbers(self.values, "values")
+            if len(v) != k:
+                raise ValueError(f"need one weight per value: {k} weights, {len(v)} values")
+            if not np.all(np.isfinite(v)):
+                raise ValueError("values must be finite numbers")
+            if len(np.unique(v)) != len(v):
+                raise ValueError("values must be distinct")
+            object.__setattr__(self, "values", tuple(float(x) for x in v))
 
     @classmethod
     def uniform(cls, name: str, lo: float, hi: float, bins: int = 8, **kw: Any) -> Factor:
@@ -129,15 +206,37 @@ class Factor:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Factor:
+        """A factor as ``to_json`` writes it; a ValueError names the factor and what is wrong."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"each factor must be a JSON object, got {_short(d)}")
+        name = d.get("name")
+        where = f"factor {_short(name)}" if isinstance(name, str) else "a factor"
+        _no_unknown_keys(d, FACTOR_KEYS, where)
+        for key in ("name", "kind", "weights"):
+            if key not in d:
+                raise ValueError(f"{where}: missing key {key!r}")
+        kind = d["kind"]
+        support = "edges" if kind == "continuous" else "values"
+        other = "values" if kind == "continuous" else "edges"
+        if kind in FACTOR_KINDS and support not in d:
+            raise ValueError(f"{where}: missing key {support!r} ({kind} factors need {support})")
+        if kind in FACTOR_KINDS and other in d:
+            raise ValueError(f"{where}: {kind} factors have {support!r}, not {other!r}")
         return cls(
-            name=d["name"],
-            kind=d["kind"],
-            weights=tuple(d["weights"]),
-            edges=tuple(d.get("edges", ())),
-            values=tuple(d.get("values", ())),
+            name=name,
+            kind=kind,
+            weights=d["weights"],
+            edges=d.get("edges", ()),
+            values=d.get("values", ()),
             unit=d.get("unit", ""),
             doc=d.get("doc", ""),
         )
+
+
+def _no_unknown_keys(d: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(str(k) for k in d if k not in known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key {_short(unknown[0])} (known: {', '.join(known)})")
 
 
 @dataclass(frozen=True)
@@ -150,8 +249,24 @@ class ImageSpec:
     centre: str = "eyeball"
 
     def __post_init__(self) -> None:
-        if self.centre not in ("eyeball", "corners"):
-            raise ValueError(f"image centre must be 'eyeball' or 'corners', got {self.centre!r}")
+        """Checked here, not by the renderer: a height of 0 or 7 channels would otherwise
+        surface as a torch error deep inside rendering, naming neither file nor field."""
+        for side in ("height", "width"):
+            v = getattr(self, side)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or not 1 <= v <= MAX_IMAGE_SIDE:
+                raise ValueError(f"image.{side} must be a whole number of pixels from 1 to "
+                                 f"{MAX_IMAGE_SIDE}, got {_short(v)}")
+        if not isinstance(self.channels, numbers.Integral) or self.channels not in IMAGE_CHANNELS:
+            raise ValueError(f"image.channels must be 1 (grayscale) or 3 (RGB), got {_short(self.channels)}")
+        if not isinstance(self.centre, str) or self.centre not in IMAGE_CENTRES:
+            raise ValueError(f"image centre must be 'eyeball' or 'corners', got {_short(self.centre)}")
+
+    @classmethod
+    def from_json(cls, d: Any) -> ImageSpec:
+        if not isinstance(d, Mapping):
+            raise ValueError(f"image must be a JSON object with height, width and channels, got {_short(d)}")
+        _no_unknown_keys(d, IMAGE_KEYS, "image")
+        return cls(**d)
 
     def to_json(self) -> dict[str, Any]:
         """The centre only where it is not the eyeball: distributions written before it
@@ -172,11 +287,30 @@ class SceneDistribution:
     image: ImageSpec = field(default_factory=ImageSpec)
     parent: str | None = None
     reason: str | None = None
+    #: The file it was read from (:func:`read_distribution`), so that a task's generator
+    #: can name the file when it refuses the distribution. Not content: not in the id,
+    #: not compared, and a derived version has none.
+    source: Path | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        names = [f.name for f in self.factors]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate factor names in {names}")
+        for key in ("name", "task"):
+            if not isinstance(getattr(self, key), str):
+                raise ValueError(f"{key} must be a string, got {_short(getattr(self, key))}")
+        for key in ("parent", "reason"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
+                raise ValueError(f"{key} must be a string or null, got {_short(getattr(self, key))}")
+        twice = sorted(n for n, k in Counter(f.name for f in self.factors).items() if k > 1)
+        if twice:
+            raise ValueError(f"factor {_short(twice[0])} appears more than once")
+
+    def error(self, problem: str) -> Exception:
+        """The error to raise when a task refuses this distribution: it names the file the
+        distribution was read from where there is one, else the distribution's id."""
+        from realdata.errors import DataFormatError, UsageError
+
+        if self.source is not None:
+            return DataFormatError(self.source, problem)
+        return UsageError(f"distribution {self.id} ({self.name}): {problem}")
 
     # --- identity -------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -204,16 +338,26 @@ class SceneDistribution:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> SceneDistribution:
+        """A distribution as ``dumps`` writes it. Any problem is a ValueError that says
+        what is wrong and where (a factor's name, an image field), in one line."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a distribution is a JSON object, got {_short(d)}")
+        _no_unknown_keys(d, DISTRIBUTION_KEYS, "distribution")
+        for key in ("name", "task", "factors"):
+            if key not in d:
+                raise ValueError(f"missing key {key!r}")
+        if not isinstance(d["factors"], list):
+            raise ValueError(f"factors must be a list of factors, got {_short(d['factors'])}")
         dist = cls(
             name=d["name"],
             task=d["task"],
             factors=tuple(Factor.from_json(f) for f in d["factors"]),
-            image=ImageSpec(**d.get("image", {})),
+            image=ImageSpec.from_json(d.get("image", {})),
             parent=d.get("parent"),
             reason=d.get("reason"),
         )
         if "id" in d and d["id"] != dist.id:
-            raise ValueError(f"distribution id {d['id']} does not match its content ({dist.id})")
+            raise ValueError(_stale_id_message(d["id"], dist.id))
         return dist
 
     @classmethod
@@ -238,7 +382,7 @@ class SceneDistribution:
     # --- derivation -----------------------------------------------------------------
     def derive(self, reason: str, **changes: Any) -> SceneDistribution:
         """A child version: ``changes`` replace fields; parent and reason are recorded."""
-        return replace(self, parent=self.id, reason=reason, **changes)
+        return replace(self, parent=self.id, reason=reason, source=None, **changes)
 
     def reweight(
         self, factor: str, multipliers: Iterable[float], reason: str, floor: float = 0.01
@@ -281,14 +425,41 @@ def coverage_pvalues(dist: SceneDistribution, samples: Mapping[str, np.ndarray])
 
 
 
+def _stale_id_message(stated: Any, actual: str) -> str:
+    """Ids name content (lineage, batch ids), so an edited file cannot keep its old one;
+    the message says how to fix the file (an export edited by hand is the usual case)."""
+    stated = json.dumps(stated) if isinstance(stated, str) and len(stated) < 40 else _short(stated)
+    return (f"\"id\": {stated} does not match the content, which was edited (the id "
+            f"of this content is {actual}): an edited distribution is a new one, so delete the "
+            f"\"id\" line or set it to \"{actual}\"")
+
+
 def read_distribution(path: str | Path) -> SceneDistribution:
-    """A distribution JSON file; a missing or invalid file raises DataFormatError naming it."""
+    """A distribution JSON file; a missing or invalid file raises DataFormatError naming it,
+    with the problem in one line. The distribution remembers the file (``source``), so a
+    task that refuses it later (an unknown factor, a support no scene can have) names it too."""
     from realdata.errors import DataFormatError
 
     p = Path(path)
     try:
-        return SceneDistribution.loads(p.read_text())
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataFormatError(p, "file not found") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataFormatError(p, f"not a valid scene distribution ({e})") from None
+    except UnicodeDecodeError:
+        raise DataFormatError(p, "not a scene distribution (not UTF-8 text)") from None
+    except OSError as e:
+        raise DataFormatError(p, f"cannot be read ({e.strerror or e})") from None
+    try:
+        d = json.loads(text)
+    except RecursionError:
+        raise DataFormatError(p, "not a valid scene distribution (JSON nested too deeply)") from None
+    except ValueError as e:
+        raise DataFormatError(p, f"not valid JSON ({_one_line(e)})") from None
+    try:
+        return replace(SceneDistribution.from_json(d), source=p)
+    except (ValueError, TypeError) as e:
+        raise DataFormatError(p, f"not a valid scene distribution ({_one_line(e)})") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

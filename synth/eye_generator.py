@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from synth.distribution import SceneDistribution
-from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_FACTORS
+from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_FACTORS, EYE_TASK
 from synth.eye_renderer import render_eyes
 
 GENERATOR_NAME = "synthloop.eyes"
@@ -30,9 +30,10 @@ def chunk_seed(seed: int, chunk_index: int) -> int:
 
 
 def sample_scenes(dist: SceneDistribution, n: int, seed: int) -> dict[str, np.ndarray]:
-    missing = [f for f in EYE_FACTORS if f not in dist.factor_names and f not in ABSENT_MEANS_OFF]
-    if missing:
-        raise ValueError(f"distribution {dist.id} lacks eye factors {missing}")
+    """Draw ``n`` scenes; a distribution the renderer cannot use (another task, an unknown or
+    missing factor, a support outside the physical limits) raises a user error naming its
+    file (``EYE_TASK.check``)."""
+    EYE_TASK.check(dist)
     scenes = dist.sample(np.random.default_rng(seed), n)
     for name, value in ABSENT_MEANS_OFF.items():
         scenes.setdefault(name, np.full(n, value))
@@ -51,6 +52,7 @@ class EyeGenerator:
 
     def __init__(self, dist: SceneDistribution, device: str | torch.device = "cpu",
                  chunk: int | None = None, compiled: bool = False):
+        EYE_TASK.check(dist)  # before anything is rendered or written
         self.dist = dist
         self.device = torch.device(device)
         self.chunk = chunk or (GPU_CHUNK if self.device.type == "cuda" else CPU_CHUNK)

@@ -25,7 +25,25 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from synth.distribution import Factor, ImageSpec, SceneDistribution
+from synth.distribution import (
+    Factor,
+    ImageSpec,
+    SceneDistribution,
+)
+from synth.factor_limits import (
+    BLUR_SIGMA_PX,
+    CONTRAST,
+    FORWARD_ANGLE,
+    FRACTION,
+    GAMMA,
+    INTENSITY,
+    JPEG_QUALITY,
+    NOISE_SIGMA,
+    PLANE_ANGLE,
+    POLAR_ANGLE,
+    Limits,
+    TaskFactors,
+)
 
 D = math.radians
 
@@ -73,6 +91,43 @@ PRESETS: dict[str, dict[str, float]] = {
 
 #: The task face distributions serve (the manifest and distribution ``task`` field).
 TASK = "landmarks"
+
+_IDENTITY_MODE = Limits(-5.0, 5.0, why="a weight of an N(0, 1) identity mode: beyond 5 sd no face")
+
+
+def _index(names: Sequence[str]) -> Limits:
+    return Limits(0.0, float(len(names) - 1), integral=True,
+                  why=f"an index into {', '.join(names)}")
+
+
+#: What each face factor can physically be; a distribution whose support leaves these is
+#: refused before rendering (see synth.eye_distribution.EYE_LIMITS). The kinds are indices:
+#: a preset 12 would silently render a neutral face.
+FACE_LIMITS: dict[str, Limits] = {
+    "identity_pc1": _IDENTITY_MODE, "identity_pc2": _IDENTITY_MODE, "identity_pc3": _IDENTITY_MODE,
+    "identity_scale": Limits(0.0, 3.0, why="the sd of N(0, 1) identity modes"),
+    "expression_preset": _index(PRESET_NAMES),
+    "expression_intensity": Limits(0.0, 2.0, why="a scale of blendshape weights in [0, 1]"),
+    "expression_jitter": FRACTION, "expression_asymmetry": FRACTION, "eye_blink": FRACTION,
+    "eye_gaze_yaw": FORWARD_ANGLE, "eye_gaze_pitch": FORWARD_ANGLE,
+    "head_yaw": FORWARD_ANGLE, "head_pitch": FORWARD_ANGLE, "head_roll": PLANE_ANGLE,
+    "camera_distance_cm": Limits(10.0, 1000.0, why="a camera that sees a face"),
+    "focal_length_px": Limits(50.0, 20000.0, why="a camera lens"),
+    "light_polar": POLAR_ANGLE, "light_azimuth": PLANE_ANGLE,
+    "light_intensity": INTENSITY, "fill_intensity": INTENSITY, "ambient": INTENSITY,
+    "light_warmth": Limits(-1.0, 1.0, why="-1 cool ... 1 warm"),
+    "specular": FRACTION,
+    "skin_tone": FRACTION, "skin_hue": FRACTION, "skin_texture": FRACTION, "lip_tint": FRACTION,
+    "brow_darkness": FRACTION, "iris_colour": FRACTION, "hair_tone": FRACTION, "hair_line": FRACTION,
+    "background_kind": _index(BACKGROUND_NAMES), "background_brightness": FRACTION,
+    "occluder_kind": _index(OCCLUDER_NAMES), "occluder_position": FRACTION,
+    "occluder_shade": FRACTION,
+    "blur_sigma_px": BLUR_SIGMA_PX, "noise_sigma": NOISE_SIGMA, "gamma": GAMMA,
+    "contrast": CONTRAST, "jpeg_quality": JPEG_QUALITY,
+}
+
+#: What the face renderer reads (square RGB crops); see synth.eye_distribution.EYE_TASK.
+FACE_TASK = TaskFactors(TASK, FACE_FACTORS, FACE_LIMITS, square_rgb=True)
 
 
 def default_face_distribution(size: int = 128) -> SceneDistribution:

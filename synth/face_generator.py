@@ -18,7 +18,7 @@ import torch
 
 from synth.distribution import SceneDistribution
 from synth.eye_generator import chunk_seed
-from synth.face_distribution import FACE_FACTORS
+from synth.face_distribution import FACE_TASK
 from synth.face_loading import load_face_model
 from synth.face_model import FaceModel, model_fingerprint
 from synth.face_renderer import render_faces
@@ -32,9 +32,10 @@ LABELS = ("points68", "visible68", "pose", "crop_box")
 
 
 def sample_face_scenes(dist: SceneDistribution, n: int, seed: int) -> dict[str, np.ndarray]:
-    missing = [f for f in FACE_FACTORS if f not in dist.factor_names]
-    if missing:
-        raise ValueError(f"distribution {dist.id} lacks face factors {missing}")
+    """Draw ``n`` scenes; a distribution the renderer cannot use (another task, an unknown or
+    missing factor, a support outside the physical limits, an image that is not square
+    RGB) raises a user error naming its file (``FACE_TASK.check``)."""
+    FACE_TASK.check(dist)
     return dist.sample(np.random.default_rng(seed), n)
 
 
@@ -50,9 +51,7 @@ class FaceGenerator:
 
     def __init__(self, dist: SceneDistribution, model: FaceModel | None = None,
                  chunk: int | None = None, landmark_sets: Sequence[str] = ("dense500",)):
-        if dist.image.height != dist.image.width or dist.image.channels != 3:
-            raise ValueError(f"face images are square RGB; distribution {dist.id} asks for "
-                             f"{dist.image.height}x{dist.image.width}x{dist.image.channels}")
+        FACE_TASK.check(dist)  # before the face model is loaded or anything rendered
         self.dist = dist
         self.model = model if model is not None else load_face_model()
         self.chunk = chunk or CPU_CHUNK

@@ -55,8 +55,7 @@ def generate_batch(
         raise UsageError(f"n must be positive, got {n}")
     dist = dist or default_eye_distribution()
     if dist.task != TASK:
-        raise UsageError(f"distribution {dist.id} is for task {dist.task!r}, not {TASK!r} "
-                         "(eye patches)")
+        raise dist.error(f"distribution is for task {dist.task!r}, not {TASK!r} (eye patches)")
     if compiled is None:
         compiled = n >= AUTO_COMPILE_MIN
     gen = EyeGenerator(dist, device=device, compiled=compiled)

@@ -125,7 +125,7 @@ def generate_face_batch(
         raise UsageError(f"n must be positive, got {n}")
     dist = dist or default_face_distribution()
     if dist.task != TASK:
-        raise UsageError(f"distribution {dist.id} is for task {dist.task!r}, not {TASK!r} (faces)")
+        raise dist.error(f"distribution is for task {dist.task!r}, not {TASK!r} (faces)")
     gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
     scenes = sample_face_scenes(dist, n, seed)
     dense_ids = {s: gen.model.dense_sets[s] for s in gen.landmark_sets}
