@@ -9,6 +9,27 @@ for these and nothing else; any other exception is a bug and keeps its traceback
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """``text`` fit for a one-line message: as is when it is printable (no line breaks or
+    control characters), else its repr; cut to ``limit`` characters."""
+    shown = text if text.isprintable() else repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value read from a user's file, for a one-line message: its repr, cut short."""
+    try:
+        return printable(repr(value), limit)
+    except RecursionError:
+        return "<a deeply nested value>"
+
+
+def one_line(e: BaseException | str) -> str:
+    """An error's message on one line (some libraries' messages span several)."""
+    return " ".join(str(e).split())
 
 
 class SynthloopError(Exception):
@@ -21,10 +42,12 @@ class DataFormatError(SynthloopError, ValueError):
 
     def __init__(self, path: str | Path, problem: str, line: int | None = None):
         self.path = Path(path)
-        self.problem = problem
+        # the contract is one line: a library's multi-line text is folded here, once
+        self.problem = problem if problem.isprintable() else one_line(problem)
         self.line = line
-        where = f"{self.path}:{line}" if line is not None else str(self.path)
-        super().__init__(f"{where}: {problem}")
+        where = printable(str(self.path), limit=10_000)
+        where = f"{where}:{line}" if line is not None else where
+        super().__init__(f"{where}: {self.problem}")
 
 
 class UsageError(SynthloopError, ValueError):

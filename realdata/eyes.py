@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from realdata.errors import DataFormatError
+from realdata.errors import DataFormatError, printable
 from realdata.gaze import gaze_vector_to_pitchyaw
-from realdata.landmarks import decode_utf8, printable
+from realdata.landmarks import decode_utf8
 
 DEFAULT_SIZE: tuple[int, int] = (36, 60)
 MANIFEST_NAME = "manifest.csv"

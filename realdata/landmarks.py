@@ -31,7 +31,7 @@ from xml.parsers import expat
 import numpy as np
 from PIL import Image
 
-from realdata.errors import DataFormatError
+from realdata.errors import DataFormatError, printable, shown
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm")
 N_POINTS_68 = 68
@@ -163,13 +163,6 @@ def load_rgb(path: str | Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except Exception as exc:  # Pillow raises many types for undecodable files
         raise DataFormatError(path, f"image cannot be decoded: {printable(str(exc))}") from exc
-
-
-def printable(text: str, limit: int = 120) -> str:
-    """``text`` fit for a one-line message: as is when it is printable (no line breaks or
-    control characters), else its repr; cut to ``limit`` characters."""
-    shown = text if text.isprintable() else repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def decode_utf8(path: Path, data: bytes) -> str:
@@ -470,7 +463,7 @@ def read_coco_keypoints(
         key = _id_key(path, ann["image_id"], f"{where}.image_id")
         if key not in files:
             raise DataFormatError(
-                path, f"{where}.image_id {_short(ann['image_id'])} is not in images"
+                path, f"{where}.image_id {shown(ann['image_id'])} is not in images"
             )
         kp = _numbers(path, ann["keypoints"], f"{where}.keypoints")
         if len(kp) % 3:
@@ -515,7 +508,7 @@ def _coco_image_files(path: Path, images: list) -> dict[object, str]:
             raise DataFormatError(path, f"{where}.file_name must be a non-empty string")
         key = _id_key(path, im["id"], f"{where}.id")
         if key in files:
-            raise DataFormatError(path, f"{where}: image id {_short(im['id'])} appears twice")
+            raise DataFormatError(path, f"{where}: image id {shown(im['id'])} appears twice")
         files[key] = im["file_name"]
     return files
 
@@ -537,7 +530,7 @@ def _coco_category_point_counts(path: Path, doc: dict) -> dict[object, int | Non
         count = cat.get("num_keypoints")
         if count is not None and not _is_count(count):
             raise DataFormatError(
-                path, f"{where}.num_keypoints must be a non-negative integer, got {_short(count)}"
+                path, f"{where}.num_keypoints must be a non-negative integer, got {shown(count)}"
             )
         if names and count is not None and count != len(names):
             raise DataFormatError(
@@ -554,10 +547,10 @@ def _declared_for(path: Path, where: str, ann: dict, declared: dict) -> tuple[in
     key = _id_key(path, ann["category_id"], f"{where}.category_id")
     if key not in declared:
         raise DataFormatError(
-            path, f"{where}.category_id {_short(ann['category_id'])} is not in categories"
+            path, f"{where}.category_id {shown(ann['category_id'])} is not in categories"
         )
     count = declared[key]
-    return None if count is None else (count, f"its category {_short(ann['category_id'])}")
+    return None if count is None else (count, f"its category {shown(ann['category_id'])}")
 
 
 class _PointLayout:
@@ -590,7 +583,7 @@ def _check_num_keypoints(path: Path, where: str, ann: dict, count: int, labelled
         return
     if not _is_count(declared):
         raise DataFormatError(
-            path, f"{where}.num_keypoints must be a non-negative integer, got {_short(declared)}"
+            path, f"{where}.num_keypoints must be a non-negative integer, got {shown(declared)}"
         )
     # COCO counts the labelled points; converters from .pts often write the total
     if declared not in (labelled, count):
@@ -614,7 +607,7 @@ def _annotation_name(i: int, ann: object) -> str:
     """``annotations[3]``, with the annotation's id when it has a usable one."""
     ann_id = ann.get("id") if isinstance(ann, dict) else None
     if isinstance(ann_id, int | str) and not isinstance(ann_id, bool):
-        return f"annotations[{i}] (id {_short(ann_id)})"
+        return f"annotations[{i}] (id {shown(ann_id)})"
     return f"annotations[{i}]"
 
 
@@ -632,20 +625,12 @@ def _id_key(path: Path, value: object, where: str) -> object:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise DataFormatError(path, f"{where} must be a number or a string, got {_short(value)}")
+        raise DataFormatError(path, f"{where} must be a number or a string, got {shown(value)}")
     return value
 
 
 def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _short(value: object) -> str:
-    """A JSON value for a one-line message: its repr, cut short."""
-    try:
-        return printable(repr(value), limit=60)
-    except RecursionError:
-        return "<a deeply nested value>"
 
 
 def _numbers(path: Path, value: object, where: str) -> np.ndarray:

@@ -17,8 +17,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from realdata.errors import DataFormatError
-from realdata.landmarks import printable
+from realdata.errors import DataFormatError, printable
 
 _MI_DTYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 16, 17, 18})  # scipy's table
 _MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED, _MI_UTF8 = 1, 5, 6, 14, 15, 16

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from realdata.errors import one_line, shown
+
 FactorKind = Literal["continuous", "categorical"]
 FACTOR_KINDS = ("continuous", "categorical")
 
@@ -55,17 +57,11 @@ def _numbers(xs: Any, what: str, most: int = MAX_BINS) -> np.ndarray:
         raise ValueError(f"{what}: {len(xs)} entries, at most {most} are allowed")
     for i, x in enumerate(xs):
         if not _is_number(x):
-            raise ValueError(f"{what}[{i}] is {_short(x)}, not a number")
+            raise ValueError(f"{what}[{i}] is {shown(x, 40)}, not a number")
     try:
         return np.asarray([float(x) for x in xs], dtype=np.float64)
     except OverflowError:  # an integer too large for a float
         raise ValueError(f"{what}: a number too large for a float") from None
-
-
-def _short(x: Any) -> str:
-    """A value for a message: one line, at most 40 characters."""
-    text = " ".join(repr(x).split())
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _normalise(weights: Iterable[float]) -> tuple[float, ...]:
@@ -111,18 +107,18 @@ class Factor:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"factor name must be a non-empty string, got {_short(self.name)}")
+            raise ValueError(f"factor name must be a non-empty string, got {shown(self.name, 40)}")
         try:
             self._check_and_normalise()
         except ValueError as e:
-            raise ValueError(f"factor {_short(self.name)}: {e}") from None
+            raise ValueError(f"factor {shown(self.name, 40)}: {e}") from None
 
     def _check_and_normalise(self) -> None:
         if self.kind not in FACTOR_KINDS:
-            raise ValueError(f"unknown kind {_short(self.kind)} (known: {', '.join(FACTOR_KINDS)})")
+            raise ValueError(f"unknown kind {shown(self.kind, 40)} (known: {', '.join(FACTOR_KINDS)})")
         for text in ("unit", "doc"):
             if not isinstance(getattr(self, text), str):
-                raise ValueError(f"{text} must be a string, got {_short(getattr(self, text))}")
+                raise ValueError(f"{text} must be a string, got {shown(getattr(self, text), 40)}")
         object.__setattr__(self, "weights", _normalise(self.weights))
         k = len(self.weights)
         if self.kind == "continuous":
@@ -208,9 +204,9 @@ class Factor:
     def from_json(cls, d: Mapping[str, Any]) -> Factor:
         """A factor as ``to_json`` writes it; a ValueError names the factor and what is wrong."""
         if not isinstance(d, Mapping):
-            raise ValueError(f"each factor must be a JSON object, got {_short(d)}")
+            raise ValueError(f"each factor must be a JSON object, got {shown(d, 40)}")
         name = d.get("name")
-        where = f"factor {_short(name)}" if isinstance(name, str) else "a factor"
+        where = f"factor {shown(name, 40)}" if isinstance(name, str) else "a factor"
         _no_unknown_keys(d, FACTOR_KEYS, where)
         for key in ("name", "kind", "weights"):
             if key not in d:
@@ -236,7 +232,7 @@ class Factor:
 def _no_unknown_keys(d: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
     unknown = sorted(str(k) for k in d if k not in known)
     if unknown:
-        raise ValueError(f"{where}: unknown key {_short(unknown[0])} (known: {', '.join(known)})")
+        raise ValueError(f"{where}: unknown key {shown(unknown[0], 40)} (known: {', '.join(known)})")
 
 
 @dataclass(frozen=True)
@@ -255,16 +251,16 @@ class ImageSpec:
             v = getattr(self, side)
             if not isinstance(v, numbers.Integral) or isinstance(v, bool) or not 1 <= v <= MAX_IMAGE_SIDE:
                 raise ValueError(f"image.{side} must be a whole number of pixels from 1 to "
-                                 f"{MAX_IMAGE_SIDE}, got {_short(v)}")
+                                 f"{MAX_IMAGE_SIDE}, got {shown(v, 40)}")
         if not isinstance(self.channels, numbers.Integral) or self.channels not in IMAGE_CHANNELS:
-            raise ValueError(f"image.channels must be 1 (grayscale) or 3 (RGB), got {_short(self.channels)}")
+            raise ValueError(f"image.channels must be 1 (grayscale) or 3 (RGB), got {shown(self.channels, 40)}")
         if not isinstance(self.centre, str) or self.centre not in IMAGE_CENTRES:
-            raise ValueError(f"image centre must be 'eyeball' or 'corners', got {_short(self.centre)}")
+            raise ValueError(f"image centre must be 'eyeball' or 'corners', got {shown(self.centre, 40)}")
 
     @classmethod
     def from_json(cls, d: Any) -> ImageSpec:
         if not isinstance(d, Mapping):
-            raise ValueError(f"image must be a JSON object with height, width and channels, got {_short(d)}")
+            raise ValueError(f"image must be a JSON object with height, width and channels, got {shown(d, 40)}")
         _no_unknown_keys(d, IMAGE_KEYS, "image")
         return cls(**d)
 
@@ -295,13 +291,13 @@ class SceneDistribution:
     def __post_init__(self) -> None:
         for key in ("name", "task"):
             if not isinstance(getattr(self, key), str):
-                raise ValueError(f"{key} must be a string, got {_short(getattr(self, key))}")
+                raise ValueError(f"{key} must be a string, got {shown(getattr(self, key), 40)}")
         for key in ("parent", "reason"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), str):
-                raise ValueError(f"{key} must be a string or null, got {_short(getattr(self, key))}")
+                raise ValueError(f"{key} must be a string or null, got {shown(getattr(self, key), 40)}")
         twice = sorted(n for n, k in Counter(f.name for f in self.factors).items() if k > 1)
         if twice:
-            raise ValueError(f"factor {_short(twice[0])} appears more than once")
+            raise ValueError(f"factor {shown(twice[0], 40)} appears more than once")
 
     def error(self, problem: str) -> Exception:
         """The error to raise when a task refuses this distribution: it names the file the
@@ -341,13 +337,13 @@ class SceneDistribution:
         """A distribution as ``dumps`` writes it. Any problem is a ValueError that says
         what is wrong and where (a factor's name, an image field), in one line."""
         if not isinstance(d, Mapping):
-            raise ValueError(f"a distribution is a JSON object, got {_short(d)}")
+            raise ValueError(f"a distribution is a JSON object, got {shown(d, 40)}")
         _no_unknown_keys(d, DISTRIBUTION_KEYS, "distribution")
         for key in ("name", "task", "factors"):
             if key not in d:
                 raise ValueError(f"missing key {key!r}")
         if not isinstance(d["factors"], list):
-            raise ValueError(f"factors must be a list of factors, got {_short(d['factors'])}")
+            raise ValueError(f"factors must be a list of factors, got {shown(d['factors'], 40)}")
         dist = cls(
             name=d["name"],
             task=d["task"],
@@ -428,7 +424,7 @@ def coverage_pvalues(dist: SceneDistribution, samples: Mapping[str, np.ndarray])
 def _stale_id_message(stated: Any, actual: str) -> str:
     """Ids name content (lineage, batch ids), so an edited file cannot keep its old one;
     the message says how to fix the file (an export edited by hand is the usual case)."""
-    stated = json.dumps(stated) if isinstance(stated, str) and len(stated) < 40 else _short(stated)
+    stated = json.dumps(stated) if isinstance(stated, str) and len(stated) < 40 else shown(stated, 40)
     return (f"\"id\": {stated} does not match the content, which was edited (the id "
             f"of this content is {actual}): an edited distribution is a new one, so delete the "
             f"\"id\" line or set it to \"{actual}\"")
@@ -454,12 +450,8 @@ def read_distribution(path: str | Path) -> SceneDistribution:
     except RecursionError:
         raise DataFormatError(p, "not a valid scene distribution (JSON nested too deeply)") from None
     except ValueError as e:
-        raise DataFormatError(p, f"not valid JSON ({_one_line(e)})") from None
+        raise DataFormatError(p, f"not valid JSON ({one_line(e)})") from None
     try:
         return replace(SceneDistribution.from_json(d), source=p)
     except (ValueError, TypeError) as e:
-        raise DataFormatError(p, f"not a valid scene distribution ({_one_line(e)})") from None
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
+        raise DataFormatError(p, f"not a valid scene distribution ({one_line(e)})") from None

@@ -10,7 +10,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from synth.distribution import MAX_IMAGE_SIDE, Factor, ImageSpec, SceneDistribution, _short
+from realdata.errors import shown
+from synth.distribution import MAX_IMAGE_SIDE, Factor, ImageSpec, SceneDistribution
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,11 @@ class Limits:
         if lo < self.lo - slack or hi > self.hi + slack:
             what = "support" if f.kind == "continuous" else "values span"
             why = f"; {self.why}" if self.why else ""
-            return (f"factor {_short(f.name)}: {what} {_span(lo, hi, f.unit)} is outside the "
+            return (f"factor {shown(f.name, 40)}: {what} {_span(lo, hi, f.unit)} is outside the "
                     f"physical range {_span(self.lo, self.hi, f.unit)}{why}")
         fractional = [v for v in values if v != math.floor(v)]
         if self.integral and fractional:
-            return (f"factor {_short(f.name)}: values must be whole numbers ({self.why}), "
+            return (f"factor {shown(f.name, 40)}: values must be whole numbers ({self.why}), "
                     f"got {fractional[0]:g}")
         return None
 
@@ -107,7 +108,7 @@ class TaskFactors:
 
     def problems(self, dist: SceneDistribution) -> list[str]:
         if dist.task != self.task:
-            return [f"distribution is for task {_short(dist.task)}, not {self.task!r}"]
+            return [f"distribution is for task {shown(dist.task, 40)}, not {self.task!r}"]
         return self.name_problems(dist) + self.limit_problems(dist) + self.image_problems(dist.image)
 
     def check(self, dist: SceneDistribution) -> None:
@@ -120,5 +121,5 @@ class TaskFactors:
 
 def _some(names: list[str], show: int = 5) -> str:
     """``'a'`` or ``'a', 'b'`` ... up to ``show`` names, then how many more: one short line."""
-    text = ", ".join(_short(n) for n in names[:show])
+    text = ", ".join(shown(n, 40) for n in names[:show])
     return text + (f" and {len(names) - show} more" if len(names) > show else "")

@@ -9,24 +9,13 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-from realdata.errors import DataFormatError
+from realdata.errors import DataFormatError, one_line, shown
 
 #: what ``np.load`` raises for a damaged file: the header is parsed as Python literals, so
 #: a broken one raises the tokenizer's and the parser's errors or a TypeError (keys that do
 #: not sort); a negative shape gives mmap's OverflowError (all found by fuzzing)
 NPY_ERRORS = (ValueError, TypeError, OSError, EOFError, OverflowError, SyntaxError,
               tokenize.TokenError)
-
-
-def one_line(e: BaseException) -> str:
-    """An error's message on one line (some libraries' messages span several)."""
-    return " ".join(str(e).split())
-
-
-def show_value(value: Any, limit: int = 60) -> str:
-    """A value for a one-line message: repr, cut short."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _type_name(kind: type) -> str:
@@ -45,9 +34,9 @@ def _get(listed_in: Path, obj: dict[str, Any], key: str, kind: type, where: str 
     value, name = obj[key], f"{where}.{key}" if where else key
     if kind is int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise DataFormatError(listed_in, f"{name} must be a whole number >= 0, got {show_value(value)}")
+            raise DataFormatError(listed_in, f"{name} must be a whole number >= 0, got {shown(value)}")
     elif not isinstance(value, kind):
-        raise DataFormatError(listed_in, f"{name} must be {_type_name(kind)}, got {show_value(value)}")
+        raise DataFormatError(listed_in, f"{name} must be {_type_name(kind)}, got {shown(value)}")
     return value
 
 
@@ -57,24 +46,24 @@ def member_path(root: Path, rel: Any, listed_in: Path, where: str) -> Path:
     outside is ever opened or hashed)."""
     if not isinstance(rel, str) or not rel or any(c < " " or c == "\x7f" for c in rel):
         raise DataFormatError(listed_in, f"{where} must be a non-empty file name without control "
-                                         f"characters, got {show_value(rel)}")
+                                         f"characters, got {shown(rel)}")
     p = Path(rel)
     if p.is_absolute() or ".." in p.parts:
-        raise DataFormatError(listed_in, f"{where} {show_value(rel)} is not a relative path inside the folder")
+        raise DataFormatError(listed_in, f"{where} {shown(rel)} is not a relative path inside the folder")
     full = root / p
     try:
         inside = full.resolve().is_relative_to(root.resolve())
     except (OSError, RuntimeError):  # a symlink loop
         inside = False
     if not inside:
-        raise DataFormatError(listed_in, f"{where} {show_value(rel)} leads outside the folder (symlink)")
+        raise DataFormatError(listed_in, f"{where} {shown(rel)} leads outside the folder (symlink)")
     return full
 
 
 def _entry(listed_in: Path, e: Any, where: str, sized: bool) -> dict[str, Any]:
     """A file entry: ``file`` and ``sha256`` strings, optional ``bytes``; shards also ``n``."""
     if not isinstance(e, dict):
-        raise DataFormatError(listed_in, f"{where} must be an object, got {show_value(e)}")
+        raise DataFormatError(listed_in, f"{where} must be an object, got {shown(e)}")
     _get(listed_in, e, "file", str, where)
     _get(listed_in, e, "sha256", str, where)
     _get(listed_in, e, "bytes", int, where, optional=True)
@@ -99,7 +88,7 @@ def read_manifest(mpath: Path) -> dict[str, Any]:
     _get(mpath, m, "n", int)
     for i, dim in enumerate(_get(mpath, m, "image_shape", list)):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise DataFormatError(mpath, f"image_shape[{i}] must be a whole number >= 1, got {show_value(dim)}")
+            raise DataFormatError(mpath, f"image_shape[{i}] must be a whole number >= 1, got {shown(dim)}")
     for i, e in enumerate(_get(mpath, m, "shards", list)):
         _entry(mpath, e, f"shards[{i}]", sized=True)
     _entry(mpath, m["metadata"], "metadata", sized=False)

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from realdata.errors import DataFormatError, SynthloopError
+from realdata.errors import DataFormatError, SynthloopError, one_line, shown
 from synth.distribution import SceneDistribution
-from synth.manifest import NPY_ERRORS, member_path, one_line, read_manifest, show_value
+from synth.manifest import NPY_ERRORS, member_path, read_manifest
 from synth.output_folder import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -425,10 +425,10 @@ class BatchReader:
         if not isinstance(d, dict):
             raise DataFormatError(p, f"must be a JSON object, got {type(d).__name__}")
         if d.get("status") not in _STATUSES:
-            raise DataFormatError(p, f"status must be one of {', '.join(_STATUSES)}, got {show_value(d.get('status'))}")
+            raise DataFormatError(p, f"status must be one of {', '.join(_STATUSES)}, got {shown(d.get('status'))}")
         failing = d.get("failing", [])
         if not isinstance(failing, list) or not all(isinstance(f, str) for f in failing):
-            raise DataFormatError(p, f"failing must be a list of strings, got {show_value(failing)}")
+            raise DataFormatError(p, f"failing must be a list of strings, got {shown(failing)}")
         return BatchStatus(d["status"], tuple(failing), d)
 
 
