@@ -35,13 +35,11 @@ def train_gaze_task(method: str, target: str, steps: int, seed: int, out: str, s
 
 @task(name="evaluate-gaze-model")
 def evaluate_gaze_task(model: str, data: str) -> dict:
-    import mlflow
-
     from synthloop.gaze.evaluate import evaluate_gaze_model
+    from synthloop.tracking import connect
 
     settings = get_settings()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
+    connect(settings.tracking_uri, create=False)
     res = evaluate_gaze_model(model, data)
     if res.get("labeled"):
         create_table_artifact(

@@ -45,9 +45,9 @@ def _generate(a: argparse.Namespace) -> int:
     from synthloop.taskspec import GenerateOptions, get_task
 
     spec = get_task(a.task)
+    dist = _load_distribution(a.distribution)  # a bad file fails before the renderer loads
     gen = spec.generator(GenerateOptions(device=a.device, compiled=a.compile,
                                          landmark_set=a.landmark_set))
-    dist = _load_distribution(a.distribution)
     prog, advance = progress(a.n, "rendering")
     t0 = time.perf_counter()
     with prog:
