@@ -96,12 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    from synthloop.cli.common import embedded_prefect_env
+    from synthloop.cli.common import prefect_api
     from synthloop.settings import get_settings
 
     settings = get_settings()
     settings.ensure_home()
-    embedded_prefect_env(settings)
     if a.task == "landmarks" and not a.real:
         print("--task landmarks needs --real (images + .pts, e.g. ../shared/data/real/lfpw-train)",
               file=sys.stderr)
@@ -126,19 +125,20 @@ def main(argv: list[str] | None = None) -> int:
         oracle.write_text(shifted_eye_distribution(version=a.target_version).dumps())
         arms.append(("oracle", True, str(oracle)))
     rows = []
-    for seed in a.seeds:
-        for mode, open_loop, dist_path in arms:
-            p = LoopParams(task=a.task, real=real, rounds=a.rounds, seed=seed, open_loop=open_loop,
-                           transfer_steps=a.transfer_steps,
-                           n_per_round=a.n_per_round, steps_per_round=a.steps_per_round,
-                           patience=None, distribution_path=dist_path)
-            res, dt = _run(p)
-            errors = [r["real_error"] for r in res["rounds"]]
-            rows.append({"mode": mode, "seed": seed, "errors": errors,
-                         "loop_id": res["loop_id"], "seconds": round(dt, 1),
-                         "distributions": [r["distribution_id"] for r in res["rounds"]]})
-            print(f"seed {seed} {rows[-1]['mode']:>6}: " + "  ".join(f"{e:.2f}" for e in errors)
-                  + f"  ({dt:.0f} s)", file=sys.stderr)
+    with prefect_api(settings):  # the loop's Prefect server, stopped with us however we end
+        for seed in a.seeds:
+            for mode, open_loop, dist_path in arms:
+                p = LoopParams(task=a.task, real=real, rounds=a.rounds, seed=seed,
+                               open_loop=open_loop, transfer_steps=a.transfer_steps,
+                               n_per_round=a.n_per_round, steps_per_round=a.steps_per_round,
+                               patience=None, distribution_path=dist_path)
+                res, dt = _run(p)
+                errors = [r["real_error"] for r in res["rounds"]]
+                rows.append({"mode": mode, "seed": seed, "errors": errors,
+                             "loop_id": res["loop_id"], "seconds": round(dt, 1),
+                             "distributions": [r["distribution_id"] for r in res["rounds"]]})
+                print(f"seed {seed} {rows[-1]['mode']:>6}: " + "  ".join(f"{e:.2f}" for e in errors)
+                      + f"  ({dt:.0f} s)", file=sys.stderr)
 
     table = []
     for mode, _, _ in arms:
