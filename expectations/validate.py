@@ -53,6 +53,7 @@ from realdata.errors import DataFormatError
 from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_TASK
 from synth.face_distribution import FACE_TASK
 from synth.factor_limits import TaskFactors
+from synth.output_folder import name_lock
 from synth.shards import MANIFEST, BatchReader, atomic_write_text, write_status
 
 
@@ -342,35 +343,38 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     failing += [f"distribution: {p}" for p in suites_for(reader).factors.limit_problems(reader.distribution)]
     params_gx = {**params, **{m: float("nan") for m in missing}}
 
-    # Docs of an earlier validation would contradict the new result.json: drop them.
-    shutil.rmtree(batch_dir / GX_ROOT / "gx", ignore_errors=True)
-    results, docs_path = _run_gx(suites, {samples_suite: samples, coverage_suite: cov}, params_gx,
-                                 batch_dir / GX_ROOT if docs else None)
-    failing += _failing_samples(results[samples_suite])
-    failing += _failing_coverage(results[coverage_suite], cov, MIN_COVERAGE_P_VALUE)
-    success = not failing and all(r.success for r in results.values())
+    # One validation of a batch at a time, across processes (two `train` runs on one
+    # unvalidated source would share its GX file context and collide).
+    with name_lock(batch_dir / GX_ROOT):
+        # Docs of an earlier validation would contradict the new result.json: drop them.
+        shutil.rmtree(batch_dir / GX_ROOT / "gx", ignore_errors=True)
+        results, docs_path = _run_gx(suites, {samples_suite: samples, coverage_suite: cov}, params_gx,
+                                     batch_dir / GX_ROOT if docs else None)
+        failing += _failing_samples(results[samples_suite])
+        failing += _failing_coverage(results[coverage_suite], cov, MIN_COVERAGE_P_VALUE)
+        success = not failing and all(r.success for r in results.values())
 
-    statistics = {
-        name: _jsonable(dict(r.statistics)) for name, r in results.items()
-    }
-    statistics["n_samples"] = int(reader.n)
-    statistics["min_coverage_p_value"] = float(cov["p_value"].min()) if len(cov) else None
-    statistics["seconds"] = {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)}
+        statistics = {
+            name: _jsonable(dict(r.statistics)) for name, r in results.items()
+        }
+        statistics["n_samples"] = int(reader.n)
+        statistics["min_coverage_p_value"] = float(cov["p_value"].min()) if len(cov) else None
+        statistics["seconds"] = {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)}
 
-    result_path = batch_dir / RESULT_FILE
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "batch_id": reader.batch_id,
-        "distribution_id": reader.manifest.get("distribution_id"),
-        "success": success,
-        "failing": failing,
-        "statistics": statistics,
-        "parameters": params,
-        "coverage": cov.to_dict(orient="records"),
-        "suites": {name: r.to_json_dict() for name, r in results.items()},
-        "docs": str(docs_path) if docs_path else None,
-    }
-    atomic_write_text(result_path, json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+        result_path = batch_dir / RESULT_FILE
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "batch_id": reader.batch_id,
+            "distribution_id": reader.manifest.get("distribution_id"),
+            "success": success,
+            "failing": failing,
+            "statistics": statistics,
+            "parameters": params,
+            "coverage": cov.to_dict(orient="records"),
+            "suites": {name: r.to_json_dict() for name, r in results.items()},
+            "docs": str(docs_path) if docs_path else None,
+        }
+        atomic_write_text(result_path, json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
     return ValidationReport(batch_id=reader.batch_id, success=success, failing=failing,
                             statistics=statistics, result_path=result_path, docs_path=docs_path)
 

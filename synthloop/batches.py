@@ -37,4 +37,5 @@ def prepare_training_batch(settings: Settings, task: str, *, source: str | None,
     try:
         return open_for_training(source)
     except QuarantinedBatchError as e:
-        raise DataFormatError(source, str(e)) from None
+        said, where = str(e), f"{reader.path}: "  # the folder is named once, by the new error
+        raise DataFormatError(source, said.removeprefix(where)) from None
