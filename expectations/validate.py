@@ -270,8 +270,8 @@ def _failing_coverage(result: Any, cov: pd.DataFrame, p_min: float) -> list[str]
 def _outside_set(r: Any, cfg: Any) -> str:
     """``coverage: factor 'moon_phase' is not in the suite's set (...)``: the values, named."""
     values = sorted({str(v) for v in (r.result.get("unexpected_list") or [])})
-    shown = ", ".join(repr(v) for v in values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
-    return f"coverage: {cfg.kwargs.get('column')} {shown} not in the suite's set ({_expectation_name(cfg)})"
+    listed = ", ".join(repr(v) for v in values[:5]) + (f" and {len(values) - 5} more" if len(values) > 5 else "")
+    return f"coverage: {cfg.kwargs.get('column')} {listed} not in the suite's set ({_expectation_name(cfg)})"
 
 
 def _gx_context(root: Path | None):
@@ -327,9 +327,9 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     t0 = time.perf_counter()
     batch_dir = Path(batch_dir)
     reader = BatchReader(batch_dir)
-    suites = suites_for(reader)
-    samples_suite, coverage_suite, build_frame = suites.samples, suites.coverage, suites.frame
-    samples = build_frame(reader)
+    task = suites_for(reader)
+    samples_suite, coverage_suite = task.samples, task.coverage
+    samples = task.frame(reader)
     cov = coverage_frame(reader, samples)
     params = suite_parameters(reader)
     t_frames = time.perf_counter() - t0
@@ -340,7 +340,7 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     missing = sorted(set().union(*(suite_parameter_names(s) for s in suites.values())) - params.keys())
     failing = [f"suite parameter {m}: not provided by batch {reader.batch_id} "
                "(its distribution lacks that factor)" for m in missing]
-    failing += [f"distribution: {p}" for p in suites_for(reader).factors.limit_problems(reader.distribution)]
+    failing += [f"distribution: {p}" for p in task.factors.limit_problems(reader.distribution)]
     params_gx = {**params, **{m: float("nan") for m in missing}}
 
     # One validation of a batch at a time, across processes (two `train` runs on one

@@ -32,6 +32,13 @@ def one_line(e: BaseException | str) -> str:
     return " ".join(str(e).split())
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an error's message, cut to ``limit`` (for libraries
+    whose messages go on for pages), or its type when it has none."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]
+
+
 class SynthloopError(Exception):
     """Base of every error that is the user's to fix (bad input, bad option), not a bug."""
 

@@ -33,7 +33,8 @@ from synth.distribution import SceneDistribution
 from synth.face_distribution import TASK, default_face_distribution
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
-from synth.shards import NPY_ERRORS, BatchWriter, batch_id_for, member_path, sha256_file
+from synth.manifest import NPY_ERRORS, member_path
+from synth.shards import BatchWriter, batch_id_for, sha256_file
 
 LANDMARKS = "landmarks/landmarks.json"
 FORMAT_VERSION = 1

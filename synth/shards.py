@@ -102,8 +102,6 @@ class BatchWriter:
     def __init__(self, out: str | Path, *, task: str, dist: SceneDistribution, seed: int, n: int,
                  generator: dict[str, Any], shard_size: int = 4096, overwrite: bool = False):
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise FileExistsError(f"{self.out}: already exists (use --overwrite to replace it)")
         self.task, self.dist, self.seed, self.n = task, dist, seed, n
         self.generator, self.shard_size, self.overwrite = generator, shard_size, overwrite
         self.batch_id = batch_id_for(dist.id, seed, n, generator)

@@ -73,7 +73,9 @@ def check_batch_is_recorded_one(cat, batch_id: str, batch_dir: str | Path) -> No
     row = cat.get_batch(batch_id)
     if row is None:
         raise CatalogNotFound("batch", batch_id)
-    manifest = Path(batch_dir) / "manifest.json"
+    from synth.shards import MANIFEST
+
+    manifest = Path(batch_dir) / MANIFEST
     try:
         raw = manifest.read_bytes()
         found = json.loads(raw).get("batch_id")

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from realdata.errors import DataFormatError
-from synthloop.tracking import CHECKPOINT_NAMES, MODEL_FILES_DIR, RUN_CHECKPOINT_DIR, first_line
+from models.checkpoint import BEST, LAST
+from realdata.errors import DataFormatError, first_line
+from synthloop.tracking import MODEL_FILES_DIR, RUN_CHECKPOINT_DIR
 
 T = TypeVar("T")
 
@@ -64,7 +65,7 @@ def _download_checkpoint(ref: str, tmp: Path) -> tuple[Path, Path]:
             pass
     if folder is None:
         raise ModelReferenceError(ref, f"not a synthloop model: no synthloop checkpoint "
-                                       f"({MODEL_FILES_DIR}/{CHECKPOINT_NAMES[0]}) in it, and its "
+                                       f"({MODEL_FILES_DIR}/{BEST}) in it, and its "
                                        "MLflow model is never loaded (unpickling it could run any code)")
     return root, folder
 
@@ -92,7 +93,7 @@ def _checkpoint_in(root: Path) -> Path | None:
     if root.is_file():
         return root if root.suffix == ".pt" else None
     for folder in (root / MODEL_FILES_DIR, root):
-        if any((folder / name).is_file() for name in CHECKPOINT_NAMES):
+        if any((folder / name).is_file() for name in (BEST, LAST)):
             return folder
     return None
 

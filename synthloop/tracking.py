@@ -26,12 +26,12 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from realdata.errors import first_line
 from synthloop.locks import first_use_lock, sqlite_path
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CHAMPION = "champion"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -132,7 +132,6 @@ def flat_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-CHECKPOINT_NAMES = ("best.pt", "last.pt")  # what models.checkpoint.resolve_checkpoint looks for
 MODEL_FILES_DIR = "extra_files"  # where log_model(extra_files=...) puts them in the model
 RUN_CHECKPOINT_DIR = "checkpoint"  # where TrainingRun.log_checkpoints puts them in the run
 SERVING_FORMAT_TAG = "serving_format"
@@ -154,8 +153,10 @@ def log_model_and_register(predictor, example, task: str, run_id: str,
     from mlflow.tracking import MlflowClient
 
     files = [str(Path(f)) for f in checkpoint_files]
-    if not any(Path(f).name in CHECKPOINT_NAMES for f in files):
-        raise ValueError(f"checkpoint_files must include one of {CHECKPOINT_NAMES}, got {files}")
+    from models.checkpoint import BEST, LAST
+
+    if not any(Path(f).name in (BEST, LAST) for f in files):
+        raise ValueError(f"checkpoint_files must include {BEST} or {LAST}, got {files}")
     predictor.eval()
     if len(example) < 2:  # torch.export fixes a batch of 1 as a constant: serve any batch
         example = torch.cat([example, example])
@@ -174,11 +175,6 @@ def log_model_and_register(predictor, example, task: str, run_id: str,
         info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
     MlflowClient().set_tag(run_id, SERVING_FORMAT_TAG, fmt)
     return info.model_uri, str(info.registered_model_version)
-
-
-def first_line(e: BaseException, limit: int = 200) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def maybe_promote(task: str, version: str, metric: str, value: float, higher_is_better: bool,
