@@ -5,7 +5,7 @@
     python -m benchmarks.bench_landmarks_case_study --quick           # smoke run, not results
 
 Real data: ``../shared/data/real/lfpw-train`` (805 faces with 68 points) split 645/160 by
-``split_lfpw`` (sorted names, seeded permutation, seed 0). The 645 are the only real
+``split_face_folder`` (sorted names, seeded permutation, seed 0). The 645 are the only real
 faces any row trains or fits on (labels for rows b, c, e; images only for row d); the
 160 are only scored. Rows, at the same number of steps and batch size:
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "2")))
-    from benchmarks.lfpw import split_lfpw
+    from realdata.splits import split_face_folder
     from synthloop.landmarks.evaluate import evaluate_landmarks_model
     from synthloop.landmarks.load import load_landmark_predictor
     from synthloop.landmarks.train import train_landmarks
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     settings.ensure_home()
-    train_set, test_set = split_lfpw(a.real, n_test=160 if not a.quick else 20, seed=0)
+    train_set, test_set = split_face_folder(a.real, n_test=160 if not a.quick else 20, seed=0)
     if a.quick:
         train_set = train_set.subset(list(range(40)))
     syn_imgs, syn_pts = _synthetic_test(settings, 64 if a.quick else 300, 12_345)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, cols)
     name = "landmarks_case_study_quick" if a.quick else "landmarks_case_study"
     out = save(name, {"machine": machine(), "args": vars(a), "split": "lfpw-train 645/160 "
-                      "(split_lfpw seed 0)", "rows": rows})
+                      "(split_face_folder seed 0)", "rows": rows})
     print(f"wrote {out}")
     return 0
 

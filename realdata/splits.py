@@ -15,6 +15,7 @@ looks better than it is on the next person.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -71,3 +72,26 @@ def split(n: int, frac: float, seed: int | Sequence[int], groups=None,
             raise ValueError(f"{len(groups)} groups for {n} samples")
         return group_holdout_split(groups, frac, seed, cap)
     return holdout_split(n, holdout_size(n, frac, cap), seed)
+
+
+#: The landmark benchmarks' fixed split of LFPW train (300-W release): 645 / 160 faces.
+LFPW_N_TEST = 160
+
+
+def split_face_folder(dir: str | Path, n_test: int = LFPW_N_TEST, seed: int = 0):
+    """A fixed ``(train, test)`` split of a labeled face folder (``FaceSet`` halves): LFPW
+    train's 805 faces give 645 / 160 with the defaults.
+
+    The faces are read in sorted file-name order (``read_landmark_folder``), permuted by
+    ``numpy.random.default_rng(seed)``; the first ``n_test`` of the permutation are the
+    test set. Both halves keep the sorted order. Same folder, ``n_test`` and ``seed``, same
+    split on any machine (numpy's PCG64 permutation is stable across versions).
+    """
+    from realdata.landmarks import read_landmark_folder
+
+    fs = read_landmark_folder(dir)
+    n = len(fs)
+    if not 0 < n_test < n:
+        raise ValueError(f"n_test must be in [1, {n - 1}] for {n} faces, got {n_test}")
+    train, test = holdout_split(n, n_test, seed)
+    return fs.subset(train.tolist()), fs.subset(test.tolist())

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.lfpw import split_lfpw
 from models.data import ArraySource, ConcatSource, ShardSource
 from models.predictor import OutputLayout
 from realdata.landmarks import write_pts
 from realdata.real_faces import load_real_faces
+from realdata.splits import split_face_folder
 from synth.face_distribution import default_face_distribution
 from synth.face_fallback import fallback_face_model
 from synth.face_generator import FaceGenerator
@@ -123,14 +123,14 @@ def test_real_faces_are_cropped_by_the_protocol_and_cached(data, monkeypatch):
     assert cropped == [[faces.face_set.names[2]]]
 
 
-def test_split_lfpw_is_fixed_disjoint_and_sorted(data):
-    train, test = split_lfpw(data["real"], n_test=2, seed=0)
+def test_split_face_folder_is_fixed_disjoint_and_sorted(data):
+    train, test = split_face_folder(data["real"], n_test=2, seed=0)
     assert len(train) == 4 and len(test) == 2 and not set(train.names) & set(test.names)
     assert list(test.names) == sorted(test.names)
-    again = split_lfpw(data["real"], n_test=2, seed=0)
+    again = split_face_folder(data["real"], n_test=2, seed=0)
     assert again[1].names == test.names
     with pytest.raises(ValueError, match="n_test"):
-        split_lfpw(data["real"], n_test=6)
+        split_face_folder(data["real"], n_test=6)
 
 
 # --------------------------------------------------------------------------- train + evaluate
@@ -181,7 +181,7 @@ def test_syn_real_training_fits_transfer_and_offers_every_route(data, tmp_path):
 
 def test_test_time_label_transfer_on_a_split(data, tmp_path):
     _train(tmp_path / "run", data, register=False)
-    train, test = split_lfpw(data["real"], n_test=2, seed=0)
+    train, test = split_face_folder(data["real"], n_test=2, seed=0)
     fitted = fit_transfer_on_real(str(tmp_path / "run"), train, steps=3, seed=0)
     faces = load_real_faces(test)
     assert fitted.predictor.predict_batches(torch.from_numpy(faces.nchw())).shape == (2, 68, 2)

@@ -51,7 +51,7 @@ def evaluate_landmarks_model(model_ref: str | Path | nn.Module, data: str | Path
     """Score a landmark model on real labeled faces; returns ONE JSON-able dict.
 
     ``data``: a folder of images with sibling ``.pts`` files, or a FaceSet (e.g. a half
-    of :func:`benchmarks.lfpw.split_lfpw`). Faces are cropped by the shared protocol from their true
+    of :func:`realdata.splits.split_face_folder`). Faces are cropped by the shared protocol from their true
     points (the usual 300-W evaluation protocol), the model's 68 points are mapped back
     to original image coordinates (``CropTransform.from_crop``) and scored by
     :func:`analysis.landmark_eval.evaluate_landmarks`: ``nme_inter_ocular``,

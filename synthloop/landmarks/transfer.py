@@ -80,7 +80,7 @@ def fit_transfer_on_real(model: str | Path | nn.Module, real: str | Path | FaceS
                          steps: int = 2000, seed: int = 0, **fit_kwargs: Any) -> TransferredModel:
     """Test-time label transfer: keep the trained network, fit only the label-transfer
     network from its dense predictions on real labeled faces (e.g. the train half of
-    :func:`benchmarks.lfpw.split_lfpw`) to their 68 points. ``fit_kwargs`` go to
+    :func:`realdata.splits.split_face_folder`) to their 68 points. ``fit_kwargs`` go to
     :func:`models.label_transfer.fit_label_transfer` (hidden, layers, lr...)."""
     from models.label_transfer import fit_label_transfer
 
