@@ -1,12 +1,14 @@
 """Deployments end to end: real Prefect + MLflow servers on free ports, `synthloop deploy`
 (pools + prefect.yaml + a process worker), a run triggered through the API with custom
-parameters (as the dashboard's run form does), executed by the worker."""
+parameters (as the dashboard's run form does), executed by the worker; schedules deployed
+paused, and active with `--schedules on`."""
 
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -48,6 +50,17 @@ def _wait(api, run_id, timeout):
         time.sleep(2)
 
 
+def _drain(proc, lines):
+    """Keep the worker's output flowing (a full pipe would stall it) and at hand."""
+    for line in proc.stdout:
+        lines.append(line)
+
+
+def _auto_scheduled(api, dep_id):
+    runs = _api(api, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [dep_id]}}})
+    return [r for r in runs if r.get("auto_scheduled")]
+
+
 def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path, monkeypatch):
     # the scheduler service looks for due schedules every 60 s by default
     monkeypatch.setenv("PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS", "3")
@@ -64,10 +77,12 @@ def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path, monkeyp
                                    "--limit", "1"],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   start_new_session=True)
+        output: list[str] = []
+        threading.Thread(target=_drain, args=(worker, output), daemon=True).start()
         deadline = time.monotonic() + 120
         dep = None
         while dep is None:
-            assert worker.poll() is None, worker.stdout.read()
+            assert worker.poll() is None, "".join(output)
             assert time.monotonic() < deadline, "deployment never appeared"
             try:
                 dep = _api(api, "/deployments/name/generate-batch/generate-gaze")
@@ -86,8 +101,13 @@ def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path, monkeyp
         # the feedback loop's deployment, with a tiny budget: the worker's run logs to the
         # same MLflow server (a parent run with the run form's parameters) and the catalog
         target = write_simulated_target(tmp_path / "target", 80, 2, labeled=True)
+        # deployed paused: the nightly full-size loop is not armed, and deploy said how to arm it
         loop_dep = _api(api, "/deployments/name/feedback-loop/feedback-loop-gaze")
-        assert loop_dep["schedules"] and loop_dep["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+        (nightly,) = loop_dep["schedules"]
+        assert nightly["schedule"]["cron"] == "0 2 * * *" and nightly["active"] is False
+        resume = (f"prefect deployment schedule resume feedback-loop/feedback-loop-gaze "
+                  f"{nightly['id']}")
+        assert any("paused" in line and resume in line for line in output), "".join(output)
         run = _api(api, f"/deployments/{loop_dep['id']}/create_flow_run", {"parameters": {"params": {
             "real": str(target), "rounds": 1, "n_per_round": 200, "steps_per_round": 3, "seed": 11}}})
         assert _wait(api, run["id"], 300) == "COMPLETED"
@@ -117,6 +137,24 @@ def test_deployment_triggered_with_parameters_runs_on_a_worker(tmp_path, monkeyp
             done = [x for x in runs if x.get("auto_scheduled")]
             time.sleep(2)
         assert BatchReader(sched_out).n == 128  # the schedule's own parameters were used
+        # minutes of a 3 s scheduler loop later, the paused nightly schedule has queued nothing
+        assert _auto_scheduled(api, loop_dep["id"]) == []
+
+        # --schedules on: deployed again with the nightly schedule active; the scheduler
+        # queues its runs (at 02:00, long after this test)
+        r = subprocess.run([sys.executable, "-m", "synthloop.cli", "deploy", "--no-worker",
+                            "--schedules", "on"], env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        loop_dep = _api(api, "/deployments/name/feedback-loop/feedback-loop-gaze")
+        (nightly,) = loop_dep["schedules"]
+        assert nightly["active"] is True
+        assert (f"ACTIVE; pause it: prefect deployment schedule pause "
+                f"feedback-loop/feedback-loop-gaze {nightly['id']}") in r.stdout, r.stdout
+        deadline = time.monotonic() + 60
+        while not _auto_scheduled(api, loop_dep["id"]):
+            assert time.monotonic() < deadline, "the active nightly schedule queued no run"
+            time.sleep(2)
     finally:
         if worker is not None and worker.poll() is None:
             os.killpg(worker.pid, signal.SIGINT)

@@ -1,11 +1,12 @@
-"""The one command people use: ``synthloop <command>``.
+"""The synthloop command: parse the arguments, run one sub-command, turn its errors into
+exit codes.
 
 Heavy imports (torch, Prefect, Great Expectations) happen inside the commands that need
-them, so ``synthloop --help`` is instant. Exit codes: 0 done; 1 a batch failed
-validation; 2 an error that is the user's to fix (bad input, a bad option, a catalog
-conflict, an existing output; one line naming the file or option); 3 anything else,
-which is a bug or a broken environment and keeps its traceback. ``SYNTHLOOP_DEBUG=1``
-shows the traceback of every error.
+them, so synthloop --help is instant. Exit codes (the help's epilog says the same to
+users): 0 done; 1 a batch failed validation; 2 an error that is the user's to fix (bad
+input, a bad option, a catalog conflict, an existing output; one line naming the file or
+option); 3 anything else, which is a bug or a broken environment and keeps its traceback.
+SYNTHLOOP_DEBUG=1 shows the traceback of every error.
 """
 
 from __future__ import annotations

@@ -137,37 +137,38 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--task", choices=TASK_NAMES, default="gaze",
                    help="gaze: eye patches; landmarks: face crops with 68-point and dense landmarks")
     g.add_argument("-n", type=positive_int, required=True, help="number of samples")
-    g.add_argument("--seed", type=int, required=True)
+    g.add_argument("--seed", type=int, required=True,
+                   help="random seed: the same seed and distribution give identical files")
     g.add_argument("--out", required=True, help="batch folder to create")
     g.add_argument("--distribution", help="scene distribution JSON (default: built-in)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (gaze)")
     g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the eye renderer (default: only for large batches)")
-    g.add_argument("--shard-size", type=positive_int, default=4096)
+    g.add_argument("--shard-size", type=positive_int, default=4096, help="samples per shard file")
     g.add_argument("--landmark-set", choices=["dense500", "dense1001"],
                    help="landmarks: the dense set stored beside the 68 points (default dense500)")
-    g.add_argument("--overwrite", action="store_true")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     g.set_defaults(func=cmd_generate)
 
     v = sub.add_parser("validate", help="validate a batch with Great Expectations (exit 0 ok, "
                        "1 failed, 2 error)")
-    v.add_argument("batch")
+    v.add_argument("batch", help="batch folder (the one holding manifest.json)")
     v.add_argument("--no-docs", action="store_true", help="skip Data Docs HTML")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(func=cmd_validate)
 
     pv = sub.add_parser("preview", help="PNG grid of a batch: eyes with gaze arrows (optionally "
                         "beside real eyes) or faces with their landmarks")
-    pv.add_argument("batch")
-    pv.add_argument("--out", required=True)
+    pv.add_argument("batch", help="batch folder (the one holding manifest.json)")
+    pv.add_argument("--out", required=True, help="PNG file to write")
     pv.add_argument("--real", help="folder with manifest.csv or labels.csv of real eyes")
-    pv.add_argument("--count", type=positive_int, default=64)
+    pv.add_argument("--count", type=positive_int, default=64, help="samples in the grid")
     pv.set_defaults(func=cmd_preview)
 
     ds = sub.add_parser("distribution", help="print or export a scene distribution as JSON")
-    ds.add_argument("--task", choices=TASK_NAMES, default="gaze")
+    ds.add_argument("--task", choices=TASK_NAMES, default="gaze", help="whose built-in distribution")
     ds.add_argument("--file", help="read this distribution instead of the built-in one")
-    ds.add_argument("--out")
+    ds.add_argument("--out", help="JSON file to write (default: print it)")
     ds.set_defaults(func=cmd_distribution)
 
     asx = sub.add_parser("assets", help="build the assets the renderers load (face model)")
@@ -181,9 +182,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     st = sub.add_parser("simulate-target", help="write the built-in shifted target domain (a "
                         "simulation, named so)")
-    st.add_argument("--out", required=True)
-    st.add_argument("-n", type=positive_int, default=2000)
-    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--out", required=True, help="folder to write the eyes to")
+    st.add_argument("-n", type=positive_int, default=2000, help="number of eyes")
+    st.add_argument("--seed", type=int, default=0, help="random seed")
     st.add_argument("--unlabeled", action="store_true", help="write manifest.csv only")
     st.add_argument("--appearance-only", action="store_true",
                     help="keep the default gaze / head-pose distribution (no label shift)")

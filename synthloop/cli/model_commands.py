@@ -80,8 +80,10 @@ def cmd_tune(a: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a gaze or landmark model on synthetic data "
                        "(MLflow-tracked)")
-    t.add_argument("--task", choices=TASK_NAMES, default="gaze")
-    t.add_argument("--method", choices=METHODS, required=True)
+    t.add_argument("--task", choices=TASK_NAMES, default="gaze",
+                   help="gaze: eye patches; landmarks: face crops with 68 points")
+    t.add_argument("--method", choices=METHODS, required=True,
+                   help="source_only: synthetic labels only; the others also adapt to --target")
     t.add_argument("--target", help="unlabeled target: eyes (manifest.csv or labels.csv, labels "
                    "ignored; required for gaze) or face images (landmarks, for DANN/DALN)")
     t.add_argument("--real-labeled", help="labeled real data trained on with the synthetic: "
@@ -89,41 +91,46 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "(label transfer and syn+real training)")
     t.add_argument("--real-subjects", type=positive_int,
                    help="gaze: use only this many people of --real-labeled (meta.csv subject)")
-    t.add_argument("--steps", type=positive_int, required=True)
-    t.add_argument("--seed", type=int, required=True)
+    t.add_argument("--steps", type=positive_int, required=True, help="optimiser steps")
+    t.add_argument("--seed", type=int, required=True,
+                   help="random seed for the model, the batches and the augmentation")
     t.add_argument("--out", required=True, help="checkpoint folder")
     t.add_argument("--source", help="an existing batch folder (default: generate one)")
     t.add_argument("--n-source", type=positive_int, default=20_000,
                    help="size of the generated source batch")
     t.add_argument("--batch-size", type=positive_int, help="default: the task's (gaze 64, landmarks 16)")
-    t.add_argument("--lr", type=float)
+    t.add_argument("--lr", type=float, help="learning rate (default: the training default)")
     t.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
     t.add_argument("--model", help="default: the task's (gaze_resnet_s, hourglass_s)")
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument("--no-register", action="store_true", help="do not log/register the model")
     t.set_defaults(func=cmd_train)
 
     tu = sub.add_parser("tune", help="tune gaze training hyper-parameters with Optuna (one MLflow "
                         "run per trial under a study run; resumable)")
-    tu.add_argument("--method", choices=METHODS, required=True)
+    tu.add_argument("--method", choices=METHODS, required=True,
+                    help="the training method whose settings are tuned")
     tu.add_argument("--target", help="target eyes (labels.csv enables the target_error objective "
                     "on its held-out part; manifest.csv: label-free objectives); default: the "
                     "built-in simulated target")
     tu.add_argument("--trials", type=positive_int, default=12,
                     help="finished trials the study should hold")
     tu.add_argument("--steps", type=positive_int, default=600, help="training steps per trial")
-    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--seed", type=int, default=0,
+                    help="random seed for the source batch, the training and the sampler")
     tu.add_argument("--objective", choices=OBJECTIVE_NAMES,
                     help="default: target_error with labels.csv, else entropy")
     tu.add_argument("--source", help="an existing batch folder (default: generate one)")
-    tu.add_argument("--n-source", type=positive_int, default=20_000)
-    tu.add_argument("--batch-size", type=positive_int, default=64)
+    tu.add_argument("--n-source", type=positive_int, default=20_000,
+                    help="size of the generated source batch")
+    tu.add_argument("--batch-size", type=positive_int, default=64, help="source images per step")
     tu.add_argument("--json", action="store_true", help="one JSON object on stdout")
     tu.set_defaults(func=cmd_tune)
 
     e = sub.add_parser("evaluate", help="evaluate a model on labeled (errors) or unlabeled "
                        "(domain gap) data")
-    e.add_argument("--task", choices=TASK_NAMES, default="gaze")
+    e.add_argument("--task", choices=TASK_NAMES, default="gaze",
+                   help="gaze: eye patches; landmarks: face crops with 68 points")
     e.add_argument("--model", required=True, help="checkpoint folder/file or models:/name@alias")
     e.add_argument("--data", required=True, help="gaze: folder with labels.csv or manifest.csv; "
                    "landmarks: images with sibling .pts files")

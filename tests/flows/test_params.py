@@ -49,7 +49,7 @@ def test_loop_params_defaults_and_rejections():
     from flows.feedback_loop import LoopParams
 
     p = LoopParams()
-    assert p.real is None and p.rounds == 3 and p.open_loop is False and p.patience == 1
+    assert p.real == "" and p.rounds == 3 and p.open_loop is False and p.patience == 1
     with pytest.raises(ValidationError, match="rounds"):
         LoopParams(rounds=0)
     with pytest.raises(ValidationError, match="method"):
