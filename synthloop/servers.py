@@ -147,8 +147,15 @@ def start_prefect_api(settings: Settings) -> Server:
 
 
 def start_mlflow(settings: Settings, port: int) -> Server:
+    """An MLflow server on the project's store, proxying ``<home>/mlartifacts``; the
+    embedded store's experiments that still name that folder by a ``file://`` path get its
+    ``mlflow-artifacts:`` address first, so that runs created through the server upload
+    through it (:mod:`synthloop.tracking`)."""
+    from synthloop.tracking import move_artifacts_behind_server
+
     check_port_free(port, "MLflow", "--mlflow-port")
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    move_artifacts_behind_server(settings.tracking_uri, settings.artifact_root)
     # the store URI (it may hold a password) goes by environment, not on the command line
     # that every local user can read in the process list
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",

@@ -15,6 +15,26 @@ someone else, or crafted) is refused.
 to the SQLite file): MLflow creates its schema on first use, and two processes doing that
 at once fail with "table ... already exists".
 
+**Artifacts are addressed through the tracking server, even without one.** On the
+embedded (SQLite) store a task's experiment is created with the artifact location
+``mlflow-artifacts:/<name>``, the form a server-created experiment has: the ``synthloop
+ui`` server proxies exactly the project home's ``mlartifacts/``, so a run created through
+it (by a worker on another machine too) uploads over HTTP into
+``<home>/mlartifacts/<name>/``. A synthloop process that opens the SQLite file itself
+resolves the same URIs to the same folder directly (:func:`_proxied_artifacts_repository`,
+registered for that scheme in synthloop's own processes only), so local commands need
+no server and the location is never switched back and forth: switching it to ``file://``
+while a server runs on the store would make runs created through the server write to
+the disk of whichever machine created them, and switching it under a running local
+command would break that command's next run. Experiments created by an older synthloop
+with ``file://<home>/mlartifacts/<name>`` (the same folder) are moved to
+``mlflow-artifacts:/<name>`` when ``synthloop ui`` starts the server
+(:func:`move_artifacts_behind_server`); their old runs keep their own ``file://``
+artifact URIs, which the server and local commands still read. Only the embedded store is
+rewritten: a tracking server or a PostgreSQL store is never touched. Outside synthloop
+(``mlflow models serve``, a notebook), read such artifacts through the server
+(``MLFLOW_TRACKING_URI`` = the ``SYNTHLOOP_MLFLOW_URI`` that ``synthloop ui`` prints).
+
 Pure code never imports this: training reports through a callback (``MetricLogger``).
 """
 
@@ -23,10 +43,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from realdata.errors import first_line
 from synthloop.locks import first_use_lock, sqlite_path
@@ -51,36 +74,43 @@ def configure(tracking_uri: str, task: str, artifact_root: str | Path | None = N
 
     With a local database store, MLflow would put artifacts in ``./mlruns`` of whatever
     folder the first run happened to start in; ``artifact_root`` pins them (the project
-    home's ``mlartifacts/``). A tracking server decides that itself. The store's first
-    use and the experiment's creation happen under :func:`synthloop.locks.first_use_lock`."""
+    home's ``mlartifacts/``, the folder ``synthloop ui``'s server proxies: module
+    docstring). A tracking server decides that itself. The store's first use and the
+    experiment's creation happen under :func:`synthloop.locks.first_use_lock`."""
     import mlflow
 
     with first_use_lock(tracking_uri):
-        _connect(tracking_uri)
+        _connect(tracking_uri, artifact_root=artifact_root)
         exp = _task_experiment(experiment_name(task), tracking_uri, artifact_root)
     if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
-        # MLflow 3's UI opens experiments in its GenAI view unless told otherwise
+        # what the experiment is, for MLflow tools that read it; the 3.17 UI does not (its
+        # mode is the browser's: synthloop.mlflow_links)
         mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp.experiment_id
 
 
-def connect(tracking_uri: str, *, create: bool = True) -> None:
+def connect(tracking_uri: str, *, create: bool = True,
+            artifact_root: str | Path | None = None) -> None:
     """Point MLflow's tracking and registry at ``tracking_uri``; a local database store
     is opened (and its schema created, the first time) under :func:`synthloop.locks.first_use_lock`.
-    ``create=False`` (readers): a local database that does not exist yet is left alone."""
+    ``create=False`` (readers): a local database that does not exist yet is left alone.
+    ``artifact_root``: the folder a SQLite store's ``mlflow-artifacts:`` URIs name (module
+    docstring); the project's own store needs none."""
     db = sqlite_path(tracking_uri)
     if not create and db is not None and not db.is_file():
-        _connect(tracking_uri, open_store=False)
+        _connect(tracking_uri, open_store=False, artifact_root=artifact_root)
         return
     with first_use_lock(tracking_uri):
-        _connect(tracking_uri)
+        _connect(tracking_uri, artifact_root=artifact_root)
 
 
-def _connect(tracking_uri: str, open_store: bool = True) -> None:
+def _connect(tracking_uri: str, open_store: bool = True,
+             artifact_root: str | Path | None = None) -> None:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+    _serve_proxied_artifacts_locally(tracking_uri, artifact_root)
     if open_store and sqlite_path(tracking_uri) is not None:
         # opening the store is what creates the tables: do it now, inside the caller's lock
         mlflow.MlflowClient().search_experiments(max_results=1)
@@ -92,13 +122,121 @@ def _task_experiment(name: str, tracking_uri: str, artifact_root: str | Path | N
 
     if artifact_root is not None and not tracking_uri.startswith("http") \
             and mlflow.get_experiment_by_name(name) is None:
-        root = Path(artifact_root).resolve() / name
+        if sqlite_path(tracking_uri) is not None:  # the embedded store: module docstring
+            location = f"{PROXIED_SCHEME}:/{name}"
+        else:  # a database server's store: no proxy of ours in front of it
+            location = (Path(artifact_root).resolve() / name).as_uri()
         try:
-            mlflow.create_experiment(name, artifact_location=root.as_uri())
+            mlflow.create_experiment(name, artifact_location=location)
         except MlflowException as e:  # created meanwhile by a process the lock does not see
             if e.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
     return mlflow.set_experiment(name)
+
+
+# --- artifacts of the embedded store (module docstring): one address, two ways to it
+
+PROXIED_SCHEME = "mlflow-artifacts"
+_artifact_roots: dict[Path, Path] = {}  # SQLite file -> the folder the server proxies for it
+
+
+def proxied_location(location: str, artifact_root: str | Path) -> str | None:
+    """``mlflow-artifacts:/<rel>`` for a ``file://`` location inside ``artifact_root``
+    (the same folder, as the ``synthloop ui`` server addresses it); None for any other."""
+    parsed = urlparse(location)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        return None
+    root = Path(artifact_root).resolve()
+    path = Path(url2pathname(parsed.path)).resolve()
+    if path == root or not path.is_relative_to(root):
+        return None
+    return f"{PROXIED_SCHEME}:/{path.relative_to(root).as_posix()}"
+
+
+def local_artifact_uri(artifact_uri: str, tracking_uri: str) -> str | None:
+    """The ``file://`` URI of the folder that ``mlflow-artifacts:/<rel>`` names on the
+    embedded store ``tracking_uri`` (what its server's ``--artifacts-destination`` makes
+    of it); None where that is not known: another scheme, a URI naming a host, a store
+    that is not a SQLite file whose artifact folder synthloop was told."""
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme != PROXIED_SCHEME or parsed.netloc:
+        return None
+    db = sqlite_path(tracking_uri)
+    root = _artifact_root_of(db) if db is not None else None
+    rel = PurePosixPath(parsed.path.lstrip("/"))
+    if root is None or ".." in rel.parts:
+        return None
+    return (root / rel).as_uri() if rel.parts else root.as_uri()
+
+
+def _artifact_root_of(db: Path) -> Path | None:
+    db = db.resolve()
+    if db in _artifact_roots:
+        return _artifact_roots[db]
+    from synthloop.settings import get_settings
+
+    s = get_settings()  # a reader (connect) of the project's own store
+    own = sqlite_path(s.tracking_uri)
+    return s.artifact_root if own is not None and own.resolve() == db else None
+
+
+def _proxied_artifacts_repository(artifact_uri: str, tracking_uri: str | None = None,
+                                  registry_uri: str | None = None) -> Any:
+    """MLflow's factory for ``mlflow-artifacts:`` URIs in synthloop's processes: on the
+    embedded store, the folder itself; anywhere else, MLflow's own (HTTP to the server)."""
+    import mlflow
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
+    local = local_artifact_uri(artifact_uri, tracking_uri or mlflow.get_tracking_uri())
+    if local is None:
+        return MlflowArtifactsRepository(artifact_uri, tracking_uri=tracking_uri,
+                                         registry_uri=registry_uri)
+    return LocalArtifactRepository(local, tracking_uri=tracking_uri, registry_uri=registry_uri)
+
+
+def _serve_proxied_artifacts_locally(tracking_uri: str, artifact_root: str | Path | None) -> None:
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        return
+    if artifact_root is not None:
+        _artifact_roots[db.resolve()] = Path(artifact_root).resolve()
+    # the scheme registry MLflow's plugins extend; this process only (the server, a
+    # separate process, keeps its own proxy)
+    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
+
+    _artifact_repository_registry.register(PROXIED_SCHEME, _proxied_artifacts_repository)
+
+
+def move_artifacts_behind_server(tracking_uri: str, artifact_root: str | Path) -> list[str]:
+    """Give the embedded store's experiments whose artifact location is a folder inside
+    ``artifact_root`` the ``mlflow-artifacts:`` address of that folder, before a server
+    proxying ``artifact_root`` starts on the store; returns their names. Runs keep the
+    artifact URIs they have. Any other store, or one without tables yet, is left alone."""
+    db = sqlite_path(tracking_uri)
+    if db is None or not db.is_file():
+        return []
+    moved = []
+    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=rw", uri=True, timeout=60)
+    try:
+        with con:  # one transaction: commits the updates, or none of them
+            try:
+                rows = con.execute("SELECT experiment_id, name, artifact_location FROM experiments")
+                rows = rows.fetchall()
+            except sqlite3.OperationalError as e:
+                if "no such table" in str(e):  # a store MLflow has not set up yet
+                    return []
+                raise
+            for eid, name, location in rows:
+                new = proxied_location(location or "", artifact_root)
+                if new is not None:
+                    con.execute("UPDATE experiments SET artifact_location = ? "
+                                "WHERE experiment_id = ? AND artifact_location = ?",
+                                (new, eid, location))
+                    moved.append(name)
+    finally:
+        con.close()
+    return moved
 
 
 class MetricLogger:
@@ -302,3 +440,17 @@ def end_run(run_id: str, status: str = "FINISHED") -> None:
     from mlflow.tracking import MlflowClient
 
     MlflowClient().set_terminated(run_id, status=status)
+
+
+def register_in_run(run_id: str, predictor, example, task: str,
+                    checkpoint_files: Sequence[str | Path]) -> tuple[str, str]:
+    """:func:`log_model_and_register` into an existing run (a loop's round, already
+    ended): the run is reopened for the logging and ends with the status it had."""
+    import mlflow
+
+    status = run_status(run_id)
+    with mlflow.start_run(run_id=run_id):
+        uri_version = log_model_and_register(predictor, example, task, run_id, checkpoint_files)
+    if status != "RUNNING":
+        end_run(run_id, status)
+    return uri_version

@@ -1,5 +1,7 @@
 """`synthloop ui`: both servers come up healthy on the embedded stores, the Prefect UI
-knows its API's port, and Ctrl-C stops both with nothing left running."""
+knows its API's port, the MLflow lines link each task experiment's training runs (an
+experiment pinned to a file:// folder is moved behind the server first), and Ctrl-C stops
+both with nothing left running."""
 
 import os
 import signal
@@ -23,6 +25,16 @@ def _get(url):
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ui_starts_both_servers_and_stops_them(tmp_path, stop):
+    import mlflow
+
+    from synthloop import tracking
+    from synthloop.mlflow_links import MODE_HINT, models_url, training_runs_url
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking.connect(store)  # a gaze experiment as an older synthloop made it; no landmarks one
+    gaze = mlflow.create_experiment("synthloop-gaze", artifact_location=(
+        tmp_path / "mlartifacts" / "synthloop-gaze").as_uri())
+    mlflow.set_tracking_uri("")
     pp, mp = free_port(), free_port()
     env = {**os.environ, "SYNTHLOOP_HOME": str(tmp_path)}
     env.pop("PREFECT_API_URL", None)
@@ -32,11 +44,20 @@ def test_ui_starts_both_servers_and_stops_them(tmp_path, stop):
     try:
         lines = []
         deadline = time.monotonic() + 150
-        while not any(line.startswith("MLflow") for line in lines):
+        while not any("export SYNTHLOOP_MLFLOW_URI" in line for line in lines):
             assert time.monotonic() < deadline, "no URLs printed"
             assert proc.poll() is None, proc.stderr.read()
             lines.append(proc.stdout.readline())
-        assert f"http://127.0.0.1:{pp}" in "".join(lines)
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{pp}" in text
+        assert f"export PREFECT_API_URL=http://127.0.0.1:{pp}/api" in text
+        mlflow_url = f"http://127.0.0.1:{mp}"
+        assert f"export SYNTHLOOP_MLFLOW_URI={mlflow_url}" in text
+        by_name = {line.split()[0]: line for line in lines if line.startswith("  synthloop-")}
+        assert by_name["synthloop-gaze"].split()[-1] == training_runs_url(mlflow_url, gaze)
+        assert "synthloop-landmarks" not in by_name  # none yet: named on the experiments line
+        assert "synthloop-landmarks appears here after its first run" in text
+        assert models_url(mlflow_url) in text and MODE_HINT in text
         assert _get(f"http://127.0.0.1:{pp}/api/health") == (200, "true")
         status, settings = _get(f"http://127.0.0.1:{pp}/ui-settings")
         assert f":{pp}/api" in settings  # the dashboard calls the right port
@@ -49,3 +70,8 @@ def test_ui_starts_both_servers_and_stops_them(tmp_path, stop):
     for port in (pp, mp):
         with pytest.raises(OSError):
             _get(f"http://127.0.0.1:{port}/")
+    tracking.connect(store)
+    try:  # runs created through the server upload through it
+        assert mlflow.get_experiment(gaze).artifact_location == "mlflow-artifacts:/synthloop-gaze"
+    finally:
+        mlflow.set_tracking_uri("")

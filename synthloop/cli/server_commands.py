@@ -34,6 +34,9 @@ def cmd_ui(a: argparse.Namespace) -> int:
         wait_healthy(servers, timeout=a.timeout)
         for s in servers:
             print(f"{s.name:<8} {s.url}")
+        print("\nin the MLflow UI:")
+        for line in _mlflow_guide(next(s.url for s in servers if s.name == "MLflow")):
+            print(line)
         print("\nto run flows and log runs against them, in another shell:")
         for s in servers:
             for k, v in s.env.items():
@@ -52,9 +55,44 @@ def cmd_ui(a: argparse.Namespace) -> int:
             s.stop()
 
 
+def _mlflow_guide(url: str) -> list[str]:
+    """The MLflow UI's lines for ``ui``: the task experiments that exist, asked of the
+    server that was just started. A failed lookup costs the links, not the servers."""
+    from synthloop.mlflow_links import MODE_HINT, experiments_url, ui_guide
+    from synthloop.taskspec import TASK_NAMES
+    from synthloop.tracking import experiment_name
+
+    try:
+        return ui_guide(url, {experiment_name(t): _experiment_id(url, experiment_name(t))
+                              for t in TASK_NAMES})
+    except (OSError, ValueError, KeyError) as e:
+        return [f"  experiments  {experiments_url(url)}  (listing them failed: {e})", MODE_HINT]
+
+
+def _experiment_id(url: str, name: str) -> str | None:
+    """The id of the active experiment ``name`` on the MLflow server at ``url``; None if
+    there is none."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = urllib.parse.urlencode({"experiment_name": name})
+    try:
+        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/get-by-name?{query}",
+                                    timeout=30) as r:
+            exp = json.load(r)["experiment"]
+    except urllib.error.HTTPError as e:
+        if e.code == 404:  # RESOURCE_DOES_NOT_EXIST
+            return None
+        raise
+    return exp["experiment_id"] if exp.get("lifecycle_stage", "active") == "active" else None
+
+
 def cmd_deploy(a: argparse.Namespace) -> int:
-    """Work pools + every deployment in prefect.yaml, then (unless --no-worker) a process
-    worker for one pool, in the foreground until Ctrl-C."""
+    """Work pools + every deployment in prefect.yaml, its schedules paused unless
+    --schedules on, then (unless --no-worker) a process worker for one pool, in the
+    foreground until Ctrl-C."""
     import subprocess
 
     from synthloop.servers import prefect_bin
@@ -76,9 +114,15 @@ def cmd_deploy(a: argparse.Namespace) -> int:
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise ServiceError(f"prefect deploy failed: {(r.stdout + r.stderr).strip()[-800:]}")
-    print("deployed every deployment in prefect.yaml; pools: cpu, gpu")
+    from synthloop.cli.schedules import describe, project_deployments, set_schedules
+
+    deployments = project_deployments(REPO_ROOT / "prefect.yaml")
+    print(f"deployed the {len(deployments)} deployments of prefect.yaml; pools: cpu, gpu")
+    for state in set_schedules(deployments, active=a.schedules == "on"):
+        print(describe(state))
     if a.no_worker:
         return EXIT_OK
+    sys.stdout.flush()  # the lines above come before the worker's own output
     print(f"starting a worker for pool {a.pool!r} (Ctrl-C stops it)", file=sys.stderr)
     stop_on_sigterm()
     cmd = [prefect, "worker", "start", "--pool", a.pool]
@@ -98,14 +142,25 @@ def cmd_deploy(a: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     ui = sub.add_parser("ui", help="start the Prefect dashboard and the MLflow UI on the embedded stores")
-    ui.add_argument("--prefect-port", type=int, default=4200)
-    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.add_argument("--prefect-port", type=int, default=4200, help="port of the Prefect dashboard")
+    ui.add_argument("--mlflow-port", type=int, default=5000, help="port of the MLflow UI")
     ui.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for both to be healthy")
     ui.set_defaults(func=cmd_ui)
 
-    dp = sub.add_parser("deploy", help="create work pools, deploy prefect.yaml, start a worker (needs PREFECT_API_URL)")
-    dp.add_argument("--pool", choices=["cpu", "gpu"], default="cpu", help="pool the worker serves")
-    dp.add_argument("--no-worker", action="store_true", help="only create pools and deploy")
+    dp = sub.add_parser("deploy", help="deploy every flow of prefect.yaml to the Prefect server "
+                        "(work pools cpu and gpu, schedules paused) and start a worker",
+                        description="Create the work pools cpu and gpu, deploy every deployment of "
+                        "prefect.yaml to the Prefect server that PREFECT_API_URL names (start one "
+                        "with synthloop ui), print each schedule with the command that turns it "
+                        "on or off, then run a worker for one pool until Ctrl-C.")
+    dp.add_argument("--pool", choices=["cpu", "gpu"], default="cpu",
+                    help="the pool the worker takes runs from (default: cpu)")
+    dp.add_argument("--no-worker", action="store_true",
+                    help="only create the pools and deploy; start no worker")
     dp.add_argument("--limit", type=int, default=None,
                     help="flow runs the worker runs at once (default: no limit; 1 suits a small CPU box)")
+    dp.add_argument("--schedules", choices=["off", "on"], default="off",
+                    help="off (default): every schedule is deployed paused, nothing runs unless "
+                    "triggered; on: schedules are active and the scheduler queues their runs "
+                    "(the nightly full-size feedback loop at 02:00 UTC)")
     dp.set_defaults(func=cmd_deploy)
