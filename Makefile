@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-slow test-all bench bench-quick lint clean-home
+.PHONY: demo ui deploy test test-slow test-all bench bench-quick lint clean-home
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)            ## the main job: a small feedback loop on embedded defaults
 	$(BIN)/synthloop demo
+
+ui: $(STAMP)              ## the dashboards: Prefect :4200 and MLflow :5000 on the embedded stores
+	$(BIN)/synthloop ui
+
+deploy: $(STAMP)          ## in a second shell, with `make ui` running: pools, deployments, a cpu worker
+	PREFECT_API_URL=$${PREFECT_API_URL:-http://127.0.0.1:4200/api} \
+	SYNTHLOOP_MLFLOW_URI=$${SYNTHLOOP_MLFLOW_URI:-http://127.0.0.1:5000} \
+	$(BIN)/synthloop deploy --pool cpu --limit 1
 
 test: $(STAMP)            ## the fast tier: every test not marked slow (pyproject's addopts)
 	$(BIN)/python -m pytest

@@ -118,14 +118,17 @@ class TrainingRun:
         tags, params: set on the run when it opens (params flattened: ``a.b``).
         on_metrics: called with every logged training record, after MLflow.
         curves_title: the learning-curve plot's title.
+        log: where training progress goes (:mod:`synthloop.progress`); None: nowhere.
     """
 
     def __init__(self, settings: Settings, task: str, run_name: str, *, tags: dict[str, str],
                  params: dict[str, Any], curves_title: str,
-                 on_metrics: Callable[[int, dict[str, float]], None] | None = None):
+                 on_metrics: Callable[[int, dict[str, float]], None] | None = None,
+                 log: Callable[[str], None] | None = None):
         self.settings, self.task, self.run_name = settings, task, run_name
         self.tags, self.params, self.curves_title = tags, params, curves_title
         self.on_metrics = on_metrics
+        self.log = log
         self.run_id = ""
         self._ctx: Any = None
 
@@ -185,9 +188,13 @@ class TrainingRun:
         throughput and learning curves. Returns its TrainResult."""
         from analysis.plots import learning_curves
         from models.train import train
+        from synthloop.progress import chain, images_per_step, training_progress
 
+        shown = None
+        if self.log is not None:
+            shown = training_progress(self.log, cfg.steps, images_per_step(cfg), self.run_name)
         t0 = time.perf_counter()
-        result = train(cfg, source, target, out, callback=self._callback(), **kwargs)
+        result = train(cfg, source, target, out, callback=chain(self._callback(), shown), **kwargs)
         self.log_metrics({"train_seconds": time.perf_counter() - t0,
                           "samples_per_s": float(result.samples_per_s)})
         curves = learning_curves(result.history,

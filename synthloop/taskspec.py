@@ -27,6 +27,7 @@ plus one line in :data:`TASK_MODULES`. Modules load on first use, so naming the 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,9 @@ class TaskSpec:
     #: the loop's error: MLflow metric of the held-out mean, and its unit
     error_metric: str
     error_unit: str
+    #: the loop's declared validation: the same error on the analysis part (MLflow metric),
+    #: which picks the loop's best round for the registry (the held-out part never does)
+    validation_metric: str
     #: what the loop's ``--real`` must hold, for messages
     real_data_hint: str
 
@@ -201,10 +205,17 @@ class TaskSpec:
 
     def train_round(self, settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
                     batch_dir: str, init_from: str | None, mlflow_run_id: str | None,
-                    real: RealSplit) -> dict[str, Any]:
+                    real: RealSplit, report: Callable[[str], None] | None = None,
+                    label: str = "train") -> dict[str, Any]:
         """Train the round's model; returns ``checkpoint``, ``train_config``, ``metrics``
-        and ``samples_per_s``."""
+        and ``samples_per_s``. ``report`` gets progress lines starting with ``label``."""
         raise NotImplementedError
+
+    def round_serving_model(self, settings: Settings, cfg: LoopConfig, *, checkpoint: str,
+                            real: RealSplit) -> tuple[Any, Any, list[Path]] | None:
+        """What registering a round's model takes: ``(predictor, input example, files it
+        carries)``, or None when the task's rounds cannot be served on their own."""
+        return None
 
     def evaluate_round(self, settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
                        checkpoint: str, real: RealSplit) -> dict[str, Any]:

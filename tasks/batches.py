@@ -42,13 +42,13 @@ def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: 
         logger.info("batch %s already written at %s", existing, path)
         _remember(path)
         return str(path)
-    done = {"n": 0, "next": 0.1}
+    done = {"n": 0, "next": 0.25}
 
-    def progress(k: int) -> None:  # one log line per 10 %
+    def progress(k: int) -> None:  # one log line per quarter
         done["n"] += k
         if done["n"] >= done["next"] * n:
-            logger.info("rendered %d / %d", done["n"], n)
-            done["next"] = (int(done["n"] * 10 / n) + 1) / 10
+            logger.info("rendered %s / %s", f"{done['n']:,}", f"{n:,}")
+            done["next"] = (int(done["n"] * 4 / n) + 1) / 4
 
     batch_id, path = generator.write(path, n=n, seed=seed, dist=dist, progress=progress)
     logger.info("wrote %s (%d samples) to %s", batch_id, n, path)

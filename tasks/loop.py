@@ -12,7 +12,6 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
-from catalog.engine import redact
 from synthloop import lineage
 from synthloop.loop.config import LoopConfig
 from synthloop.loop.real import load_real
@@ -34,6 +33,18 @@ def _tracking(task: str):
     s = get_settings()
     tracking.configure(s.tracking_uri, task, s.artifact_root)
     return tracking
+
+
+@task(name="choose-a-fresh-loop", retries=2, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
+def fresh_loop(cfg: LoopConfig) -> LoopConfig:
+    """The configuration of a new loop with ``cfg``'s settings (``--fresh``): see
+    :func:`synthloop.loop.rounds.fresh_config`."""
+    from synthloop.loop.rounds import fresh_config
+
+    cat = _catalog()
+    return fresh_config(cfg, load_real(cfg),
+                        lambda lid: (cat.get_loop(lid) or {}).get("status") == "finished")
 
 
 @task(name="open-loop-in-catalog-and-mlflow", retries=2, retry_delay_seconds=3,
@@ -167,7 +178,9 @@ def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str
                          {"steps": cfg.steps_per_round, "init_from": init_from, "model": cfg.model},
                          [batch_id], mlflow_run_id=round_run)
     res = get_task(cfg.task).train_round(get_settings(), cfg, lid=lid, k=k, batch_dir=batch_dir,
-                                         init_from=init_from, mlflow_run_id=round_run, real=real)
+                                         init_from=init_from, mlflow_run_id=round_run, real=real,
+                                         report=get_run_logger().info,
+                                         label=f"round {k} ({k + 1} of {cfg.rounds}): train")
     tracking.log_params_to(round_run, {"round": k, "batch_id": batch_id, "init_from": init_from,
                                        **{f"train.{a}": b for a, b in res["train_config"].items()}})
     tracking.log_artifact_to(round_run, res["checkpoint"], "checkpoint")
@@ -235,31 +248,28 @@ def analyse_round(cfg: LoopConfig, lid: str, k: int, dist_id: str, batch_dir: st
 
 
 def _round_artifacts(cfg, lid, k, dist, new, evaluation, res, round_run) -> None:
-    settings = get_settings()
-    worst = res["worst_slices"]
-    unit = cfg.error_unit
-    lines = [f"# Feedback loop `{lid}`, round {k} ({cfg.mode} loop)", "",
-             f"- held-out real error: **{evaluation['real_error']:.2f} {unit}** "
-             f"(analysis part: {evaluation['analysis_error']:.2f} {unit})",
-             f"- distribution: `{dist.id}` -> next `{new.id}`",
-             f"- MLflow round run: `{round_run}` at `{redact(settings.tracking_uri)}`",
-             f"- plots: `{res['plots']['slices']}`, `{res['plots']['distribution']}`", "",
-             "## Worst slices (analysis part)", "",
-             "| variable | range | n | mean error | 95% CI |", "|---|---|---|---|---|"]
-    for s in worst:
-        ci = s.get("ci95") or [float("nan"), float("nan")]
-        lines.append(f"| {s['variable']} | {s['lo']:.3g} .. {s['hi']:.3g} | {s['n']} | "
-                     f"{s['mean_error']:.2f} | {ci[0]:.2f} .. {ci[1]:.2f} |")
-    # the reason pairs factors with statistics as "factor~stat": escaped, or Markdown
-    # renders the text between two tildes struck through
-    reason = (new.reason or "unchanged (open loop)").replace("~", "\\~")
-    lines += ["", "## Distribution change", "", reason]
-    create_markdown_artifact("\n".join(lines), key="feedback-loop-round",
-                             description=f"{lid} round {k}")
-    create_table_artifact(
-        [{"variable": s["variable"], "lo": round(s["lo"], 4), "hi": round(s["hi"], 4), "n": s["n"],
-          "mean_error": round(s["mean_error"], 3)} for s in res["slices"]],
-        key="feedback-loop-slices", description=f"{lid} round {k}: real error by slice")
+    from synthloop.loop.artifacts import round_markdown, slice_rows
+
+    links = _links(cfg.task)
+    create_markdown_artifact(
+        round_markdown(cfg, lid, k, dist, new, evaluation, res, round_run, links,
+                       get_settings().tracking_uri),
+        key="feedback-loop-round", description=f"{lid} round {k}")
+    create_table_artifact(slice_rows(res["slices"], cfg.error_unit),
+                          key="feedback-loop-slices",
+                          description=f"{lid} round {k}: real error by slice ({cfg.error_unit})")
+
+
+def _links(task: str):
+    """Links into the MLflow UI for this task's experiment (:mod:`synthloop.mlflow_links`)."""
+    import mlflow
+
+    from synthloop.loop.artifacts import MlflowLinks
+    from synthloop.mlflow_links import ui_base
+    from synthloop.tracking import experiment_name
+
+    exp = mlflow.get_experiment_by_name(experiment_name(task))
+    return MlflowLinks(ui_base(get_settings().tracking_uri), exp.experiment_id if exp else None)
 
 
 @task(name="close-round", retries=2, retry_delay_seconds=3,
@@ -268,6 +278,21 @@ def close_round(task_name: str, lid: str, k: int, real_error: float, round_run: 
     cat = _catalog()
     cat.upsert_round(lid, k, real_error=float(real_error), status="done")
     _tracking(task_name).end_run(round_run, "FINISHED")
+
+
+@task(name="register-best-round", retries=1, retry_delay_seconds=3,
+      retry_condition_fn=retry_unless_deterministic)
+def register_best_round(cfg: LoopConfig, lid: str, parent_run: str) -> dict[str, Any] | None:
+    """Register the model of the loop's best round, by the declared validation (the error
+    on the analysis part; the held-out part only ever scores), as a new version of
+    ``synthloop-<task>``; the champion alias moves only if it beats the champion on that
+    metric over the same analysis part. Done once per loop (a resumed loop finds it in
+    its parent run's tags). None when no round finished or the task cannot serve one."""
+    from synthloop.loop.registry import register_best_round as register
+
+    _tracking(cfg.task)
+    return register(get_settings(), _catalog(), cfg, lid, parent_run, load_real(cfg),
+                    log=get_run_logger().info)
 
 
 @task(name="close-loop", retries=2, retry_delay_seconds=3,
@@ -292,6 +317,10 @@ def close_loop(cfg: LoopConfig, lid: str, parent_run: str, reason: str) -> dict[
     tracking.log_dict_to(parent_run, {"rounds": summary, "stopped": reason}, "loop_summary.json")
     tracking.end_run(parent_run, "FINISHED")
     cat.set_loop_status(lid, "finished")
-    create_table_artifact(summary, key="feedback-loop-summary",
-                          description=f"{lid}: held-out real error per round; stopped: {reason}")
+    from synthloop.loop.artifacts import summary_rows
+
+    create_table_artifact(summary_rows(summary, cfg.error_unit, _links(cfg.task)),
+                          key="feedback-loop-summary",
+                          description=f"{lid}: held-out error per round ({cfg.error_unit}); "
+                                      f"stopped: {reason}")
     return result

@@ -3,7 +3,7 @@ plus a dashboard artifact that links the MLflow run."""
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from catalog.engine import redact
@@ -20,7 +20,7 @@ def train_gaze_task(method: str, target: str, steps: int, seed: int, out: str, s
     settings.ensure_home()
     run = train_gaze(settings, method=method, target=target, steps=steps, seed=seed, out=out,
                      source=source, n_source=n_source, batch_size=batch_size, trade_off=trade_off,
-                     device=device)
+                     device=device, log=get_run_logger().info)
     create_markdown_artifact(
         "\n".join([f"# {method} (seed {seed})", "",
                    f"- MLflow run: `{run.run_id}` in experiment `{experiment_name('gaze')}`"

@@ -3,6 +3,7 @@ params, a registered model with the champion alias, evaluation from the checkpoi
 and from the registry, labeled and unlabeled."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -37,17 +38,26 @@ def trained(tmp_path_factory):
     assert list(cwd.iterdir()) == []
     assert any((home / "mlartifacts").rglob("best.pt"))
     lines = dict(line.split("\t", 1) for line in r.stdout.strip().splitlines())
+    lines["progress shown"] = r.stderr  # not on a terminal: concise lines
     return env, home, tgt, ckpt, lines
+
+
+def test_train_shows_its_progress_in_lines(trained):
+    shown = trained[4]["progress shown"]
+    steps = re.findall(r"step (\d+)/12", shown)
+    assert steps and steps[-1] == "12" and len(steps) <= 12, shown
+    assert re.search(r"step 12/12  loss [0-9.]+  [0-9,]+ img/s  done", shown), shown
 
 
 def test_train_prints_checkpoint_and_run_and_logs_to_mlflow(trained):
     env, home, tgt, ckpt, lines = trained
     assert (ckpt / "last.pt").is_file()
-    import mlflow
     from mlflow.tracking import MlflowClient
 
+    from synthloop import tracking
+
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
+    tracking.connect(uri, artifact_root=home / "mlartifacts")  # its mlflow-artifacts: URIs
     # explicit registry too: other tests in this process may have pointed MLflow's global
     # registry URI at their own store
     c = MlflowClient(tracking_uri=uri, registry_uri=uri)

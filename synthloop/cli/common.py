@@ -12,9 +12,42 @@ from typing import Any
 EXIT_OK, EXIT_INVALID, EXIT_ERROR, EXIT_BUG = 0, 1, 2, 3
 
 
-def log(msg: str) -> None:
-    """Progress for people on stderr; stdout stays machine-readable."""
-    print(msg, file=sys.stderr)
+class _Log:
+    """``log(msg)``: progress for people on stderr; stdout stays machine-readable.
+    ``log.bar(total, label)``: on a terminal, a training progress bar (a
+    :func:`models.train.train` callback, see :mod:`synthloop.progress`); None elsewhere,
+    so logs get concise lines instead."""
+
+    def __call__(self, msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    def bar(self, total: int, label: str):
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn())
+        tid = prog.add_task(label, total=total, loss="-")
+
+        def update(step: int, metrics: dict[str, float]) -> None:
+            if not prog.live.is_started:
+                prog.start()
+            loss = metrics.get("loss")
+            prog.update(tid, completed=step, loss=f"{loss:.4g}" if isinstance(loss, float) else "-")
+            if step >= total:
+                prog.stop()
+
+        return update
+
+
+log = _Log()
 
 
 def progress(total: int, label: str):
@@ -73,6 +106,46 @@ def embedded_prefect_env(settings: Any) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+#: what Prefect's engine says about every task and flow run at INFO; the dashboard keeps it
+ENGINE_CHATTER = ("Finished in state", "Beginning flow run", "View at ", "Running commit hook",
+                  "Commit hook ", "Created task run", "Submitting task run", "Executing ")
+
+
+class _DropEngineChatter:
+    """A logging filter for the terminal: warnings and errors always pass; INFO lines of
+    the engine (:data:`ENGINE_CHATTER`) do not."""
+
+    def filter(self, record) -> bool:
+        import logging
+
+        if record.levelno >= logging.WARNING:
+            return True
+        return not record.getMessage().startswith(ENGINE_CHATTER)
+
+
+def quiet_terminal_logs(verbose: bool) -> None:
+    """The terminal shows what matters while flows run in this process: our own lines (each
+    round's progress and results), warnings and errors, as ``time | message``. The
+    Prefect dashboard still receives every line. ``verbose`` keeps Prefect's own format
+    and every engine line."""
+    import logging
+
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    if verbose:
+        return
+    ensure_logging_setup()  # the handlers exist from here on; later set-ups are incremental
+    # MLflow sets its logger's level when imported: the environment reaches it either way
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.addFilter(_DropEngineChatter())
+            handler.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S"))
 
 
 @contextmanager

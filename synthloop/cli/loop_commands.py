@@ -9,6 +9,7 @@ from typing import Any
 
 from models.names import METHODS
 from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_with_home
+from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
 from synthloop.loop.config import LOOP_DEFAULTS
 from synthloop.taskspec import TASK_NAMES
 
@@ -19,7 +20,7 @@ def cmd_loop(a: argparse.Namespace) -> int:
         task=a.task, real=a.real, rounds=a.rounds, seed=a.seed, open_loop=a.open_loop,
         n_per_round=a.n_per_round, steps_per_round=a.steps_per_round, method=a.method,
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
-        holdout_frac=a.holdout_frac, as_json=a.json)
+        holdout_frac=a.holdout_frac, fresh=a.fresh, as_json=a.json, verbose=a.verbose)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -34,24 +35,22 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"real data: {real} (real labeled eyes, split by person)" if real else
           "real data: none beside the project; running on the built-in simulated target (a "
           "simulation, not real data)", file=sys.stderr)
-    code = _run_loop(task="gaze", real=str(real) if real else None, rounds=a.rounds, seed=a.seed,
-                     open_loop=False,
-                     n_per_round=a.n, steps_per_round=a.steps, method=d["method"],
-                     patience=d["patience"], min_improvement=d["min_improvement"],
-                     holdout_frac=d["holdout_frac"], as_json=False)
-    from catalog.engine import redact
-
-    settings = get_settings()
-    home = settings.root
-    print(f"plots      {home / 'loops'}/<loop id>/round-*/{{slice_errors,distribution_change}}.png")
-    print(f"catalog    {redact(settings.catalog)}")
-    print(f"home       {home}  (override with SYNTHLOOP_HOME; `synthloop ui` opens the dashboards)")
-    return code
+    print(f"{a.rounds} rounds of {a.n:,} synthetic eyes and {a.steps} training steps each "
+          "(about a minute a round on 2 free cores)", file=sys.stderr)
+    loop = dict(rounds=a.rounds, n_per_round=a.n, steps_per_round=a.steps, method=d["method"],
+                patience=d["patience"], min_improvement=d["min_improvement"],
+                holdout_frac=d["holdout_frac"])
+    real_opt = f" --real {real}" if real else ""
+    baseline = (f"synthloop loop --open-loop{real_opt} --seed {a.seed} --rounds {a.rounds} "
+                f"--n-per-round {a.n} --steps-per-round {a.steps}",
+                "the open-loop baseline on the same budget: what the re-weighting bought")
+    return _run_loop(task="gaze", real=str(real) if real else None, seed=a.seed, open_loop=False,
+                     fresh=a.fresh, as_json=False, verbose=a.verbose, also=[baseline], **loop)
 
 
 def _run_loop(*, task: str, real: str | None, as_json: bool, seed: int, open_loop: bool,
-              **loop: Any) -> int:
-    from catalog.engine import redact
+              fresh: bool, verbose: bool, also: list[tuple[str, str]] = (), **loop: Any) -> int:
+    from synthloop.cli.common import quiet_terminal_logs
     from synthloop.taskspec import get_task
 
     settings = settings_with_home()
@@ -59,8 +58,9 @@ def _run_loop(*, task: str, real: str | None, as_json: bool, seed: int, open_loo
     from flows.feedback_loop import LoopParams, feedback_loop
     from synthloop.loop.real import load_real
 
-    params = LoopParams(task=task, real=real, seed=seed, open_loop=open_loop, **loop)
+    params = LoopParams(task=task, real=real, seed=seed, open_loop=open_loop, fresh=fresh, **loop)
     load_real(params.config())  # bad real data fails here, in one line, before any server starts
+    quiet_terminal_logs(verbose)
     with prefect_api(settings):
         state = feedback_loop(params, return_state=True)
     res = state.result()  # re-raises what the flow raised (a data error names its file)
@@ -69,14 +69,33 @@ def _run_loop(*, task: str, real: str | None, as_json: bool, seed: int, open_loo
         sys.stdout.flush()
         print(json.dumps({"task": task, "mode": mode, **res}, default=str), flush=True)
         return EXIT_OK
+    ctx = _summary_context(settings, task, mode, seed, real)
     print()
-    print(f"loop {res['loop_id']} ({mode} loop, seed {seed}) on {real}")
-    for r in res["rounds"]:
-        print(f"  round {r['round']}: held-out real error {r['real_error']:.3f}  "
-              f"distribution {r['distribution_id']}  batch {r['batch_id']}")
-    print(f"stopped: {res['stopped']}")
-    print(f"files: {settings.root / 'loops' / res['loop_id']}   MLflow: {redact(settings.tracking_uri)}")
+    print("\n".join(summary_lines(res, ctx) + next_steps(res, ctx, also)))
     return EXIT_OK
+
+
+def _summary_context(settings: Any, task: str, mode: str, seed: int, real: str) -> SummaryContext:
+    import mlflow
+
+    from synthloop.mlflow_links import ui_base
+    from synthloop.taskspec import get_task
+    from synthloop.tracking import experiment_name
+
+    exp = mlflow.get_experiment_by_name(experiment_name(task))
+    return SummaryContext(task=task, mode=mode, seed=seed, real=real,
+                          unit=get_task(task).error_unit, home=str(settings.root),
+                          tracking=settings.tracking_uri, catalog=settings.catalog,
+                          mlflow_ui=ui_base(settings.tracking_uri),
+                          experiment_id=exp.experiment_id if exp else None)
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fresh", action="store_true", help="start a new loop even if one with these "
+                   "settings finished earlier (default: show that one's results; an "
+                   "interrupted one is resumed)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show every log line of the flow and its tasks (the dashboard has them all)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -85,26 +104,33 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                           "(../shared) or the built-in simulated target (embedded stores)")
     demo.add_argument("-n", type=positive_int, default=3000, help="synthetic samples per round")
     demo.add_argument("--steps", type=positive_int, default=300, help="training steps per round")
-    demo.add_argument("--rounds", type=positive_int, default=d["rounds"])
-    demo.add_argument("--seed", type=int, default=d["seed"])
+    demo.add_argument("--rounds", type=positive_int, default=d["rounds"], help="rounds to run")
+    demo.add_argument("--seed", type=int, default=d["seed"],
+                      help="random seed; the same seed continues (or repeats) the same loop")
     demo.add_argument("--simulated", action="store_true", help="use the built-in simulated "
                       "target even where real labeled eyes are beside the project")
+    _output_options(demo)
     demo.set_defaults(func=cmd_demo)
 
     lp = sub.add_parser("loop", help="run the feedback loop: generate, validate, train, evaluate "
                         "on real, analyse, update the distribution")
-    lp.add_argument("--task", choices=TASK_NAMES, default="gaze")
+    lp.add_argument("--task", choices=TASK_NAMES, default="gaze",
+                    help="gaze: eye patches; landmarks: face crops with 68 points")
     lp.add_argument("--real", help="labeled real data: labels.csv (gaze; default: the built-in "
                     "simulated target, written under the project home) or images with .pts files "
                     "(landmarks; required)")
-    lp.add_argument("--rounds", type=positive_int, default=d["rounds"])
-    lp.add_argument("--seed", type=int, default=d["seed"])
+    lp.add_argument("--rounds", type=positive_int, default=d["rounds"],
+                    help="most rounds to run (early stopping may end the loop sooner)")
+    lp.add_argument("--seed", type=int, default=d["seed"],
+                    help="random seed; the same seed and options continue (or repeat) the same loop")
     lp.add_argument("--open-loop", action="store_true", help="keep the initial distribution (baseline)")
     lp.add_argument("--n-per-round", type=positive_int, default=d["n_per_round"],
                     help="synthetic samples per round")
     lp.add_argument("--steps-per-round", type=positive_int, default=d["steps_per_round"],
                     help="training steps per round")
-    lp.add_argument("--method", choices=METHODS, default=d["method"])
+    lp.add_argument("--method", choices=METHODS, default=d["method"],
+                    help="training method: source_only, or a domain adaptation method that also "
+                    "uses the unlabeled analysis part of the real data")
     lp.add_argument("--patience", type=positive_int, default=d["patience"],
                     help="rounds without progress before stopping")
     lp.add_argument("--min-improvement", type=float, default=d["min_improvement"],
@@ -113,4 +139,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--holdout-frac", type=float, default=d["holdout_frac"],
                     help="share of the real data held out (scored only, never analysed)")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
+    _output_options(lp)
     lp.set_defaults(func=cmd_loop)

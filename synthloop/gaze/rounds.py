@@ -3,6 +3,8 @@ eyes as the unlabeled target, then score every real eye."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,13 +15,14 @@ from synthloop.loop.rounds import save_errors
 from synthloop.loop.training import round_train_config, train_in_round
 from synthloop.settings import Settings
 
-__all__ = ["VAL_TARGET_N", "evaluate_round", "train_round"]
+__all__ = ["VAL_TARGET_N", "evaluate_round", "serving_model", "train_round"]
 
 VAL_TARGET_N = 512  # analysis eyes the label-free selection scores
 
 
 def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_dir: str,
-                init_from: str | None, mlflow_run_id: str | None, real: RealSplit) -> dict[str, Any]:
+                init_from: str | None, mlflow_run_id: str | None, real: RealSplit,
+                report: Callable[[str], None] | None = None, label: str = "train") -> dict[str, Any]:
     """The round's batch as the source; the analysis eyes, unlabeled, as the target (DA
     methods and checkpoint selection use them; their labels never reach training)."""
     import torch
@@ -37,7 +40,20 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
         target=ArraySource(target_images, cfg.batch_size, cfg_t.seed + 1),
         val_source=val_source(reader.distribution, cfg_t.seed),
         val_target={"image": torch.from_numpy(target_images[:VAL_TARGET_N]).unsqueeze(1)},
-        init_from=init_from, mlflow_run_id=mlflow_run_id)
+        init_from=init_from, mlflow_run_id=mlflow_run_id, report=report, label=label)
+
+
+def serving_model(*, checkpoint: str, real: RealSplit) -> tuple[Any, Any, list[Path]]:
+    """The round's model as the registry holds gaze models (what ``synthloop train``
+    registers): the predictor, four analysis eyes as the input example, and the
+    checkpoint it carries: the one the round evaluated (``last.pt``)."""
+    import torch
+
+    from models.predictor import GazePredictor
+    from models.registry import load_model
+
+    example = torch.from_numpy(real.images[real.analysis[:4]]).unsqueeze(1)
+    return GazePredictor(load_model(checkpoint).eval()), example, [Path(checkpoint)]
 
 
 def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, checkpoint: str,

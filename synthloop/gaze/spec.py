@@ -54,6 +54,7 @@ class GazeSpec(TaskSpec):
     default_batch_size = 64
     error_metric = "real_error_heldout_deg"
     error_unit = "deg"
+    validation_metric = "real_error_analysis_deg"
     real_data_hint = "labels.csv with pitch and yaw"
 
     # ------------------------------------------------------------ distribution
@@ -203,6 +204,11 @@ class GazeSpec(TaskSpec):
         from synthloop.gaze.rounds import train_round
 
         return train_round(settings, cfg, **kw)
+
+    def round_serving_model(self, settings, cfg, **kw):
+        from synthloop.gaze.rounds import serving_model
+
+        return serving_model(**kw)
 
     def evaluate_round(self, settings, cfg, **kw):
         from synthloop.gaze.rounds import evaluate_round

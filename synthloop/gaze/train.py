@@ -78,7 +78,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     metric, mode = GAZE_SELECTORS[cfg.select]
     run = TrainingRun(
         settings, "gaze", run_name or f"{method}-s{seed}", curves_title=f"{method} seed {seed}",
-        on_metrics=on_metrics,
+        on_metrics=on_metrics, log=log,
         tags={"task": "gaze", "method": method, "source_batch": reader.batch_id,
               "distribution": dist.id, "target": target_key,
               "target_kind": "simulated" if simulated else "real",

@@ -4,6 +4,7 @@ of every real face by test-time label transfer fitted on the analysis part only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ VAL_TARGET_N = 256  # analysis faces the label-free scores use (DA methods only)
 
 
 def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_dir: str,
-                init_from: str | None, mlflow_run_id: str | None, real: RealSplit) -> dict[str, Any]:
+                init_from: str | None, mlflow_run_id: str | None, real: RealSplit,
+                report: Callable[[str], None] | None = None, label: str = "train") -> dict[str, Any]:
     """As :func:`synthloop.landmarks.train.train_landmarks` trains source-only, but
     warm-started and inside the round's MLflow run; DA methods get the analysis part's
     crops, unlabeled, as the target."""
@@ -47,7 +49,8 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
         val_target = {"image": torch.from_numpy(real.source.nchw(real.analysis[:VAL_TARGET_N]))}
     return train_in_round(settings, lid=lid, k=k, train_config=cfg_t, source=source,
                           target=target, val_source=val, val_target=val_target,
-                          init_from=init_from, mlflow_run_id=mlflow_run_id)
+                          init_from=init_from, mlflow_run_id=mlflow_run_id, report=report,
+                          label=label)
 
 
 def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, checkpoint: str,

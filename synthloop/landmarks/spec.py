@@ -68,6 +68,7 @@ class LandmarksSpec(TaskSpec):
     default_batch_size = 16
     error_metric = "real_nme_io_heldout"
     error_unit = "% NME io"
+    validation_metric = "real_nme_io_analysis"
     real_data_hint = "a folder of images with .pts files, e.g. LFPW train"
 
     # ------------------------------------------------------------ distribution

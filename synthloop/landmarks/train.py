@@ -132,7 +132,7 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
         "target_paths": fingerprint(tgt.face_set.image_paths) if tgt is not None else None})
     run = TrainingRun(
         settings, "landmarks", run_name or f"{method}{'-synreal' if mixed else ''}-s{seed}",
-        curves_title=f"landmarks {method} seed {seed}",
+        curves_title=f"landmarks {method} seed {seed}", log=log,
         tags={"task": "landmarks", "method": method, "source_batch": reader.batch_id,
               "distribution": reader.distribution.id, "point_set": d.set_name,
               "real_labeled": real_key or "", "syn_real": str(mixed).lower(),

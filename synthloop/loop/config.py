@@ -13,7 +13,7 @@ __all__ = ["LOOP_DEFAULTS", "LoopConfig"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
-_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps")
+_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "restart")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class LoopConfig:
     distribution: str | None = None  # initial distribution JSON; default: the built-in one
     model_kwargs: dict[str, Any] | None = None  # architecture overrides (e.g. hourglass width)
     transfer_steps: int | None = None  # landmarks: label-transfer fit steps (None: 2000)
+    restart: int | None = None  # n >= 1: the n-th fresh loop with otherwise equal settings
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from synthloop.loop.real import RealSplit
 from synthloop.settings import Settings
 from synthloop.taskspec import get_task
 
-__all__ = ["ERRORS_FILE", "initial_distribution", "loop_id", "round_dir", "round_seed",
+__all__ = ["ERRORS_FILE", "fresh_config", "initial_distribution", "loop_id", "round_dir", "round_seed",
            "save_errors"]
 
 ERRORS_FILE = "real_errors.npz"
@@ -28,6 +29,19 @@ def loop_id(cfg: LoopConfig, real: RealSplit, dist0: SceneDistribution) -> str:
     d.pop("distribution")
     d.update(real=real.fingerprint, dist0=dist0.id)
     return "loop-" + hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def fresh_config(cfg: LoopConfig, real: RealSplit, is_finished: Callable[[str], bool]) -> LoopConfig:
+    """``cfg`` as a new loop: the first restart number whose loop has not finished
+    (``is_finished(loop id)``). An interrupted fresh loop is therefore resumed by asking
+    for a fresh one again; a finished one is never run twice."""
+    from dataclasses import replace
+
+    dist0 = initial_distribution(cfg)
+    n = 1
+    while is_finished(loop_id(replace(cfg, restart=n), real, dist0)):
+        n += 1
+    return replace(cfg, restart=n)
 
 
 def initial_distribution(cfg: LoopConfig) -> SceneDistribution:

@@ -4,6 +4,7 @@ after an interruption, reporting into the round's MLflow run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from synthloop.loop.config import LoopConfig
@@ -29,18 +30,25 @@ def round_train_config(cfg: LoopConfig, k: int, **task_fields: Any):
 
 def train_in_round(settings: Settings, *, lid: str, k: int, train_config: Any, source: Any,
                    target: Any, val_source: Any, val_target: Any, init_from: str | None,
-                   mlflow_run_id: str | None) -> dict[str, Any]:
+                   mlflow_run_id: str | None, report: Callable[[str], None] | None = None,
+                   label: str = "train") -> dict[str, Any]:
     """Train into ``<round>/model``; returns ``checkpoint``, ``train_config``, ``metrics``
-    and ``samples_per_s``."""
+    and ``samples_per_s``. ``report`` gets a few progress lines (:mod:`synthloop.progress`),
+    each starting with ``label``."""
     from models.train import train
+    from synthloop.progress import chain, images_per_step, training_progress
 
     out = round_dir(settings, lid, k) / "model"
-    callback = None
+    logger = None
     if mlflow_run_id:
         from synthloop.tracking import MetricLogger
 
-        callback = MetricLogger(mlflow_run_id)
+        logger = MetricLogger(mlflow_run_id)
+    shown = None
+    if report is not None:
+        shown = training_progress(report, train_config.steps, images_per_step(train_config), label)
     result = train(train_config, source, target, out, val_source=val_source,
-                   val_target=val_target, callback=callback, resume=True, init_weights=init_from)
+                   val_target=val_target, callback=chain(logger, shown), resume=True,
+                   init_weights=init_from)
     return {"checkpoint": str(out / "last.pt"), "train_config": train_config.to_dict(),
             "metrics": final_metrics(result), "samples_per_s": float(result.samples_per_s)}

@@ -171,6 +171,19 @@ def test_one_tiny_round_runs_every_step_and_closes_the_loop(prefect_harness, sim
     assert cat.get_training_run(row["run_id"])["status"] == "finished"
     nxt = cat.get_distribution(cat.get_analysis(row["analysis_id"])["next_distribution_id"])
     assert nxt["parent_id"] == default_eye_distribution().id  # closed: a derived child
+    # the loop leaves its best (here: only) round's model in the registry, as the champion
+    # since there was none; the version is the round run's model and carries its checkpoint
+    reg = res["registered"]
+    assert reg["round"] == 0 and reg["promoted"] and reg["reason"] == "no champion yet"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(get_settings().tracking_uri, get_settings().tracking_uri)
+    version = client.get_model_version_by_alias("synthloop-gaze", "champion")
+    assert str(version.version) == reg["version"] and version.run_id == row["mlflow_run_id"]
+    assert client.get_run(version.run_id).data.tags["selection_metric"] == "real_error_analysis_deg"
+    from synthloop.gaze.evaluate import load_gaze_model
+
+    assert load_gaze_model(reg["model"]) is not None  # loadable by reference, weights only
 
 
 def test_loop_rejects_unlabeled_real_data(prefect_harness, tmp_path):
