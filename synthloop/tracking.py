@@ -357,7 +357,20 @@ def maybe_promote(task: str, version: str, metric: str, value: float, higher_is_
     if decision["promoted"]:
         client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "validation", json.dumps(decision, default=str))
+    client.set_model_version_tag(name, version, "champion_decision", decision_text(decision))
     return decision
+
+
+def decision_text(decision: dict[str, Any]) -> str:
+    """The champion decision in one sentence for the registry page, e.g. ``made champion:
+    better than the champion (real_error_analysis_deg 11.2 vs 11.9 of version 3)``."""
+    head = "made champion" if decision["promoted"] else "not champion"
+    text = f"{head}: {decision.get('reason', '')}"
+    new, old = decision.get("new"), decision.get("champion_value")
+    if isinstance(new, int | float) and isinstance(old, int | float):
+        text += (f" ({decision['metric']} {new:.4g} vs {old:.4g} of version "
+                 f"{decision['champion_version']})")
+    return text
 
 
 def log_json(obj: Any, artifact_file: str) -> None:

@@ -42,6 +42,9 @@ def test_promotion_needs_a_better_comparable_score(registry):
     d = maybe_promote("gaze", v2, "target_entropy_best", 2.5, False, on_a)
     assert not d["promoted"] and d["reason"] == "not better than the champion"
     assert _champion(client, name) == v1
+    # the registry page says it in words, with both numbers
+    tag = client.get_model_version(name, v2).tags["champion_decision"]
+    assert tag == f"not champion: not better than the champion (target_entropy_best 2.5 vs 2 of version {v1})"
 
     v3 = version(1.0, "/data/b")  # better number, but measured on another target
     d = maybe_promote("gaze", v3, "target_entropy_best", 1.0, False,

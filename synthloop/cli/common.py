@@ -141,6 +141,7 @@ def quiet_terminal_logs(verbose: bool) -> None:
     # MLflow sets its logger's level when imported: the environment reaches it either way
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
