@@ -80,7 +80,7 @@ def face_sample_frame(reader: BatchReader, chunk: int = 4096) -> pd.DataFrame:
         if name not in labels:
             raise DataFormatError(reader.path / LANDMARKS, f"lists no {name!r} array")
     for name, arr in labels.items():
-        if not name.endswith("_vertex_ids") and len(arr) != reader.n:
+        if not name.endswith(("_vertex_ids", "_mirror")) and len(arr) != reader.n:
             raise DataFormatError(reader.path / "landmarks" / f"{name}.npy",
                                   f"{len(arr)} rows, the manifest says {reader.n} samples")
     h, w = reader.image_shape[:2]

@@ -11,7 +11,7 @@ size, with per-point weights :math:`w_{nk}` (0 for invisible or missing points):
     \mathcal{L} = \lambda_c \frac{1}{S}\sum_s \mathcal{L}_{coord}^{(s)}
                 + \lambda_h \frac{1}{S}\sum_s \mathcal{L}_{KL}^{(s)}
 
-with :math:`\ell` = L1 or smooth-L1, :math:`L` the crop size (128) and
+with :math:`\ell` = L1, smooth-L1 or Wing (:func:`wing`), :math:`L` the crop size and
 :math:`\mathcal{L}_{KL}` the weighted mean of :func:`models.heatmaps.heatmap_kl`
 (off by default: :math:`\lambda_h = 0`). Stacks are *averaged*, not summed as in the
 paper, so the task loss, and with it the DA trade-off, means the same for 2 and 4 stacks.
@@ -34,6 +34,7 @@ from models.heatmaps import heatmap_kl
 __all__ = [
     "IBUG_OUTER_EYE_CORNERS",
     "landmark_loss",
+    "wing",
     "nme",
     "point_errors",
     "point_weights",
@@ -61,6 +62,18 @@ def point_weights(points: Tensor, visible: Tensor | None = None) -> tuple[Tensor
     return w, torch.where(finite.unsqueeze(-1), points.float(), torch.zeros_like(points, dtype=torch.float32))
 
 
+def wing(d: Tensor, w: float, eps: float) -> Tensor:
+    r"""The Wing loss of Feng et al. ("Wing loss for robust facial landmark localisation
+    with CNNs", CVPR 2018) of the errors ``d``, elementwise:
+    :math:`w \ln(1 + |d|/\epsilon)` for :math:`|d| < w`, else :math:`|d| - C` with
+    :math:`C = w - w \ln(1 + w/\epsilon)`, which joins the two pieces continuously. Its
+    log part keeps a large gradient for small errors, where L1's is constant and L2's
+    vanishes: what the last pixel of accuracy needs."""
+    a = d.abs()
+    c = w - w * torch.log1p(torch.tensor(w / eps, dtype=a.dtype, device=a.device))
+    return torch.where(a < w, w * torch.log1p(a / eps), a - c)
+
+
 def _weighted_mean(values: Tensor, w: Tensor) -> Tensor:
     """``sum(w * v) / sum(w)`` over everything; 0 (with zero gradient) when all weights are 0."""
     return (values * w).sum() / w.sum().clamp_min(1e-12)
@@ -69,7 +82,8 @@ def _weighted_mean(values: Tensor, w: Tensor) -> Tensor:
 def landmark_loss(out: Any, points: Tensor, visible: Tensor | None = None, *, crop_size: float,
                   stride: float, coord: str = "l1", coord_weight: float = 1.0,
                   heatmap_weight: float = 0.0, sigma: float = 1.0,
-                  smooth_l1_beta: float = 0.01) -> dict[str, Tensor]:
+                  smooth_l1_beta: float = 0.01, wing_w: float = 0.08,
+                  wing_eps: float = 0.016) -> dict[str, Tensor]:
     """The landmark task loss (module docstring) on a :class:`~models.hourglass.LandmarkOutput`.
 
     Args:
@@ -78,7 +92,9 @@ def landmark_loss(out: Any, points: Tensor, visible: Tensor | None = None, *, cr
         points: ``(N, K, 2)`` true ``(x, y)`` pixel-centre coordinates; NaN = missing.
         visible: ``(N, K)`` bool or float weights, or None (all visible).
         crop_size: input crop size in pixels (the normaliser); stride: pixels per cell.
-        coord: ``"l1"`` or ``"smooth_l1"`` (``smooth_l1_beta`` in crop units: 0.01 = 1.3 px).
+        coord: ``"l1"``, ``"smooth_l1"`` (``smooth_l1_beta`` in crop units: 0.01 = 1.3 px at
+            128 px) or ``"wing"`` (``wing_w``, ``wing_eps`` in crop units; the defaults are
+            the paper's w = 10, epsilon = 2 for 128 px faces, scaled to the crop).
         sigma: Gaussian target width in heatmap cells, for the heatmap term.
 
     Returns:
@@ -95,8 +111,10 @@ def landmark_loss(out: Any, points: Tensor, visible: Tensor | None = None, *, cr
             e = d.abs()
         elif coord == "smooth_l1":
             e = F.smooth_l1_loss(d, torch.zeros_like(d), beta=smooth_l1_beta, reduction="none")
+        elif coord == "wing":
+            e = wing(d, wing_w, wing_eps)
         else:
-            raise ValueError(f"coord must be 'l1' or 'smooth_l1', got {coord!r}")
+            raise ValueError(f"coord must be 'l1', 'smooth_l1' or 'wing', got {coord!r}")
         per_stack.append(_weighted_mean(e.mean(-1), w))
     losses: dict[str, Tensor] = {"coord": per_stack[-1]}
     if n_stacks > 1:

@@ -114,9 +114,14 @@ def make_optimizer(model: nn.Module, method: nn.Module, cfg: TrainConfig) -> tor
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
 
 
+def _mixed_precision(cfg: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast and channels_last: ``amp`` on a GPU, ``cpu_amp`` on the CPU."""
+    return (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu")
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if _mixed_precision(cfg, device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -169,7 +174,7 @@ def train_step(model: nn.Module, method: nn.Module, opt: torch.optim.Optimizer,
     if cfg.augment:
         gen = torch.Generator(device=device).manual_seed(step_seed(cfg.seed, step, AUG_STREAM))
         x, labels = task.augment(x, labels, gen, cfg)
-    if device.type == "cuda":
+    if _mixed_precision(cfg, device):
         x = x.contiguous(memory_format=torch.channels_last)
 
     model.train()
@@ -372,7 +377,7 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
     metric, mode = _check_sources(cfg, method, source, target, val_source, val_target)
     model.to(device)
     method.to(device)
-    if device.type == "cuda":
+    if _mixed_precision(cfg, device):
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, method, cfg)
     train_cfg = cfg.to_dict()

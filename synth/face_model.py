@@ -25,6 +25,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,24 @@ DENSE_SIZES = {"dense500": 500, "dense1001": 1001}
 JAW = range(17)
 CHIN = 8
 
+#: The iBug-68 left/right permutation (0-based): point ``k`` of a horizontally mirrored face
+#: is point ``IBUG68_MIRROR[k]`` of the original. A fact of the annotation scheme, not of
+#: any mesh: the jaw runs from one ear to the other, brows outer-to-inner on one side and
+#: inner-to-outer on the other, each eye clockwise in the image from its outer or inner
+#: corner, the lips from corner to corner. An involution; its fixed points are the chin (8),
+#: the nose bridge (27-30), the nose-base centre (33) and the lips' centre line (51, 57,
+#: 62, 66).
+IBUG68_MIRROR: tuple[int, ...] = (
+    16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,  # jaw 0-16
+    26, 25, 24, 23, 22, 21, 20, 19, 18, 17,                    # brows 17-21 | 22-26
+    27, 28, 29, 30,                                            # nose bridge
+    35, 34, 33, 32, 31,                                        # nose base 31-35
+    45, 44, 43, 42, 47, 46,                                    # eye 36-41 -> 45 44 43 42 47 46
+    39, 38, 37, 36, 41, 40,                                    # eye 42-47 -> 39 38 37 36 41 40
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55,            # outer lips 48-59
+    64, 63, 62, 61, 60, 67, 66, 65,                            # inner lips 60-67
+)
+
 
 @dataclass(frozen=True, eq=False)
 class FaceModel:
@@ -93,7 +112,9 @@ class FaceModel:
     contour_candidates: 17 int arrays, one per jaw point: a horizontal line of face
                        vertices across the cheek at that point's height, starting with
                        the landmark itself and running toward the face's midline.
-    dense_sets:        name -> vertex ids; the first 68 are ``landmarks68``.
+    dense_sets:        name -> vertex ids; the first 68 are ``landmarks68``. On a
+                       left/right symmetric mesh every set is closed under mirroring
+                       (see :func:`dense_sets`), and ``dense_mirror`` holds its permutation.
     source:            where it came from (a path, or ``builtin-fallback``).
     """
 
@@ -125,6 +146,19 @@ class FaceModel:
     @property
     def is_fallback(self) -> bool:
         return self.source == "builtin-fallback"
+
+    @cached_property
+    def dense_mirror(self) -> dict[str, np.ndarray]:
+        """name -> int32 permutation of each dense set that is closed under the mesh's
+        left/right mirror: point ``k`` of a mirrored face is point ``perm[k]``
+        (:func:`set_mirror_permutation`). Sets of an asymmetric mesh are left out."""
+        partner = mirror_partners(self.vertices[: self.face_vertex_count], self.landmarks68)
+        out = {}
+        for name, ids in self.dense_sets.items():
+            perm = set_mirror_permutation(ids, self.landmarks68, partner)
+            if perm is not None:
+                out[name] = perm
+        return out
 
 
 # --------------------------------------------------------------------------- derived sets
@@ -196,19 +230,129 @@ def farthest_point_sampling(points: np.ndarray, k: int, seeds: Sequence[int]) ->
     return np.asarray(chosen, dtype=np.int32)
 
 
+def symmetry_plane(points: np.ndarray, landmarks68: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(unit normal n, offset d)`` of the face's left/right symmetry plane ``n . p = d``,
+    from the iBug mirror pairs of the landmark vertices: the normal is their mean
+    difference direction, the offset the mean projection of their midpoints. The
+    landmarks are a few dozen well-spread pairs, so this is both cheap and robust."""
+    p = np.asarray(points, dtype=np.float64)
+    lm = np.asarray(landmarks68)
+    a, b = p[lm], p[lm[list(IBUG68_MIRROR)]]
+    diff = b - a
+    length = np.linalg.norm(diff, axis=1)
+    if not (length > 0).any():
+        raise ValueError("the landmark vertices have no distinct mirror pairs")
+    # each pair appears twice (a -> b and b -> a): orient all like the widest before summing
+    diff = diff * np.sign(diff @ diff[np.argmax(length)])[:, None]
+    n = diff.sum(0)
+    n /= np.linalg.norm(n)
+    return n, float((((a + b) / 2.0) @ n).mean())
+
+
+def mirror_partners(points: np.ndarray, landmarks68: np.ndarray,
+                    tol: float | None = None) -> np.ndarray | None:
+    """For each point (face vertices), its mirror vertex: reflect every point about
+    :func:`symmetry_plane` and take the nearest point; ``partner[i] = j`` only when the
+    match is mutual (``i``'s mirror is nearest ``j`` and ``j``'s nearest ``i``) and closer
+    than ``tol`` (default: a quarter of the mesh's median vertex spacing), else -1.
+    ``partner[i] == i`` on the midline. None when fewer than half the points find a
+    partner (not a symmetric mesh)."""
+    from scipy.spatial import cKDTree
+
+    p = np.asarray(points, dtype=np.float64)
+    n, d = symmetry_plane(p, landmarks68)
+    reflected = p - 2.0 * ((p @ n) - d)[:, None] * n[None, :]
+    tol = 0.25 * _median_spacing(p) if tol is None else tol
+    dist, near = cKDTree(p).query(reflected)
+    ok = (near[near] == np.arange(len(p))) & (dist <= tol)
+    if ok.mean() < 0.5:
+        return None
+    return np.where(ok, near, -1).astype(np.int64)
+
+
+def symmetric_farthest_point_sampling(points: np.ndarray, sizes: Sequence[int], seeds: Sequence[int],
+                                      partner: np.ndarray) -> np.ndarray:
+    """Farthest-point sampling in mirror pairs: after ``seeds`` (kept first, in order,
+    duplicates dropped), repeatedly take the point farthest from everything chosen and
+    its ``partner`` right after it (one point when it is its own partner). Each prefix of
+    length ``s`` in ``sizes`` is closed under ``partner``: where one slot is left before
+    such a size, the farthest self-mirrored (midline) point fills it. Points without a
+    partner, and the partners of the seeds (the seeds carry their own, semantic,
+    permutation), are never chosen. Deterministic (ties go to the lowest index)."""
+    p = np.asarray(points, dtype=np.float64)
+    partner = np.asarray(partner)
+    chosen: list[int] = []
+    for s in seeds:
+        if int(s) not in chosen:
+            chosen.append(int(s))
+    stops = sorted({int(k) for k in sizes})
+    if stops and stops[0] < len(chosen):
+        raise ValueError(f"size {stops[0]} is below the {len(chosen)} seed points")
+    ok = partner >= 0
+    ok[chosen] = False
+    ok[partner[chosen][partner[chosen] >= 0]] = False
+    midline = ok & (partner == np.arange(len(p)))
+    d = np.full(len(p), np.inf)
+    for s in chosen:
+        d = np.minimum(d, np.linalg.norm(p - p[s], axis=1))
+    for stop in stops:
+        while len(chosen) < stop:
+            pool = midline if stop - len(chosen) == 1 else ok
+            if not pool.any():
+                raise ValueError(f"cannot fill {stop} points in mirror pairs from {len(p)}")
+            i = int(np.argmax(np.where(pool, d, -np.inf)))
+            for j in dict.fromkeys((i, int(partner[i]))):
+                chosen.append(j)
+                ok[j] = midline[j] = False
+                d = np.minimum(d, np.linalg.norm(p - p[j], axis=1))
+    return np.asarray(chosen, dtype=np.int32)
+
+
+def set_mirror_permutation(ids: np.ndarray, landmarks68: np.ndarray,
+                           partner: np.ndarray | None) -> np.ndarray | None:
+    """The left/right permutation of a point set whose first 68 are ``landmarks68``:
+    :data:`IBUG68_MIRROR` on those, the mesh's mirror partners (:func:`mirror_partners`)
+    on the rest. None when the set is not closed under mirroring or the result is not an
+    involution."""
+    ids = np.asarray(ids)
+    if partner is None or len(ids) < len(IBUG68_MIRROR) or not np.array_equal(ids[:68], landmarks68):
+        return None
+    pos = np.full(len(partner), -1, dtype=np.int64)
+    pos[ids] = np.arange(len(ids))
+    mates = partner[ids[68:]]
+    perm = np.concatenate([np.asarray(IBUG68_MIRROR), np.where(mates >= 0, pos[mates], -1)])
+    if (perm[68:] < 68).any() or not np.array_equal(perm[perm], np.arange(len(ids))):
+        return None
+    return perm.astype(np.int32)
+
+
 def dense_sets(vertices: np.ndarray, landmarks68: np.ndarray, n_face: int,
                sizes: Mapping[str, int] = DENSE_SIZES) -> dict[str, np.ndarray]:
     """Dense landmark sets on the face area: the 68 landmark vertices first, then
-    farthest-point samples over face vertices (so every set is a superset of the 68 and
-    ``dense500`` is a prefix of ``dense1001``)."""
+    farthest-point samples over face vertices, so every set is a superset of the 68 and
+    ``dense500`` is a prefix of ``dense1001``.
+
+    On a left/right symmetric mesh the samples are drawn in mirror pairs
+    (:func:`symmetric_farthest_point_sampling`), so every set is closed under mirroring and
+    a horizontally flipped face has labels for all its points (``FaceModel.dense_mirror``).
+    A mesh without that symmetry gets plain farthest-point samples (and no flips)."""
+    v = np.asarray(vertices)[:n_face]
+    wanted = {name: k for name, k in sizes.items() if k <= n_face}
+    partner = mirror_partners(v, landmarks68)
+    if partner is not None:
+        try:
+            ids = symmetric_farthest_point_sampling(v, list(wanted.values()), landmarks68, partner)
+            return {name: ids[:k] for name, k in wanted.items()}
+        except ValueError:
+            pass  # too few pairs or no midline vertex: fall back to plain samples
     k_max = max(sizes.values())
-    ids = farthest_point_sampling(np.asarray(vertices)[:n_face], min(k_max, n_face), landmarks68)
+    ids = farthest_point_sampling(v, min(k_max, n_face), landmarks68)
     return {name: ids[:k] for name, k in sizes.items() if k <= len(ids)}
 
 
 def model_fingerprint(model: FaceModel) -> str:
-    """A short content hash of the model (geometry, landmarks, the first modes, names):
-    batches record it, since the same seed only gives the same bytes with the same model."""
+    """A short content hash of the model (geometry, landmarks, dense sets, the first modes,
+    names): batches record it, since the same seed only gives the same bytes with the same model."""
     import hashlib
 
     if model in _FINGERPRINTS:
@@ -217,6 +361,11 @@ def model_fingerprint(model: FaceModel) -> str:
     for a in (model.vertices, model.triangles, model.landmarks68,
               model.identity_basis[:3], model.expression_basis[:3]):
         h.update(np.ascontiguousarray(a).tobytes())
+    # the dense sets are derived, but how they are derived can change: a batch's dense
+    # labels must match the model it names
+    for name in sorted(model.dense_sets):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(model.dense_sets[name], dtype=np.int32).tobytes())
     h.update("|".join(model.expression_names).encode())
     h.update(f"{model.n_identity},{model.n_expression}".encode())
     fp = h.hexdigest()[:12]

@@ -11,6 +11,9 @@ and listed with sha256 and size in the manifest's ``extra_files`` (so
     landmarks/<set>.npy               float32 (n, D, 2) dense points (first 68 = points68)
     landmarks/<set>_visible.npy       bool (n, D)
     landmarks/<set>_vertex_ids.npy    int32 (D,) the face-model vertices of the set
+    landmarks/<set>_mirror.npy        int32 (D,) left/right permutation: point k of the
+                                      horizontally mirrored face is point mirror[k]
+                                      (absent for a set of an asymmetric face model)
 
 ``metadata.parquet`` has one row per sample: every factor value, the head pose
 (``yaw``, ``pitch``, ``roll``, rad), the crop box in source-camera pixels and how many
@@ -57,9 +60,10 @@ class FaceBatchWriter(BatchWriter):
     as extra files, so the manifest checksums them."""
 
     def __init__(self, out: str | Path, *, dense_ids: dict[str, np.ndarray], model: str,
-                 **kw: Any):
+                 dense_mirror: dict[str, np.ndarray] | None = None, **kw: Any):
         super().__init__(out, **kw)
         self.dense_ids = dense_ids
+        self.dense_mirror = dense_mirror or {}
         self.model = model
         self._labels: dict[str, list[np.ndarray]] = {}
 
@@ -75,6 +79,7 @@ class FaceBatchWriter(BatchWriter):
         files: dict[str, dict[str, Any]] = {}
         arrays = {k: np.concatenate(v) for k, v in self._labels.items() if k not in ("pose", "crop_box")}
         arrays.update({f"{k}_vertex_ids": np.asarray(v, dtype=np.int32) for k, v in self.dense_ids.items()})
+        arrays.update({f"{k}_mirror": np.asarray(v, dtype=np.int32) for k, v in self.dense_mirror.items()})
         for name, arr in arrays.items():
             rel = f"landmarks/{name}.npy"
             path = folder / rel
@@ -130,9 +135,10 @@ def generate_face_batch(
     gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
     scenes = sample_face_scenes(dist, n, seed)
     dense_ids = {s: gen.model.dense_sets[s] for s in gen.landmark_sets}
+    mirror = {s: gen.model.dense_mirror[s] for s in gen.landmark_sets if s in gen.model.dense_mirror}
     with FaceBatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=batch_settings(gen),
                          shard_size=shard_size, overwrite=overwrite, dense_ids=dense_ids,
-                         model=model_fingerprint(gen.model)) as w:
+                         dense_mirror=mirror, model=model_fingerprint(gen.model)) as w:
         for c in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
             k = len(c.images)
             part = {key: v[c.start:c.start + k] for key, v in scenes.items()}

@@ -109,13 +109,28 @@ class LandmarkTaskConfig:
     heatmap_weight: float = 0.0
     sigma: float = 1.0
     smooth_l1_beta: float = 0.01
+    wing_w: float = 0.08
+    wing_eps: float = 0.016
     max_scale: float = 0.05
     max_translate: float = 4.0
     p_geometry: float = 0.8
+    # "basic": small scale and shift (the options above) and photometric; "faces": the
+    # full face augmentation (models.landmark_augment: flips with ``mirror``, rotation,
+    # scale, occlusion, colour, blur, noise, JPEG), its defaults
+    augment: str = "basic"
+    mirror: list[int] | None = None  # the point layout's left/right permutation
 
     def __post_init__(self) -> None:
-        if self.coord not in ("l1", "smooth_l1"):
-            raise ValueError(f"coord must be 'l1' or 'smooth_l1', got {self.coord!r}")
+        if self.coord not in ("l1", "smooth_l1", "wing"):
+            raise ValueError(f"coord must be 'l1', 'smooth_l1' or 'wing', got {self.coord!r}")
+        if self.wing_w <= 0 or self.wing_eps <= 0:
+            raise ValueError(f"need wing_w > 0 and wing_eps > 0: {self}")
+        if self.augment not in ("basic", "faces"):
+            raise ValueError(f"augment must be 'basic' or 'faces', got {self.augment!r}")
+        if self.mirror is not None:
+            from models.landmark_augment import check_mirror
+
+            check_mirror(self.mirror)
         if self.coord_weight <= 0 or self.heatmap_weight < 0 or self.sigma <= 0:
             raise ValueError(f"need coord_weight > 0, heatmap_weight >= 0, sigma > 0: {self}")
 
@@ -126,7 +141,7 @@ class LandmarkTaskConfig:
     def loss_kwargs(self) -> dict[str, Any]:
         d = asdict(self)
         return {k: d[k] for k in ("coord", "coord_weight", "heatmap_weight", "sigma",
-                                  "smooth_l1_beta")}
+                                  "smooth_l1_beta", "wing_w", "wing_eps")}
 
 
 @register_task("landmarks")
@@ -159,6 +174,14 @@ class LandmarkTask:
     def augment(self, x: Tensor, labels: dict[str, Tensor], gen: torch.Generator,
                 cfg: Any) -> tuple[Tensor, dict[str, Tensor]]:
         t = self._cfg(cfg)
+        if t.augment == "faces":
+            from models.landmark_augment import FaceAugmentConfig, augment_faces
+
+            face_cfg = FaceAugmentConfig() if t.mirror is not None else FaceAugmentConfig(p_flip=0.0)
+            x, points, visible = augment_faces(x, gen, labels["points"], labels.get("visible"),
+                                               t.mirror, face_cfg)
+            return x, {**labels, "points": points,
+                       **({"visible": visible} if visible is not None else {})}
         geometry = GeometryConfig(t.max_scale, t.max_translate, t.p_geometry)
         x, points = augment_landmarks(x, gen, labels["points"], geometry, FACE_PHOTOMETRIC)
         return x, {**labels, "points": points}

@@ -50,13 +50,14 @@ def rewrite(src: Path, out: Path, *,
     labels = {k: np.array(v) for k, v in read_face_labels(src).items()}
     dense_ids = {k.removesuffix("_vertex_ids"): labels.pop(k) for k in list(labels)
                  if k.endswith("_vertex_ids")}
+    mirror = {k.removesuffix("_mirror"): labels.pop(k) for k in list(labels) if k.endswith("_mirror")}
     for edit, arg in ((edit_images, images), (edit_meta, meta), (edit_labels, labels)):
         if edit:
             edit(arg)
     doc = json.loads((src / "landmarks" / "landmarks.json").read_text())
     with FaceBatchWriter(out, task="landmarks", dist=r.distribution, seed=r.manifest["seed"], n=r.n,
                          generator=r.manifest["generator"], dense_ids=dense_ids,
-                         model=doc["model"]) as w:
+                         dense_mirror=mirror, model=doc["model"]) as w:
         w.add_labeled(images, meta, labels)
     return out
 

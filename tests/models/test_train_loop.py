@@ -402,3 +402,18 @@ def test_gaze_loss_options_are_task_kwargs_and_old_configs_read_back():
     assert TrainConfig.from_dict(old) == TrainConfig()
     old.update(reg="mse")
     assert TrainConfig.from_dict(old).task_kwargs == {"reg": "mse"}
+
+
+def test_cpu_amp_trains_in_bf16_and_resumes_either_way(tmp_path):
+    """``cpu_amp``: bf16 autocast and channels_last on the CPU; the run converges like
+    fp32 would (finite losses) and a run may resume with it switched."""
+    src, tgt, val_s, val_t = _sources()
+    res = train(_cfg("dann", steps=10, cpu_amp=True), src, tgt, tmp_path, val_source=val_s,
+                val_target=val_t)
+    assert all(math.isfinite(h["loss"]) for h in res.history)
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["step"] == 10 and all(v.dtype == torch.float32 for v in ck["model_state"].values()
+                                    if v.is_floating_point())  # weights stay fp32
+    # the same run read back without cpu_amp: accepted as the same config (resume-free)
+    again = train(_cfg("dann", steps=10), src, tgt, tmp_path, val_source=val_s, val_target=val_t)
+    assert again.steps == 10

@@ -3,6 +3,7 @@ head, and the derived landmark sets (contour candidates, dense sets)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from synth import face_model as fm
 from synth.face_fallback import fallback_face_model
 from synth.face_loading import load_face_model
 from synth.face_model import (
+    IBUG68_MIRROR,
     farthest_point_sampling,
     import_ict,
     model_fingerprint,
     read_obj,
+    symmetric_farthest_point_sampling,
 )
 from synthloop.errors import DataFormatError
 
@@ -191,7 +194,7 @@ def test_fallback_head_landmarks_sit_in_sensible_places():
 def test_dense_sets_and_contour_candidates():
     m = fallback_face_model()
     d5, d10 = m.dense_sets["dense500"], m.dense_sets["dense1001"]
-    assert len(d5) >= 490 and len(d10) == 1001
+    assert len(d5) == 500 and len(d10) == 1001
     assert np.array_equal(d10[:500], d5) and np.array_equal(d5[:68], m.landmarks68)
     assert len(np.unique(d10)) == 1001 and d10.max() < m.face_vertex_count
     cc = m.contour_candidates
@@ -216,6 +219,54 @@ def test_farthest_point_sampling_is_deterministic_and_spread():
 def test_fingerprint_tracks_content():
     m = fallback_face_model()
     assert model_fingerprint(m) == model_fingerprint(m) and len(model_fingerprint(m)) == 12
+    # the dense sets are derived, but a batch's dense labels depend on how: they count
+    other = dataclasses.replace(m, dense_sets={k: v[::-1].copy() for k, v in m.dense_sets.items()})
+    assert model_fingerprint(other) != model_fingerprint(m)
+
+
+# --------------------------------------------------------------------------- mirror symmetry
+
+
+def test_ibug68_mirror_is_the_annotation_schemes_involution():
+    m = np.asarray(IBUG68_MIRROR)
+    assert sorted(m) == list(range(68)) and np.array_equal(m[m], np.arange(68))
+    assert m[:17].tolist() == list(range(16, -1, -1))  # jaw: ear to ear
+    assert m[36:42].tolist() == [45, 44, 43, 42, 47, 46]  # outer, upper lid, inner, lower lid
+    assert set(m[36:42]) == set(range(42, 48))
+    assert np.array_equal(np.nonzero(m == np.arange(68))[0], [8, 27, 28, 29, 30, 33, 51, 57, 62, 66])
+
+
+def assert_mirror_consistent(model, atol):
+    """Every dense set is closed under the mesh's mirror: reflecting point i about x = 0
+    (the plane of both models) lands on point perm[i]; the first 68 use IBUG68_MIRROR."""
+    assert set(model.dense_mirror) == set(model.dense_sets)
+    for name, ids in model.dense_sets.items():
+        perm = model.dense_mirror[name]
+        assert np.array_equal(perm[perm], np.arange(len(ids)))
+        assert np.array_equal(perm[:68], IBUG68_MIRROR)
+        v = model.vertices[ids].astype(np.float64)
+        np.testing.assert_allclose(v[perm] * [-1, 1, 1], v, atol=atol)
+        assert np.array_equal(model.dense_mirror["dense1001"][:len(ids)], perm)  # a prefix
+        midline = perm == np.arange(len(ids))
+        assert midline.sum() >= 10 and np.abs(v[midline, 0]).max() < atol
+
+
+def test_dense_sets_are_sampled_in_mirror_pairs():
+    assert_mirror_consistent(fallback_face_model(), atol=1e-6)
+
+
+def test_symmetric_sampling_fills_odd_sizes_from_the_midline():
+    rng = np.random.default_rng(0)
+    half = rng.random((60, 2)) + [0.1, 0.0]
+    mid = np.c_[np.zeros(5), rng.random(5)]
+    pts = np.concatenate([half, half * [-1, 1], mid])
+    partner = np.concatenate([np.arange(60, 120), np.arange(60), np.arange(120, 125)])
+    ids = symmetric_farthest_point_sampling(pts, [11, 30, 41], [0, 60, 120], partner)
+    assert len(ids) == 41 and len(np.unique(ids)) == 41 and ids[:3].tolist() == [0, 60, 120]
+    for k in (11, 30, 41):
+        assert set(partner[ids[:k]]) == set(ids[:k])  # each prefix closed under mirroring
+    with pytest.raises(ValueError, match="mirror pairs"):  # an odd size and no midline point
+        symmetric_farthest_point_sampling(pts[:120], [5], [0, 60], partner[:120])
 
 
 # --------------------------------------------------------------------------- the real asset
@@ -227,6 +278,7 @@ def test_ict_asset_loads_with_derived_sets():
     assert m.n_vertices == fm.ICT_VERTEX_COUNT and m.n_identity == 100 and m.n_expression == 53
     assert m.face_vertex_count == fm.ICT_FACE_VERTICES and not m.is_fallback
     assert len(m.dense_sets["dense500"]) == 500 and len(m.dense_sets["dense1001"]) == 1001
+    assert_mirror_consistent(m, atol=0.02)  # ICT is symmetric to ~50 um
     assert all(len(c) >= 3 for j, c in enumerate(m.contour_candidates) if j != 8)
     parts = np.bincount(m.vertex_part, minlength=len(fm.PART_NAMES))
     assert parts[fm.SCLERA] and parts[fm.IRIS] and parts[fm.TEETH] and parts[fm.LASH]

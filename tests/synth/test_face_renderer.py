@@ -188,6 +188,7 @@ def test_face_batch_on_disk(head, tmp_path):
     lab = read_face_labels(path)
     assert lab["points68"].shape == (7, 68, 2) and lab["dense500_visible"].shape == (7, 500)
     assert np.array_equal(lab["dense500_vertex_ids"], head.dense_sets["dense500"])
+    assert np.array_equal(lab["dense500_mirror"], head.dense_mirror["dense500"])  # flips need it
     assert np.array_equal(meta["n_visible68"], lab["visible68"].sum(1))
     lab2 = read_face_labels(path2)
     assert all(np.array_equal(lab[k], lab2[k]) for k in lab)
