@@ -322,3 +322,26 @@ def test_resuming_a_checkpoint_from_before_tasks_existed(tmp_path):
     ck_b, b = _states(tmp_path / "old" / "last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert ck_b["step"] == 2 and ck_b["train_config"]["task"] == "gaze"
+
+
+def test_the_face_augmentation_is_the_task_s_when_asked_for(toy):
+    """``augment="faces"``: the task runs models.landmark_augment with the config's mirror
+    (points and visibility move with the pixels); a mirror that is no involution is refused."""
+    import torch
+
+    from models.landmark_augment import FaceAugmentConfig, augment_faces
+    from models.registry import create_task
+
+    src, *_ = toy
+    batch = src.batch(0)
+    identity = list(range(K))  # the dots are told apart by colour, not by side
+    cfg = _cfg("source_only", task_kwargs={"augment": "faces", "mirror": identity})
+    task = create_task("landmarks")
+    labels = task.labels(batch, torch.device("cpu"))
+    x, got = task.augment(batch["image"], labels, torch.Generator().manual_seed(3), cfg)
+    want = augment_faces(batch["image"], torch.Generator().manual_seed(3), labels["points"],
+                         labels["visible"], identity, FaceAugmentConfig())
+    assert torch.equal(x, want.images) and torch.equal(got["points"], want.points)
+    assert not torch.allclose(got["points"], labels["points"])  # something moved
+    with pytest.raises(ValueError, match="own inverse"):
+        _cfg("source_only", task_kwargs={"augment": "faces", "mirror": [1, 2, 0]})
