@@ -63,7 +63,9 @@ def soft_argmax(logits: Tensor, stride: float, beta: float | Tensor = 1.0) -> tu
         they stay accurate under bf16 autocast.
     """
     h, w = logits.shape[-2:]
-    z = logits.float() * beta
+    z = logits.float()
+    if not (isinstance(beta, (int, float)) and beta == 1):  # a full pass, and one back
+        z = z * beta
     probs = torch.softmax(z.flatten(-2), dim=-1)
     grid = probs.unflatten(-1, (h, w))
     cx = cell_centres(w, stride, logits.device, probs.dtype)

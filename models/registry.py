@@ -24,6 +24,7 @@ import models.gaze_net  # noqa: F401  registers the gaze models
 import models.hourglass  # noqa: F401  registers the landmark models
 import models.iwdan  # noqa: F401  registers IWDAN
 import models.label_transfer  # noqa: F401  registers the label-transfer net
+import models.landmark_resnet  # noqa: F401  registers the CPU-sized landmark models
 import models.tasks.gaze  # noqa: F401  registers the gaze task
 import models.tasks.landmarks  # noqa: F401  registers the landmark task
 from models.checkpoint import load_checkpoint, resolve_checkpoint
@@ -49,6 +50,7 @@ __all__ = [
     "load_model",
     "method_needs_target",
     "method_serves",
+    "model_input_size",
     "model_task",
     "register_method",
     "register_model",
@@ -73,6 +75,15 @@ def list_models(pattern: str | None = None, task: str | None = "gaze") -> list[s
 def model_task(name: str) -> str:
     """The task a registered model serves (``"gaze"``, ``"landmarks"``...)."""
     return MODELS.tags(name)["task"]
+
+
+def model_input_size(name: str, **cfg: Any) -> int | None:
+    """The crop size in pixels that model ``name`` (with ``cfg``) is trained and served
+    at, its ``input_size``; None for a model without one. Builds the model once to ask,
+    without touching the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        size = getattr(create_model(name, **cfg), "input_size", None)
+    return None if size is None else int(size)
 
 
 def create_method(name: str, **cfg: Any) -> Any:

@@ -91,9 +91,9 @@ def load_real_faces(data: str | Path | FaceSet | RealFaces, size: int = 128, *,
     malformed folder raises DataFormatError naming it (or the offending file).
     """
     if isinstance(data, RealFaces):
-        if data.size != size:
-            raise ValueError(f"faces were cropped at {data.size}, asked for {size}")
-        return data
+        if data.size == size:
+            return data
+        data = data.face_set  # the same faces, cropped again at this size (cached per image)
     fs = data if isinstance(data, FaceSet) else read_landmark_folder(data, require_labels=require_labels)
     if len(fs) == 0:
         raise DataFormatError(fs.source or str(data), "no faces (images with .pts files) found")

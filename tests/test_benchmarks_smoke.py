@@ -51,3 +51,21 @@ def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
                                               "syn+real_all"}
     labeled = res["runs"]["real_1"][0]["labeled_subjects"]
     assert len(labeled) == 1 and (tmp_path / "real_gaze_quick.png").is_file()
+
+
+def test_landmark_step_benchmark(tmp_path):
+    out = _run("benchmarks.bench_landmark_step", "--quick", tmp_path=tmp_path)
+    assert "landmark_resnet_s" in out
+    rows = json.loads((tmp_path / "landmark_step_quick.json").read_text())["rows"]
+    assert rows and all(r["ms_median"] > 0 for r in rows if "ms_median" in r)
+
+
+def test_landmark_label_efficiency_benchmark(tmp_path):
+    lfpw = REPO.parent / "shared" / "data" / "real" / "lfpw-train"
+    if not lfpw.is_dir():
+        pytest.skip("needs ../shared (LFPW)")
+    out = _run("benchmarks.bench_landmark_label_efficiency", "--quick", tmp_path=tmp_path)
+    assert "nme_io_median" in out
+    res = json.loads((tmp_path / "landmark_label_efficiency_quick.json").read_text())
+    (row,) = res["rows"]
+    assert row["n"] == 8 and row["nme_io"] > 0 and 0 <= row["failure_010"] <= 1

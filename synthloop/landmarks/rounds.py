@@ -30,7 +30,10 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
     crops, unlabeled, as the target."""
     import torch
 
+    from models.crop_resize import ResizedSource
     from models.data import ArraySource, ShardSource
+    from models.registry import model_input_size
+    from realdata.real_faces import load_real_faces
     from synth.shards import open_for_training
 
     reader = open_for_training(batch_dir)
@@ -40,13 +43,17 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
         cfg, k, task="landmarks", select="source_error",
         model_kwargs={**(cfg.model_kwargs or {}), "num_points": int(pts.shape[1])})
     seed = cfg_t.seed
+    size = model_input_size(cfg_t.model, **cfg_t.model_kwargs) or 128  # crops the model takes
     syn_train, syn_val = validation_split(len(reader), 0.05, seed, VAL_SOURCE_MAX)
-    source = ShardSource(reader, cfg.batch_size, seed, labels, indices=syn_train)
-    val = ShardSource(reader, 1, seed, labels, indices=syn_val).gather(np.arange(len(syn_val)))
+    source = ResizedSource(ShardSource(reader, cfg.batch_size, seed, labels, indices=syn_train),
+                           size)
+    val = ResizedSource(ShardSource(reader, 1, seed, labels, indices=syn_val), size) \
+        .gather(np.arange(len(syn_val)))
     target = val_target = None
     if cfg.method != "source_only":
-        target = ArraySource(real.images[real.analysis], cfg.batch_size, seed + 1)
-        val_target = {"image": torch.from_numpy(real.source.nchw(real.analysis[:VAL_TARGET_N]))}
+        faces = load_real_faces(real.source, size)
+        target = ArraySource(faces.images[real.analysis], cfg.batch_size, seed + 1)
+        val_target = {"image": torch.from_numpy(faces.nchw(real.analysis[:VAL_TARGET_N]))}
     return train_in_round(settings, lid=lid, k=k, train_config=cfg_t, source=source,
                           target=target, val_source=val, val_target=val_target,
                           init_from=init_from, mlflow_run_id=mlflow_run_id, report=report,
@@ -61,12 +68,14 @@ def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, che
     import torch
 
     from analysis.landmark_eval import evaluate_landmarks, nme
+    from realdata.real_faces import load_real_faces
     from synthloop.landmarks.transfer import fit_transfer_on_real
 
-    faces, points = real.source, real.labels["points"]
+    points = real.labels["points"]
     steps = cfg.transfer_steps if cfg.transfer_steps is not None else TRANSFER_STEPS
-    tm = fit_transfer_on_real(checkpoint, faces.subset(real.analysis), steps=steps,
+    tm = fit_transfer_on_real(checkpoint, real.source.subset(real.analysis), steps=steps,
                               seed=round_seed(cfg, k, 3))
+    faces = load_real_faces(real.source, int(getattr(tm.predictor.net, "input_size", 128)))
     crop_pred = tm.predictor.eval().predict_batches(torch.from_numpy(faces.nchw()), 64)
     crop_pred = crop_pred.float().cpu().numpy()
     pred = np.stack([tf.from_crop(p) for tf, p in zip(faces.transforms, crop_pred, strict=True)])

@@ -124,12 +124,14 @@ class TrainingData:
 def training_data(settings: Settings, *, source: str | None, n_source: int, seed: int,
                   points: str, dense_set: str | None, supervise_occluded: bool,
                   real_labeled: str | None, real_fraction: float, real_val_fraction: float,
-                  target: str | None, batch_size: int, log) -> TrainingData:
+                  target: str | None, batch_size: int, log, crop_size: int = 128) -> TrainingData:
     """Sources and validation batches. Synthetic: 5 % of the batch (at most 256 faces)
     held out for checkpoint selection. Syn+real (``real_fraction > 0``): batches of
     synthetic + real faces in the layout's channels, and selection on the held-out real
     faces instead, the data the model is for. Target: 20 % (at most 256) held out for the
-    label-free scores, as in the gaze jobs."""
+    label-free scores, as in the gaze jobs. Every image comes at ``crop_size`` px (the
+    model's input size): real faces are cropped at it, synthetic ones resampled to it."""
+    from models.crop_resize import ResizedSource
     from models.data import ArraySource, ConcatSource, ShardSource
 
     reader = prepare_training_batch(settings, "landmarks", source=source, n=n_source, seed=seed,
@@ -145,12 +147,13 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
         syn_val = syn_train  # a one-face batch: nothing to hold out
     syn_labels = pad_labels(syn_pts, syn_w, layout, real=False)
     n_real = min(max(int(round(batch_size * real_fraction)), 1), batch_size - 1) if mixed else 0
-    syn_src = ShardSource(reader, batch_size - n_real, seed, syn_labels, indices=syn_train)
+    syn_src = ResizedSource(ShardSource(reader, batch_size - n_real, seed, syn_labels,
+                                        indices=syn_train), crop_size)
     d = TrainingData(reader, set_name, syn_pts, layout, n_real, syn_src,
-                     ShardSource(reader, 1, seed, syn_labels, indices=syn_val)
-                      .gather(np.arange(len(syn_val))))
+                     ResizedSource(ShardSource(reader, 1, seed, syn_labels, indices=syn_val),
+                                   crop_size).gather(np.arange(len(syn_val))))
     if real_labeled is not None:
-        d.real = load_real_faces(real_labeled)
+        d.real = load_real_faces(real_labeled, crop_size)
         d.real_train, d.real_val = validation_split(len(d.real), real_val_fraction, seed, len(d.real))
     if mixed:
         assert d.real is not None and d.real_train is not None and d.real_val is not None
@@ -162,7 +165,7 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
             d.val_source = {"image": torch.from_numpy(d.real.nchw(d.real_val)),
                             **{k: torch.from_numpy(v) for k, v in vpad.items()}}
     if target is not None:
-        d.target = load_real_faces(target, require_labels=False)
+        d.target = load_real_faces(target, crop_size, require_labels=False)
         t_train, t_val = validation_split(len(d.target), 0.2, seed, VAL_TARGET_MAX)
         d.target_source = ArraySource(d.target.images[t_train], batch_size, seed + 1)
         d.val_target = {"image": torch.from_numpy(d.target.nchw(t_val if len(t_val) else t_train))}

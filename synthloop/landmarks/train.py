@@ -88,7 +88,7 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
     images per step); 0.3 s with ``points="68"``. The dense heads and their soft-argmax
     dominate, hence the 68-point option for quick runs.
     """
-    from models.registry import list_methods, method_needs_target
+    from models.registry import list_methods, method_needs_target, model_input_size
     from models.train import TrainConfig
 
     if method not in list_methods():
@@ -104,12 +104,14 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                          "put real faces in the source domain; use real_fraction=0 (label "
                          "transfer after DA) or method='source_only'")
 
-    _read_real_folders_first(out, real_labeled, target if needs_target else None)
+    crop_size = model_input_size(model, **(model_kwargs or {})) or 128
+    _read_real_folders_first(out, real_labeled, target if needs_target else None, crop_size)
     d = training_data(settings, source=source, n_source=n_source, seed=seed, points=points,
                       dense_set=dense_set, supervise_occluded=supervise_occluded,
                       real_labeled=real_labeled, real_fraction=real_fraction if mixed else 0.0,
                       real_val_fraction=real_val_fraction,
-                      target=target if needs_target else None, batch_size=batch_size, log=log)
+                      target=target if needs_target else None, batch_size=batch_size, log=log,
+                      crop_size=crop_size)
     if target is not None and not needs_target:
         log(f"note: {method} trains without target images; --target {target} is ignored")
     reader, layout, real, tgt = d.reader, d.layout, d.real, d.target
@@ -168,7 +170,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                        layout.to_dict(), route_nme)
 
 
-def _read_real_folders_first(out: str, real_labeled: str | None, target: str | None) -> None:
+def _read_real_folders_first(out: str, real_labeled: str | None, target: str | None,
+                             crop_size: int) -> None:
     """Read the user's folders before the source batch is generated and validated (which
     can take minutes), so a damaged one fails at once. The crops are cached in memory
     (:func:`realdata.real_faces.load_real_faces`): reading them again later is cheap."""
@@ -176,9 +179,9 @@ def _read_real_folders_first(out: str, real_labeled: str | None, target: str | N
 
     check_output_dir(out)
     if real_labeled is not None:
-        load_real_faces(real_labeled)
+        load_real_faces(real_labeled, crop_size)
     if target is not None:
-        load_real_faces(target, require_labels=False)
+        load_real_faces(target, crop_size, require_labels=False)
 
 
 def _choose_route(run: TrainingRun, net: nn.Module, d: TrainingData, transfer_steps: int,
