@@ -36,7 +36,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
           "real data: none beside the project; running on the built-in simulated target (a "
           "simulation, not real data)", file=sys.stderr)
     print(f"{a.rounds} rounds of {a.n:,} synthetic eyes and {a.steps} training steps each "
-          "(about a minute a round on 2 free cores)", file=sys.stderr)
+          "(20 s to a minute a round on 2 cores)", file=sys.stderr)
     loop = dict(rounds=a.rounds, n_per_round=a.n, steps_per_round=a.steps, method=d["method"],
                 patience=d["patience"], min_improvement=d["min_improvement"],
                 holdout_frac=d["holdout_frac"])
