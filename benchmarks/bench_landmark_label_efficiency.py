@@ -1,28 +1,38 @@
-"""Landmarks on real LFPW faces by the number of labeled real faces: the label-efficiency
-benchmark of issue 13, arm (a) real only so far.
+"""Landmarks on real LFPW faces by the number of labeled real faces, four ways of using
+synthetic faces: the label-efficiency benchmark of issue 13.
 
     python -m benchmarks.bench_landmark_label_efficiency [--n 25 100 645] [--seeds 0 1 2]
-        [--steps 3000] [--model landmark_resnet_s]
+        [--arms a b c d] [--steps 3000] [--n-source 4000] [--model landmark_resnet_s]
     python -m benchmarks.bench_landmark_label_efficiency --quick     # smoke run, not results
 
 Real data: ``../shared/data/real/lfpw-train`` split 645/160 by ``split_face_folder`` (the
-case study's split). An arm with ``n`` labeled faces trains on the first ``n`` of a
-seeded permutation of the 645; the 160 are only scored, as crops by the shared protocol,
-with test-time flip averaging. The recipe: the model's crops, the full face
-augmentation with the iBug-68 mirror permutation (``models.landmark_augment``), Wing
-loss on the soft-argmax coordinates, AdamW with warm-up and cosine decay, bf16 autocast
-and channels_last on the CPU. The last checkpoint is scored (no selection on test faces).
+case study's split). An arm with ``n`` labeled faces uses the first ``n`` of a seeded
+permutation of the 645; the 160 are only scored, as crops by the shared protocol, with
+test-time flip averaging (the layout's mirror permutation). Arms, each at the same
+budget of ``--steps`` steps of ``--batch-size`` images (DA steps carry as many target
+images again, so DALN gets half the steps):
 
-Columns: NME inter-ocular and inter-pupil (%, the 160 faces, mean over faces), failure
-rate (share of faces above 10% inter-ocular), training minutes. Median and spread over
-seeds per ``n``. Writes benchmarks/results/landmark_label_efficiency.json and a plot.
-Arms (b) synthetic + transfer, (c) synthetic pre-training + real and (d) DALN are not
-built yet.
+- (a) real only: the ``n`` faces, 68 points;
+- (b) synthetic only (the dense set), then the label-transfer network fitted on the
+  ``n`` faces' dense predictions (the synthetic model is shared by every ``n``);
+- (c) synthetic pre-training (half the steps, shared by every ``n``), then synthetic +
+  the ``n`` real faces jointly (half the steps; the real 68 head starts at the dense
+  set's iBug vertices, ``synthloop.landmarks.warm_start``), scored on the real head;
+- (d) DALN with the 645 real training images unlabeled (half the steps), then the
+  transfer fitted on the ``n`` faces.
+
+The recipe is ``models.landmark_recipe`` for every arm (Wing loss, face augmentation with
+flips, bf16 on the CPU, weight average); the last checkpoint is scored (no selection on
+test faces). Columns: NME inter-ocular and inter-pupil (%, the 160 faces), failure rate
+(share above 10% inter-ocular), training minutes (shared pre-training counted in full
+for every ``n``). Median and range over seeds. Writes
+benchmarks/results/landmark_label_efficiency.json and a plot.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -31,67 +41,196 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine, print_table, save
+from models.landmark_recipe import EMA_DECAY
 
 LFPW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lfpw-train"
 RESULTS = Path(__file__).resolve().parent / "results"
+ARMS = {"a": "a real only", "b": "b synthetic + transfer", "c": "c syn pre-train + syn/real",
+        "d": "d DALN + transfer"}
 
 
-def _recipe(model: str, steps: int, batch_size: int, seed: int):
+def _recipe(model: str, steps: int, batch_size: int, seed: int, ema: float | None):
+    from models.landmark_recipe import landmark_recipe
     from models.train import TrainConfig
     from synth.face_model import IBUG68_MIRROR
 
     return TrainConfig(
         task="landmarks", model=model, model_kwargs={"num_points": 68}, method="source_only",
-        steps=steps, batch_size=batch_size, lr=2e-3, weight_decay=1e-4,
-        warmup=max(1, min(200, steps // 20)), seed=seed, select="source_error", cpu_amp=True,
+        steps=steps, batch_size=batch_size, seed=seed, select="source_error",
         eval_every=steps, ckpt_every=max(1, steps // 4), log_every=max(1, steps // 20),
-        task_kwargs={"coord": "wing", "augment": "faces", "mirror": list(map(int, IBUG68_MIRROR))})
+        **landmark_recipe(IBUG68_MIRROR, steps=steps, ema=ema))
 
 
-def run_arm(train_faces, test_faces, n: int, seed: int, steps: int, model: str, batch_size: int,
-            out: Path) -> dict:
-    """Arm (a): a model trained on ``n`` real faces only; scored on the test faces."""
-    import torch
+def _timed(out: Path, fn) -> float:
+    """Run ``fn()`` unless ``out`` holds a finished run; its training minutes either way."""
+    marker = out / "bench_minutes.json"
+    if not marker.is_file():
+        t0 = time.perf_counter()
+        fn()
+        marker.write_text(json.dumps({"minutes": (time.perf_counter() - t0) / 60}))
+    return float(json.loads(marker.read_text())["minutes"])
 
-    from analysis.landmark_eval import evaluate_landmarks
-    from models.data import ArraySource
-    from models.predict import predict_points_flip_averaged
-    from models.registry import load_model
-    from models.train import train
-    from synth.face_model import IBUG68_MIRROR
 
-    order = np.random.default_rng(seed).permutation(len(train_faces.images))[:n]
-    images = train_faces.images[order]
-    pts = train_faces.points[order].astype(np.float32)
-    src = ArraySource(images, batch_size, seed,
-                      labels={"points": pts, "visible": np.ones(pts.shape[:2], np.float32)})
-    val = {"image": torch.from_numpy(train_faces.nchw(order[:32])),
-           "points": torch.from_numpy(np.ascontiguousarray(pts[:32]))}
-    cfg = _recipe(model, steps, batch_size, seed)
-    t0 = time.perf_counter()
-    train(cfg, src, None, out, val_source=val, resume=True)
-    minutes = (time.perf_counter() - t0) / 60
-    net = load_model(out / "last.pt").eval()
-    pred = predict_points_flip_averaged(net, torch.from_numpy(test_faces.nchw()),
-                                        list(map(int, IBUG68_MIRROR)), amp=False).numpy()
-    ev = evaluate_landmarks(pred, test_faces.points)
-    return {"arm": "a real only", "n": n, "seed": seed, "steps": steps, "model": model,
-            "nme_io": float(ev["nme_inter_ocular"]), "nme_ip": float(ev["nme_inter_pupil"]),
-            "failure_010": float(ev["failure_rate_010"]), "train_minutes": round(minutes, 2)}
+class Bench:
+    """The data and settings every arm shares; ``arm_*`` return rows per ``n``."""
+
+    def __init__(self, a, settings, train_set, test_set, train_faces, test_faces):
+        self.a, self.settings = a, settings
+        self.train_set, self.test_set = train_set, test_set
+        self.train_faces, self.test_faces = train_faces, test_faces
+        self.root = settings.root / ("label-efficiency" + ("-quick" if a.quick else ""))
+        self.ema = a.ema or None
+        self._batch = None
+
+    def labeled(self, n: int, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).permutation(len(self.train_faces.images))[:n]
+
+    @property
+    def batch(self) -> str:
+        """The synthetic face batch of arms b-d (generated once, seed 0, then reused)."""
+        if self._batch is None:
+            from synthloop.batches import prepare_training_batch
+
+            reader = prepare_training_batch(self.settings, "landmarks", source=None,
+                                            n=self.a.n_source, seed=0, log=print)
+            self._batch = str(reader.path)
+        return self._batch
+
+    def score(self, net, mirror, pick) -> dict:
+        """NMEs on the test faces of ``pick(all channels)``, flip-averaged."""
+        import torch
+
+        from analysis.landmark_eval import evaluate_landmarks
+        from models.predict import predict_points_flip_averaged
+
+        coords = predict_points_flip_averaged(net.eval(), torch.from_numpy(self.test_faces.nchw()),
+                                              mirror, amp=False)
+        ev = evaluate_landmarks(pick(coords).numpy(), self.test_faces.points)
+        return {"nme_io": float(ev["nme_inter_ocular"]), "nme_ip": float(ev["nme_inter_pupil"]),
+                "failure_010": float(ev["failure_rate_010"])}
+
+    def synthetic(self, name: str, seed: int, steps: int, **kw) -> tuple[Path, float]:
+        from synthloop.landmarks.train import train_landmarks
+
+        out = self.root / f"{self.a.model}-{name}-s{seed}-steps{steps}-syn{self.a.n_source}"
+        minutes = _timed(out, lambda: train_landmarks(
+            self.settings, out=str(out), source=self.batch, steps=steps, seed=seed,
+            model=self.a.model, batch_size=self.a.batch_size, register=False,
+            log=lambda *_: None, run_name=f"label-efficiency-{name}-s{seed}",
+            train_overrides={"ema": self.ema}, **kw))
+        return out, minutes
+
+    def transferred(self, run: Path, seed: int, minutes: float, arm: str) -> list[dict]:
+        """Rows of a dense model + the transfer fitted on each ``n``'s faces."""
+        import torch
+
+        from models.label_transfer import apply_label_transfer, fit_label_transfer
+        from models.predict import predict_points_flip_averaged
+        from models.registry import load_model
+
+        net = load_model(run / "last.pt").eval()
+        mirror = self.dense_mirror()
+        dense = predict_points_flip_averaged(net, torch.from_numpy(self.train_faces.nchw()), mirror,
+                                             amp=False)
+        rows = []
+        for n in self.a.n:
+            idx = self.labeled(n, seed)
+            t0 = time.perf_counter()
+            fit = fit_label_transfer(dense[idx], torch.from_numpy(self.train_faces.points[idx]).float(),
+                                     self.a.transfer_steps, seed)
+            fit_min = (time.perf_counter() - t0) / 60
+            r = self.score(net, mirror, lambda c, m=fit.model: apply_label_transfer(m, c))
+            rows.append(self.row(arm, n, seed, r, minutes + fit_min))
+        return rows
+
+    def dense_mirror(self) -> np.ndarray:
+        from synthloop.landmarks.source import synthetic_labels
+
+        mirror = synthetic_labels(self.batch).mirror
+        if mirror is None:
+            raise SystemExit(f"{self.batch}: a face batch without mirror pairs; regenerate it")
+        return mirror
+
+    def row(self, arm: str, n: int, seed: int, r: dict, minutes: float) -> dict:
+        row = {"arm": ARMS[arm], "n": n, "seed": seed, "steps": self.a.steps, "model": self.a.model,
+               "ema": self.ema, **r, "train_minutes": round(minutes, 2)}
+        print(f"{ARMS[arm]}, n={n}, seed={seed}: io {r['nme_io']:.2f}%  ip {r['nme_ip']:.2f}%  "
+              f"fail {100 * r['failure_010']:.1f}%  {minutes:.1f} min", file=sys.stderr, flush=True)
+        return row
+
+    # ------------------------------------------------------------------ the arms
+
+    def arm_a(self, seed: int) -> list[dict]:
+        import torch
+
+        from models.data import ArraySource
+        from models.registry import load_model
+        from models.train import train
+        from synth.face_model import IBUG68_MIRROR
+
+        rows = []
+        for n in self.a.n:
+            order = self.labeled(n, seed)
+            pts = self.train_faces.points[order].astype(np.float32)
+            src = ArraySource(self.train_faces.images[order], self.a.batch_size, seed,
+                              labels={"points": pts, "visible": np.ones(pts.shape[:2], np.float32)})
+            val = {"image": torch.from_numpy(self.train_faces.nchw(order[:32])),
+                   "points": torch.from_numpy(np.ascontiguousarray(pts[:32]))}
+            cfg = _recipe(self.a.model, self.a.steps, self.a.batch_size, seed, self.ema)
+            out = self.root / (f"{self.a.model}-a-n{n}-s{seed}-steps{self.a.steps}"
+                               + (f"-ema{self.ema}" if self.ema else ""))
+            minutes = _timed(out, lambda: train(cfg, src, None, out, val_source=val, resume=True))
+            r = self.score(load_model(out / "last.pt"), IBUG68_MIRROR, lambda c: c)
+            rows.append(self.row("a", n, seed, r, minutes))
+        return rows
+
+    def arm_b(self, seed: int) -> list[dict]:
+        run, minutes = self.synthetic("b", seed, self.a.steps)
+        return self.transferred(run, seed, minutes, "b")
+
+    def arm_c(self, seed: int) -> list[dict]:
+        from models.landmark_augment import layout_mirror
+        from models.registry import load_model
+
+        half = max(1, self.a.steps // 2)
+        pre, pre_min = self.synthetic("c-pre", seed, half)
+        mirror = layout_mirror(self.dense_mirror(), real_head=True)
+        rows = []
+        for n in self.a.n:
+            real = self.train_set.subset(self.labeled(n, seed).tolist())
+            run, minutes = self.synthetic(f"c-n{n}", seed, half, real_labeled=real,
+                                          real_fraction=0.5, real_val_fraction=0.0,
+                                          transfer_steps=self.a.transfer_steps,
+                                          init_weights=str(pre / "last.pt"))
+            net = load_model(run / "last.pt")
+            d = len(mirror) - 68
+            rows.append(self.row("c", n, seed, self.score(net, mirror, lambda c, d=d: c[:, d:]),
+                                 pre_min + minutes))
+        return rows
+
+    def arm_d(self, seed: int) -> list[dict]:
+        run, minutes = self.synthetic("d-daln", seed, max(1, self.a.steps // 2), method="daln",
+                                      target=self.train_set)
+        return self.transferred(run, seed, minutes, "d")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[25, 100, 645])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces (arms b-d)")
+    ap.add_argument("--transfer-steps", type=int, default=2000)
     ap.add_argument("--model", default="landmark_resnet_s")
+    ap.add_argument("--ema", type=float, default=EMA_DECAY,
+                    help="weight-average decay; 0 = score the online weights")
     ap.add_argument("--real", default=str(LFPW), help="images + .pts (split 645/160)")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args(argv)
     if a.quick:
-        a.n, a.seeds, a.steps, a.batch_size = [8], [0], 4, 4
+        a.n, a.seeds, a.steps, a.batch_size, a.n_source, a.transfer_steps = [8], [0], 4, 4, 16, 5
     if not Path(a.real).is_dir():
         print(f"no real faces at {a.real}: this benchmark needs ../shared (LFPW)", file=sys.stderr)
         return 2
@@ -110,27 +249,20 @@ def main(argv: list[str] | None = None) -> int:
     train_set, test_set = split_face_folder(a.real, n_test=160 if not a.quick else 8, seed=0)
     if a.quick:
         train_set = train_set.subset(list(range(16)))
-    train_faces, test_faces = load_real_faces(train_set, size), load_real_faces(test_set, size)
-    root = settings.root / "label-efficiency"
-    rows = []
-    for n in a.n:
-        for seed in a.seeds:
-            out = root / f"{a.model}-a-n{n}-s{seed}-steps{a.steps}"
-            row = run_arm(train_faces, test_faces, min(n, len(train_faces.images)), seed, a.steps,
-                          a.model, a.batch_size, out)
-            print(f"n={n} seed={seed}: io {row['nme_io']:.2f}%  ip {row['nme_ip']:.2f}%  "
-                  f"fail {100 * row['failure_010']:.1f}%  {row['train_minutes']:.1f} min",
-                  file=sys.stderr, flush=True)
-            rows.append(row)
+    bench = Bench(a, settings, train_set, test_set, load_real_faces(train_set, size),
+                  load_real_faces(test_set, size))
+    rows = [r for seed in a.seeds for arm in a.arms for r in getattr(bench, f"arm_{arm}")(seed)]
     summary = []
-    for n in a.n:
-        mine = [r for r in rows if r["n"] == n]
-        summary.append({"arm": "a real only", "n": n, "seeds": len(mine),
-                        "nme_io_median": round(float(np.median([r["nme_io"] for r in mine])), 2),
-                        "nme_io_range": f"{min(r['nme_io'] for r in mine):.2f}-{max(r['nme_io'] for r in mine):.2f}",
-                        "nme_ip_median": round(float(np.median([r["nme_ip"] for r in mine])), 2),
-                        "failure_median": round(float(np.median([r["failure_010"] for r in mine])), 3),
-                        "train_minutes_median": round(float(np.median([r["train_minutes"] for r in mine])), 1)})
+    for arm in a.arms:
+        for n in a.n:
+            mine = [r for r in rows if r["n"] == n and r["arm"] == ARMS[arm]]
+            io = [r["nme_io"] for r in mine]
+            summary.append({"arm": ARMS[arm], "n": n, "seeds": len(mine),
+                            "nme_io_median": round(float(np.median(io)), 2),
+                            "nme_io_range": f"{min(io):.2f}-{max(io):.2f}",
+                            "nme_ip_median": round(float(np.median([r["nme_ip"] for r in mine])), 2),
+                            "failure_median": round(float(np.median([r["failure_010"] for r in mine])), 3),
+                            "train_minutes_median": round(float(np.median([r["train_minutes"] for r in mine])), 1)})
     print_table(summary, list(summary[0]))
     if not a.quick:
         _plot(summary, RESULTS / "landmark_label_efficiency.png")
@@ -145,12 +277,14 @@ def _plot(summary: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([s["n"] for s in summary], [s["nme_io_median"] for s in summary], "o-", label="real only")
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for arm in dict.fromkeys(s["arm"] for s in summary):
+        mine = [s for s in summary if s["arm"] == arm]
+        ax.plot([s["n"] for s in mine], [s["nme_io_median"] for s in mine], "o-", label=arm)
     ax.set_xscale("log")
     ax.set_xlabel("labeled real faces")
     ax.set_ylabel("NME inter-ocular (%), 160 LFPW test faces")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

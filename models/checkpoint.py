@@ -12,6 +12,10 @@ A checkpoint is a ``torch.save``-d dict of plain types and tensors (loadable wit
     method_name, method_state                  -> the DA method's own parameters
                                                   (DANN's discriminator; empty otherwise)
     optimizer_state                            -> None in best.pt (not needed to deploy)
+    online_state                               -> with a weight average (TrainConfig.ema):
+                                                  the optimiser's own weights, which a
+                                                  resume continues; model_state is then the
+                                                  average (what is evaluated and served)
     step, train_config, metrics, extra
 
 Writes are atomic (temp file in the same folder, fsync, ``os.replace``): a crash or a
@@ -56,6 +60,7 @@ def save_checkpoint(
     *,
     model_name: str | None = None,
     metrics: dict[str, float] | None = None,
+    online_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically; returns its path.
 
@@ -87,6 +92,8 @@ def save_checkpoint(
         "metrics": dict(metrics or {}),
         "extra": dict(extra or {}),
     }
+    if online_state is not None:
+        obj["online_state"] = online_state
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:

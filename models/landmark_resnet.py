@@ -35,7 +35,7 @@ and served at, which the data path reads to crop faces (``models.registry.model_
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -197,6 +197,24 @@ class LandmarkResNet(nn.Module):
     @property
     def beta(self) -> Tensor:
         return self.log_beta.exp()
+
+    @torch.no_grad()
+    def grown(self, rows: Any) -> LandmarkResNet:
+        """A copy with heatmap channels appended, channel ``K + i`` starting as channel
+        ``rows[i]``: how a syn+real model (dense channels + a real 68 head) starts from a
+        model pre-trained on the dense set alone, its 68 head at the dense set's iBug
+        vertices (the set's first 68 points) rather than at random. The heatmap stride
+        must not change with the point count (both sides of ``DENSE_FROM``)."""
+        rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        cfg = replace(self.cfg, num_points=self.cfg.num_points + len(rows))
+        if cfg.resolved_stride != self.cfg.resolved_stride:
+            raise ValueError(f"{self.cfg.num_points} -> {cfg.num_points} points changes the "
+                             "heatmap stride; set heatmap_stride explicitly")
+        out = LandmarkResNet(cfg)
+        state = dict(self.state_dict())
+        state["head_weight"] = torch.cat([self.head_weight, self.head_weight[rows]])
+        out.load_state_dict(state)
+        return out
 
     def heatmap_head(self, head_features: Tensor) -> Tensor:
         """``(N, F, H, W) -> (N, K, H, W)`` beta-scaled logits, float32.

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from models.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
 from models.data import BatchSource, step_seed
+from models.ema import WeightEMA
 from models.evaluate import evaluate
 from models.registry import create_method, create_model, create_task
 from models.schedules import grl_coeff, warmup_cosine
@@ -304,15 +305,19 @@ class _Progress:
 
 def _restore_or_init(cfg: TrainConfig, model: nn.Module, method: nn.Module,
                      opt: torch.optim.Optimizer, out_dir: Path, device: torch.device, *,
-                     resume: bool, init_weights: str | Path | None) -> tuple[int, _Progress]:
+                     resume: bool, init_weights: str | Path | None,
+                     ema: WeightEMA | None) -> tuple[int, _Progress]:
     """``(start step, progress)``: continued from ``out_dir/last.pt`` when resuming (its
     config must match), else a fresh run (old checkpoints removed), warm-started from
-    ``init_weights`` when given."""
+    ``init_weights`` when given. The weight average, if any, is restored or restarted
+    at the model's weights."""
     last_path = out_dir / LAST
     if resume and last_path.is_file():
         ck = load_checkpoint(last_path, map_location=device)
         _check_resumable(cfg, ck["train_config"], last_path)
-        model.load_state_dict(ck["model_state"])
+        model.load_state_dict(ck.get("online_state", ck["model_state"]))
+        if ema is not None:
+            ema.model.load_state_dict(ck["model_state"])
         method.load_state_dict(ck["method_state"])
         if ck.get("optimizer_state") is None:
             raise ValueError(f"{last_path}: has no optimiser state; cannot resume")
@@ -329,6 +334,8 @@ def _restore_or_init(cfg: TrainConfig, model: nn.Module, method: nn.Module,
             raise ValueError(f"{init_weights}: trained for task "
                              f"{init['train_config'].get('task', 'gaze')!r}, not {cfg.task!r}")
         model.load_state_dict(init["model_state"])
+    if ema is not None:
+        ema.copy_from(model)
     return 0, _Progress()
 
 
@@ -381,15 +388,19 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, method, cfg)
     train_cfg = cfg.to_dict()
+    ema = WeightEMA(model, cfg.ema) if cfg.ema is not None else None
     step, progress = _restore_or_init(cfg, model, method, opt, out_dir, device, resume=resume,
-                                      init_weights=init_weights)
+                                      init_weights=init_weights, ema=ema)
+    # what is evaluated, selected and saved as the model: the weight average when there is one
+    served = ema.model if ema is not None else model
     out_dir.mkdir(parents=True, exist_ok=True)
     saved_at = step if step > 0 else -1
 
     def save_last() -> int:
-        save_checkpoint(out_dir / LAST, model, opt, method, step, train_cfg,
+        save_checkpoint(out_dir / LAST, served, opt, method, step, train_cfg,
                         progress.extra(cfg.select),
-                        metrics=progress.history[-1] if progress.history else {})
+                        metrics=progress.history[-1] if progress.history else {},
+                        online_state=model.state_dict() if ema is not None else None)
         return step
 
     t_train, n_seen, in_step = 0.0, 0, False
@@ -401,6 +412,8 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
                 bs = source.batch(step)
                 bt = target.batch(step) if (method.needs_target and target is not None) else None
                 progress.add(train_step(model, method, opt, bs, bt, step, cfg))
+                if ema is not None:
+                    ema.update(model, step)
                 step += 1
                 in_step = False
                 t_train += time.perf_counter() - t0
@@ -410,10 +423,10 @@ def train(cfg: TrainConfig, source: BatchSource, target: BatchSource | None,
                 if is_eval or step % cfg.log_every == 0:
                     record = progress.record(step)
                     if is_eval:
-                        record.update(evaluate(model, val_source, val_target, amp=cfg.amp,
+                        record.update(evaluate(served, val_source, val_target, amp=cfg.amp,
                                                task=cfg.task))
                         if progress.improved(step, record.get(metric), mode):
-                            save_checkpoint(out_dir / BEST, model, None, method, step, train_cfg,
+                            save_checkpoint(out_dir / BEST, served, None, method, step, train_cfg,
                                             {"select": cfg.select, "best_score": progress.best_score},
                                             metrics=record)
                     progress.close(record)

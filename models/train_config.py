@@ -43,6 +43,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup: int = 100
     grad_clip: float | None = None  # max global grad norm; None = off
+    # decay of an exponential moving average of the weights (models.ema), the copy that is
+    # evaluated, selected and saved as the model; None = the online weights themselves
+    ema: float | None = None
     trade_off: float = 1.0
     grl_alpha: float = 10.0
     seed: int = 0
@@ -82,6 +85,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.target_batch_size is not None and self.target_batch_size <= 0:
             raise ValueError(f"target_batch_size must be positive, got {self.target_batch_size}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ValueError(f"ema must be a decay in (0, 1) or None, got {self.ema}")
         if self.warmup < 0 or self.lr <= 0:
             raise ValueError(f"need lr > 0 and warmup >= 0, got {self.lr}, {self.warmup}")
 

@@ -67,5 +67,6 @@ def test_landmark_label_efficiency_benchmark(tmp_path):
     out = _run("benchmarks.bench_landmark_label_efficiency", "--quick", tmp_path=tmp_path)
     assert "nme_io_median" in out
     res = json.loads((tmp_path / "landmark_label_efficiency_quick.json").read_text())
-    (row,) = res["rows"]
-    assert row["n"] == 8 and row["nme_io"] > 0 and 0 <= row["failure_010"] <= 1
+    rows = res["rows"]
+    assert [r["arm"][0] for r in rows] == ["a", "b", "c", "d"]  # every arm ran and was scored
+    assert all(r["n"] == 8 and r["nme_io"] > 0 and 0 <= r["failure_010"] <= 1 for r in rows)

@@ -1,6 +1,6 @@
 """Landmark jobs end to end on tiny data: a 12-face batch of the built-in procedural head
 and a "real" folder the test writes (rendered faces pasted into larger JPEGs with .pts
-files), a one-stack 8-channel hourglass, 2 training steps. Checks checkpoints, the MLflow
+files), the default landmark model at its smallest width, 2 training steps. Checks checkpoints, the MLflow
 run and registry, the routes to 68 points (nearest dense, label transfer, real head),
 evaluation in original image coordinates, the benchmark helpers and data errors."""
 
@@ -22,6 +22,7 @@ from realdata.splits import split_face_folder
 from synth.face_distribution import default_face_distribution
 from synth.face_fallback import fallback_face_model
 from synth.face_generator import FaceGenerator
+from synth.face_model import IBUG68_MIRROR
 from synth.generate_faces import generate_face_batch
 from synth.shards import BatchReader, write_status
 from synthloop.errors import DataFormatError
@@ -32,7 +33,7 @@ from synthloop.landmarks.train import train_landmarks
 from synthloop.landmarks.transfer import fit_transfer_on_real
 from synthloop.settings import Settings
 
-TINY = {"channels": 8, "stacks": 1}
+TINY = {"width": 8, "depths": (1, 1, 1, 1), "head_channels": 8}  # landmark_resnet_s, tiny
 FAST = {"eval_every": 2, "log_every": 1, "warmup": 1}
 OFFSET = np.array([20.0, 30.0])  # where the 128-px face sits in the 200x170 "photo"
 KEYS = {"nme_inter_ocular", "nme_inter_pupil", "failure_rate_010", "n", "slices", "model",
@@ -86,9 +87,12 @@ def _check_result(res: dict, n: int) -> None:
 
 def test_sources_are_step_keyed_and_mix_with_padded_labels(data):
     reader = BatchReader(data["batch"])
-    name, pts, w = synthetic_labels(data["batch"])
+    name, pts, w, mirror = synthetic_labels(data["batch"])
     assert name == "dense500" and pts.shape == (12, 500, 2) and w.shape == (12, 500)
-    assert np.array_equal(pts[:, :68], synthetic_labels(data["batch"], "68")[1])  # first 68 = iBug
+    assert sorted(mirror) == list(range(500)) and np.array_equal(mirror[mirror], np.arange(500))
+    ibug = synthetic_labels(data["batch"], "68")
+    assert np.array_equal(pts[:, :68], ibug.points)  # first 68 = iBug
+    assert np.array_equal(ibug.mirror, IBUG68_MIRROR)
     a = ShardSource(reader, 3, 7, {"points": pts}).batch(5)
     b = ShardSource(reader, 3, 7, {"points": pts}).batch(5)
     assert a["image"].shape == (3, 3, 128, 128) and a["image"].dtype == torch.uint8
@@ -158,7 +162,7 @@ def test_train_logs_registers_and_evaluates_in_image_coordinates(data, tmp_path)
 
     # the NME is computed in the photo's coordinates: the same as in crop coordinates
     pred = load_landmark_predictor(str(tmp_path / "run"))
-    faces = load_real_faces(data["real"])
+    faces = load_real_faces(data["real"], pred.net.input_size)  # crops at the model's size
     crop_pred = pred.predict_batches(torch.from_numpy(faces.nchw())).numpy()
     from analysis.landmark_eval import nme
 

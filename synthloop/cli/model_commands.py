@@ -101,7 +101,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=positive_int, help="default: the task's (gaze 64, landmarks 16)")
     t.add_argument("--lr", type=float, help="learning rate (default: the training default)")
     t.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
-    t.add_argument("--model", help="default: the task's (gaze_resnet_s, hourglass_s)")
+    t.add_argument("--model", help="default: the task's (gaze_resnet_s, landmark_resnet_s)")
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument("--no-register", action="store_true", help="do not log/register the model")
     t.set_defaults(func=cmd_train)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from models.landmark_recipe import landmark_recipe
 from synthloop.landmarks.source import VAL_SOURCE_MAX, synthetic_labels, validation_split
 from synthloop.loop.config import LoopConfig
 from synthloop.loop.real import RealSplit
@@ -37,11 +38,12 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
     from synth.shards import open_for_training
 
     reader = open_for_training(batch_dir)
-    _, pts, w = synthetic_labels(batch_dir, "dense")
+    _, pts, w, mirror = synthetic_labels(batch_dir, "dense")
     labels = {"points": pts, "visible": w}
     cfg_t = round_train_config(
         cfg, k, task="landmarks", select="source_error",
-        model_kwargs={**(cfg.model_kwargs or {}), "num_points": int(pts.shape[1])})
+        model_kwargs={**(cfg.model_kwargs or {}), "num_points": int(pts.shape[1])},
+        **landmark_recipe(mirror, steps=cfg.steps_per_round))
     seed = cfg_t.seed
     size = model_input_size(cfg_t.model, **cfg_t.model_kwargs) or 128  # crops the model takes
     syn_train, syn_val = validation_split(len(reader), 0.05, seed, VAL_SOURCE_MAX)

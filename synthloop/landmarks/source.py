@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from realdata.splits import VALIDATION_SALT, holdout_size, holdout_split
 from synthloop.batches import prepare_training_batch
 from synthloop.settings import Settings
 
-__all__ = ["VAL_SOURCE_MAX", "VAL_TARGET_MAX", "TrainingData", "pad_labels",
+__all__ = ["VAL_SOURCE_MAX", "VAL_TARGET_MAX", "SyntheticLabels", "TrainingData", "pad_labels",
            "synthetic_labels", "training_data", "validation_split"]
 
 VAL_SOURCE_MAX = 256
@@ -51,9 +51,16 @@ def validation_split(n: int, frac: float, seed: int, cap: int) -> tuple[np.ndarr
     return holdout_split(n, holdout_size(n, frac, cap), [seed, VALIDATION_SALT])
 
 
+class SyntheticLabels(NamedTuple):
+    name: str  # the point set: "points68" or a dense set's name
+    points: np.ndarray  # (N, D, 2) float32, crop pixels
+    weights: np.ndarray  # (N, D) float32
+    mirror: np.ndarray | None  # the set's left/right permutation; None for old batches
+
+
 def synthetic_labels(batch_dir: str | Path, points: str = "dense", *, dense_set: str | None = None,
-                     supervise_occluded: bool = True) -> tuple[str, np.ndarray, np.ndarray]:
-    """``(set name, points (N, D, 2) float32, weights (N, D) float32)`` of a face batch.
+                     supervise_occluded: bool = True) -> SyntheticLabels:
+    """The point set of a face batch, its weights and its mirror permutation.
 
     ``points="dense"``: the dense set (``dense_set`` or the batch's first), whose first 68
     are the 68 iBug points; ``"68"``: the 68 alone. Occluded points are supervised by
@@ -74,9 +81,11 @@ def synthetic_labels(batch_dir: str | Path, points: str = "dense", *, dense_set:
         pts, vis = labels[name], labels[f"{name}_visible"]
     else:
         raise UsageError(f"points must be 'dense' or '68', got {points!r}")
+    from models.landmark_augment import batch_mirror
+
     pts = np.asarray(pts, dtype=np.float32)
     w = np.ones(pts.shape[:2], np.float32) if supervise_occluded else np.asarray(vis, np.float32)
-    return name, pts, w
+    return SyntheticLabels(name, pts, w, batch_mirror(labels, name))
 
 
 def pad_labels(points: np.ndarray, weights: np.ndarray, layout: OutputLayout, *, real: bool,
@@ -110,6 +119,7 @@ class TrainingData:
     set_name: str
     syn_points: np.ndarray  # (N, D, 2), for the sample grid
     layout: OutputLayout
+    mirror: np.ndarray | None  # the layout's channel permutation under a flip (None: no flips)
     n_real: int  # real faces per batch (syn+real), else 0
     source: Any  # BatchSource
     val_source: dict[str, Tensor]
@@ -136,8 +146,10 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
 
     reader = prepare_training_batch(settings, "landmarks", source=source, n=n_source, seed=seed,
                                     log=log)
-    set_name, syn_pts, syn_w = synthetic_labels(reader.path, points, dense_set=dense_set,
-                                                supervise_occluded=supervise_occluded)
+    from models.landmark_augment import layout_mirror
+
+    set_name, syn_pts, syn_w, set_mirror = synthetic_labels(
+        reader.path, points, dense_set=dense_set, supervise_occluded=supervise_occluded)
     mixed = real_labeled is not None and real_fraction > 0
     if mixed and batch_size < 2:
         raise UsageError("syn+real training needs batch_size >= 2")
@@ -149,7 +161,8 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
     n_real = min(max(int(round(batch_size * real_fraction)), 1), batch_size - 1) if mixed else 0
     syn_src = ResizedSource(ShardSource(reader, batch_size - n_real, seed, syn_labels,
                                         indices=syn_train), crop_size)
-    d = TrainingData(reader, set_name, syn_pts, layout, n_real, syn_src,
+    d = TrainingData(reader, set_name, syn_pts, layout, layout_mirror(set_mirror, mixed), n_real,
+                     syn_src,
                      ResizedSource(ShardSource(reader, 1, seed, syn_labels, indices=syn_val),
                                    crop_size).gather(np.arange(len(syn_val))))
     if real_labeled is not None:

@@ -1,6 +1,7 @@
-"""The landmarks task object: face crops (128 x 128 RGB) with the 68 iBug points and a
-dense point set, rendered by the numba face renderer on the CPU; real faces are images
-with ``.pts`` files; the loop's error is the inter-ocular NME in percent."""
+"""The landmarks task object: face crops (rendered at 128 x 128 RGB by the numba face
+renderer on the CPU, resampled to the model's input size) with the 68 iBug points and a
+dense point set; real faces are images with ``.pts`` files; the loop's error is the
+inter-ocular NME in percent."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from models.landmark_recipe import DEFAULT_LANDMARK_MODEL
 from synthloop.errors import UsageError
 from synthloop.taskspec import (
     AnalysisEvidence,
@@ -64,8 +66,8 @@ class FaceBatchGenerator(BatchGenerator):
 class LandmarksSpec(TaskSpec):
     name = "landmarks"
     samples = "faces"
-    default_model = "hourglass_s"
-    default_batch_size = 16
+    default_model = DEFAULT_LANDMARK_MODEL
+    default_batch_size = 32
     error_metric = "real_nme_io_heldout"
     error_unit = "% NME io"
     validation_metric = "real_nme_io_analysis"

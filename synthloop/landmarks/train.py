@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from models.landmark_recipe import DEFAULT_LANDMARK_MODEL, landmark_recipe
 from models.predictor import N68, make_predictor
 from synthloop.errors import UsageError
 from synthloop.landmarks.evaluate import data_key
 from synthloop.landmarks.load import LAYOUT_FILE, TRANSFER_FILE
 from synthloop.landmarks.source import TrainingData, training_data
+from synthloop.landmarks.warm_start import warm_start_checkpoint
 from synthloop.landmarks.transfer import (
     all_points,
     default_route,
@@ -60,12 +62,13 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                     out: str, source: str | None = None, n_source: int = 10_000,
                     real_labeled: str | None = None, real_fraction: float = 0.5,
                     real_val_fraction: float = 0.1, target: str | None = None,
-                    model: str = "hourglass_s", model_kwargs: dict[str, Any] | None = None,
+                    model: str = DEFAULT_LANDMARK_MODEL, model_kwargs: dict[str, Any] | None = None,
                     points: str = "dense", dense_set: str | None = None,
-                    supervise_occluded: bool = True, batch_size: int = 16,
+                    supervise_occluded: bool = True, batch_size: int = 32,
                     lr: float | None = None, trade_off: float = 1.0, transfer_steps: int = 2000,
                     device: str = "cpu", register: bool = True, run_name: str | None = None,
-                    log=print, train_overrides: dict[str, Any] | None = None) -> LandmarkRun:
+                    log=print, train_overrides: dict[str, Any] | None = None,
+                    init_weights: str | None = None) -> LandmarkRun:
     """Train a landmark model on a synthetic face batch, log it to MLflow experiment
     ``synthloop-landmarks`` and register it (with its output route) as
     ``synthloop-landmarks``.
@@ -81,12 +84,18 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
         target: unlabeled real faces for DANN/DALN: images with ``.pts`` (used only to
             place the crop, as at test time) or already-cropped faces.
         points: ``"dense"`` (the batch's dense set, or ``dense_set``) or ``"68"``.
-        train_overrides: any further :class:`models.train.TrainConfig` fields.
+        init_weights: a checkpoint (or run folder) of the same model to start from: its
+            weights, not its optimiser or step (:func:`models.train.train`). A model
+            pre-trained on the dense set alone starts a syn+real run with its 68 head at
+            the dense set's iBug vertices (:mod:`synthloop.landmarks.warm_start`).
+        train_overrides: any further :class:`models.train.TrainConfig` fields, over the
+            landmark recipe (:func:`models.landmark_recipe.landmark_recipe`: Wing loss, face
+            augmentation with the layout's mirror flips, bf16 on the CPU, weight average).
 
-    Cost (hourglass_s, dense500, batch 16, one CPU thread, measured): ~0.7 s per
-    source-only step, ~0.9 s syn+real (568 channels), ~1.5 s DANN and ~2.1 s DALN (16 + 16
-    images per step); 0.3 s with ``points="68"``. The dense heads and their soft-argmax
-    dominate, hence the 68-point option for quick runs.
+    Cost of a source-only step of 32 faces on one CPU thread (bf16, measured with
+    ``benchmarks/bench_landmark_step.py``): ``landmark_resnet_s`` 130-175 ms from 68 to 1001
+    points; ``hourglass_s`` 0.27 s at 68 points and 1.1-2.4 s on the dense sets (its
+    per-channel heads and soft-argmax dominate). DA methods pass 32 + 32 images.
     """
     from models.registry import list_methods, method_needs_target, model_input_size
     from models.train import TrainConfig
@@ -119,7 +128,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
     kw: dict[str, Any] = dict(task="landmarks", model=model,
                               model_kwargs={**(model_kwargs or {}), "num_points": layout.num_points},
                               method=method, steps=steps, batch_size=batch_size,
-                              trade_off=trade_off, seed=seed, device=device, select="source_error")
+                              trade_off=trade_off, seed=seed, device=device, select="source_error",
+                              **landmark_recipe(d.mirror, steps=steps))
     if lr is not None:
         kw["lr"] = lr
     kw.update(train_overrides or {})
@@ -131,7 +141,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
         "source_batch": reader.batch_id, "point_set": d.set_name, "real_labeled": real_key,
         "real_paths": fingerprint(real.face_set.image_paths) if real is not None else None,
         "real_fraction": real_fraction if mixed else 0.0, "target": target_key,
-        "target_paths": fingerprint(tgt.face_set.image_paths) if tgt is not None else None})
+        "target_paths": fingerprint(tgt.face_set.image_paths) if tgt is not None else None,
+        **({"init_weights": str(Path(init_weights).resolve())} if init_weights else {})})
     run = TrainingRun(
         settings, "landmarks", run_name or f"{method}{'-synreal' if mixed else ''}-s{seed}",
         curves_title=f"landmarks {method} seed {seed}", log=log,
@@ -150,8 +161,9 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
     with run:
         run.log_dict(reader.manifest, "source_manifest.json")
         run.log_artifact(_sample_grid(reader, d.syn_points, settings), "samples")
+        init = warm_start_checkpoint(init_weights, layout, Path(out)) if init_weights else None
         result = run.train(cfg, d.source, d.target_source, out, val_source=d.val_source,
-                           val_target=d.val_target)
+                           val_target=d.val_target, init_weights=init)
         from models.registry import load_model
 
         net = load_model(out).to(device)

@@ -1,6 +1,6 @@
 """The feedback loop for facial landmarks on a tiny budget: a "real" folder the test
 writes (faces of the built-in procedural head pasted into larger JPEGs, with .pts files),
-a one-stack 8-channel hourglass, two closed rounds. The rounds finish with a finite
+the default landmark model at width 8, two closed rounds. The rounds finish with a finite
 held-out NME, the analysis re-weights ``head_yaw`` (from the yaw estimated on the real
 faces' true points), and the catalog links distribution -> batch -> run -> analysis."""
 
@@ -17,7 +17,7 @@ OFFSET = np.array([20.0, 30.0])  # where the 128-px face sits in the 200x170 "ph
 # 60 faces, 36 analysed: the policy re-weights a factor from >= 30 real samples (min_count)
 N_REAL = 60
 TINY = dict(rounds=2, n_per_round=64, steps_per_round=2, patience=None, transfer_steps=10,
-            holdout_frac=0.4, model_kwargs={"channels": 8, "stacks": 1})
+            holdout_frac=0.4, model_kwargs={"width": 8, "depths": (1, 1, 1, 1), "head_channels": 8})
 
 
 @pytest.fixture()
