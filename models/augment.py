@@ -149,18 +149,26 @@ def augment(images: Tensor, gen: torch.Generator, cfg: AugmentConfig | None = No
 
     if m > 0 and any_(shift_on):
         x = translate(x, dy, dx, m)
+    def on_selected(mask: Tensor, op, *per_sample: Tensor) -> Tensor:
+        """``op`` where ``mask`` fires: on a GPU over the whole batch (no host sync), on
+        the CPU on the selected samples only (each op is per-sample, so the results are
+        the same; the blur's banded GEMMs and the percentiles cost per sample)."""
+        if dev.type == "cuda":
+            return torch.where(mask.view(b, 1, 1, 1), op(x, *per_sample), x)
+        sel = mask.nonzero().squeeze(1)
+        return x.index_copy(0, sel, op(x.index_select(0, sel),
+                                       *(t.index_select(0, sel) for t in per_sample)))
+
     if any_(blur_on):
         # the camera pipeline's blur (one implementation of the op in the project)
         ops = camera_operators(x.shape[-2], x.shape[-1], dev)
-        x = torch.where(blur_on.view(b, 1, 1, 1), gaussian_blur(x, sigma, ops), x)
+        x = on_selected(blur_on, lambda v, s: gaussian_blur(v, s, ops), sigma)
     if any_(stretch_on):
-        if dev.type == "cuda":  # whole batch, no host sync
-            x = torch.where(stretch_on.view(b, 1, 1, 1), _stretch(x), x)
-        else:  # only the selected samples: the percentiles are most of this op's cost
-            sel = stretch_on.nonzero().squeeze(1)
-            x = x.index_copy(0, sel, _stretch(x.index_select(0, sel)))
+        x = on_selected(stretch_on, _stretch)
     view = (b, 1, 1, 1)
-    x = x.clamp(0.0, 1.0).pow(torch.exp(log_gamma).view(view))
+    x = x.clamp(0.0, 1.0)
+    if any_(gamma_on):
+        x = on_selected(gamma_on, lambda v, g: v.pow(torch.exp(g).view(-1, 1, 1, 1)), log_gamma)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast.view(view) + mean + bright.view(view)
     x = x + noise * noise_sigma.view(view)
