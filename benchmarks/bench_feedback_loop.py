@@ -89,13 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-version", default=LOOP_TARGET_VERSION, choices=["v1", "v2"],
                     help="simulated target version (synth/targets.py; the loop's default: v2)")
     ap.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a result")
+    ap.add_argument("--name", help="results file name (default: from the task and target)")
     a = ap.parse_args(argv)
     if a.quick:
         a.seeds, a.rounds, a.n_per_round, a.steps_per_round, a.target_n = [0], 2, 512, 20, 200
 
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", min(2, os.cpu_count() or 1))))
     from synthloop.cli.common import prefect_api
     from synthloop.settings import get_settings
 
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
            else "") \
         + (f"_{Path(real).resolve().name}" if kind == "real" and a.task == "gaze" else "") \
         + ("_quick" if a.quick else "")
+    name = a.name or name
     out_dir = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
     out_dir.mkdir(parents=True, exist_ok=True)
     png = _plot(rows, a.rounds, out_dir / f"{name}.png",
