@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plot(summary: list[dict], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -289,6 +290,9 @@ def _plot(summary: list[dict], path: Path) -> None:
         mine = [s for s in summary if s["arm"] == arm]
         ax.plot([s["n"] for s in mine], [s["nme_io_median"] for s in mine], "o-", label=arm)
     ax.set_xscale("log")
+    ns = sorted({s["n"] for s in summary})
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("labeled real faces")
     ax.set_ylabel("NME inter-ocular (%), 160 LFPW test faces")
     ax.legend(fontsize=8)
