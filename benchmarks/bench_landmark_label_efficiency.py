@@ -26,7 +26,7 @@ flips, bf16 on the CPU, weight average); the last checkpoint is scored (no selec
 test faces). Columns: NME inter-ocular and inter-pupil (%, the 160 faces), failure rate
 (share above 10% inter-ocular), training minutes (shared pre-training counted in full
 for every ``n``). Median and range over seeds. Writes
-benchmarks/results/landmark_label_efficiency.json and a plot.
+benchmarks/results/landmark_label_efficiency.json and a plot (``--name`` for another name).
 """
 
 from __future__ import annotations
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="weight-average decay; 0 = score the online weights")
     ap.add_argument("--real", default=str(LFPW), help="images + .pts (split 645/160)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--name", default="landmark_label_efficiency",
+                    help="results file name (JSON and plot) under benchmarks/results")
     a = ap.parse_args(argv)
     if a.quick:
         a.n, a.seeds, a.steps, a.batch_size, a.n_source, a.transfer_steps = [8], [0], 4, 4, 16, 5
@@ -272,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                             "train_minutes_median": round(float(np.median([r["train_minutes"] for r in mine])), 1)})
     print_table(summary, list(summary[0]))
     if not a.quick:
-        _plot(summary, RESULTS / "landmark_label_efficiency.png")
-    save("landmark_label_efficiency" + ("_quick" if a.quick else ""),
+        _plot(summary, RESULTS / f"{a.name}.png")
+    save(a.name + ("_quick" if a.quick else ""),
          {"machine": machine(), "args": vars(a), "rows": rows, "summary": summary})
     return 0
 
