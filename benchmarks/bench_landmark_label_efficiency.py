@@ -32,6 +32,7 @@ benchmarks/results/landmark_label_efficiency.json and a plot (``--name`` for ano
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -132,7 +133,7 @@ class Bench:
         from models.registry import load_model
 
         net = load_model(run / "last.pt").eval()
-        mirror = self.dense_mirror()
+        mirror = self.dense_mirror
         dense = predict_points_flip_averaged(net, torch.from_numpy(self.train_faces.nchw()), mirror,
                                              amp=False)
         rows = []
@@ -146,7 +147,9 @@ class Bench:
             rows.append(self.row(arm, n, seed, r, minutes + fit_min))
         return rows
 
+    @functools.cached_property
     def dense_mirror(self) -> np.ndarray:
+        """The batch's dense-set mirror (read once: reading the labels verifies them)."""
         from synthloop.landmarks.source import synthetic_labels
 
         mirror = synthetic_labels(self.batch).mirror
@@ -182,7 +185,7 @@ class Bench:
             cfg = _recipe(self.a.model, self.a.steps, self.a.batch_size, seed, self.ema)
             out = self.root / (f"{self.a.model}-a-n{n}-s{seed}-steps{self.a.steps}"
                                + (f"-ema{self.ema}" if self.ema else ""))
-            minutes = _timed(out, lambda: train(cfg, src, None, out, val_source=val, resume=True))
+            minutes = _timed(out, lambda c=cfg, s=src, o=out, v=val: train(c, s, None, o, val_source=v, resume=True))
             r = self.score(load_model(out / "last.pt"), IBUG68_MIRROR, lambda c: c)
             rows.append(self.row("a", n, seed, r, minutes))
         return rows
@@ -197,7 +200,7 @@ class Bench:
 
         half = max(1, self.a.steps // 2)
         pre, pre_min = self.synthetic("c-pre", seed, half)
-        mirror = layout_mirror(self.dense_mirror(), real_head=True)
+        mirror = layout_mirror(self.dense_mirror, real_head=True)
         rows = []
         for n in self.a.n:
             real = self.train_set.subset(self.labeled(n, seed).tolist())

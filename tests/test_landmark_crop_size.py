@@ -6,22 +6,12 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from models.registry import load_model
-from realdata.landmarks import write_pts
-from synth.face_distribution import default_face_distribution
-from synth.face_fallback import fallback_face_model
-from synth.face_generator import FaceGenerator
-from synth.generate_faces import generate_face_batch
-from synth.shards import write_status
 from synthloop.landmarks.evaluate import evaluate_landmarks_model
 from synthloop.landmarks.train import train_landmarks
 from synthloop.runs import TrainingRun
-from synthloop.settings import Settings
 
 pytestmark = pytest.mark.slow  # two tiny MLflow-logged training runs (~20 s)
 
@@ -29,30 +19,13 @@ TINY = {"width": 8, "head_channels": 8, "depths": [1, 1, 1, 1]}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crop_size")
-    head = fallback_face_model()
-    generate_face_batch(root / "batch", n=12, seed=0, model=head, chunk=12)
-    write_status(root / "batch", "accepted")
-    images, _, labels = FaceGenerator(default_face_distribution(), model=head).render_all(6, seed=5)
-    real = root / "real"
-    real.mkdir()
-    for i in range(6):  # 128 px faces pasted into larger "photos"
-        photo = np.full((170, 200, 3), 90, np.uint8)
-        photo[30:158, 20:148] = images[i]
-        Image.fromarray(photo).save(real / f"image_{i:04d}.jpg", quality=95)
-        write_pts(real / f"image_{i:04d}.pts", labels["points68"][i] + np.array([20.0, 30.0]))
-    settings = Settings(home=root / "home")
-    settings.ensure_home()
-    return {"batch": str(root / "batch"), "real": str(real), "settings": settings}
+def data(face_data):
+    return face_data
 
 
 def test_a_112_px_model_trains_and_evaluates_on_112_px_crops(data, tmp_path, monkeypatch):

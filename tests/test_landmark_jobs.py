@@ -12,18 +12,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from models.data import ArraySource, ConcatSource, ShardSource
 from models.predictor import OutputLayout
-from realdata.landmarks import write_pts
 from realdata.real_faces import load_real_faces
 from realdata.splits import split_face_folder
-from synth.face_distribution import default_face_distribution
-from synth.face_fallback import fallback_face_model
-from synth.face_generator import FaceGenerator
 from synth.face_model import IBUG68_MIRROR
-from synth.generate_faces import generate_face_batch
 from synth.shards import BatchReader, write_status
 from synthloop.errors import DataFormatError
 from synthloop.landmarks.evaluate import evaluate_landmarks_model
@@ -31,42 +25,21 @@ from synthloop.landmarks.load import load_landmark_predictor
 from synthloop.landmarks.source import synthetic_labels
 from synthloop.landmarks.train import train_landmarks
 from synthloop.landmarks.transfer import fit_transfer_on_real
-from synthloop.settings import Settings
 
 TINY = {"width": 8, "depths": (1, 1, 1, 1), "head_channels": 8}  # landmark_resnet_s, tiny
 FAST = {"eval_every": 2, "log_every": 1, "warmup": 1}
-OFFSET = np.array([20.0, 30.0])  # where the 128-px face sits in the 200x170 "photo"
 KEYS = {"nme_inter_ocular", "nme_inter_pupil", "failure_rate_010", "n", "slices", "model",
         "data", "route"}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("landmark_data")
-    head = fallback_face_model()
-    generate_face_batch(root / "batch", n=12, seed=0, model=head, chunk=12)
-    # validation has its own tests; the DANN test below runs it on a generated batch
-    write_status(root / "batch", "accepted")
-    images, _, labels = FaceGenerator(default_face_distribution(), model=head).render_all(6, seed=5)
-    real = root / "real"
-    real.mkdir()
-    for i in range(6):
-        photo = np.full((170, 200, 3), 90, np.uint8)
-        photo[30:158, 20:148] = images[i]
-        Image.fromarray(photo).save(real / f"image_{i:04d}.jpg", quality=95)
-        write_pts(real / f"image_{i:04d}.pts", labels["points68"][i] + OFFSET)
-    # one project home for the module: creating an MLflow database costs seconds
-    settings = Settings(home=root / "home")
-    settings.ensure_home()
-    return {"batch": str(root / "batch"), "real": str(real), "root": root, "settings": settings}
+def data(face_data):
+    return face_data
 
 
 def _train(out, data, **kw):

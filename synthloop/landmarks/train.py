@@ -27,13 +27,13 @@ from synthloop.errors import UsageError
 from synthloop.landmarks.evaluate import data_key
 from synthloop.landmarks.load import LAYOUT_FILE, TRANSFER_FILE
 from synthloop.landmarks.source import TrainingData, training_data
-from synthloop.landmarks.warm_start import warm_start_checkpoint
 from synthloop.landmarks.transfer import (
     all_points,
     default_route,
     fit_and_save_transfer,
     route_errors,
 )
+from synthloop.landmarks.warm_start import warm_start_checkpoint
 from synthloop.runs import (
     TrainedRun,
     TrainingRun,
