@@ -1,0 +1,196 @@
+"""Training a SimGAN refiner (Shrivastava et al., CVPR 2017) on unlabeled images: pure
+torch, no tracking; :mod:`synthloop.refine` runs it as a command and logs it.
+
+One step of :func:`train_refiner`:
+
+1. ``refiner_updates`` refiner updates, each on a fresh synthetic batch: adversarial loss
+   of the refined patches (labelled real) + ``self_reg`` x mean L1 to the synthetic input;
+2. one discriminator update: a real batch against a fake batch that is half the current
+   refiner's output and half the history of earlier refined images
+   (:class:`models.history_buffer.ImageHistory`), then the newest refined images go into
+   the history.
+
+Before that, the paper's pre-training: ``pretrain_refiner`` steps of self-regularisation
+alone (a no-op for the zero-initialised residual refiner, which starts as the identity,
+kept for refiners that do not) and ``pretrain_discriminator`` discriminator steps
+against the unrefined images, so the refiner's first adversarial gradients come from a
+discriminator that already tells the domains apart.
+
+Batches are drawn per step from ``(seed, step)`` (:class:`models.data.ArraySource`), models
+are initialised under ``seed``: the same inputs and seed give the same refiner on the
+same machine and thread count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.data import ArraySource
+from models.history_buffer import ImageHistory
+from models.patch_discriminator import PatchDiscriminator, PatchDiscriminatorConfig
+from models.refiner import Refiner, RefinerConfig, to_uint8
+from models.simgan_losses import (
+    discriminator_loss,
+    refiner_adversarial_loss,
+    self_regularisation_loss,
+)
+
+__all__ = ["RefinerTraining", "SimGANConfig", "refine_images", "train_refiner"]
+
+_SYN, _REAL, _PRE, _SYN_D = 0, 1, 2, 3  # sampling streams: each its own seed offset
+
+
+@dataclass(frozen=True)
+class SimGANConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 2e-4
+    self_reg: float = 1.0  # weight of mean |refined - synthetic| ([0, 1] pixels)
+    refiner_updates: int = 2  # the paper's K_g per discriminator update (K_d = 1)
+    pretrain_refiner: int = 0
+    pretrain_discriminator: int = 200
+    history: int = 2048  # refined images kept for the discriminator
+    refiner_width: int = 32
+    refiner_blocks: int = 4
+    discriminator_width: int = 32
+    seed: int = 0
+    log_every: int = 50
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "refiner_updates", "history", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SimGANConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("SimGANConfig.batch_size must be >= 2 (half of it is history)")
+        if self.self_reg < 0 or self.pretrain_refiner < 0 or self.pretrain_discriminator < 0:
+            raise ValueError("self_reg and the pre-training steps must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RefinerTraining:
+    refiner: Refiner
+    discriminator: PatchDiscriminator
+    config: SimGANConfig
+    log: list[dict[str, float]] = field(default_factory=list)  # one record per log_every steps
+
+
+def _channels(images: np.ndarray) -> int:
+    if images.ndim == 3:
+        return 1
+    if images.ndim == 4 and images.shape[-1] == 3:
+        return 3
+    raise ValueError(f"images must be (N, H, W) grayscale or (N, H, W, 3) RGB uint8, got "
+                     f"shape {images.shape}")
+
+
+def _check_pair(synthetic: np.ndarray, real: np.ndarray) -> int:
+    for name, a in (("synthetic", synthetic), ("real", real)):
+        if a.dtype != np.uint8:
+            raise TypeError(f"{name} images must be uint8, got {a.dtype}")
+        if len(a) == 0:
+            raise ValueError(f"no {name} images to train the refiner on")
+    if synthetic.shape[1:] != real.shape[1:]:
+        raise ValueError(f"synthetic images are {synthetic.shape[1:]} but real images are "
+                         f"{real.shape[1:]}: the refiner keeps the size, so both must match")
+    return _channels(synthetic)
+
+
+def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
+                  on_log: Callable[[dict[str, float]], None] | None = None) -> RefinerTraining:
+    """Train a refiner from ``synthetic`` toward ``real`` (uint8, same shape per image;
+    labels play no part). ``on_log(record)`` is called every ``log_every`` steps with
+    the step's losses and the discriminator's accuracy on real and refined patches."""
+    channels = _check_pair(synthetic, real)
+    dev = torch.device(cfg.device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        refiner = Refiner(RefinerConfig(channels, cfg.refiner_width, cfg.refiner_blocks)).to(dev)
+        disc = PatchDiscriminator(PatchDiscriminatorConfig(channels, cfg.discriminator_width)).to(dev)
+    opt_r = torch.optim.Adam(refiner.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    syn = ArraySource(synthetic, cfg.batch_size, cfg.seed * 4 + _SYN)
+    syn_d = ArraySource(synthetic, cfg.batch_size, cfg.seed * 4 + _SYN_D)
+    real_src = ArraySource(real, cfg.batch_size, cfg.seed * 4 + _REAL)
+    pre = ArraySource(synthetic, cfg.batch_size, cfg.seed * 4 + _PRE)
+    history = ImageHistory(cfg.history, seed=cfg.seed)
+    out = RefinerTraining(refiner, disc, cfg)
+
+    def draw(src: ArraySource, k: int) -> Tensor:
+        return src.batch(k)["image"].to(dev).float().div_(255.0)
+
+    for k in range(cfg.pretrain_refiner):
+        x = draw(pre, k)
+        loss = self_regularisation_loss(refiner(x), x, 1.0)
+        opt_r.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_r.step()
+    for k in range(cfg.pretrain_discriminator):
+        _discriminator_step(disc, opt_d, refiner, draw(real_src, k), draw(syn_d, k), history)
+    base = cfg.pretrain_discriminator  # the main phase continues the real/syn_d streams
+    for step in range(cfg.steps):
+        adv = reg = 0.0
+        for j in range(cfg.refiner_updates):
+            x = draw(syn, step * cfg.refiner_updates + j)
+            refined = refiner(x)
+            l_adv = refiner_adversarial_loss(disc(refined))
+            l_reg = self_regularisation_loss(refined, x, cfg.self_reg)
+            opt_r.zero_grad(set_to_none=True)
+            (l_adv + l_reg).backward()
+            opt_r.step()
+            adv, reg = adv + l_adv.item(), reg + l_reg.item()
+        d = _discriminator_step(disc, opt_d, refiner, draw(real_src, base + step),
+                                draw(syn_d, base + step), history)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            rec = {"step": step + 1, "loss_refiner_adv": adv / cfg.refiner_updates,
+                   "loss_self_reg": reg / cfg.refiner_updates, **d}
+            out.log.append(rec)
+            if on_log is not None:
+                on_log(rec)
+    refiner.eval()
+    disc.eval()
+    return out
+
+
+def _discriminator_step(disc, opt, refiner, real: Tensor, syn: Tensor,
+                        history: ImageHistory) -> dict[str, float]:
+    with torch.no_grad():
+        refined = refiner(syn)
+    fake = history.mix(refined)
+    real_logits, fake_logits = disc(real), disc(fake)
+    loss = discriminator_loss(real_logits, fake_logits)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    history.push(refined)
+    return {"loss_discriminator": loss.item(),
+            "d_acc_real": (real_logits > 0).float().mean().item(),
+            "d_acc_refined": (fake_logits < 0).float().mean().item()}
+
+
+@torch.no_grad()
+def refine_images(refiner: Refiner, images: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Refine uint8 images ``(N, H, W)`` or ``(N, H, W, 3)``; returns uint8 of the same
+    shape (rounded, clipped to [0, 255])."""
+    _channels(images)
+    dev = next(refiner.parameters()).device
+    was_training = refiner.training
+    refiner.eval()
+    out = np.empty_like(images)
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk]))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        y = to_uint8(refiner(x.to(dev)))
+        y = y[:, 0] if images.ndim == 3 else y.permute(0, 2, 3, 1)
+        out[i:i + chunk] = y.cpu().numpy()
+    refiner.train(was_training)
+    return out
