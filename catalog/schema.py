@@ -78,7 +78,8 @@ class Distribution(Base):
 
 
 class Batch(Base):
-    """A generated batch on disk; quarantined batches are kept but never trained on."""
+    """A generated or refined batch on disk; quarantined batches are kept but never
+    trained on."""
 
     __tablename__ = "batches"
     __table_args__ = (CheckConstraint(_one_of("status", BATCH_STATUSES), name="status"),)
@@ -95,6 +96,9 @@ class Batch(Base):
     status_detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # a refined batch: the batch it was made from, and the refiner's MLflow run
+    parent_id: Mapped[str | None] = mapped_column(Id, ForeignKey("batches.id"), index=True)
+    refiner: Mapped[str | None] = mapped_column(Text)
 
 
 training_run_batches = Table(

@@ -161,15 +161,21 @@ class Catalog:
 
     def add_batch(self, id: str, distribution_id: str, seed: int, n: int, path: str,
                   manifest_sha256: str, shards: Sequence[Mapping[str, str]],
-                  status: str = "pending") -> dict[str, Any]:
-        """Record a generated batch (idempotent; the stored status wins on a re-add)."""
+                  status: str = "pending", parent_id: str | None = None,
+                  refiner: str | None = None) -> dict[str, Any]:
+        """Record a generated batch, or a refined one (``parent_id``: the batch it was
+        made from, already recorded; ``refiner``: how). Idempotent; the stored status
+        wins on a re-add."""
         check_in(status, BATCH_STATUSES, "batch status")
         values = {"distribution_id": distribution_id, "seed": operator.index(seed),
                   "n": operator.index(n), "path": str(path), "manifest_sha256": manifest_sha256,
-                  "shards": jsonable(list(shards), f"batch {id!r} shards")}
+                  "shards": jsonable(list(shards), f"batch {id!r} shards"),
+                  "parent_id": parent_id, "refiner": refiner}
 
         def write(s: Session) -> None:
             require(s, Distribution, distribution_id, f"distribution of batch {id!r}")
+            if parent_id is not None:
+                require(s, Batch, parent_id, f"parent of batch {id!r}")
             stamp = now()
             if insert_new(s, Batch.__table__, {"id": id, **values, "status": status,
                                             "created_at": stamp, "updated_at": stamp}):

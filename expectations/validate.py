@@ -49,6 +49,12 @@ import numpy as np
 import pandas as pd
 
 from expectations.frame import coverage_frame, float32_tolerance, sample_frame
+from expectations.refined import (
+    LabelCheckUnavailable,
+    face_structure_frame,
+    gaze_label_shift_frame,
+    shift_summary,
+)
 from realdata.errors import DataFormatError
 from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_TASK
 from synth.face_distribution import FACE_TASK
@@ -102,14 +108,17 @@ class TaskSuites:
     frame: Any  # BatchReader -> per-sample DataFrame
     factors: TaskFactors  # what the task renders, and each factor's physical limits
     parameters: Any = _no_extra_parameters  # BatchReader -> {name: value}
+    refined: str | None = None  # the label-preservation suite of a refined batch
+    refined_frame: Any = None  # BatchReader -> per-sample DataFrame (expectations.refined)
 
 
 #: the task registry of the validation layer: a manifest's ``task`` picks its suites
 TASK_SUITES = {
     "gaze": TaskSuites(SAMPLES_SUITE, COVERAGE_SUITE, sample_frame, EYE_TASK,
-                       _factors_absent_from_older_eyes),
+                       _factors_absent_from_older_eyes, "refined_eyes.labels",
+                       gaze_label_shift_frame),
     "landmarks": TaskSuites(FACE_SAMPLES_SUITE, FACE_COVERAGE_SUITE, _face_sample_frame,
-                            FACE_TASK, _crop_bounds),
+                            FACE_TASK, _crop_bounds, "refined_faces.labels", face_structure_frame),
 }
 COVERAGE_SUITES = frozenset(v.coverage for v in TASK_SUITES.values())
 RESULT_FILE = "validation/result.json"
@@ -132,6 +141,16 @@ GX_ROOT = "validation"  # the GX file context lives in validation/gx/
 #: n = 512; doubling the upper half's weight fails 84 % of n = 512 batches and all n = 4096
 #: ones; a 25 % change fails 71 % of n = 4096 batches and every n = 50,000 one.
 MIN_COVERAGE_P_VALUE = 1e-6
+
+#: How far refinement may move a frozen gaze probe's answer (deg): on average, and for
+#: 95 % of the eyes. See docs/refinement.md for what refiners that keep the labels measure.
+MAX_MEAN_LABEL_SHIFT_DEG = 2.0
+MAX_P95_LABEL_SHIFT_DEG = 5.0
+#: How much of the image structure around the 68 points a refined face must keep (mean
+#: normalised cross-correlation of gradient windows; 1 = unchanged): on average, and for
+#: 95 % of the faces.
+MIN_MEAN_STRUCTURE_NCC = 0.8
+MIN_STRUCTURE_NCC = 0.6
 
 #: Per-sample results list at most this many offending values (result.json stays small).
 PARTIAL_UNEXPECTED = 20
@@ -181,6 +200,10 @@ def suite_parameters(reader: BatchReader) -> dict[str, Any]:
         "n_samples": int(reader.n),
         "n_factors": len(dist.factors),
         "min_coverage_p_value": MIN_COVERAGE_P_VALUE,
+        "max_mean_label_shift_deg": MAX_MEAN_LABEL_SHIFT_DEG,
+        "max_p95_label_shift_deg": MAX_P95_LABEL_SHIFT_DEG,
+        "min_mean_structure_ncc": MIN_MEAN_STRUCTURE_NCC,
+        "min_structure_ncc": MIN_STRUCTURE_NCC,
     }
     for f in dist.factors:
         lo, hi = f.support
@@ -231,6 +254,24 @@ def _error(r: Any) -> str:
 
 def _failing_samples(result: Any) -> list[str]:
     return [_expectation_name(r.expectation_config) + _error(r) for r in result.results if not r.success]
+
+
+def _failing_with_values(result: Any) -> list[str]:
+    """Failures with what was measured: ``...(label_shift_deg): observed 3.1`` or
+    ``...: 7.5% of rows outside``."""
+    out = []
+    for r in result.results:
+        if r.success:
+            continue
+        res = r.result or {}
+        if "observed_value" in res:
+            seen = f": observed {res['observed_value']:.3g}"
+        elif "unexpected_percent" in res:
+            seen = f": {res['unexpected_percent']:.1f}% of rows outside"
+        else:
+            seen = ""
+        out.append(_expectation_name(r.expectation_config) + seen + _error(r))
+    return out
 
 
 def _failing_coverage(result: Any, cov: pd.DataFrame, p_min: float) -> list[str]:
@@ -317,6 +358,24 @@ def _run_gx(suites: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame],
     return results, docs_path
 
 
+def _refined_labels(reader: BatchReader, task: TaskSuites, suites: dict[str, Any],
+                    frames: dict[str, pd.DataFrame]) -> tuple[list[str], pd.DataFrame | None]:
+    """For a refined batch (its manifest names a parent): add the task's
+    label-preservation suite and frame. Returns the failures that stop the check (no
+    suite for the task, parent gone, no probe) and the frame."""
+    if "parent" not in reader.manifest:
+        return [], None
+    if task.refined is None:
+        return [f"label preservation: task {reader.task} has no check for refined batches"], None
+    try:
+        frame = task.refined_frame(reader)
+    except LabelCheckUnavailable as e:
+        return [f"label preservation: {e}"], None
+    suites[task.refined] = load_suite_json(task.refined)
+    frames[task.refined] = frame
+    return [], frame
+
+
 def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationReport:
     """Run the task's two suites on a batch; write ``validation/result.json`` (and Data Docs).
 
@@ -337,9 +396,11 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     # A suite placeholder the batch cannot fill (its distribution lacks that factor) is a
     # failure of the batch, not a crash of the validator.
     suites = {samples_suite: load_suite_json(samples_suite), coverage_suite: load_suite_json(coverage_suite)}
+    frames = {samples_suite: samples, coverage_suite: cov}
+    failing_refined, refined = _refined_labels(reader, task, suites, frames)
     missing = sorted(set().union(*(suite_parameter_names(s) for s in suites.values())) - params.keys())
     failing = [f"suite parameter {m}: not provided by batch {reader.batch_id} "
-               "(its distribution lacks that factor)" for m in missing]
+               "(its distribution lacks that factor)" for m in missing] + failing_refined
     failing += [f"distribution: {p}" for p in task.factors.limit_problems(reader.distribution)]
     params_gx = {**params, **{m: float("nan") for m in missing}}
 
@@ -348,9 +409,10 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     with name_lock(batch_dir / GX_ROOT):
         # Docs of an earlier validation would contradict the new result.json: drop them.
         shutil.rmtree(batch_dir / GX_ROOT / "gx", ignore_errors=True)
-        results, docs_path = _run_gx(suites, {samples_suite: samples, coverage_suite: cov}, params_gx,
-                                     batch_dir / GX_ROOT if docs else None)
+        results, docs_path = _run_gx(suites, frames, params_gx, batch_dir / GX_ROOT if docs else None)
         failing += _failing_samples(results[samples_suite])
+        if refined is not None:
+            failing += [f"label preservation: {f}" for f in _failing_with_values(results[task.refined])]
         failing += _failing_coverage(results[coverage_suite], cov, MIN_COVERAGE_P_VALUE)
         success = not failing and all(r.success for r in results.values())
 
@@ -358,6 +420,8 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
             name: _jsonable(dict(r.statistics)) for name, r in results.items()
         }
         statistics["n_samples"] = int(reader.n)
+        if refined is not None:
+            statistics["label_preservation"] = shift_summary(refined)
         statistics["min_coverage_p_value"] = float(cov["p_value"].min()) if len(cov) else None
         statistics["seconds"] = {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)}
 

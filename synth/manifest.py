@@ -95,4 +95,8 @@ def read_manifest(mpath: Path) -> dict[str, Any]:
     _entry(mpath, m["distribution"], "distribution", sized=False)
     for i, e in enumerate(_get(mpath, m, "extra_files", list, optional=True) or []):
         _entry(mpath, e, f"extra_files[{i}]", sized=False)
+    parent = _get(mpath, m, "parent", dict, optional=True)
+    if parent is not None:  # a refined batch names the batch it was made from
+        _get(mpath, parent, "batch_id", str, "parent")
+        _get(mpath, parent, "path", str, "parent")
     return m

@@ -4,6 +4,7 @@ patches. Pure matplotlib (Agg), no display needed."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,31 +25,46 @@ def _tile(ax, images: np.ndarray, cols: int, title: str):
 def eye_grid(images: np.ndarray, pitchyaw: np.ndarray | None, pupils: np.ndarray | None,
              out: str | Path, *, real: np.ndarray | None = None, cols: int = 8,
              title: str = "synthetic", real_title: str = "real") -> Path:
-    """Save a PNG grid. Arrows start at the projected pupil and point along the image-plane
-    projection of the gaze vector g = (-cos p sin y, -sin p, ...): right = +x, down = +y."""
+    """Save a PNG grid of eyes with their gaze arrows, beside real patches when given."""
+    panels = [EyePanel(images, title, pitchyaw, pupils)]
+    if real is not None and len(real):
+        panels.append(EyePanel(real[: len(images)], real_title))
+    return eye_panels(panels, out, cols=cols)
+
+
+class EyePanel(NamedTuple):
+    images: np.ndarray
+    title: str
+    pitchyaw: np.ndarray | None = None  # arrows when given
+    pupils: np.ndarray | None = None  # arrow starts (default: the patch centre)
+
+
+def eye_panels(panels: list[EyePanel], out: str | Path, *, cols: int = 8) -> Path:
+    """Save grids side by side. Arrows start at the projected pupil and point along the
+    image-plane projection of the gaze vector g = (-cos p sin y, -sin p, ...): right = +x,
+    down = +y."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = 2 if real is not None and len(real) else 1
-    h, w = images.shape[1:3]
-    rows = int(np.ceil(len(images) / cols))
+    h, w = panels[0].images.shape[1:3]
+    rows = int(np.ceil(len(panels[0].images) / cols))
     panel_w = 7.0
-    fig, axes = plt.subplots(1, panels, squeeze=False,
-                             figsize=(panel_w * panels, panel_w * rows * (h + 2) / (cols * (w + 2)) + 0.5))
-    ax = axes[0, 0]
-    h, w = _tile(ax, images, cols, title)
-    if pitchyaw is not None:
-        for i, (p, y) in enumerate(pitchyaw):
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(panel_w * len(panels),
+                                      panel_w * rows * (h + 2) / (cols * (w + 2)) + 0.5))
+    for ax, panel in zip(axes[0], panels, strict=True):
+        h, w = _tile(ax, panel.images, cols, panel.title)
+        if panel.pitchyaw is None:
+            continue
+        for i, (p, y) in enumerate(panel.pitchyaw):
             r, c = divmod(i, cols)
-            x0 = c * (w + 2) + (pupils[i, 0] if pupils is not None else w / 2)
-            y0 = r * (h + 2) + (pupils[i, 1] if pupils is not None else h / 2)
+            x0 = c * (w + 2) + (panel.pupils[i, 0] if panel.pupils is not None else w / 2)
+            y0 = r * (h + 2) + (panel.pupils[i, 1] if panel.pupils is not None else h / 2)
             dx, dy = -np.cos(p) * np.sin(y), -np.sin(p)
             ax.arrow(x0, y0, dx * 22, dy * 22, color="#ffcc00", width=0.35, head_width=2.2,
                      length_includes_head=True)
-    if panels == 2:
-        _tile(axes[0, 1], real[: len(images)], cols, real_title)
     return save_figure(fig, out, dpi=110)
 
 

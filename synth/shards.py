@@ -92,6 +92,9 @@ class BatchWriter:
     Use as a context manager; on an exception the partial folder is removed and the
     destination is left as it was.
 
+    ``lineage`` (a refined batch: ``{"parent": {...}, "refiner": {...}}``) is added to the
+    manifest as it is; a batch rendered from its distribution has none.
+
     Tasks with more per-sample arrays than images and a table (face landmarks) subclass
     it: override :meth:`write_extra_files` to write them into the temporary folder and
     :meth:`add_extra_file` each one, so they land inside the same atomic rename and the
@@ -100,8 +103,10 @@ class BatchWriter:
     """
 
     def __init__(self, out: str | Path, *, task: str, dist: SceneDistribution, seed: int, n: int,
-                 generator: dict[str, Any], shard_size: int = 4096, overwrite: bool = False):
+                 generator: dict[str, Any], shard_size: int = 4096, overwrite: bool = False,
+                 lineage: dict[str, Any] | None = None):
         self.out = Path(out)
+        self.lineage = lineage  # a derived batch's parent and how it was made (manifest keys)
         self.task, self.dist, self.seed, self.n = task, dist, seed, n
         self.generator, self.shard_size, self.overwrite = generator, shard_size, overwrite
         self.batch_id = batch_id_for(dist.id, seed, n, generator)
@@ -244,6 +249,8 @@ class BatchWriter:
         }
         if extra:
             manifest["extra_files"] = extra
+        if self.lineage:
+            manifest.update(self.lineage)
         _write_json(self.tmp / MANIFEST, manifest)
         with name_lock(self.out):
             if not os.path.lexists(self.out):

@@ -46,12 +46,17 @@ def record_batch(cat, batch_dir: str | Path) -> dict[str, Any]:
 
     r = BatchReader(batch_dir, verify=False)
     m = r.manifest
+    parent = m.get("parent")
+    if parent is not None and cat.get_batch(parent["batch_id"]) is None:
+        record_batch(cat, parent["path"])  # the parent goes in first: the child points at it
     record_distribution(cat, r.distribution)
     manifest_sha = hashlib.sha256((Path(batch_dir) / "manifest.json").read_bytes()).hexdigest()
     shards = [{"path": s.get("file", s.get("path")), "sha256": s.get("sha256")}
               for s in m.get("shards", [])]
     cat.add_batch(r.batch_id, r.distribution.id, int(m.get("seed", -1)), r.n,
-                  str(Path(batch_dir).resolve()), manifest_sha, shards, status="pending")
+                  str(Path(batch_dir).resolve()), manifest_sha, shards, status="pending",
+                  parent_id=parent["batch_id"] if parent else None,
+                  refiner=(m.get("refiner") or {}).get("mlflow_run_id") if parent else None)
     st = r.status
     if st.status in ("accepted", "quarantined"):
         detail = json.dumps({"failing": list(st.failing), **(st.detail or {})}, default=str)

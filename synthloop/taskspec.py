@@ -156,6 +156,25 @@ class TaskSpec:
         task can show them)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------ refinement
+
+    def refine_target_images(self, path: str) -> Any:
+        """Real images a refiner trains toward, as uint8 arrays shaped like the task's
+        batch images; labels, if the folder has any, are not read into it."""
+        raise NotImplementedError(f"task {self.name} cannot refine batches yet")
+
+    def label_probe(self, reader: Any, out: Path, *, seed: int, steps: int,
+                    log: Any = print) -> Path | None:
+        """A checkpoint of a model trained on the unrefined batch ``reader``, frozen, that
+        validation runs on the parent and the refined images to see the labels did not
+        move; None where the task checks its labels without a model."""
+        return None
+
+    def refine_preview(self, reader: Any, refined: Any, real: Any, out: Path) -> Path:
+        """A PNG of synthetic, refined and real samples side by side, labels drawn on
+        the first two."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ real data
 
     def builtin_target(self, settings: Settings) -> Path | None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from synthloop.cli import data_commands, loop_commands, model_commands, server_commands
+from synthloop.cli import (
+    data_commands,
+    loop_commands,
+    model_commands,
+    refine_commands,
+    server_commands,
+)
 
 __all__ = ["build_parser"]
 
@@ -46,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="<command>")
     loop_commands.add_commands(sub)  # demo first: the one to try
     data_commands.add_commands(sub)
+    refine_commands.add_commands(sub)
     model_commands.add_commands(sub)
     server_commands.add_commands(sub)
     _same_layout(sub)

@@ -81,6 +81,23 @@ class GazeSpec(TaskSpec):
                           real_title=f"real: {Path(real).resolve().name} ({len(images)} eyes, "
                                      "evenly spaced)")
 
+    # ------------------------------------------------------------ refinement
+
+    def refine_target_images(self, path):
+        from realdata.eyes import read_eye_folder
+
+        return read_eye_folder(path).images
+
+    def label_probe(self, reader, out, *, seed, steps, log=print):
+        from synthloop.gaze.refining import train_label_probe
+
+        return train_label_probe(reader, out, seed=seed, steps=steps, log=log)
+
+    def refine_preview(self, reader, refined, real, out):
+        from synthloop.gaze.refining import refine_preview
+
+        return refine_preview(reader, refined, real, out)
+
     # ------------------------------------------------------------ real data
 
     def builtin_target(self, settings, n: int = BUILTIN_TARGET_N, seed: int = 0) -> Path:

@@ -104,6 +104,18 @@ class LandmarksSpec(TaskSpec):
                          title=f"{reader.batch_id}: 68 points (red rings = occluded)"
                                + (f", {dense}" if dense else "") + "; sorted by yaw")
 
+    # ------------------------------------------------------------ refinement
+
+    def refine_target_images(self, path):
+        from synthloop.landmarks.refining import refine_target_images
+
+        return refine_target_images(path)
+
+    def refine_preview(self, reader, refined, real, out):
+        from synthloop.landmarks.refining import refine_preview
+
+        return refine_preview(reader, refined, real, out)
+
     # ------------------------------------------------------------ real data
 
     def bundled_real_data(self, settings) -> Path | None:

@@ -330,3 +330,32 @@ def test_import_has_no_side_effects_and_no_orchestration(tmp_path):
                          text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_catalog_made_before_refined_batches_upgrades_keeping_its_rows(url):
+    """0001 -> 0002 (batches.parent_id, batches.refiner) on a database that already holds
+    a batch: the row survives, unparented; a refined child can then point at it."""
+    from alembic import command
+
+    from catalog import Catalog
+    from catalog.engine import create_catalog_engine
+    from catalog.migrate import make_config
+
+    engine = create_catalog_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(make_config(conn), "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO distributions (id, name, task, content, created_at) "
+            "VALUES ('d1', 'd', 'gaze', '{}', CURRENT_TIMESTAMP)")
+        conn.exec_driver_sql(
+            "INSERT INTO batches (id, distribution_id, seed, n, path, manifest_sha256, shards, "
+            "status, created_at, updated_at) VALUES ('b1', 'd1', 0, 4, '/b1', 'x', '[]', "
+            "'accepted', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+    engine.dispose()
+    cat = Catalog(url)
+    old = cat.get_batch("b1")
+    assert old["status"] == "accepted" and old["parent_id"] is None and old["refiner"] is None
+    child = cat.add_batch("b2", "d1", 0, 4, "/b2", "y", [], parent_id="b1", refiner="run-1")
+    assert child["parent_id"] == "b1" and child["refiner"] == "run-1"
+    with pytest.raises(Exception, match="parent of batch 'b3'"):
+        cat.add_batch("b3", "d1", 0, 4, "/b3", "z", [], parent_id="nope")

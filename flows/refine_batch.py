@@ -1,0 +1,76 @@
+"""Flow: refine a synthetic batch toward unlabeled real images (SimGAN) and validate the
+refined batch, as one transaction: a refined batch that fails its checks (the parent's,
+plus label preservation) is kept on disk, quarantined, and the run fails with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+from prefect.states import Failed
+from prefect.transactions import transaction
+from pydantic import BaseModel, Field
+
+from flows.forms import EmptyText
+from synthloop.errors import BatchRejected
+from synthloop.settings import get_settings
+from tasks.batches import catalog_batch, validate_batch
+from tasks.refining import record_refinement, write_refined
+
+
+class RefineParams(BaseModel):
+    """Refine a batch toward real images: a SimGAN refiner learns to make the batch's
+    images look like the real ones (their labels are never read), every image is refined,
+    and the result is a new batch with the same labels, checked with Great Expectations
+    (plus a check that the labels still fit) and recorded as a child of its parent. On 2
+    CPU cores: about 3 minutes for 1,000 refiner steps on eyes, then ~1,000 eyes a
+    second."""
+
+    batch: str = Field(..., title="Batch folder",
+                       description="The batch to refine (the folder holding manifest.json); "
+                       "a quarantined batch is refused.")
+    real: str = Field(..., title="Real images folder",
+                      description="Eyes: a folder with labels.csv or manifest.csv (labels "
+                      "are ignored).")
+    out: EmptyText = Field("", title="Output folder",
+                           description="Folder of the refined batch. Leave empty for "
+                           "<batch folder>-refined-s<seed> beside the batch.")
+    refiner: EmptyText = Field("", title="Refiner to reuse",
+                               description="A refiner.pt (e.g. <refined batch>/refiner/"
+                               "refiner.pt). Leave empty to train a new one.")
+    steps: int = Field(1000, ge=1, le=1_000_000, title="Refiner steps")
+    self_reg: float = Field(1.0, ge=0.0, title="Self-regularisation weight",
+                            description="How strongly refined images stay close to the "
+                            "synthetic ones (L1, in [0, 1] pixels).")
+    probe_steps: int = Field(400, ge=1, le=100_000, title="Label-probe steps",
+                             description="Training steps of the frozen model that checks the "
+                             "labels did not move (gaze).")
+    seed: int = Field(0, ge=0, title="Seed")
+    device: Literal["cpu", "cuda"] = Field("cpu", title="Device")
+
+    def output(self) -> Path:
+        return Path(self.out) if self.out else Path(f"{Path(self.batch).resolve()}-refined-s{self.seed}")
+
+
+@flow(name="refine-batch", log_prints=True)
+def refine_batch(params: RefineParams):
+    get_settings().ensure_home()
+    out = params.output()
+    request = {"batch": params.batch, "real": params.real, "out": str(out),
+               "refiner": params.refiner or None, "steps": params.steps,
+               "self_reg": params.self_reg, "probe_steps": params.probe_steps,
+               "seed": params.seed, "device": params.device}
+    made = None
+    try:
+        with transaction():
+            made = write_refined(request)
+            validate_batch(made["path"])
+    except BatchRejected as e:
+        catalog_batch(str(out))
+        verdict = record_refinement(made["mlflow_run"], str(out))
+        return Failed(message=f"{e} (quarantined at {out}; label check {verdict['label_shift']})")
+    catalog_batch(str(out))
+    verdict = record_refinement(made["mlflow_run"], str(out))
+    return {**made, **verdict}

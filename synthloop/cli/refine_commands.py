@@ -1,0 +1,72 @@
+"""``synthloop refine``: a synthetic batch refined toward unlabeled real images (SimGAN)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from synthloop.cli.common import EXIT_INVALID, EXIT_OK, log, positive_int
+
+
+def cmd_refine(a: argparse.Namespace) -> int:
+    from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    req = RefineRequest(batch=a.batch, real=a.real, out=a.out, refiner=a.refiner, steps=a.steps,
+                        self_reg=a.self_reg, width=a.width, blocks=a.blocks,
+                        batch_size=a.batch_size, probe_steps=a.probe_steps, seed=a.seed,
+                        device=a.device, overwrite=a.overwrite)
+    batch = write_refined_batch(settings, req, log=log)
+    verdict = validate_refined(batch)
+    record = {"batch_id": batch.batch_id, "path": str(batch.path.resolve()),
+              "parent": batch.parent_id, "status": verdict.status, "failing": verdict.failing,
+              "mlflow_run": batch.run_id, "label_shift": verdict.label_shift,
+              "seconds": {k: round(v, 1) for k, v in batch.seconds.items()}}
+    if a.json:
+        print(json.dumps(record))
+    else:
+        print(f"{batch.batch_id}\t{record['path']}")
+        shift = verdict.label_shift
+        if shift:
+            log(f"label check ({shift['column']}): mean {shift['mean']:.2f}, 95th percentile "
+                f"{shift['p95']:.2f}, max {shift['max']:.2f}")
+        log(f"{batch.batch_id}: {verdict.status} (child of {batch.parent_id}; MLflow run "
+            f"{batch.run_id})")
+        for f in verdict.failing:
+            print(f"  failed: {f}", file=sys.stderr)
+    return EXIT_OK if verdict.status == "accepted" else EXIT_INVALID
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser(
+        "refine", help="refine a synthetic batch toward unlabeled real images (SimGAN): a new "
+        "batch with the same labels, validated, recorded as the parent's child",
+        description="Train a SimGAN refiner from the batch's images toward the real images "
+        "(their labels, if any, are ignored), or reuse one (--refiner), and write every image "
+        "refined into a new batch with the parent's labels and metadata. The new batch is "
+        "validated with the parent's checks plus a label-preservation check, and recorded in "
+        "the catalog and in MLflow (experiment synthloop-refine). Exit 0 accepted, 1 "
+        "quarantined, 2 bad input.")
+    r.add_argument("batch", help="the parent batch folder (accepted or not yet validated)")
+    r.add_argument("--real", required=True,
+                   help="real images to refine toward (eyes: a folder with labels.csv or "
+                        "manifest.csv; faces: a labeled face folder, cropped by the shared protocol)")
+    r.add_argument("--out", required=True, help="folder of the refined batch to create")
+    r.add_argument("--refiner", help="a refiner.pt to reuse (e.g. OUT/refiner/refiner.pt of an "
+                                     "earlier refined batch) instead of training one")
+    r.add_argument("--steps", type=positive_int, default=1000, help="refiner training steps")
+    r.add_argument("--self-reg", type=float, default=1.0,
+                   help="weight of the L1 distance to the synthetic image (higher: closer to it)")
+    r.add_argument("--width", type=positive_int, default=32, help="refiner channels")
+    r.add_argument("--blocks", type=int, default=4, help="refiner ResNet blocks")
+    r.add_argument("--batch-size", type=positive_int, default=32, help="refiner batch size")
+    r.add_argument("--probe-steps", type=positive_int, default=400,
+                   help="training steps of the label probe (gaze)")
+    r.add_argument("--seed", type=int, default=0, help="random seed")
+    r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(func=cmd_refine)

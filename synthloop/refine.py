@@ -1,0 +1,264 @@
+"""Refine a synthetic batch toward unlabeled real images (SimGAN): a batch transform with
+lineage, what ``synthloop refine`` and the ``refine-batch`` flow run.
+
+    parent batch (accepted or not yet validated; never a quarantined one)
+      + unlabeled real images (the task reads them; labels, if any, are ignored)
+      -> refiner: trained here (models.simgan) or reused (``refiner=`` a refiner.pt)
+      -> label probe: a frozen model trained on the *unrefined* parent (tasks whose labels
+         need one: gaze), which validation re-runs on both batches
+      -> child batch: every image refined, the parent's labels, metadata, distribution and
+         extra files unchanged; the manifest names the parent and the refiner; the refiner
+         and the probe ride inside the batch (``refiner/``), checksummed like the shards
+      -> Great Expectations: the parent's suites + the label-preservation suite
+      -> catalog row (child of the parent), MLflow run (losses, before/after grid, refiner)
+
+The child is written atomically like any batch; a failed check quarantines it in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synthloop.errors import DataFormatError, UsageError
+from synthloop.settings import Settings
+
+__all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdict", "record_verdict",
+           "validate_refined", "write_refined_batch"]
+
+REFINER_FILE = "refiner/refiner.pt"
+PROBE_FILE = "refiner/label_probe.pt"
+
+
+@dataclass(frozen=True)
+class RefineRequest:
+    batch: str
+    real: str
+    out: str
+    refiner: str | None = None  # a refiner.pt to reuse instead of training one
+    steps: int = 1000
+    self_reg: float = 1.0
+    width: int = 32
+    blocks: int = 4
+    batch_size: int = 32
+    probe_steps: int = 400
+    seed: int = 0
+    device: str = "cpu"
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class RefinedBatch:
+    """A refined batch on disk (validated or not yet) and the MLflow run that made it."""
+
+    batch_id: str
+    path: Path
+    parent_id: str
+    run_id: str
+    seconds: dict[str, float]
+
+
+def _load_refiner(path: str, channels: int):
+    from models.refiner import Refiner
+    from models.registry import load_model
+
+    net = load_model(path)  # weights only: a checkpoint never runs code
+    if not isinstance(net, Refiner):
+        raise DataFormatError(Path(path), f"holds a {type(net).__name__}, not a SimGAN refiner")
+    if net.cfg.channels != channels:
+        raise DataFormatError(Path(path), f"refines {net.cfg.channels}-channel images; the batch "
+                              f"has {channels}")
+    return net.eval()
+
+
+def _real_images(spec, path: str, shape: tuple[int, ...]):
+    images = spec.refine_target_images(path)
+    if tuple(images.shape[1:]) != tuple(shape):
+        raise DataFormatError(Path(path), f"images are {tuple(images.shape[1:])}, the batch's are "
+                              f"{tuple(shape)}: a refiner keeps the size, so they must match")
+    return images
+
+
+def write_refined_batch(settings: Settings, req: RefineRequest,
+                        log: Callable[[str], None] = print) -> RefinedBatch:
+    """Train (or load) the refiner and write the refined batch into ``req.out``, inside
+    one MLflow run (module docstring). Raises before anything is written when the parent,
+    the real folder or a reused refiner is unusable. Validation is the caller's next step
+    (:func:`synthloop.refine.validate_refined`, or the flow's GX task)."""
+    from models.checkpoint import save_checkpoint
+    from models.simgan import SimGANConfig, refine_images, train_refiner
+    from synth.shards import open_for_training
+    from synthloop.taskspec import get_task
+
+    t0 = time.perf_counter()
+    out = Path(req.out)
+    if out.exists() and not req.overwrite:
+        raise UsageError(f"{out}: already exists (choose another --out or pass --overwrite)")
+    parent = open_for_training(req.batch, allow_unvalidated=True)
+    spec = get_task(parent.task)
+    real = _real_images(spec, req.real, parent.image_shape)
+    channels = 1 if len(parent.image_shape) == 2 else parent.image_shape[-1]
+    reused = _load_refiner(req.refiner, channels) if req.refiner else None
+    cfg = SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,
+                       refiner_blocks=req.blocks, batch_size=req.batch_size, seed=req.seed,
+                       device=req.device, log_every=max(1, min(50, req.steps // 20)))
+    log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
+        f"{len(real):,} real images from {req.real}")
+    images = parent.images()
+    seconds: dict[str, float] = {}
+    with _RefineRun(settings, parent, req, cfg) as run:
+        if reused is None:
+            t = time.perf_counter()
+            refiner = train_refiner(images, real, cfg, on_log=run.on_log(log, cfg.steps)).refiner
+            seconds["train_refiner"] = time.perf_counter() - t
+        else:
+            refiner = reused.to(req.device)
+            log(f"reusing refiner {req.refiner}")
+        t = time.perf_counter()
+        refined = refine_images(refiner, images)
+        seconds["refine"] = time.perf_counter() - t
+        log(f"refined {parent.n:,} {spec.samples} in {seconds['refine']:.1f} s "
+            f"({parent.n / max(seconds['refine'], 1e-9):,.0f} img/s)")
+        work = Path(tempfile.mkdtemp(prefix="refine-", dir=settings.outputs_dir))
+        try:
+            refiner_path = save_checkpoint(work / "refiner.pt", refiner.cpu(), None, None,
+                                           cfg.steps, cfg.to_dict(), model_name="simgan_refiner")
+            t = time.perf_counter()
+            probe = spec.label_probe(parent, work / "probe", seed=req.seed, steps=req.probe_steps,
+                                     log=log)
+            seconds["label_probe"] = time.perf_counter() - t
+            run.log_grid(spec.refine_preview(parent, refined, real, work / "refined-samples.png"))
+            lineage = {"parent": {"batch_id": parent.batch_id,
+                                  "path": str(parent.path.resolve()),
+                                  "manifest_sha256": _sha(parent.path / "manifest.json")},
+                       "refiner": {"file": REFINER_FILE, "mlflow_run_id": run.run_id,
+                                   "reused_from": str(Path(req.refiner).resolve()) if req.refiner else None,
+                                   "config": cfg.to_dict(), "real": str(Path(req.real).resolve()),
+                                   "real_n": int(len(real)),
+                                   "label_probe": PROBE_FILE if probe else None}}
+            t = time.perf_counter()
+            batch_id = _write_child(parent, refined, out, lineage, refiner_path, probe,
+                                    req.overwrite)
+            seconds["write"] = time.perf_counter() - t
+            seconds["total"] = time.perf_counter() - t0
+            run.wrote(batch_id, out, seconds, refiner_path)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    log(f"wrote {batch_id} ({parent.n:,} refined {spec.samples}) to {out}")
+    return RefinedBatch(batch_id, out, parent.batch_id, run.run_id, seconds)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # accepted | quarantined
+    failing: list[str]
+    label_shift: dict[str, Any]  # the label check's column, mean, p95, max
+
+
+def validate_refined(batch: RefinedBatch) -> Verdict:
+    """GX on the refined batch (the parent's suites + label preservation), its status
+    written, its catalog row (a child of the parent), the verdict on its MLflow run: what
+    the command line runs after :func:`write_refined_batch` (the flow runs the same steps
+    as tasks)."""
+    from expectations.validate import record_outcome, validate_batch
+    from synthloop.lineage import open_catalog, record_batch
+
+    report = validate_batch(batch.path)
+    status = record_outcome(batch.path, report)
+    record_batch(open_catalog(), batch.path)
+    shift = report.statistics.get("label_preservation", {})
+    record_verdict(batch.run_id, status, list(report.failing), shift)
+    return Verdict(status, list(report.failing), shift)
+
+
+def record_verdict(run_id: str, status: str, failing: list[str],
+                   label_shift: dict[str, Any]) -> None:
+    """The validation verdict of a refined batch on the MLflow run that made it."""
+    from synthloop import tracking
+
+    tracking.set_tag(run_id, "refined_batch_status", status)
+    tracking.log_metrics_to(run_id, {f"label_shift_{k}": float(v) for k, v in label_shift.items()
+                                     if isinstance(v, (int, float))})
+    tracking.log_dict_to(run_id, {"status": status, "failing": failing,
+                                  "label_preservation": label_shift}, "validation.json")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_child(parent, refined, out: Path, lineage: dict[str, Any], refiner_path: Path,
+                 probe: Path | None, overwrite: bool) -> str:
+    from synth.refined_writer import RefinedBatchWriter
+
+    files = {REFINER_FILE: refiner_path, **({PROBE_FILE: probe} if probe else {})}
+    meta = parent.metadata.drop(columns=["sample"])
+    generator = {**parent.manifest["generator"],
+                 "refined_from": parent.batch_id, "refiner_sha256": _sha(refiner_path)}
+    with RefinedBatchWriter(out, parent=parent, files=files, generator=generator,
+                            lineage=lineage, overwrite=overwrite) as w:
+        step = parent.manifest.get("shard_size", 4096)
+        for i in range(0, parent.n, step):
+            w.add(refined[i:i + step], meta.iloc[i:i + step])
+    return w.batch_id
+
+
+class _RefineRun:
+    """The MLflow run of one refinement (experiment ``synthloop-refine``)."""
+
+    def __init__(self, settings: Settings, parent, req: RefineRequest, cfg):
+        self.settings, self.parent, self.req, self.cfg = settings, parent, req, cfg
+        self.run_id = ""
+        self._ctx: Any = None
+
+    def __enter__(self) -> _RefineRun:
+        import mlflow
+
+        from synthloop import tracking
+
+        tracking.configure(self.settings.tracking_uri, "refine", self.settings.artifact_root)
+        self._ctx = mlflow.start_run(run_name=f"refine-{self.parent.batch_id}")
+        self.run_id = self._ctx.__enter__().info.run_id
+        mlflow.set_tags({"task": self.parent.task, "parent_batch": self.parent.batch_id,
+                         "real": str(Path(self.req.real).resolve()),
+                         "refiner_reused": str(bool(self.req.refiner))})
+        mlflow.log_params(tracking.flat_params({**self.cfg.to_dict(), "parent_n": self.parent.n,
+                                                "probe_steps": self.req.probe_steps}))
+        return self
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return self._ctx.__exit__(*exc)
+
+    def on_log(self, log: Callable[[str], None], steps: int):
+        from synthloop.tracking import MetricLogger
+
+        metrics = MetricLogger(self.run_id)
+
+        def report(rec: dict[str, float]) -> None:
+            step = int(rec["step"])
+            metrics(step, {k: v for k, v in rec.items() if k != "step"})
+            log(f"refiner step {step}/{steps}: adversarial {rec['loss_refiner_adv']:.3f}, "
+                f"self-regularisation {rec['loss_self_reg']:.4f}, discriminator "
+                f"{rec['loss_discriminator']:.3f} (right on real {rec['d_acc_real']:.0%}, "
+                f"on refined {rec['d_acc_refined']:.0%})")
+        return report
+
+    def log_grid(self, png: Path) -> None:
+        from synthloop import tracking
+
+        tracking.log_file(png, "samples")
+
+    def wrote(self, batch_id: str, out: Path, seconds: dict[str, float], refiner_path: Path) -> None:
+        import mlflow
+
+        from synthloop import tracking
+
+        mlflow.set_tags({"refined_batch": batch_id, "refined_batch_path": str(out.resolve())})
+        mlflow.log_metrics({f"seconds_{k}": v for k, v in seconds.items()})
+        tracking.log_file(refiner_path, "refiner")

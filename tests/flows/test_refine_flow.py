@@ -1,0 +1,58 @@
+"""The refine-batch flow: refine, validate and record in one transaction; a refined batch
+whose labels moved is quarantined by the rollback and the run fails with the reason."""
+
+import pytest
+
+from synth.shards import BatchReader, open_for_training
+
+pytestmark = [pytest.mark.flow, pytest.mark.gx, pytest.mark.slow]  # trains a refiner and a probe, twice
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from synth.generate import generate_batch
+    from synth.targets import write_simulated_target
+
+    root = tmp_path_factory.mktemp("refine-flow")
+    _, parent = generate_batch(root / "parent", n=300, seed=1)  # seed 2 has a blank eye
+    real = write_simulated_target(root / "real", 150, 0, labeled=False)
+    return parent, real
+
+
+def _params(parent, real, out, **kw):
+    from flows.refine_batch import RefineParams
+
+    return RefineParams(batch=str(parent), real=str(real), out=str(out), steps=4,
+                        probe_steps=40, **kw)
+
+
+def test_refined_batch_is_accepted_recorded_and_named_after_its_parent(prefect_harness, inputs,
+                                                                        tmp_path):
+    from flows.refine_batch import refine_batch
+    from synthloop.lineage import open_catalog
+
+    parent, real = inputs
+    out = tmp_path / "child"
+    state = refine_batch(_params(parent, real, out), return_state=True)
+    assert state.is_completed(), state.message
+    res = state.result()
+    assert res["status"] == "accepted" and res["parent"] == BatchReader(parent).batch_id
+    assert open_for_training(out).manifest["parent"]["batch_id"] == res["parent"]
+    assert open_catalog().get_batch(res["batch_id"])["parent_id"] == res["parent"]
+    assert res["label_shift"]["column"] == "label_shift_deg"
+
+
+def test_a_strict_label_bound_quarantines_the_refined_batch(prefect_harness, inputs, tmp_path,
+                                                            monkeypatch):
+    import expectations.validate as v
+    from flows.refine_batch import refine_batch
+
+    monkeypatch.setattr(v, "MAX_MEAN_LABEL_SHIFT_DEG", -1.0)  # nothing can pass
+    parent, real = inputs
+    out = tmp_path / "strict"
+    state = refine_batch(_params(parent, real, out), return_state=True)
+    assert state.is_failed()
+    assert "label_shift_deg" in state.message and "quarantined" in state.message
+    r = BatchReader(out)
+    assert r.status.status == "quarantined"
+    assert any(f.startswith("label preservation") for f in r.status.failing)

@@ -1,0 +1,166 @@
+"""``synthloop refine``: a refined batch with lineage, validated with a label check."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synth.shards import BatchReader
+
+pytestmark = pytest.mark.gx
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "synthloop.cli", *args], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+TINY = ["--steps", "6", "--probe-steps", "60", "--width", "8", "--blocks", "1",
+        "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def refined(tmp_path_factory):
+    """A 300-eye parent, 200 simulated 'real' eyes, and the parent refined toward them,
+    all in one project home."""
+    root = tmp_path_factory.mktemp("refine")
+    env = {"SYNTHLOOP_HOME": str(root / "home")}
+    parent, real, child = root / "parent", root / "real", root / "child"
+    for args in (("generate", "--task", "gaze", "-n", "300", "--seed", "1", "--out", str(parent)),
+                 ("simulate-target", "--out", str(real), "-n", "200", "--unlabeled")):
+        r = run(*args, env=env)
+        assert r.returncode == 0, r.stderr
+    r = run("refine", str(parent), "--real", str(real), "--out", str(child), "--json", *TINY, env=env)
+    return {"root": root, "env": env, "parent": parent, "real": real, "child": child, "run": r}
+
+
+def test_refined_batch_keeps_labels_and_names_its_parent(refined):
+    r = refined["run"]
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    parent, child = BatchReader(refined["parent"]), BatchReader(refined["child"])
+    assert rec["status"] == "accepted" and rec["parent"] == parent.batch_id
+    assert child.batch_id == rec["batch_id"] != parent.batch_id
+    assert child.manifest["parent"]["batch_id"] == parent.batch_id
+    assert child.manifest["refiner"]["mlflow_run_id"] == rec["mlflow_run"]
+    assert {"refiner/refiner.pt", "refiner/label_probe.pt"} <= set(child.extra_files)
+    assert child.metadata.equals(parent.metadata)  # labels and factors carried unchanged
+    assert child.distribution.id == parent.distribution.id and child.n == parent.n
+    assert child.status.status == "accepted"
+    shift = json.loads((refined["child"] / "validation" / "result.json").read_text())
+    assert shift["statistics"]["label_preservation"]["column"] == "label_shift_deg"
+    assert rec["label_shift"]["mean"] == pytest.approx(
+        shift["statistics"]["label_preservation"]["mean"])
+
+
+def test_catalog_and_mlflow_record_the_refinement(refined, monkeypatch):
+    monkeypatch.setenv("SYNTHLOOP_HOME", refined["env"]["SYNTHLOOP_HOME"])
+    from synthloop.lineage import open_catalog
+    from synthloop.settings import get_settings
+
+    rec = json.loads(refined["run"].stdout.strip().splitlines()[-1])
+    row = open_catalog().get_batch(rec["batch_id"])
+    assert row["parent_id"] == rec["parent"] and row["refiner"] == rec["mlflow_run"]
+    assert open_catalog().get_batch(rec["parent"])["parent_id"] is None
+
+    import mlflow
+
+    from synthloop import tracking
+
+    settings = get_settings()
+    tracking.configure(settings.tracking_uri, "refine", settings.artifact_root)  # local artifacts
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run = client.get_run(rec["mlflow_run"])
+    assert run.data.tags["refined_batch"] == rec["batch_id"]
+    assert run.data.tags["parent_batch"] == rec["parent"]
+    assert {"loss_discriminator", "label_shift_mean", "seconds_refine"} <= set(run.data.metrics)
+    assert run.data.tags["refined_batch_status"] == "accepted"
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"refiner", "samples", "validation.json"} <= arts
+
+
+def test_a_reused_refiner_refines_the_same_way(refined, tmp_path):
+    child = refined["child"]
+    again = tmp_path / "again"
+    r = run("refine", str(refined["parent"]), "--real", str(refined["real"]), "--out", str(again),
+            "--refiner", str(child / "refiner" / "refiner.pt"), "--probe-steps", "60",
+            env=refined["env"])
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(BatchReader(again).images(), BatchReader(child).images())
+    assert "reusing refiner" in r.stderr
+
+
+def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
+    parent, env = refined["parent"], refined["env"]
+    wrong = tmp_path / "not-eyes"
+    wrong.mkdir()
+    (wrong / "notes.txt").write_text("no images here")
+    r = run("refine", str(parent), "--real", str(wrong), "--out", str(tmp_path / "o1"), *TINY, env=env)
+    assert r.returncode == 2 and str(wrong) in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o1").exists()
+
+    probe = refined["child"] / "refiner" / "label_probe.pt"  # a gaze model, not a refiner
+    r = run("refine", str(parent), "--real", str(refined["real"]), "--out", str(tmp_path / "o2"),
+            "--refiner", str(probe), env=env)
+    assert r.returncode == 2 and "not a SimGAN refiner" in r.stderr and str(probe) in r.stderr
+    assert not (tmp_path / "o2").exists()
+
+    r = run("refine", str(parent), "--real", str(refined["real"]), "--out", str(refined["child"]),
+            *TINY, env=env)
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def _child_with(refined, images: np.ndarray, out: Path) -> Path:
+    """A refined batch of ``images`` with the fixture child's refiner, probe and lineage."""
+    from synthloop.refine import PROBE_FILE, REFINER_FILE, _write_child
+
+    child = BatchReader(refined["child"])
+    files = {REFINER_FILE: child.path / REFINER_FILE, PROBE_FILE: child.path / PROBE_FILE}
+    lineage = {k: child.manifest[k] for k in ("parent", "refiner")}
+    _write_child(BatchReader(refined["parent"]), images, out, lineage, files[REFINER_FILE],
+                 files[PROBE_FILE], overwrite=False)
+    return out
+
+
+def test_refined_images_that_move_the_labels_are_quarantined(refined, tmp_path):
+    from expectations.validate import validate_batch
+
+    parent = BatchReader(refined["parent"])
+    swapped = parent.images()[np.random.default_rng(0).permutation(parent.n)]  # other eyes
+    report = validate_batch(_child_with(refined, swapped, tmp_path / "moved"), docs=False)
+    assert not report.success
+    assert any(f.startswith("label preservation: expect_column_mean_to_be_between(label_shift_deg)")
+               for f in report.failing), report.failing
+    assert report.statistics["label_preservation"]["mean"] > 2.0
+
+
+def test_a_refined_batch_whose_parent_is_gone_is_not_passed(refined, tmp_path):
+    from expectations.validate import validate_batch
+
+    parent_copy = tmp_path / "parent"
+    shutil.copytree(refined["parent"], parent_copy)
+    child = BatchReader(refined["child"])
+    out = _child_with(refined, child.images(), tmp_path / "orphan")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["parent"]["path"] = str(parent_copy)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert validate_batch(out, docs=False).success
+    shutil.rmtree(parent_copy)
+    report = validate_batch(out, docs=False)
+    assert not report.success
+    assert any(f.startswith("label preservation: parent batch") and str(parent_copy) in f
+               for f in report.failing), report.failing
+
+
+def test_the_flow_form_puts_the_refined_batch_beside_its_parent():
+    from flows.refine_batch import RefineParams
+
+    assert str(RefineParams(batch="/data/b1", real="/r", seed=3).output()) == "/data/b1-refined-s3"
+    assert RefineParams(batch="/data/b1", real="/r", out="/x").output() == Path("/x")
