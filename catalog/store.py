@@ -360,7 +360,8 @@ class Catalog:
         """Create or update round ``index`` of a loop.
 
         Creating needs ``distribution_id`` (status defaults to "started"). Links
-        (distribution, batch, run, analysis, MLflow run) are written once; ``status`` moves
+        (distribution, batch, run, analysis, MLflow run) are written once, except that
+        the batch may move to a refined child of itself until the round has a run; ``status`` moves
         forward through started, generated, trained, analysed, done; ``real_error`` may
         be overwritten.
         """

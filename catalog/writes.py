@@ -116,6 +116,8 @@ def update_round(s: Session, row: LoopRound, where: str, fields: Mapping[str, An
                 changes[key] = value
         elif value is not None and old is None:
             changes[key] = value
+        elif key == "batch_id" and value != old and _refines(s, value, old) and row.run_id is None:
+            changes[key] = value  # the round trains on its batch refined (a child of it)
         elif value is not None and value != old:
             diffs[key] = (old, value)
     if diffs:
@@ -124,6 +126,11 @@ def update_round(s: Session, row: LoopRound, where: str, fields: Mapping[str, An
         s.execute(update(LoopRound)
                   .where(LoopRound.loop_id == row.loop_id, LoopRound.index == row.index)
                   .values(**changes, updated_at=now()))
+
+
+def _refines(s: Session, child: str, parent: str | None) -> bool:
+    row = s.get(Batch, child)
+    return row is not None and parent is not None and row.parent_id == parent
 
 
 def run_batches(s: Session, run_id: str) -> list[str]:

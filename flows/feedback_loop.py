@@ -36,8 +36,10 @@ from tasks.loop import (
     open_round,
     record_batch,
     register_best_round,
+    round_refine_request,
     train_round,
 )
+from tasks.refining import record_refinement, write_refined
 
 MAX_BATCH_ATTEMPTS = 3
 
@@ -103,6 +105,10 @@ class LoopParams(BaseModel):
         0, ge=0, title="Label-transfer steps (landmarks)",
         description="Landmarks only: fit steps of the label transfer to the 68 points; 0 = the "
         "default (2000).")  # synthloop.landmarks.rounds.TRANSFER_STEPS, not imported: torch
+    refine_steps: ZeroInt = Field(
+        0, ge=0, le=1_000_000, title="Refiner steps",
+        description="Refine each round's batch toward the analysis part's real images (SimGAN) "
+        "before training, for this many refiner steps; 0 = train on the rendered batch.")
     fresh: bool = Field(False, title="Start a new loop",
                         description="Run a new loop even if one with these settings finished "
                         "before. Off: a finished loop only reports its results, an interrupted "
@@ -118,7 +124,8 @@ class LoopParams(BaseModel):
                           holdout_frac=self.holdout_frac,
                           distribution=self.distribution_path or None,
                           model_kwargs=self.model_kwargs or None,
-                          transfer_steps=self.transfer_steps or None)
+                          transfer_steps=self.transfer_steps or None,
+                          refine_steps=self.refine_steps or None)
 
 
 def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: str) -> dict:
@@ -152,6 +159,29 @@ def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: 
                         f"(quarantined under {settings.batches_dir / lid})")
 
 
+def _refined_batch(cfg: LoopConfig, lid: str, k: int, batch: dict) -> dict:
+    """The round's batch refined toward the analysis part (write + validate in one
+    transaction); the round then trains on it. A batch that is already the refined one
+    (a resumed round) is used as it is."""
+    request = round_refine_request(cfg, k, batch["batch_dir"])
+    if request is None:
+        return batch
+    if "ready" in request:
+        return {**record_batch(lid, k, request["ready"]), "batch_dir": request["ready"]}
+    out = request["out"]
+    try:
+        with transaction():
+            made = write_refined(request)
+            validate_batch(made["path"])
+    except BatchRejected as e:
+        record_batch(lid, k, out)
+        raise BatchRejected(f"{lid} round {k}: the refined batch failed validation ({e}); "
+                            f"quarantined at {out}") from None
+    rec = record_batch(lid, k, out)
+    record_refinement(made["mlflow_run"], out)
+    return {**rec, "batch_dir": out}
+
+
 @flow(name="feedback-loop", log_prints=True)
 def feedback_loop(params: LoopParams) -> dict:
     cfg = params.config()
@@ -172,6 +202,8 @@ def feedback_loop(params: LoopParams) -> dict:
                     f"{cfg.n_per_round:,}", get_task(cfg.task).samples, dist_id)
         rnd = open_round(cfg, lid, k, dist_id, parent)
         batch = rnd["batch"] or _accepted_batch(cfg, lid, k, rnd["distribution_json"], dist_id)
+        if cfg.refine_steps:
+            batch = _refined_batch(cfg, lid, k, batch)
         trained = train_round(cfg, lid, k, batch["batch_dir"], batch["batch_id"], prev_ckpt,
                               rnd["mlflow_run_id"])
         ev = evaluate_round(cfg, lid, k, trained["checkpoint"], rnd["mlflow_run_id"])

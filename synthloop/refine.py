@@ -51,6 +51,8 @@ class RefineRequest:
     seed: int = 0
     device: str = "cpu"
     overwrite: bool = False
+    real_indices: tuple[int, ...] | list[int] | None = None  # only these real images (the
+    # loop's analysis part); None: all of them
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,15 @@ def _load_refiner(path: str, channels: int):
     return net.eval()
 
 
-def _real_images(spec, path: str, shape: tuple[int, ...]):
+def _real_images(spec, path: str, shape: tuple[int, ...], indices=None):
+    import numpy as np
+
     images = spec.refine_target_images(path)
+    if indices is not None:
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= len(images):
+            raise UsageError(f"{path}: real_indices must pick some of its {len(images)} images")
+        images = images[idx]
     if tuple(images.shape[1:]) != tuple(shape):
         raise DataFormatError(Path(path), f"images are {tuple(images.shape[1:])}, the batch's are "
                               f"{tuple(shape)}: a refiner keeps the size, so they must match")
@@ -102,7 +111,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
         raise UsageError(f"{out}: already exists (choose another --out or pass --overwrite)")
     parent = open_for_training(req.batch, allow_unvalidated=True)
     spec = get_task(parent.task)
-    real = _real_images(spec, req.real, parent.image_shape)
+    real = _real_images(spec, req.real, parent.image_shape, req.real_indices)
     channels = 1 if len(parent.image_shape) == 2 else parent.image_shape[-1]
     reused = _load_refiner(req.refiner, channels) if req.refiner else None
     cfg = SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,

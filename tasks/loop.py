@@ -161,6 +161,39 @@ def record_batch(lid: str, k: int, batch_dir: str) -> dict[str, Any]:
     return rec
 
 
+@task(name="plan-round-refinement")
+def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, Any] | None:
+    """What refining round ``k``'s batch takes (toward the analysis part of the real data,
+    never the held-out part): a request for :func:`tasks.refining.write_refined`;
+    ``{"ready": folder}`` when an accepted refined child of this batch is already there (a
+    resumed round); None when ``batch_dir`` already is the refined batch. A quarantined
+    earlier attempt is kept: the next folder name is used."""
+    from pathlib import Path
+
+    from synth.shards import BatchReader
+    from synthloop.errors import DataFormatError
+    from synthloop.loop.rounds import round_seed
+
+    parent = BatchReader(batch_dir, verify=False)
+    if "parent" in parent.manifest:
+        return None
+    out, n = f"{batch_dir}-refined", 1
+    while Path(out).exists():
+        try:
+            there = BatchReader(out, verify=False)
+            if (there.manifest.get("parent") or {}).get("batch_id") == parent.batch_id \
+                    and there.status.status == "accepted":
+                return {"ready": out}
+        except DataFormatError:
+            pass
+        n += 1
+        out = f"{batch_dir}-refined-{n}"
+    real = load_real(cfg)
+    return {"batch": batch_dir, "real": real.path, "out": out,
+            "real_indices": [int(i) for i in real.analysis], "steps": cfg.refine_steps,
+            "seed": round_seed(cfg, k, 300)}
+
+
 @task(name="train-round-model")
 def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str,
                 init_from: str | None, round_run: str) -> dict[str, Any]:

@@ -20,7 +20,8 @@ def cmd_loop(a: argparse.Namespace) -> int:
         task=a.task, real=a.real, rounds=a.rounds, seed=a.seed, open_loop=a.open_loop,
         n_per_round=a.n_per_round, steps_per_round=a.steps_per_round, method=a.method,
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
-        holdout_frac=a.holdout_frac, fresh=a.fresh, as_json=a.json, verbose=a.verbose)
+        holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, fresh=a.fresh, as_json=a.json,
+        verbose=a.verbose)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -138,6 +139,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--no-early-stop", action="store_true", help="run every round (fixed budget)")
     lp.add_argument("--holdout-frac", type=float, default=d["holdout_frac"],
                     help="share of the real data held out (scored only, never analysed)")
+    lp.add_argument("--refine-steps", type=int, default=0,
+                    help="refine each round's batch toward the analysis part's real images "
+                         "(SimGAN) for this many refiner steps before training; 0 = no refinement")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     _output_options(lp)
     lp.set_defaults(func=cmd_loop)

@@ -13,7 +13,7 @@ __all__ = ["LOOP_DEFAULTS", "LoopConfig"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
-_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "restart")
+_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "refine_steps", "restart")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class LoopConfig:
     distribution: str | None = None  # initial distribution JSON; default: the built-in one
     model_kwargs: dict[str, Any] | None = None  # architecture overrides (e.g. hourglass width)
     transfer_steps: int | None = None  # landmarks: label-transfer fit steps (None: 2000)
+    refine_steps: int | None = None  # SimGAN steps refining each round's batch toward the
+    # analysis part before training (None: no refinement)
     restart: int | None = None  # n >= 1: the n-th fresh loop with otherwise equal settings
 
     def __post_init__(self) -> None:
@@ -57,6 +59,8 @@ class LoopConfig:
             object.__setattr__(self, "batch_size", spec.default_batch_size)
         if self.rounds < 1 or self.n_per_round < 1 or self.steps_per_round < 1:
             raise UsageError("rounds, n_per_round and steps_per_round must be positive")
+        if self.refine_steps is not None and self.refine_steps < 1:
+            raise UsageError(f"refine_steps must be positive (or None), got {self.refine_steps}")
         if not 0.05 <= self.holdout_frac <= 0.95:
             raise UsageError(f"holdout_frac must be in [0.05, 0.95], got {self.holdout_frac}")
 

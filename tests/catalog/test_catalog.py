@@ -359,3 +359,19 @@ def test_a_catalog_made_before_refined_batches_upgrades_keeping_its_rows(url):
     assert child["parent_id"] == "b1" and child["refiner"] == "run-1"
     with pytest.raises(Exception, match="parent of batch 'b3'"):
         cat.add_batch("b3", "d1", 0, 4, "/b3", "z", [], parent_id="nope")
+
+
+def test_a_round_moves_to_its_refined_batch_only_until_it_has_a_run(cat, make_chain):
+    ids = make_chain(cat)
+    cat.add_batch("child", ids["dist0"], 7, 100, "/data/b-refined", "c" * 64, [],
+                  parent_id=ids["batch"], refiner="run-r")
+    cat.add_batch("other", ids["dist0"], 8, 100, "/data/o", "d" * 64, [])
+    cat.start_loop("L", "gaze", "closed", 0, {})
+    cat.upsert_round("L", 0, distribution_id=ids["dist0"], batch_id=ids["batch"])
+    with pytest.raises(CatalogConflict):
+        cat.upsert_round("L", 0, batch_id="other")  # not a refinement of the round's batch
+    assert cat.upsert_round("L", 0, batch_id="child")["batch_id"] == "child"
+    cat.upsert_round("L", 1, distribution_id=ids["dist0"], batch_id=ids["batch"],
+                     run_id=ids["run"])
+    with pytest.raises(CatalogConflict):  # trained on the parent: the record stays true
+        cat.upsert_round("L", 1, batch_id="child")

@@ -56,3 +56,26 @@ def test_a_strict_label_bound_quarantines_the_refined_batch(prefect_harness, inp
     r = BatchReader(out)
     assert r.status.status == "quarantined"
     assert any(f.startswith("label preservation") for f in r.status.failing)
+
+
+def test_loop_rounds_train_on_batches_refined_toward_the_analysis_part(prefect_harness, tmp_path):
+    """--refine-steps: each round's batch is refined (a child of the rendered one, toward
+    the analysis part only) and the round trains on the child; a rerun resumes."""
+    from flows.feedback_loop import LoopParams, feedback_loop
+    from synth.targets import write_simulated_target
+    from synthloop.lineage import open_catalog
+
+    real = write_simulated_target(tmp_path / "sim", 120, 3, labeled=True)
+    params = LoopParams(task="gaze", real=str(real), rounds=1, n_per_round=300,
+                        steps_per_round=4, patience=None, refine_steps=3)
+    state = feedback_loop(params, return_state=True)
+    assert state.is_completed(), state.message
+    lid = state.result()["loop_id"]
+    cat = open_catalog()
+    (rnd,) = cat.rounds(lid)
+    child = cat.get_batch(rnd["batch_id"])
+    assert child["parent_id"] is not None and child["status"] == "accepted"
+    refiner = BatchReader(child["path"]).manifest["refiner"]
+    assert refiner["real_n"] == 60  # the analysis half of 120, not the held-out half
+    again = feedback_loop(params, return_state=True)  # finished: read back, nothing redone
+    assert again.is_completed() and cat.rounds(lid)[0]["batch_id"] == child["id"]
