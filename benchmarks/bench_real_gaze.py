@@ -70,6 +70,25 @@ def _synthetic(dist_name: str, n: int, seed: int, centre: str):
 
 
 def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
+    method = arm if arm in DA_ARMS else "source_only"
+    real_k = arm.split("_", 1)[1] if arm.startswith(("real_", "syn+real_")) else None
+    parts, info = [], {}
+    if not arm.startswith("real_"):
+        parts.append(_synthetic(a.distribution, a.n_synthetic, seed, a.centre))
+    if real_k is not None:
+        idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
+        parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
+        info["labeled_subjects"] = people
+    pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
+                                              steps=a.steps, out=work / f"{arm}-s{seed}")
+    return pred, info
+
+
+def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: int, out: Path,
+                      batch: int = 64):
+    """Train a gaze model from scratch on ``parts`` (``[(images, pitchyaw), ...]``, two
+    parts share each batch half and half), the analysis eyes unlabeled as the target;
+    returns its predictions for every eye of ``eyes`` (radians) and the training seconds."""
     import numpy as np
     import torch
 
@@ -78,35 +97,23 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
     from models.registry import load_model
     from models.train import TrainConfig, train
 
-    method = arm if arm in DA_ARMS else "source_only"
-    batch = 64
-    real_k = arm.split("_", 1)[1] if arm.startswith(("real_", "syn+real_")) else None
-    parts, info = [], {}
-    if not arm.startswith("real_"):
-        images, py = _synthetic(a.distribution, a.n_synthetic, seed, a.centre)
-        parts.append((images, py))
-    if real_k is not None:
-        idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
-        parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
-        info["labeled_subjects"] = people
     sizes = [batch] if len(parts) == 1 else [batch // 2, batch - batch // 2]
     sources = [ArraySource(im, b, seed + 10 * i, labels={"pitchyaw": y})
                for i, ((im, y), b) in enumerate(zip(parts, sizes, strict=True))]
     source = sources[0] if len(sources) == 1 else ConcatSource(*sources)
     target_images = eyes.images[analysis]
     target = ArraySource(target_images, batch, seed + 1) if method != "source_only" else None
-    cfg = TrainConfig(method=method, steps=a.steps, batch_size=batch, seed=seed,
-                      warmup=min(100, a.steps // 5), eval_every=a.steps, ckpt_every=a.steps,
-                      log_every=max(1, a.steps // 10), select="source_error")
-    out = work / f"{arm}-s{seed}"
+    cfg = TrainConfig(method=method, steps=steps, batch_size=batch, seed=seed,
+                      warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
+                      log_every=max(1, steps // 10), select="source_error")
     t0 = time.perf_counter()
     val = sources[0].gather(np.arange(min(256, len(sources[0]))))
     train(cfg, source, target, out, val_source=val,
           val_target={"image": torch.from_numpy(target_images[:512]).unsqueeze(1)}, resume=False)
-    info["train_s"] = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     net = load_model(out / "last.pt").eval()
     pred = predict(net, torch.from_numpy(eyes.images).unsqueeze(1), amp=False).pitchyaw
-    return pred.numpy().astype("float64"), info
+    return pred.numpy().astype("float64"), seconds
 
 
 def _plot(rows: list[dict], n_pool: int, path: Path) -> None:
