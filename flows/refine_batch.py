@@ -40,15 +40,21 @@ class RefineParams(BaseModel):
     refiner: EmptyText = Field("", title="Refiner to reuse",
                                description="A refiner.pt (e.g. <refined batch>/refiner/"
                                "refiner.pt). Leave empty to train a new one.")
-    steps: int = Field(1000, ge=1, le=1_000_000, title="Refiner steps")
+    steps: int = Field(1000, ge=1, le=1_000_000, title="Refiner steps",
+                       description="Training steps of the refiner (32 images each); ignored "
+                       "when a refiner is reused.")
     self_reg: float = Field(1.0, ge=0.0, title="Self-regularisation weight",
                             description="How strongly refined images stay close to the "
                             "synthetic ones (L1, in [0, 1] pixels).")
     probe_steps: int = Field(400, ge=1, le=100_000, title="Label-probe steps",
                              description="Training steps of the frozen model that checks the "
                              "labels did not move (gaze).")
-    seed: int = Field(0, ge=0, title="Seed")
-    device: Literal["cpu", "cuda"] = Field("cpu", title="Device")
+    seed: int = Field(0, ge=0, title="Seed",
+                      description="Random seed of the refiner and the probe: the same seed "
+                      "and inputs give the same refined batch.")
+    device: Literal["cpu", "cuda"] = Field("cpu", title="Device",
+                                           description="Where the refiner trains and runs; "
+                                           "cuda needs a GPU worker.")
 
     def output(self) -> Path:
         return Path(self.out) if self.out else Path(f"{Path(self.batch).resolve()}-refined-s{self.seed}")
