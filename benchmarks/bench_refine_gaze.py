@@ -1,7 +1,7 @@
 """Gaze on real eyes trained on SimGAN-refined vs unrefined synthetic eyes (issue 14).
 
     python -m benchmarks.bench_refine_gaze [--real DIR] [--seeds 0 1 2] [--steps 1500]
-        [--n-synthetic 20000] [--refiner-steps 1000] [--self-reg 1.0] [--mpii DIR]
+        [--n-synthetic 20000] [--refiner-steps 1000] [--self-reg 10] [--mpii DIR]
     python -m benchmarks.bench_refine_gaze --quick      # a smoke run, not results
 
 Per seed: ``--n-synthetic`` eyes of the default distribution; a refiner
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-synthetic", type=int, default=20_000)
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--refiner-width", type=int, default=32)
-    ap.add_argument("--self-reg", type=float, default=1.0)
+    ap.add_argument("--self-reg", type=float, default=10.0)
     ap.add_argument("--name", default="refine_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, tiny budgets")
     a = ap.parse_args(argv)

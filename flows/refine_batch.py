@@ -43,7 +43,7 @@ class RefineParams(BaseModel):
     steps: int = Field(1000, ge=1, le=1_000_000, title="Refiner steps",
                        description="Training steps of the refiner (32 images each); ignored "
                        "when a refiner is reused.")
-    self_reg: float = Field(1.0, ge=0.0, title="Self-regularisation weight",
+    self_reg: float = Field(10.0, ge=0.0, title="Self-regularisation weight",
                             description="How strongly refined images stay close to the "
                             "synthetic ones (L1, in [0, 1] pixels).")
     probe_steps: int = Field(400, ge=1, le=100_000, title="Label-probe steps",

@@ -51,7 +51,7 @@ class SimGANConfig:
     steps: int = 1000
     batch_size: int = 32
     lr: float = 2e-4
-    self_reg: float = 1.0  # weight of mean |refined - synthetic| ([0, 1] pixels)
+    self_reg: float = 10.0  # weight of mean |refined - synthetic| ([0, 1] pixels); 10 measured best of 0.3-10 (docs/refinement.md)
     refiner_updates: int = 2  # the paper's K_g per discriminator update (K_d = 1)
     pretrain_refiner: int = 0
     pretrain_discriminator: int = 200

@@ -43,7 +43,7 @@ class RefineRequest:
     out: str
     refiner: str | None = None  # a refiner.pt to reuse instead of training one
     steps: int = 1000
-    self_reg: float = 1.0
+    self_reg: float = 10.0
     width: int = 32
     blocks: int = 4
     batch_size: int = 32

@@ -58,7 +58,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--refiner", help="a refiner.pt to reuse (e.g. OUT/refiner/refiner.pt of an "
                                      "earlier refined batch) instead of training one")
     r.add_argument("--steps", type=positive_int, default=1000, help="refiner training steps")
-    r.add_argument("--self-reg", type=float, default=1.0,
+    r.add_argument("--self-reg", type=float, default=10.0,
                    help="weight of the L1 distance to the synthetic image (higher: closer to it)")
     r.add_argument("--width", type=positive_int, default=32, help="refiner channels")
     r.add_argument("--blocks", type=int, default=4, help="refiner ResNet blocks")
