@@ -86,6 +86,7 @@ def test_catalog_and_mlflow_record_the_refinement(refined, monkeypatch):
     assert {"refiner", "samples", "validation.json"} <= arts
 
 
+@pytest.mark.slow  # a second refine run in a subprocess
 def test_a_reused_refiner_refines_the_same_way(refined, tmp_path):
     child = refined["child"]
     again = tmp_path / "again"
