@@ -116,7 +116,8 @@ def update_round(s: Session, row: LoopRound, where: str, fields: Mapping[str, An
                 changes[key] = value
         elif value is not None and old is None:
             changes[key] = value
-        elif key == "batch_id" and value != old and _refines(s, value, old) and row.run_id is None:
+        elif (key == "batch_id" and value is not None and value != old and row.run_id is None
+              and _refines(s, value, old)):
             changes[key] = value  # the round trains on its batch refined (a child of it)
         elif value is not None and value != old:
             diffs[key] = (old, value)

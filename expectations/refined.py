@@ -26,8 +26,7 @@ from realdata.errors import DataFormatError
 from synth.shards import BatchReader
 
 __all__ = ["PROBE_FILE", "LabelCheckUnavailable", "face_structure_frame", "gaze_label_shift_frame",
-           "open_parent",
-           "shift_summary"]
+           "label_check_summary", "landmark_window_ncc", "open_parent"]
 
 PROBE_FILE = "refiner/label_probe.pt"
 
@@ -124,8 +123,9 @@ def face_structure_frame(reader: BatchReader, chunk: int = 512) -> pd.DataFrame:
                          "landmark_structure_ncc": np.concatenate(out).astype(np.float64)})
 
 
-def shift_summary(frame: pd.DataFrame) -> dict[str, float]:
-    """Mean, 95th percentile and maximum of the frame's shift column."""
+def label_check_summary(frame: pd.DataFrame) -> dict[str, float]:
+    """The label check's column (a shift or a correlation) with its mean, 95th
+    percentile and maximum."""
     col = next(c for c in frame.columns if c != "sample")
     x = frame[col].to_numpy()
     return {"column": col, "mean": float(x.mean()), "p95": float(np.percentile(x, 95)),

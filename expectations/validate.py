@@ -53,7 +53,7 @@ from expectations.refined import (
     LabelCheckUnavailable,
     face_structure_frame,
     gaze_label_shift_frame,
-    shift_summary,
+    label_check_summary,
 )
 from realdata.errors import DataFormatError
 from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_TASK
@@ -421,7 +421,7 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
         }
         statistics["n_samples"] = int(reader.n)
         if refined is not None:
-            statistics["label_preservation"] = shift_summary(refined)
+            statistics["label_preservation"] = label_check_summary(refined)
         statistics["min_coverage_p_value"] = float(cov["p_value"].min()) if len(cov) else None
         statistics["seconds"] = {"frames": round(t_frames, 3), "total": round(time.perf_counter() - t0, 3)}
 

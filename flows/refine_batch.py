@@ -24,9 +24,9 @@ class RefineParams(BaseModel):
     """Refine a batch toward real images: a SimGAN refiner learns to make the batch's
     images look like the real ones (their labels are never read), every image is refined,
     and the result is a new batch with the same labels, checked with Great Expectations
-    (plus a check that the labels still fit) and recorded as a child of its parent. On 2
-    CPU cores: about 3 minutes for 1,000 refiner steps on eyes, then ~1,000 eyes a
-    second."""
+    (plus a check that the labels still fit) and recorded as a child of its parent. On a
+    busy 2-core machine: 25-30 minutes for 1,000 refiner steps on eyes, then ~60-100 eyes
+    a second."""
 
     batch: str = Field(..., title="Batch folder",
                        description="The batch to refine (the folder holding manifest.json); "
@@ -68,7 +68,6 @@ def refine_batch(params: RefineParams):
                "refiner": params.refiner or None, "steps": params.steps,
                "self_reg": params.self_reg, "probe_steps": params.probe_steps,
                "seed": params.seed, "device": params.device}
-    made = None
     try:
         with transaction():
             made = write_refined(request)

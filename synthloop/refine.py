@@ -17,7 +17,6 @@ The child is written atomically like any batch; a failed check quarantines it in
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from expectations.refined import PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
 from synthloop.settings import Settings
 
@@ -33,7 +33,6 @@ __all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdi
            "validate_refined", "write_refined_batch"]
 
 REFINER_FILE = "refiner/refiner.pt"
-PROBE_FILE = "refiner/label_probe.pt"
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     (:func:`synthloop.refine.validate_refined`, or the flow's GX task)."""
     from models.checkpoint import save_checkpoint
     from models.simgan import SimGANConfig, refine_images, train_refiner
-    from synth.shards import open_for_training
+    from synth.shards import open_for_training, sha256_file
     from synthloop.taskspec import get_task
 
     t0 = time.perf_counter()
@@ -145,7 +144,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
             run.log_grid(spec.refine_preview(parent, refined, real, work / "refined-samples.png"))
             lineage = {"parent": {"batch_id": parent.batch_id,
                                   "path": str(parent.path.resolve()),
-                                  "manifest_sha256": _sha(parent.path / "manifest.json")},
+                                  "manifest_sha256": sha256_file(parent.path / "manifest.json")},
                        "refiner": {"file": REFINER_FILE, "mlflow_run_id": run.run_id,
                                    "reused_from": str(Path(req.refiner).resolve()) if req.refiner else None,
                                    "config": cfg.to_dict(), "real": str(Path(req.real).resolve()),
@@ -198,23 +197,19 @@ def record_verdict(run_id: str, status: str, failing: list[str],
                                   "label_preservation": label_shift}, "validation.json")
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _write_child(parent, refined, out: Path, lineage: dict[str, Any], refiner_path: Path,
                  probe: Path | None, overwrite: bool) -> str:
     from synth.refined_writer import RefinedBatchWriter
+    from synth.shards import sha256_file
 
     files = {REFINER_FILE: refiner_path, **({PROBE_FILE: probe} if probe else {})}
     meta = parent.metadata.drop(columns=["sample"])
     generator = {**parent.manifest["generator"],
-                 "refined_from": parent.batch_id, "refiner_sha256": _sha(refiner_path)}
+                 "refined_from": parent.batch_id, "refiner_sha256": sha256_file(refiner_path)}
     with RefinedBatchWriter(out, parent=parent, files=files, generator=generator,
                             lineage=lineage, overwrite=overwrite) as w:
-        step = parent.manifest.get("shard_size", 4096)
-        for i in range(0, parent.n, step):
-            w.add(refined[i:i + step], meta.iloc[i:i + step])
+        for i in range(0, parent.n, w.shard_size):
+            w.add(refined[i:i + w.shard_size], meta.iloc[i:i + w.shard_size])
     return w.batch_id
 
 

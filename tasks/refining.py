@@ -37,11 +37,12 @@ def record_refinement(run_id: str, batch_dir: str) -> dict:
     import json
     from pathlib import Path
 
+    from expectations.validate import RESULT_FILE
     from synth.shards import BatchReader
     from synthloop.refine import record_verdict
 
     status = BatchReader(batch_dir, verify=False).status
-    result = Path(batch_dir) / "validation" / "result.json"
+    result = Path(batch_dir) / RESULT_FILE
     stats = json.loads(result.read_text())["statistics"] if result.is_file() else {}
     shift = stats.get("label_preservation", {})
     record_verdict(run_id, status.status, list(status.failing), shift)

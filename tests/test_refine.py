@@ -165,3 +165,21 @@ def test_the_flow_form_puts_the_refined_batch_beside_its_parent():
 
     assert str(RefineParams(batch="/data/b1", real="/r", seed=3).output()) == "/data/b1-refined-s3"
     assert RefineParams(batch="/data/b1", real="/r", out="/x").output() == Path("/x")
+
+
+@pytest.mark.slow  # a face refiner, the face validation frame and an MLflow run: ~30 s
+def test_a_refined_face_batch_carries_its_landmarks_and_is_checked_without_a_model(
+        face_data, tmp_path, one_thread):
+    from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
+
+    req = RefineRequest(batch=face_data["batch"], real=face_data["real"], out=str(tmp_path / "f"),
+                        steps=2, width=4, blocks=1, batch_size=4)
+    batch = write_refined_batch(face_data["settings"], req, log=lambda *_: None)
+    verdict = validate_refined(batch)
+    parent, child = BatchReader(face_data["batch"]), BatchReader(batch.path)
+    assert verdict.status == "accepted", verdict.failing
+    assert verdict.label_shift["column"] == "landmark_structure_ncc"
+    assert verdict.label_shift["mean"] > 0.9  # two refiner steps barely move anything
+    assert "refiner/label_probe.pt" not in child.extra_files
+    for rel in parent.extra_files:  # the landmark arrays, byte for byte
+        assert (child.path / rel).read_bytes() == (parent.path / rel).read_bytes()
