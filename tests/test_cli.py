@@ -1,4 +1,8 @@
-"""The command-line contract, run as a user runs it (a subprocess, real exit codes)."""
+"""The command-line contract, run as a user runs it (a subprocess, real exit codes).
+
+The validate and preview checks call the same entry point in-process (``run_cli``): a
+subprocess that imports Great Expectations costs ~5 s, and what they assert (exit code,
+stdout, stderr lines) is the entry point's own behaviour."""
 
 import json
 import os
@@ -10,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from synth.shards import BatchReader
+from tests.cli_inprocess import run_cli
 
 
 def run(*args, cwd=None, env=None):
@@ -53,7 +58,7 @@ def test_validate_exit_codes(generated, tmp_path):
     out, _ = generated
     good = tmp_path / "good"
     shutil.copytree(out, good)
-    r = run("validate", str(good), "--json", "--no-docs")
+    r = run_cli("validate", str(good), "--json", "--no-docs")
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["status"] == "accepted"
 
@@ -62,11 +67,11 @@ def test_validate_exit_codes(generated, tmp_path):
     shutil.copytree(out, broken)
     shard = broken / "shards" / "images-00000.npy"
     shard.write_bytes(shard.read_bytes()[:1000])
-    r = run("validate", str(broken))
+    r = run_cli("validate", str(broken))
     assert r.returncode == 2
     assert "images-00000.npy" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    r = run("validate", str(tmp_path / "nowhere"))
+    r = run_cli("validate", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "nowhere" in r.stderr
 
 
@@ -88,7 +93,7 @@ def test_validate_fails_with_exit_1_and_names_the_expectation(tmp_path):
             rows = eye_metadata({k: v[c.start:c.start + len(c.images)] for k, v in scenes.items()}, c.geometry)
             rows.loc[rows.index[:3], "yaw"] = np.nan
             w.add(c.images, rows)
-    r = run("validate", str(out), "--no-docs")
+    r = run_cli("validate", str(out), "--no-docs")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "quarantined" in r.stdout and "yaw" in r.stdout
     assert BatchReader(out).status.status == "quarantined"
@@ -135,13 +140,13 @@ def test_validate_and_preview_a_face_batch(face_batch, tmp_path):
     out, _ = face_batch
     b = tmp_path / "faces"
     shutil.copytree(out, b)
-    r = run("validate", str(b), "--json", "--no-docs")
+    r = run_cli("validate", str(b), "--json", "--no-docs")
     assert r.returncode == 0, r.stdout + r.stderr
     verdict = json.loads(r.stdout.strip().splitlines()[-1])
     assert verdict["status"] == "accepted" and verdict["failing"] == []
     result = json.loads((b / "validation" / "result.json").read_text())
     assert set(result["suites"]) == {"face_batch.samples", "face_batch.coverage"}
-    r = run("preview", str(b), "--out", str(tmp_path / "grid.png"), "--count", "8")
+    r = run_cli("preview", str(b), "--out", str(tmp_path / "grid.png"), "--count", "8")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from synth.shards import BatchReader
+from tests.cli_inprocess import run_cli as run
 
 pytestmark = pytest.mark.gx
 
 
-def run(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "synthloop.cli", *args], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **(env or {})})
-
-
-TINY = ["--steps", "6", "--probe-steps", "60", "--width", "8", "--blocks", "1",
-        "--batch-size", "16"]
+TINY = ["--steps", "6", "--pretrain-steps", "10", "--probe-steps", "60", "--width", "8",
+        "--blocks", "1", "--batch-size", "16"]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +110,14 @@ def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
             *TINY, env=env)
     assert r.returncode == 2 and "already exists" in r.stderr
 
+    for option, value, says in (("--batch-size", "1", "must be >= 2"),  # half of it is history
+                                ("--self-reg", "-1", "must be >= 0"),
+                                ("--pretrain-steps", "x", "'x' is not a whole number")):
+        r = run("refine", str(parent), "--real", str(refined["real"]), "--out",
+                str(tmp_path / "o3"), option, value, env=env)
+        assert r.returncode == 2 and option in r.stderr and says in r.stderr, r.stderr
+    assert not (tmp_path / "o3").exists()
+
 
 def _child_with(refined, images: np.ndarray, out: Path) -> Path:
     """A refined batch of ``images`` with the fixture child's refiner, probe and lineage."""
@@ -167,13 +168,13 @@ def test_the_flow_form_puts_the_refined_batch_beside_its_parent():
     assert RefineParams(batch="/data/b1", real="/r", out="/x").output() == Path("/x")
 
 
-@pytest.mark.slow  # a face refiner, the face validation frame and an MLflow run: ~30 s
+@pytest.mark.slow  # a face refiner, the face validation frame and an MLflow run
 def test_a_refined_face_batch_carries_its_landmarks_and_is_checked_without_a_model(
         face_data, tmp_path, one_thread):
     from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
 
     req = RefineRequest(batch=face_data["batch"], real=face_data["real"], out=str(tmp_path / "f"),
-                        steps=2, width=4, blocks=1, batch_size=4)
+                        steps=2, width=4, blocks=1, batch_size=4, pretrain_discriminator=2)
     batch = write_refined_batch(face_data["settings"], req, log=lambda *_: None)
     verdict = validate_refined(batch)
     parent, child = BatchReader(face_data["batch"]), BatchReader(batch.path)

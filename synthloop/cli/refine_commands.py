@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from synthloop.cli.common import EXIT_INVALID, EXIT_OK, log, positive_int
+from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, log, positive_int
 
 
 def cmd_refine(a: argparse.Namespace) -> int:
@@ -17,7 +17,8 @@ def cmd_refine(a: argparse.Namespace) -> int:
     settings.ensure_home()
     req = RefineRequest(batch=a.batch, real=a.real, out=a.out, refiner=a.refiner, steps=a.steps,
                         self_reg=a.self_reg, width=a.width, blocks=a.blocks,
-                        batch_size=a.batch_size, probe_steps=a.probe_steps, seed=a.seed,
+                        batch_size=a.batch_size, probe_steps=a.probe_steps,
+                        pretrain_discriminator=a.pretrain_steps, seed=a.seed,
                         device=a.device, overwrite=a.overwrite)
     batch = write_refined_batch(settings, req, log=log)
     verdict = validate_refined(batch)
@@ -58,11 +59,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--refiner", help="a refiner.pt to reuse (e.g. OUT/refiner/refiner.pt of an "
                                      "earlier refined batch) instead of training one")
     r.add_argument("--steps", type=positive_int, default=1000, help="refiner training steps")
-    r.add_argument("--self-reg", type=float, default=10.0,
+    r.add_argument("--self-reg", type=at_least(0.0, float), default=10.0,
                    help="weight of the L1 distance to the synthetic image (higher: closer to it)")
     r.add_argument("--width", type=positive_int, default=32, help="refiner channels")
-    r.add_argument("--blocks", type=int, default=4, help="refiner ResNet blocks")
-    r.add_argument("--batch-size", type=positive_int, default=32, help="refiner batch size")
+    r.add_argument("--blocks", type=at_least(0), default=4, help="refiner ResNet blocks")
+    r.add_argument("--batch-size", type=at_least(2), default=32, help="refiner batch size")
+    r.add_argument("--pretrain-steps", type=at_least(0), default=200,
+                   help="discriminator pre-training steps before the refiner trains (the "
+                        "paper's 200; 0 skips it)")
     r.add_argument("--probe-steps", type=positive_int, default=400,
                    help="training steps of the label probe (gaze)")
     r.add_argument("--seed", type=int, default=0, help="random seed")
