@@ -29,8 +29,8 @@ from expectations.refined import PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
 from synthloop.settings import Settings
 
-__all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdict", "record_verdict",
-           "validate_refined", "write_refined_batch"]
+__all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdict", "load_refiner",
+           "record_verdict", "validate_refined", "write_refined_batch"]
 
 REFINER_FILE = "refiner/refiner.pt"
 
@@ -66,7 +66,9 @@ class RefinedBatch:
     seconds: dict[str, float]
 
 
-def _load_refiner(path: str, channels: int):
+def load_refiner(path: str, channels: int):
+    """The SimGAN refiner in ``path`` (a refiner.pt), checked to take ``channels``-channel
+    images; anything else is a :class:`DataFormatError` naming the file."""
     from models.refiner import Refiner
     from models.registry import load_model
 
@@ -113,7 +115,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     spec = get_task(parent.task)
     real = _real_images(spec, req.real, parent.image_shape, req.real_indices)
     channels = 1 if len(parent.image_shape) == 2 else parent.image_shape[-1]
-    reused = _load_refiner(req.refiner, channels) if req.refiner else None
+    reused = load_refiner(req.refiner, channels) if req.refiner else None
     cfg = SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,
                        refiner_blocks=req.blocks, batch_size=req.batch_size, seed=req.seed,
                        pretrain_discriminator=req.pretrain_discriminator,

@@ -105,6 +105,7 @@ class TrainRequest:
     model: str | None = None
     device: str = "cpu"
     register: bool = True
+    refiner: str | None = None  # a refiner.pt applied to the synthetic images on the fly
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         real_labeled=a.real_labeled, real_subjects=a.real_subjects, source=a.source,
         n_source=a.n_source,
         batch_size=a.batch_size, lr=a.lr, trade_off=a.trade_off, model=a.model,
-        device=a.device, register=not a.no_register), log=log)
+        device=a.device, register=not a.no_register, refiner=a.refiner), log=log)
     for key, value in spec.describe_run(run):
         print(f"{key}\t{value}")
     return EXIT_OK
@@ -103,6 +103,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--trade-off", type=float, default=1.0, help="weight of the transfer loss")
     t.add_argument("--model", help="default: the task's (gaze_resnet_s, landmark_resnet_s)")
     t.add_argument("--device", default="cpu", help="cpu or cuda")
+    t.add_argument("--refiner", help="a refiner.pt (from `synthloop refine`) applied to the "
+                                     "synthetic eyes on the fly, on --device: the GPU path; on "
+                                     "a CPU a refined batch (--source) trains faster")
     t.add_argument("--no-register", action="store_true", help="do not log/register the model")
     t.set_defaults(func=cmd_train)
 

@@ -179,7 +179,7 @@ class GazeSpec(TaskSpec):
                           lr=request.lr, trade_off=request.trade_off,
                           model=request.model or self.default_model, device=request.device,
                           register=request.register, log=log, real_labeled=request.real_labeled,
-                          real_subjects=request.real_subjects)
+                          real_subjects=request.real_subjects, refiner=request.refiner)
 
     def describe_run(self, run) -> list[tuple[str, str]]:
         lines = super().describe_run(run)

@@ -31,7 +31,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
                log=print, train_overrides: dict[str, Any] | None = None,
                tags: dict[str, str] | None = None, on_metrics=None,
                score_target_labels: bool = False, real_labeled: str | None = None,
-               real_subjects: int | None = None, real_fraction: float = 0.5) -> TrainedRun:
+               real_subjects: int | None = None, real_fraction: float = 0.5,
+               refiner: str | None = None) -> TrainedRun:
     """Train a gaze model on a synthetic batch (``source``, or ``n_source`` fresh eyes)
     with the unlabeled ``target`` eyes; a fifth of the target (at most 512 eyes, or a fifth
     of its people when meta.csv names them) is held out for label-free checkpoint
@@ -47,10 +48,16 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     real eyes trained on jointly with the synthetic ones, ``real_fraction`` of every batch;
     ``real_subjects`` keeps only that many of its people (drawn with the seed). With two
     or more people, a fifth of them (at least one) is held out and selects the checkpoint
-    (``source_error`` on real eyes) instead of the label-free target score."""
+    (``source_error`` on real eyes) instead of the label-free target score.
+
+    ``refiner`` (a refiner.pt from ``synthloop refine``): the synthetic eyes are refined
+    on the fly on ``device`` as batches are drawn, no refined copy on disk: the GPU path.
+    On a CPU a batch refined once by ``synthloop refine`` costs less (this repeats the
+    refiner's forward pass every step)."""
     import torch
 
     from models.data import ArraySource, ShardSource
+    from models.refined_source import RefinedSource
     from models.tasks.gaze import GAZE_SELECTORS
     from models.train import TrainConfig
     from synth.targets import is_simulated
@@ -59,6 +66,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     check_output_dir(out)
     tgt = load_target(target)
     real = FewLabels.read(real_labeled, real_subjects, real_fraction, batch_size, seed)
+    refiner_net = _refiner_on(refiner, device, log)
     reader = prepare_training_batch(settings, "gaze", source=source, n=n_source, seed=seed, log=log)
     train_idx, val_idx = split_target(len(tgt.images), seed, tgt.groups)
     dist = reader.distribution
@@ -86,7 +94,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         params={**cfg.to_dict(), "source_batch": reader.batch_id, "source_n": reader.n,
                 "source_status": reader.status.status, "distribution_id": dist.id,
                 "target_n_train": len(train_idx), "target_n_val": len(val_idx),
-                "target_simulated": simulated, **(real.record() if real is not None else {})})
+                "target_simulated": simulated, **(real.record() if real is not None else {}),
+                **({"refiner": str(Path(refiner).resolve())} if refiner else {})})
     with run:
         run.log_dict(json.loads(dist.dumps()), "distribution.json")
         run.log_dict(reader.manifest, "source_manifest.json")
@@ -95,6 +104,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         if score_target_labels and tgt.pitchyaw is not None:
             val_target["pitchyaw"] = torch.from_numpy(tgt.pitchyaw[val_idx])
         syn = ShardSource(reader, batch_size - (real.per_batch if real else 0), seed)
+        if refiner_net is not None:
+            syn = RefinedSource(syn, refiner_net, device)
         result = run.train(cfg, real.source(syn) if real else syn,
                            ArraySource(tgt.images[train_idx], batch_size, seed + 1), out,
                            val_source=real.val if real and real.val else val_source(dist, seed),
@@ -114,6 +125,19 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
                                    higher_is_better=(mode == "max"),
                                    comparable_on={"target": target_key, "selection_metric": metric})
     return TrainedRun(run.run_id, Path(out), uri, version, promoted, final_metrics(result))
+
+
+def _refiner_on(path: str | None, device: str, log):
+    """The refiner for on-the-fly refinement, loaded (and checked) before any work."""
+    if path is None:
+        return None
+    from synthloop.refine import load_refiner
+
+    net = load_refiner(path, channels=1)
+    log(f"refining the synthetic eyes on the fly on {device} with {path}"
+        + ("" if device.startswith("cuda") else
+           " (on a CPU, a batch refined once with `synthloop refine` trains faster)"))
+    return net
 
 
 def _sample_grid(reader, target_images, settings: Settings) -> Path:

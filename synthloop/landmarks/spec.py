@@ -156,6 +156,10 @@ class LandmarksSpec(TaskSpec):
         if request.real_subjects is not None:
             raise UsageError("--real-subjects applies to --task gaze; landmark training uses "
                              "every face of --real-labeled")
+        if request.refiner is not None:
+            raise UsageError("--refiner (on-the-fly refinement) applies to --task gaze; for "
+                             "faces, refine the batch with `synthloop refine` and train on it "
+                             "with --source")
         return train_landmarks(settings, method=request.method, steps=request.steps,
                                seed=request.seed, out=request.out, source=request.source,
                                n_source=request.n_source, real_labeled=request.real_labeled,
