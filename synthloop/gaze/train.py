@@ -99,7 +99,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     with run:
         run.log_dict(json.loads(dist.dumps()), "distribution.json")
         run.log_dict(reader.manifest, "source_manifest.json")
-        run.log_artifact(_sample_grid(reader, tgt.images, settings), "samples")
+        run.log_artifact(_sample_grid(reader, tgt.images, settings, refiner_net), "samples")
         val_target = {"image": torch.from_numpy(tgt.images[val_idx]).unsqueeze(1)}
         if score_target_labels and tgt.pitchyaw is not None:
             val_target["pitchyaw"] = torch.from_numpy(tgt.pitchyaw[val_idx])
@@ -140,10 +140,19 @@ def _refiner_on(path: str | None, device: str, log):
     return net
 
 
-def _sample_grid(reader, target_images, settings: Settings) -> Path:
-    """Synthetic eyes with their gaze arrows beside target eyes."""
+def _sample_grid(reader, target_images, settings: Settings, refiner=None) -> Path:
+    """Synthetic eyes with their gaze arrows beside target eyes; with a refiner, their
+    refined twins between them (what the model trains on)."""
+    import numpy as np
+
+    out = settings.outputs_dir / f"samples-{reader.batch_id}.png"
+    if refiner is not None:
+        from models.simgan import refine_images
+        from synthloop.gaze.refining import refine_preview
+
+        first = reader.images(np.arange(min(32, reader.n)))
+        return refine_preview(reader, refine_images(refiner, first), target_images, out)
     from synth.preview import batch_grid
 
-    return batch_grid(reader, settings.outputs_dir / f"samples-{reader.batch_id}.png",
-                      real=target_images, count=32, title=f"source {reader.batch_id}",
-                      real_title="target")
+    return batch_grid(reader, out, real=target_images, count=32,
+                      title=f"source {reader.batch_id}", real_title="target")
