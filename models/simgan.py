@@ -62,6 +62,10 @@ class SimGANConfig:
     seed: int = 0
     log_every: int = 50
     device: str = "cpu"
+    # bf16 autocast for the convolutions and channels_last tensors, on any device: 2.9x
+    # faster refiner updates on a 2-core AVX512-bf16 CPU (benchmarks/bench_refiner_speed.py);
+    # losses, the residual sum and the optimiser stay float32
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "refiner_updates", "history", "log_every"):
@@ -74,6 +78,23 @@ class SimGANConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class _Precision:
+    """A reusable context: bf16 autocast when on, nothing otherwise."""
+
+    def __init__(self, device: torch.device, bf16: bool):
+        self.device, self.bf16, self._ctx = device, bf16, None
+
+    def __enter__(self) -> None:
+        if self.bf16:
+            self._ctx = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            self._ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+            self._ctx = None
 
 
 @dataclass
@@ -116,6 +137,9 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
         torch.manual_seed(cfg.seed)
         refiner = Refiner(RefinerConfig(channels, cfg.refiner_width, cfg.refiner_blocks)).to(dev)
         disc = PatchDiscriminator(PatchDiscriminatorConfig(channels, cfg.discriminator_width)).to(dev)
+    layout = torch.channels_last if cfg.bf16 else torch.contiguous_format
+    refiner, disc = refiner.to(memory_format=layout), disc.to(memory_format=layout)
+    precision = _Precision(dev, cfg.bf16)
     opt_r = torch.optim.Adam(refiner.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     syn = ArraySource(synthetic, cfg.batch_size, cfg.seed * 4 + _SYN)
@@ -126,47 +150,53 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
     out = RefinerTraining(refiner, disc, cfg)
 
     def draw(src: ArraySource, k: int) -> Tensor:
-        return src.batch(k)["image"].to(dev).float().div_(255.0)
+        return src.batch(k)["image"].to(dev).float().div_(255.0).contiguous(memory_format=layout)
 
     for k in range(cfg.pretrain_refiner):
         x = draw(pre, k)
-        loss = self_regularisation_loss(refiner(x), x, 1.0)
+        with precision:
+            refined = refiner(x)
+        loss = self_regularisation_loss(refined.float(), x, 1.0)
         opt_r.zero_grad(set_to_none=True)
         loss.backward()
         opt_r.step()
     for k in range(cfg.pretrain_discriminator):
-        _discriminator_step(disc, opt_d, refiner, draw(real_src, k), draw(syn_d, k), history)
+        _discriminator_step(disc, opt_d, refiner, draw(real_src, k), draw(syn_d, k), history,
+                            precision)
     base = cfg.pretrain_discriminator  # the main phase continues the real/syn_d streams
     for step in range(cfg.steps):
         adv = reg = 0.0
         for j in range(cfg.refiner_updates):
             x = draw(syn, step * cfg.refiner_updates + j)
-            refined = refiner(x)
-            l_adv = refiner_adversarial_loss(disc(refined))
+            with precision:
+                refined = refiner(x).float()
+                logits = disc(refined).float()
+            l_adv = refiner_adversarial_loss(logits)
             l_reg = self_regularisation_loss(refined, x, cfg.self_reg)
             opt_r.zero_grad(set_to_none=True)
             (l_adv + l_reg).backward()
             opt_r.step()
             adv, reg = adv + l_adv.item(), reg + l_reg.item()
         d = _discriminator_step(disc, opt_d, refiner, draw(real_src, base + step),
-                                draw(syn_d, base + step), history)
+                                draw(syn_d, base + step), history, precision)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             rec = {"step": step + 1, "loss_refiner_adv": adv / cfg.refiner_updates,
                    "loss_self_reg": reg / cfg.refiner_updates, **d}
             out.log.append(rec)
             if on_log is not None:
                 on_log(rec)
-    refiner.eval()
-    disc.eval()
+    refiner.to(memory_format=torch.contiguous_format).eval()  # refines like any refiner
+    disc.to(memory_format=torch.contiguous_format).eval()
     return out
 
 
-def _discriminator_step(disc, opt, refiner, real: Tensor, syn: Tensor,
-                        history: ImageHistory) -> dict[str, float]:
-    with torch.no_grad():
-        refined = refiner(syn)
+def _discriminator_step(disc, opt, refiner, real: Tensor, syn: Tensor, history: ImageHistory,
+                        precision: _Precision) -> dict[str, float]:
+    with torch.no_grad(), precision:
+        refined = refiner(syn).float()
     fake = history.mix(refined)
-    real_logits, fake_logits = disc(real), disc(fake)
+    with precision:
+        real_logits, fake_logits = disc(real).float(), disc(fake).float()
     loss = discriminator_loss(real_logits, fake_logits)
     opt.zero_grad(set_to_none=True)
     loss.backward()

@@ -60,6 +60,15 @@ def test_landmark_step_benchmark(tmp_path):
     assert rows and all(r["ms_median"] > 0 for r in rows if "ms_median" in r)
 
 
+def test_refiner_speed_benchmark(tmp_path):
+    out = _run("benchmarks.bench_refiner_speed", "--quick", tmp_path=tmp_path)
+    assert "bf16+channels_last" in out
+    res = json.loads((tmp_path / "refiner_speed_quick.json").read_text())
+    assert {(r["images"], r["precision"]) for r in res["rows"]} == {
+        (k, p) for k in ("eyes", "faces") for p in ("float32", "bf16+channels_last")}
+    assert all(r["ms_per_step"] > 0 and r["refine_img_s"] > 0 for r in res["rows"])
+
+
 def test_landmark_label_efficiency_benchmark(tmp_path):
     lfpw = REPO.parent / "shared" / "data" / "real" / "lfpw-train"
     if not lfpw.is_dir():

@@ -18,7 +18,7 @@ def cmd_refine(a: argparse.Namespace) -> int:
     req = RefineRequest(batch=a.batch, real=a.real, out=a.out, refiner=a.refiner, steps=a.steps,
                         self_reg=a.self_reg, width=a.width, blocks=a.blocks,
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
-                        pretrain_discriminator=a.pretrain_steps, seed=a.seed,
+                        pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, seed=a.seed,
                         device=a.device, overwrite=a.overwrite)
     batch = write_refined_batch(settings, req, log=log)
     verdict = validate_refined(batch)
@@ -67,6 +67,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--pretrain-steps", type=at_least(0), default=200,
                    help="discriminator pre-training steps before the refiner trains (the "
                         "paper's 200; 0 skips it)")
+    r.add_argument("--bf16", action="store_true",
+                   help="train the refiner with bf16 convolutions and channels_last tensors "
+                        "(~3x faster on CPUs with AVX512-bf16 and on GPUs)")
     r.add_argument("--probe-steps", type=positive_int, default=400,
                    help="training steps of the label probe (gaze)")
     r.add_argument("--seed", type=int, default=0, help="random seed")

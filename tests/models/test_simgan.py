@@ -108,18 +108,22 @@ TINY = dict(batch_size=16, refiner_width=8, refiner_blocks=1, discriminator_widt
             pretrain_discriminator=5, history=64, log_every=10, lr=2e-3)
 
 
-def test_training_is_deterministic_given_the_seed(one_thread):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_training_is_deterministic_given_the_seed(one_thread, bf16):
     syn, real = _domains()
-    runs = [train_refiner(syn, real, SimGANConfig(steps=6, seed=s, **TINY)) for s in (3, 3, 4)]
+    runs = [train_refiner(syn, real, SimGANConfig(steps=6, seed=s, bf16=bf16, **TINY))
+            for s in (3, 3, 4)]
     same = [torch.equal(a, b) for a, b in zip(runs[0].refiner.state_dict().values(),
                                               runs[1].refiner.state_dict().values(), strict=True)]
     assert all(same) and runs[0].log == runs[1].log
     assert not torch.equal(runs[0].refiner.out.weight, runs[2].refiner.out.weight)
 
 
-def test_refiner_moves_synthetic_images_toward_the_real_domain(one_thread):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_refiner_moves_synthetic_images_toward_the_real_domain(one_thread, bf16):
     syn, real = _domains()
-    tr = train_refiner(syn, real, SimGANConfig(steps=150, self_reg=0.05, seed=0, **TINY))
+    tr = train_refiner(syn, real, SimGANConfig(steps=150, self_reg=0.05, seed=0, bf16=bf16, **TINY))
+    assert tr.refiner.out.weight.is_contiguous()  # handed back in the default layout
     refined = refine_images(tr.refiner, syn)
     gap_before = abs(float(real.mean()) - float(syn.mean()))
     gap_after = abs(float(real.mean()) - float(refined.mean()))
