@@ -84,14 +84,15 @@ def _gradient_magnitude(images: np.ndarray) -> np.ndarray:
 
 
 def landmark_window_ncc(a: np.ndarray, b: np.ndarray, points: np.ndarray,
-                        visible: np.ndarray) -> np.ndarray:
+                        visible: np.ndarray, window: int = WINDOW) -> np.ndarray:
     """Per image, the mean normalised cross-correlation of gradient-magnitude windows
-    around its visible points; windows flat in both images count as 1 (nothing to move)."""
+    (``2 window + 1`` px square) around its visible points; windows flat in both images
+    count as 1 (nothing to move)."""
     ga, gb = _gradient_magnitude(a), _gradient_magnitude(b)
     n, h, w = ga.shape
-    off = np.arange(-WINDOW, WINDOW + 1)
-    ys = np.clip(np.rint(points[..., 1]).astype(int), WINDOW, h - 1 - WINDOW)
-    xs = np.clip(np.rint(points[..., 0]).astype(int), WINDOW, w - 1 - WINDOW)
+    off = np.arange(-window, window + 1)
+    ys = np.clip(np.rint(points[..., 1]).astype(int), window, h - 1 - window)
+    xs = np.clip(np.rint(points[..., 0]).astype(int), window, w - 1 - window)
     rows = ys[:, :, None, None] + off[None, None, :, None]
     cols = xs[:, :, None, None] + off[None, None, None, :]
     idx = np.arange(n)[:, None, None, None]

@@ -23,6 +23,7 @@ same machine and thread count.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -80,21 +81,11 @@ class SimGANConfig:
         return asdict(self)
 
 
-class _Precision:
-    """A reusable context: bf16 autocast when on, nothing otherwise."""
-
-    def __init__(self, device: torch.device, bf16: bool):
-        self.device, self.bf16, self._ctx = device, bf16, None
-
-    def __enter__(self) -> None:
-        if self.bf16:
-            self._ctx = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-            self._ctx.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._ctx is not None:
-            self._ctx.__exit__(*exc)
-            self._ctx = None
+def _precision(device: torch.device, bf16: bool) -> Callable[[], Any]:
+    """A factory of contexts: bf16 autocast when on, nothing otherwise."""
+    if bf16:
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 @dataclass
@@ -139,7 +130,7 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
         disc = PatchDiscriminator(PatchDiscriminatorConfig(channels, cfg.discriminator_width)).to(dev)
     layout = torch.channels_last if cfg.bf16 else torch.contiguous_format
     refiner, disc = refiner.to(memory_format=layout), disc.to(memory_format=layout)
-    precision = _Precision(dev, cfg.bf16)
+    precision = _precision(dev, cfg.bf16)
     opt_r = torch.optim.Adam(refiner.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     syn = ArraySource(synthetic, cfg.batch_size, cfg.seed * 4 + _SYN)
@@ -154,7 +145,7 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
 
     for k in range(cfg.pretrain_refiner):
         x = draw(pre, k)
-        with precision:
+        with precision():
             refined = refiner(x)
         loss = self_regularisation_loss(refined.float(), x, 1.0)
         opt_r.zero_grad(set_to_none=True)
@@ -168,7 +159,7 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
         adv = reg = 0.0
         for j in range(cfg.refiner_updates):
             x = draw(syn, step * cfg.refiner_updates + j)
-            with precision:
+            with precision():
                 refined = refiner(x).float()
                 logits = disc(refined).float()
             l_adv = refiner_adversarial_loss(logits)
@@ -191,11 +182,11 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
 
 
 def _discriminator_step(disc, opt, refiner, real: Tensor, syn: Tensor, history: ImageHistory,
-                        precision: _Precision) -> dict[str, float]:
-    with torch.no_grad(), precision:
+                        precision: Callable[[], Any]) -> dict[str, float]:
+    with torch.no_grad(), precision():
         refined = refiner(syn).float()
     fake = history.mix(refined)
-    with precision:
+    with precision():
         real_logits, fake_logits = disc(real).float(), disc(fake).float()
     loss = discriminator_loss(real_logits, fake_logits)
     opt.zero_grad(set_to_none=True)
