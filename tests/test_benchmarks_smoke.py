@@ -79,3 +79,16 @@ def test_landmark_label_efficiency_benchmark(tmp_path):
     rows = res["rows"]
     assert [r["arm"][0] for r in rows] == ["a", "b", "c", "d"]  # every arm ran and was scored
     assert all(r["n"] == 8 and r["nme_io"] > 0 and 0 <= r["failure_010"] <= 1 for r in rows)
+
+
+def test_refine_faces_benchmark(tmp_path):
+    lfpw = REPO.parent / "shared" / "data" / "real" / "lfpw-train"
+    if not lfpw.is_dir():
+        pytest.skip("needs ../shared (LFPW)")
+    out = _run("benchmarks.bench_refine_faces", "--quick", tmp_path=tmp_path)
+    assert "change_vs_unrefined" in out
+    res = json.loads((tmp_path / "refine_faces_quick.json").read_text())
+    assert sorted(r["arm"] for r in res["rows"]) == ["refined", "unrefined"]
+    (ref,) = res["refinements"]
+    assert ref["status"] == "accepted" and ref["label_check"]["column"] == "landmark_structure_ncc"
+    assert (tmp_path / "refine_faces_samples.png").is_file()

@@ -1,0 +1,159 @@
+"""Landmarks on real LFPW faces from SimGAN-refined vs unrefined synthetic faces: the face
+half of issue 14's benchmark.
+
+    python -m benchmarks.bench_refine_faces [--seeds 0 1 2] [--n 100 645] [--steps 3000]
+        [--refiner-steps 1000] [--refiner-width 16] [--refiner-batch 8]
+    python -m benchmarks.bench_refine_faces --quick     # a smoke run, not results
+
+Per seed, at an equal training budget:
+
+1. the synthetic face batch of the label-efficiency benchmark (``--n-source`` faces) is
+   refined by the product's own job (:func:`synthloop.refine.write_refined_batch`, bf16)
+   toward the 645 LFPW training faces, unlabeled (``real_indices``: the 160 test faces
+   never reach the refiner), and validated (the model-free landmark-structure check);
+2. arm (b) of ``bench_landmark_label_efficiency`` runs on each batch: a dense-point model
+   trained on the synthetic faces alone, then the label-transfer network fitted on ``n``
+   labeled training faces;
+3. both are scored on the 160 held-out faces (inter-ocular / inter-pupil NME, flip
+   averaged).
+
+Writes benchmarks/results/refine_faces.json (``--name``) and a synthetic / refined / real
+grid with the 68 points (``<name>_samples.png``). The goal: >= 10% lower NME refined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_landmark_label_efficiency import LFPW, RESULTS, Bench
+from benchmarks.common import machine, print_table, save
+from models.landmark_recipe import EMA_DECAY
+
+
+def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path) -> tuple[str, dict]:
+    """The batch refined toward the training faces and validated (kept when it exists:
+    reruns resume)."""
+    import json
+
+    from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
+
+    info: dict = {}
+    if not (out / "manifest.json").is_file():
+        req = RefineRequest(batch=bench.batch, real=a.real, out=str(out), steps=a.refiner_steps,
+                            width=a.refiner_width, blocks=a.refiner_blocks,
+                            batch_size=a.refiner_batch, seed=seed, bf16=True,
+                            real_indices=real_train.tolist())
+        t0 = time.perf_counter()
+        made = write_refined_batch(bench.settings, req, log=lambda m: print("   ", m, flush=True))
+        validate_refined(made)
+        info["refine_minutes"] = (time.perf_counter() - t0) / 60
+        info["seconds"] = made.seconds
+    from synth.shards import BatchReader
+
+    result = json.loads((out / "validation" / "result.json").read_text())
+    info.update(status=BatchReader(out).status.status, failing=result["failing"],
+                label_check=result["statistics"].get("label_preservation"))
+    return str(out), info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n", type=int, nargs="+", default=[100, 645],
+                    help="labeled real faces the label transfer is fitted on")
+    ap.add_argument("--steps", type=int, default=3000, help="landmark training steps per arm")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces")
+    ap.add_argument("--transfer-steps", type=int, default=2000)
+    ap.add_argument("--refiner-steps", type=int, default=1000)
+    ap.add_argument("--refiner-width", type=int, default=16)
+    ap.add_argument("--refiner-blocks", type=int, default=4)
+    ap.add_argument("--refiner-batch", type=int, default=8)
+    ap.add_argument("--model", default="landmark_resnet_s")
+    ap.add_argument("--ema", type=float, default=EMA_DECAY)
+    ap.add_argument("--real", default=str(LFPW), help="images + .pts (split 645/160)")
+    ap.add_argument("--name", default="refine_faces")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: tiny budgets")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.n, a.seeds, a.steps, a.batch_size, a.n_source, a.transfer_steps = [8], [0], 4, 4, 16, 5
+        a.refiner_steps, a.refiner_width, a.refiner_blocks, a.refiner_batch = 2, 4, 1, 4
+    if not Path(a.real).is_dir():
+        print(f"no real faces at {a.real}: this benchmark needs ../shared (LFPW)", file=sys.stderr)
+        return 2
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "1")))
+    from models.registry import create_model
+    from realdata.landmarks import read_landmark_folder
+    from realdata.real_faces import load_real_faces
+    from realdata.splits import LFPW_N_TEST, holdout_split, split_face_folder
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    size = int(create_model(a.model, num_points=68).input_size)
+    n_test = LFPW_N_TEST if not a.quick else 8
+    train_set, test_set = split_face_folder(a.real, n_test=n_test, seed=0)
+    real_train, _ = holdout_split(len(read_landmark_folder(a.real)), n_test, 0)  # same split
+    if a.quick:
+        train_set, real_train = train_set.subset(list(range(16))), real_train[:16]
+    faces = (load_real_faces(train_set, size), load_real_faces(test_set, size))
+    plain = Bench(a, settings, train_set, test_set, *faces)
+    plain.root = settings.root / ("refine-faces" + ("-quick" if a.quick else ""))
+    rows, refinements = [], []
+    for seed in a.seeds:
+        child, info = _refine(plain, a, seed, real_train,
+                              plain.root / f"refined-s{seed}-steps{a.refiner_steps}"
+                                           f"-w{a.refiner_width}-b{a.refiner_batch}")
+        refinements.append({"seed": seed, "batch": child, **info})
+        print(f"  seed {seed}: refined batch {info['status']} (label check "
+              f"{info['label_check']})", flush=True)
+        refined = Bench(a, settings, train_set, test_set, *faces)
+        refined.root, refined._batch = plain.root, child
+        for arm, bench, name in (("unrefined", plain, "b"), ("refined", refined,
+                                                              f"b-refined-s{seed}")):
+            run, minutes = bench.synthetic(name, seed, a.steps)
+            for r in bench.transferred(run, seed, minutes, "b"):
+                rows.append({**r, "arm": arm})
+    summary = []
+    for n in a.n:
+        med = {arm: float(np.median([r["nme_io"] for r in rows if r["n"] == n and r["arm"] == arm]))
+               for arm in ("unrefined", "refined")}
+        for arm in ("unrefined", "refined"):
+            mine = [r for r in rows if r["n"] == n and r["arm"] == arm]
+            io = [r["nme_io"] for r in mine]
+            summary.append({"arm": arm, "n": n, "seeds": len(mine),
+                            "nme_io_median": round(med[arm], 2),
+                            "nme_io_range": f"{min(io):.2f}-{max(io):.2f}",
+                            "nme_ip_median": round(float(np.median([r["nme_ip"] for r in mine])), 2),
+                            "change_vs_unrefined": f"{100 * (med[arm] / med['unrefined'] - 1):+.1f}%"})
+    print_table(summary, list(summary[0]))
+    results = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+    real128 = load_real_faces(train_set.subset(list(range(8))), 128).images  # the refiner's size
+    _grid(refinements[0]["batch"], real128, results / f"{a.name}_samples.png")
+    path = save(a.name + ("_quick" if a.quick else ""),
+                {"machine": machine(), "args": vars(a), "refinements": refinements, "rows": rows,
+                 "summary": summary})
+    print(f"wrote {path}")
+    return 0
+
+
+def _grid(child: str, real: np.ndarray, out: Path) -> None:
+    from synth.shards import BatchReader
+    from synthloop.landmarks.refining import refine_preview
+
+    reader = BatchReader(child)
+    parent = BatchReader(reader.manifest["parent"]["path"])
+    refine_preview(parent, reader.images(np.arange(min(8, reader.n))), real, out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
