@@ -42,7 +42,7 @@ from models.simgan_losses import (
     self_regularisation_loss,
 )
 
-__all__ = ["RefinerTraining", "SimGANConfig", "refine_images", "train_refiner"]
+__all__ = ["RefinerTraining", "SimGANConfig", "mean_abs_change", "refine_images", "train_refiner"]
 
 _SYN, _REAL, _PRE, _SYN_D = 0, 1, 2, 3  # sampling streams: each its own seed offset
 
@@ -215,3 +215,13 @@ def refine_images(refiner: Refiner, images: np.ndarray, chunk: int = 512) -> np.
         out[i:i + chunk] = y.cpu().numpy()
     refiner.train(was_training)
     return out
+
+
+def mean_abs_change(before: np.ndarray, after: np.ndarray, chunk: int = 4096) -> float:
+    """Mean absolute difference of two uint8 image arrays, in gray levels (0-255): how
+    much a refiner changed its images."""
+    if before.shape != after.shape:
+        raise ValueError(f"shapes differ: {before.shape} vs {after.shape}")
+    total = sum(float(np.abs(before[i:i + chunk].astype(np.int16) - after[i:i + chunk]).sum())
+                for i in range(0, len(before), chunk))
+    return total / max(before.size, 1)

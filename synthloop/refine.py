@@ -33,6 +33,9 @@ __all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdi
            "record_verdict", "validate_refined", "write_refined_batch"]
 
 REFINER_FILE = "refiner/refiner.pt"
+#: below this mean change (gray levels) a refined batch is reported as nearly its parent:
+#: a SimGAN refiner's output drifts from step to step, and can end near the identity
+NEARLY_UNCHANGED = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class RefinedBatch:
     parent_id: str
     run_id: str
     seconds: dict[str, float]
+    mean_change: float  # mean |refined - parent| in gray levels
 
 
 def load_refiner(path: str, channels: int):
@@ -104,7 +108,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     the real folder or a reused refiner is unusable. Validation is the caller's next step
     (:func:`synthloop.refine.validate_refined`, or the flow's GX task)."""
     from models.checkpoint import save_checkpoint
-    from models.simgan import SimGANConfig, refine_images, train_refiner
+    from models.simgan import SimGANConfig, mean_abs_change, refine_images, train_refiner
     from synth.shards import open_for_training, sha256_file
     from synthloop.taskspec import get_task
 
@@ -136,8 +140,14 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
         t = time.perf_counter()
         refined = refine_images(refiner, images)
         seconds["refine"] = time.perf_counter() - t
+        change = mean_abs_change(images, refined)
         log(f"refined {parent.n:,} {spec.samples} in {seconds['refine']:.1f} s "
-            f"({parent.n / max(seconds['refine'], 1e-9):,.0f} img/s)")
+            f"({parent.n / max(seconds['refine'], 1e-9):,.0f} img/s); mean change "
+            f"{change:.2f} gray levels")
+        if change < NEARLY_UNCHANGED:
+            log(f"warning: the refiner left the images nearly unchanged (mean change "
+                f"{change:.2f} < {NEARLY_UNCHANGED} gray levels): the refined batch is close to "
+                "its parent; more --steps or a lower --self-reg move it further")
         work = Path(tempfile.mkdtemp(prefix="refine-", dir=settings.outputs_dir))
         try:
             refiner_path = save_checkpoint(work / "refiner.pt", refiner.cpu(), None, None,
@@ -160,11 +170,11 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
                                     req.overwrite)
             seconds["write"] = time.perf_counter() - t
             seconds["total"] = time.perf_counter() - t0
-            run.wrote(batch_id, out, seconds, refiner_path)
+            run.wrote(batch_id, out, seconds, refiner_path, change)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     log(f"wrote {batch_id} ({parent.n:,} refined {spec.samples}) to {out}")
-    return RefinedBatch(batch_id, out, parent.batch_id, run.run_id, seconds)
+    return RefinedBatch(batch_id, out, parent.batch_id, run.run_id, seconds, change)
 
 
 @dataclass(frozen=True)
@@ -263,11 +273,13 @@ class _RefineRun:
 
         tracking.log_file(png, "samples")
 
-    def wrote(self, batch_id: str, out: Path, seconds: dict[str, float], refiner_path: Path) -> None:
+    def wrote(self, batch_id: str, out: Path, seconds: dict[str, float], refiner_path: Path,
+              change: float) -> None:
         import mlflow
 
         from synthloop import tracking
 
         mlflow.set_tags({"refined_batch": batch_id, "refined_batch_path": str(out.resolve())})
-        mlflow.log_metrics({f"seconds_{k}": v for k, v in seconds.items()})
+        mlflow.log_metrics({**{f"seconds_{k}": v for k, v in seconds.items()},
+                            "mean_abs_change": change})
         tracking.log_file(refiner_path, "refiner")

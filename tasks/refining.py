@@ -24,7 +24,8 @@ def write_refined(request: dict) -> dict:
     batch = write_refined_batch(settings, RefineRequest(**request), log=get_run_logger().info)
     _remember(batch.path)
     return {"batch_id": batch.batch_id, "path": str(batch.path), "parent": batch.parent_id,
-            "mlflow_run": batch.run_id, "seconds": batch.seconds}
+            "mlflow_run": batch.run_id, "seconds": batch.seconds,
+            "mean_abs_change": batch.mean_change}
 
 
 write_refined.on_commit(_accept_on_commit)

@@ -51,6 +51,10 @@ def test_refined_batch_keeps_labels_and_names_its_parent(refined):
     assert shift["statistics"]["label_preservation"]["column"] == "label_shift_deg"
     assert rec["label_shift"]["mean"] == pytest.approx(
         shift["statistics"]["label_preservation"]["mean"])
+    # six refiner steps barely move anything, and the command says so
+    changed = np.abs(child.images().astype(int) - parent.images()).mean()
+    assert rec["mean_abs_change"] == pytest.approx(changed, abs=1e-3)
+    assert (changed < 0.5) == ("left the images nearly unchanged" in r.stderr)
 
 
 def test_catalog_and_mlflow_record_the_refinement(refined, monkeypatch):
@@ -73,7 +77,8 @@ def test_catalog_and_mlflow_record_the_refinement(refined, monkeypatch):
     run = client.get_run(rec["mlflow_run"])
     assert run.data.tags["refined_batch"] == rec["batch_id"]
     assert run.data.tags["parent_batch"] == rec["parent"]
-    assert {"loss_discriminator", "label_shift_mean", "seconds_refine"} <= set(run.data.metrics)
+    assert {"loss_discriminator", "label_shift_mean", "seconds_refine",
+            "mean_abs_change"} <= set(run.data.metrics)
     assert run.data.tags["refined_batch_status"] == "accepted"
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"refiner", "samples", "validation.json"} <= arts

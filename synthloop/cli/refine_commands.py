@@ -25,6 +25,7 @@ def cmd_refine(a: argparse.Namespace) -> int:
     record = {"batch_id": batch.batch_id, "path": str(batch.path.resolve()),
               "parent": batch.parent_id, "status": verdict.status, "failing": verdict.failing,
               "mlflow_run": batch.run_id, "label_shift": verdict.label_shift,
+              "mean_abs_change": round(batch.mean_change, 3),
               "seconds": {k: round(v, 1) for k, v in batch.seconds.items()}}
     if a.json:
         print(json.dumps(record))
