@@ -87,8 +87,9 @@ def _run_seed(seed: int, eyes, analysis, held, mpii, a, work: Path, plot: Path |
 
     syn, py = _synthetic("default", a.n_synthetic, seed, "eyeball")
     real = eyes.images[analysis]
-    cfg = SimGANConfig(steps=a.refiner_steps, self_reg=a.self_reg, seed=seed,
-                       refiner_width=a.refiner_width, log_every=max(1, a.refiner_steps // 10))
+    cfg = SimGANConfig(steps=a.refiner_steps, self_reg=a.self_reg, seed=seed, ema=a.ema,
+                       bf16=a.bf16, refiner_width=a.refiner_width,
+                       log_every=max(1, a.refiner_steps // 10))
     t0 = time.perf_counter()
     trained = train_refiner(syn, real, cfg, on_log=lambda r: print(
         f"    refiner step {r['step']}: adv {r['loss_refiner_adv']:.3f} reg "
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--refiner-width", type=int, default=32)
     ap.add_argument("--self-reg", type=float, default=10.0)
+    ap.add_argument("--ema", type=float, default=None,
+                    help="refine with a weight average of the refiner (decay per update)")
+    ap.add_argument("--bf16", action="store_true", help="train the refiner in bf16")
     ap.add_argument("--name", default="refine_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, tiny budgets")
     a = ap.parse_args(argv)
@@ -176,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                         "n_analysis": len(analysis), "n_holdout": len(held), "steps": a.steps,
                         "n_synthetic": a.n_synthetic, "refiner_steps": a.refiner_steps,
                         "refiner_width": a.refiner_width, "self_reg": a.self_reg,
-                        "seeds": a.seeds, "median_unrefined_deg": med_u,
+                        "refiner_ema": a.ema, "refiner_bf16": a.bf16, "seeds": a.seeds, "median_unrefined_deg": med_u,
                         "median_refined_deg": med_f, "runs": runs})
     print(f"wrote {out}")
     return 0

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from models.data import ArraySource
+from models.ema import WeightEMA
 from models.history_buffer import ImageHistory
 from models.patch_discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from models.refiner import Refiner, RefinerConfig, to_uint8
@@ -67,6 +68,11 @@ class SimGANConfig:
     # faster refiner updates on a 2-core AVX512-bf16 CPU (benchmarks/bench_refiner_speed.py);
     # losses, the residual sum and the optimiser stay float32
     bf16: bool = False
+    # the refiner handed back is an exponential moving average of its weights (decay per
+    # refiner update) instead of the last online weights; None: the last weights. The
+    # online refiner's output drifts with the adversarial game, so its last step is a draw
+    # (measured: from near-identity to streaky texture across seeds, docs/refinement.md)
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "refiner_updates", "history", "log_every"):
@@ -76,6 +82,8 @@ class SimGANConfig:
             raise ValueError("SimGANConfig.batch_size must be >= 2 (half of it is history)")
         if self.self_reg < 0 or self.pretrain_refiner < 0 or self.pretrain_discriminator < 0:
             raise ValueError("self_reg and the pre-training steps must be >= 0")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ValueError(f"SimGANConfig.ema must be in (0, 1) or None, got {self.ema}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +162,7 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
     for k in range(cfg.pretrain_discriminator):
         _discriminator_step(disc, opt_d, refiner, draw(real_src, k), draw(syn_d, k), history,
                             precision)
+    average = WeightEMA(refiner, cfg.ema) if cfg.ema is not None else None
     base = cfg.pretrain_discriminator  # the main phase continues the real/syn_d streams
     for step in range(cfg.steps):
         adv = reg = 0.0
@@ -167,6 +176,8 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
             opt_r.zero_grad(set_to_none=True)
             (l_adv + l_reg).backward()
             opt_r.step()
+            if average is not None:
+                average.update(refiner, step * cfg.refiner_updates + j)
             adv, reg = adv + l_adv.item(), reg + l_reg.item()
         d = _discriminator_step(disc, opt_d, refiner, draw(real_src, base + step),
                                 draw(syn_d, base + step), history, precision)
@@ -176,7 +187,9 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
             out.log.append(rec)
             if on_log is not None:
                 on_log(rec)
-    refiner.to(memory_format=torch.contiguous_format).eval()  # refines like any refiner
+    if average is not None:
+        out.refiner = average.model
+    out.refiner.to(memory_format=torch.contiguous_format).eval()  # refines like any refiner
     disc.to(memory_format=torch.contiguous_format).eval()
     return out
 

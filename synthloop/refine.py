@@ -51,6 +51,7 @@ class RefineRequest:
     batch_size: int = 32
     pretrain_discriminator: int = 200  # the paper's discriminator pre-training steps
     bf16: bool = False  # bf16 autocast + channels_last while training the refiner
+    ema: float | None = None  # keep a weight average of the refiner (decay per update)
     probe_steps: int = 400
     seed: int = 0
     device: str = "cpu"
@@ -124,6 +125,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     cfg = SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,
                        refiner_blocks=req.blocks, batch_size=req.batch_size, seed=req.seed,
                        pretrain_discriminator=req.pretrain_discriminator, bf16=req.bf16,
+                       ema=req.ema,
                        device=req.device, log_every=max(1, min(50, req.steps // 20)))
     log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
         f"{len(real):,} real images from {req.real}")

@@ -117,7 +117,8 @@ def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
 
     for option, value, says in (("--batch-size", "1", "must be >= 2"),  # half of it is history
                                 ("--self-reg", "-1", "must be >= 0"),
-                                ("--pretrain-steps", "x", "'x' is not a whole number")):
+                                ("--pretrain-steps", "x", "'x' is not a whole number"),
+                                ("--ema", "1", "between 0 and 1")):
         r = run("refine", str(parent), "--real", str(refined["real"]), "--out",
                 str(tmp_path / "o3"), option, value, env=env)
         assert r.returncode == 2 and option in r.stderr and says in r.stderr, r.stderr

@@ -18,7 +18,7 @@ def cmd_refine(a: argparse.Namespace) -> int:
     req = RefineRequest(batch=a.batch, real=a.real, out=a.out, refiner=a.refiner, steps=a.steps,
                         self_reg=a.self_reg, width=a.width, blocks=a.blocks,
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
-                        pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, seed=a.seed,
+                        pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, ema=a.ema, seed=a.seed,
                         device=a.device, overwrite=a.overwrite)
     batch = write_refined_batch(settings, req, log=log)
     verdict = validate_refined(batch)
@@ -40,6 +40,14 @@ def cmd_refine(a: argparse.Namespace) -> int:
         for f in verdict.failing:
             print(f"  failed: {f}", file=sys.stderr)
     return EXIT_OK if verdict.status == "accepted" else EXIT_INVALID
+
+
+def _decay(text: str) -> float:
+    """argparse type: a moving-average decay, strictly between 0 and 1."""
+    value = at_least(0.0, float)(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +79,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bf16", action="store_true",
                    help="train the refiner with bf16 convolutions and channels_last tensors "
                         "(~3x faster on CPUs with AVX512-bf16 and on GPUs)")
+    r.add_argument("--ema", type=_decay, metavar="DECAY",
+                   help="refine with a moving average of the refiner's weights (e.g. 0.999) "
+                        "instead of its last weights, which drift with the adversarial game")
     r.add_argument("--probe-steps", type=positive_int, default=400,
                    help="training steps of the label probe (gaze)")
     r.add_argument("--seed", type=int, default=0, help="random seed")

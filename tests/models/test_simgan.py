@@ -138,6 +138,21 @@ def test_strong_self_regularisation_keeps_the_refiner_close_to_its_input(one_thr
     assert mean_abs_change(syn, refine_images(tr.refiner, syn)) < 3.0
 
 
+def test_the_weight_average_is_what_comes_back_when_asked_for(one_thread):
+    syn, real = _domains()
+    online = train_refiner(syn, real, SimGANConfig(steps=4, seed=1, **TINY)).refiner
+    # a vanishing decay follows the online weights: the average is updated after every
+    # refiner update and is the refiner handed back
+    follow = train_refiner(syn, real, SimGANConfig(steps=4, seed=1, ema=1e-9, **TINY)).refiner
+    slow = train_refiner(syn, real, SimGANConfig(steps=4, seed=1, ema=0.999, **TINY)).refiner
+    for name, w in online.state_dict().items():
+        assert torch.allclose(follow.state_dict()[name], w, atol=1e-6), name
+    assert not torch.allclose(slow.out.weight, online.out.weight)
+    assert not any(p.requires_grad for p in slow.parameters()) and not slow.training
+    with pytest.raises(ValueError, match="ema must be in"):
+        SimGANConfig(ema=1.0)
+
+
 def test_mean_abs_change_is_in_gray_levels():
     a = np.zeros((3, 4, 5), np.uint8)
     b = a.copy()
