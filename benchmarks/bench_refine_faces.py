@@ -46,7 +46,7 @@ def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path) -> tu
     info: dict = {}
     if not (out / "manifest.json").is_file():
         req = RefineRequest(batch=bench.batch, real=a.real, out=str(out), steps=a.refiner_steps,
-                            width=a.refiner_width, blocks=a.refiner_blocks,
+                            self_reg=a.self_reg, width=a.refiner_width, blocks=a.refiner_blocks,
                             batch_size=a.refiner_batch, seed=seed, bf16=True,
                             real_indices=real_train.tolist())
         t0 = time.perf_counter()
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces")
     ap.add_argument("--transfer-steps", type=int, default=2000)
     ap.add_argument("--refiner-steps", type=int, default=1000)
+    ap.add_argument("--self-reg", type=float, default=10.0,
+                    help="refiner self-regularisation weight (10: quarantined on seeds 0-2)")
     ap.add_argument("--refiner-width", type=int, default=16)
     ap.add_argument("--refiner-blocks", type=int, default=4)
     ap.add_argument("--refiner-batch", type=int, default=8)
@@ -112,22 +114,25 @@ def main(argv: list[str] | None = None) -> int:
     for seed in a.seeds:
         child, info = _refine(plain, a, seed, real_train,
                               plain.root / f"refined-s{seed}-steps{a.refiner_steps}"
-                                           f"-w{a.refiner_width}-b{a.refiner_batch}")
+                                           f"-w{a.refiner_width}-b{a.refiner_batch}"
+                                           f"-reg{a.self_reg:g}")
         refinements.append({"seed": seed, "batch": child, **info})
         print(f"  seed {seed}: refined batch {info['status']} (label check "
               f"{info['label_check']})", flush=True)
         refined = Bench(a, settings, train_set, test_set, *faces)
         refined.root, refined._batch = plain.root, child
-        for arm, bench, name in (("unrefined", plain, "b"), ("refined", refined,
-                                                              f"b-refined-s{seed}")):
+        arms = [("unrefined", plain, "b")]
+        if info["status"] == "accepted":  # the product's rule: a quarantined batch is never trained on
+            arms.append(("refined", refined, f"b-refined-{Path(child).name}"))
+        for arm, bench, name in arms:
             run, minutes = bench.synthetic(name, seed, a.steps)
             for r in bench.transferred(run, seed, minutes, "b"):
                 rows.append({**r, "arm": arm})
     summary = []
     for n in a.n:
-        med = {arm: float(np.median([r["nme_io"] for r in rows if r["n"] == n and r["arm"] == arm]))
-               for arm in ("unrefined", "refined")}
-        for arm in ("unrefined", "refined"):
+        med = {arm: float(np.median(io)) for arm in ("unrefined", "refined")
+               if (io := [r["nme_io"] for r in rows if r["n"] == n and r["arm"] == arm])}
+        for arm in med:
             mine = [r for r in rows if r["n"] == n and r["arm"] == arm]
             io = [r["nme_io"] for r in mine]
             summary.append({"arm": arm, "n": n, "seeds": len(mine),
@@ -135,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                             "nme_io_range": f"{min(io):.2f}-{max(io):.2f}",
                             "nme_ip_median": round(float(np.median([r["nme_ip"] for r in mine])), 2),
                             "change_vs_unrefined": f"{100 * (med[arm] / med['unrefined'] - 1):+.1f}%"})
+    quarantined = [r["seed"] for r in refinements if r["status"] != "accepted"]
+    if quarantined:
+        print(f"refined batches quarantined (not trained on) for seeds {quarantined}: "
+              + "; ".join(f"seed {r['seed']}: {r['label_check']}" for r in refinements
+                          if r["status"] != "accepted"))
     print_table(summary, list(summary[0]))
     results = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
     real128 = load_real_faces(train_set.subset(list(range(8))), 128).images  # the refiner's size
