@@ -221,6 +221,20 @@ class Bench:
         return self.transferred(run, seed, minutes, "d")
 
 
+def lfpw_split(real: str, model: str, quick: bool):
+    """The project settings (home created), ``model``'s input size and the fixed 645/160
+    split of the LFPW folder (8 test faces for a quick run)."""
+    from models.registry import create_model
+    from realdata.splits import LFPW_N_TEST, split_face_folder
+    from synthloop.settings import get_settings
+
+    settings = get_settings()
+    settings.ensure_home()
+    size = int(create_model(model, num_points=68).input_size)
+    train_set, test_set = split_face_folder(real, n_test=8 if quick else LFPW_N_TEST, seed=0)
+    return settings, size, train_set, test_set
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[25, 100, 645])
@@ -250,15 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "2")))
-    from models.registry import create_model
     from realdata.real_faces import load_real_faces
-    from realdata.splits import split_face_folder
-    from synthloop.settings import get_settings
 
-    settings = get_settings()
-    settings.ensure_home()
-    size = int(create_model(a.model, num_points=68).input_size)
-    train_set, test_set = split_face_folder(a.real, n_test=160 if not a.quick else 8, seed=0)
+    settings, size, train_set, test_set = lfpw_split(a.real, a.model, a.quick)
     if a.quick:
         train_set = train_set.subset(list(range(16)))
     bench = Bench(a, settings, train_set, test_set, load_real_faces(train_set, size),

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_landmark_label_efficiency import LFPW, RESULTS, Bench
+from benchmarks.bench_landmark_label_efficiency import LFPW, RESULTS, Bench, lfpw_split
 from benchmarks.common import machine, print_table, save
 from models.landmark_recipe import EMA_DECAY
 
@@ -93,18 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "1")))
-    from models.registry import create_model
     from realdata.landmarks import read_landmark_folder
     from realdata.real_faces import load_real_faces
-    from realdata.splits import LFPW_N_TEST, holdout_split, split_face_folder
-    from synthloop.settings import get_settings
+    from realdata.splits import holdout_split
 
-    settings = get_settings()
-    settings.ensure_home()
-    size = int(create_model(a.model, num_points=68).input_size)
-    n_test = LFPW_N_TEST if not a.quick else 8
-    train_set, test_set = split_face_folder(a.real, n_test=n_test, seed=0)
-    real_train, _ = holdout_split(len(read_landmark_folder(a.real)), n_test, 0)  # same split
+    settings, size, train_set, test_set = lfpw_split(a.real, a.model, a.quick)
+    n_folder = len(read_landmark_folder(a.real))
+    real_train, _ = holdout_split(n_folder, n_folder - len(train_set), 0)  # the same split
     if a.quick:
         train_set, real_train = train_set.subset(list(range(16))), real_train[:16]
     faces = (load_real_faces(train_set, size), load_real_faces(test_set, size))
