@@ -83,7 +83,7 @@ def _run_seed(seed: int, eyes, analysis, held, mpii, a, work: Path, plot: Path |
 
     from analysis.gaze_eval import evaluate_gaze
     from models.registry import load_model
-    from models.simgan import SimGANConfig, refine_images, train_refiner
+    from models.simgan import SimGANConfig, mean_abs_change, refine_images, train_refiner
 
     syn, py = _synthetic("default", a.n_synthetic, seed, "eyeball")
     real = eyes.images[analysis]
@@ -104,7 +104,7 @@ def _run_seed(seed: int, eyes, analysis, held, mpii, a, work: Path, plot: Path |
     truth, people = eyes.pitchyaw[held].astype("float64"), [eyes.groups[i] for i in held]
     row: dict = {"seed": seed, "refiner_train_s": refiner_s, "refine_img_s": refine_rate,
                  "refiner_last": trained.log[-1],
-                 "mean_abs_change": float(np.abs(refined.astype(np.int16) - syn).mean())}
+                 "mean_abs_change": mean_abs_change(syn, refined)}
     for arm, images in (("unrefined", syn), ("refined", refined)):
         pred, secs = train_and_predict([(images, py)], eyes, analysis, method="source_only",
                                        seed=seed, steps=a.steps, out=work / f"{arm}-s{seed}")

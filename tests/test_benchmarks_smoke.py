@@ -14,6 +14,11 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _needs_lfpw() -> None:
+    if not (REPO.parent / "shared" / "data" / "real" / "lfpw-train").is_dir():
+        pytest.skip("needs ../shared (LFPW)")
+
+
 def _run(module, *args, tmp_path):
     env = {**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)}
     r = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
@@ -70,9 +75,7 @@ def test_refiner_speed_benchmark(tmp_path):
 
 
 def test_landmark_label_efficiency_benchmark(tmp_path):
-    lfpw = REPO.parent / "shared" / "data" / "real" / "lfpw-train"
-    if not lfpw.is_dir():
-        pytest.skip("needs ../shared (LFPW)")
+    _needs_lfpw()
     out = _run("benchmarks.bench_landmark_label_efficiency", "--quick", tmp_path=tmp_path)
     assert "nme_io_median" in out
     res = json.loads((tmp_path / "landmark_label_efficiency_quick.json").read_text())
@@ -82,9 +85,7 @@ def test_landmark_label_efficiency_benchmark(tmp_path):
 
 
 def test_refine_faces_benchmark(tmp_path):
-    lfpw = REPO.parent / "shared" / "data" / "real" / "lfpw-train"
-    if not lfpw.is_dir():
-        pytest.skip("needs ../shared (LFPW)")
+    _needs_lfpw()
     out = _run("benchmarks.bench_refine_faces", "--quick", tmp_path=tmp_path)
     assert "change_vs_unrefined" in out
     res = json.loads((tmp_path / "refine_faces_quick.json").read_text())
@@ -92,3 +93,16 @@ def test_refine_faces_benchmark(tmp_path):
     (ref,) = res["refinements"]
     assert ref["status"] == "accepted" and ref["label_check"]["column"] == "landmark_structure_ncc"
     assert (tmp_path / "refine_faces_samples.png").is_file()
+
+
+def test_refine_gaze_benchmark(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    out = _run("benchmarks.bench_refine_gaze", "--real", str(real), "--mpii", str(real),
+               "--quick", tmp_path=tmp_path)
+    assert "median over seeds" in out
+    res = json.loads((tmp_path / "refine_gaze_quick.json").read_text())
+    (run,) = res["runs"]
+    assert run["unrefined"]["mean_deg"] > 0 and run["refined"]["mean_deg"] > 0
+    assert run["mean_abs_change"] >= 0 and "label_shift_deg" in run["gap"]
