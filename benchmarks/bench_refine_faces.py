@@ -54,9 +54,10 @@ def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path) -> tu
         validate_refined(made)
         info["refine_minutes"] = (time.perf_counter() - t0) / 60
         info["seconds"] = made.seconds
+    from expectations.validate import RESULT_FILE
     from synth.shards import BatchReader
 
-    result = json.loads((out / "validation" / "result.json").read_text())
+    result = json.loads((out / RESULT_FILE).read_text())
     info.update(status=BatchReader(out).status.status, failing=result["failing"],
                 label_check=result["statistics"].get("label_preservation"))
     return str(out), info
