@@ -49,6 +49,16 @@ class GenerateParams(BaseModel):
         description="Landmarks only: the dense point set stored beside the 68 points; default is "
         "dense500. Gaze batches take only default.")
 
+    dask_workers: int = Field(
+        0, ge=0, le=256, title="Dask workers (gaze)",
+        description="0: render in the run's own process. More: render the batch's shards "
+        "(4,096 eyes each) on a local Dask cluster of that many single-threaded processes, "
+        "then assemble one batch; same bytes either way.")
+    dask_address: EmptyText = Field(
+        "", title="Dask scheduler (gaze)",
+        description="Address of an existing Dask cluster (tcp://host:8786) to render the shards "
+        "on instead; its workers must see the output folder at the same path.")
+
     def options(self) -> GenerateOptions:
         """How to render; the task refuses options it does not take (a dense point set for
         eyes)."""
@@ -58,7 +68,10 @@ class GenerateParams(BaseModel):
     @model_validator(mode="after")
     def _options_fit_the_task(self) -> GenerateParams:
         # said in the run form, before a worker picks the run up and fails on it
-        get_task(self.task).generator(self.options())
+        generator = get_task(self.task).generator(self.options())
+        if (self.dask_workers or self.dask_address) and not generator.fans_out:
+            raise ValueError(f"{self.task} batches render in one process: leave the Dask "
+                             "workers at 0 and the scheduler empty")
         return self
 
 
@@ -71,7 +84,8 @@ def generate_batch(params: GenerateParams = GenerateParams()):  # noqa: B008 (py
     try:
         with transaction():
             path = write_batch(str(out), params.task, params.n, params.seed, dist_json, params.device,
-                               params.options().landmark_set)
+                               params.options().landmark_set, params.dask_workers,
+                               params.dask_address or None)
             summary = validate_batch(path)
     except BatchRejected as e:
         # the rollback hook has quarantined the batch; the run ends Failed, with the reason

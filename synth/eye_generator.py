@@ -70,12 +70,18 @@ class EyeGenerator:
         return render_eyes(t, self.dist.image, gen, compiled=self.compiled,
                            centre=self.dist.image.centre)
 
+    def n_chunks(self, n: int) -> int:
+        return -(-n // self.chunk)
+
     def iter_chunks(
         self, n: int, seed: int, scenes: dict[str, np.ndarray] | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], None] | None = None, chunks: range | None = None,
     ) -> Iterator[EyeChunk]:
+        """The batch's chunks in order, or only those numbered in ``chunks`` (a process
+        rendering part of a batch gets exactly the bytes the whole render has there)."""
         scenes = scenes if scenes is not None else sample_scenes(self.dist, n, seed)
-        for ci, start in enumerate(range(0, n, self.chunk)):
+        for ci in chunks if chunks is not None else range(self.n_chunks(n)):
+            start = ci * self.chunk
             stop = min(start + self.chunk, n)
             part = {k: v[start:stop] for k, v in scenes.items()}
             k = stop - start

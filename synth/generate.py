@@ -1,9 +1,18 @@
 """Generate one batch of synthetic eye patches to disk: draw scenes, render in chunks,
-write shards. (Face batches: :mod:`synth.generate_faces`.)"""
+write shards. (Face batches: :mod:`synth.generate_faces`.)
+
+A batch is written either as one stream (chunks rendered in order, shards written as
+they fill) or fanned out: each shard rendered by its own job (:func:`render_eye_shard`),
+run by whatever ``map_shards`` the caller passes (a Dask cluster through Prefect, a
+process pool, plain ``map``), straight into the writer's temporary folder; the writer
+then adopts the shards and finishes the batch. Every shard is a function of the
+distribution, seed, size and shard index alone, so both ways give the same bytes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +22,7 @@ from realdata.errors import UsageError
 from synth.distribution import SceneDistribution
 from synth.eye_distribution import TASK, default_eye_distribution
 from synth.eye_generator import EyeGenerator, sample_scenes
-from synth.shards import BatchWriter, batch_id_for
+from synth.shards import BatchWriter, batch_id_for, save_shard
 
 #: Below this many samples the one-off torch.compile (~10-40 s on 2 cores) costs more
 #: than it saves; above it the compiled renderer is ~3x faster on CPU.
@@ -38,6 +47,54 @@ def planned_batch_id(*, n: int, seed: int, dist: SceneDistribution | None = None
     return batch_id_for(dist.id, seed, n, EyeGenerator(dist, device=device, compiled=compiled).settings)
 
 
+@dataclass(frozen=True)
+class EyeShardJob:
+    """Everything one process needs to render shard ``index`` of a batch (picklable: the
+    distribution travels as its JSON)."""
+
+    folder: str  # the writer's temporary batch folder, reachable from the process
+    distribution_json: str
+    n: int
+    seed: int
+    shard_size: int
+    index: int
+    device: str = "cpu"
+    compiled: bool = False
+
+
+@dataclass(frozen=True)
+class RenderedShard:
+    index: int
+    entry: dict  # the manifest's shard entry
+    image_shape: tuple[int, ...]
+    rows: pd.DataFrame
+
+
+def render_eye_shard(job: EyeShardJob) -> RenderedShard:
+    """Render shard ``job.index`` and write it into ``job.folder``; its entry and rows.
+    Renders the whole chunks that overlap the shard, as the streamed batch does."""
+    start, stop = job.index * job.shard_size, min(job.n, (job.index + 1) * job.shard_size)
+    if not 0 <= start < stop:
+        raise ValueError(f"shard {job.index} is outside a batch of {job.n}")
+    dist = SceneDistribution.loads(job.distribution_json)
+    gen = EyeGenerator(dist, device=job.device, compiled=job.compiled)
+    scenes = sample_scenes(dist, job.n, job.seed)
+    first = start // gen.chunk
+    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes,
+                                  chunks=range(first, -(-stop // gen.chunk))))
+    cut = slice(start - first * gen.chunk, stop - first * gen.chunk)
+    images = np.concatenate([c.images for c in chunks])[cut]
+    geometry = {g: np.concatenate([c.geometry[g] for c in chunks])[cut] for g in chunks[0].geometry}
+    rows = eye_metadata({k: v[start:stop] for k, v in scenes.items()}, geometry)
+    entry = save_shard(Path(job.folder), job.index, images)
+    return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows)
+
+
+#: ``map_shards(render_eye_shard, jobs)`` -> the rendered shards, in any order
+ShardMap = Callable[[Callable[[EyeShardJob], RenderedShard], Sequence[EyeShardJob]],
+                    Iterable[RenderedShard]]
+
+
 def generate_batch(
     out: str | Path,
     *,
@@ -49,8 +106,10 @@ def generate_batch(
     shard_size: int = 4096,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    map_shards: ShardMap | None = None,
 ) -> tuple[str, Path]:
-    """Write a batch folder; returns (batch id, path). Same inputs give identical bytes."""
+    """Write a batch folder; returns (batch id, path). Same inputs give identical bytes,
+    streamed or fanned out through ``map_shards``."""
     if n <= 0:
         raise UsageError(f"n must be positive, got {n}")
     dist = dist or default_eye_distribution()
@@ -62,6 +121,14 @@ def generate_batch(
     scenes = sample_scenes(dist, n, seed)
     with BatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=gen.settings,
                      shard_size=shard_size, overwrite=overwrite) as w:
+        if map_shards is not None:
+            jobs = [EyeShardJob(str(w.tmp), dist.dumps(), n, seed, shard_size, i, device, compiled)
+                    for i in range(-(-n // shard_size))]
+            for shard in map_shards(render_eye_shard, jobs):
+                w.adopt_shard(shard.index, shard.entry, shard.image_shape, shard.rows)
+                if progress is not None:
+                    progress(shard.entry["n"])
+            return w.batch_id, Path(out)
         for chunk in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
             k = len(chunk.images)
             part = {key: v[chunk.start:chunk.start + k] for key, v in scenes.items()}

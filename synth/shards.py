@@ -60,6 +60,7 @@ DISTRIBUTION = "distribution.json"
 METADATA = "metadata.parquet"
 STATUS = "validation/status.json"
 FORMAT_VERSION = 1
+SHARD_SIZE = 4096  # samples per shard file unless a writer is told otherwise
 
 
 def sha256_file(path: Path, block: int = 1 << 20) -> str:
@@ -68,6 +69,29 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
         while chunk := fh.read(block):
             h.update(chunk)
     return h.hexdigest()
+
+
+class _HashingFile:
+    """A write-only file that hashes what passes through it: a shard's checksum comes
+    with writing it, not from reading it back."""
+
+    def __init__(self, fh):
+        self._fh, self.sha = fh, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self._fh.write(data)
+
+
+def save_shard(folder: Path, index: int, images: np.ndarray) -> dict[str, Any]:
+    """Write ``shards/images-<index>.npy`` under ``folder``; its manifest entry."""
+    name = f"shards/images-{index:05d}.npy"
+    path = folder / name
+    with open(path, "wb") as fh:
+        out = _HashingFile(fh)
+        np.lib.format.write_array(out, np.ascontiguousarray(images), allow_pickle=False)
+    return {"file": name, "n": int(len(images)), "sha256": out.sha.hexdigest(),
+            "bytes": path.stat().st_size}
 
 
 def batch_id_for(dist_id: str, seed: int, n: int, generator: dict[str, Any]) -> str:
@@ -103,7 +127,7 @@ class BatchWriter:
     """
 
     def __init__(self, out: str | Path, *, task: str, dist: SceneDistribution, seed: int, n: int,
-                 generator: dict[str, Any], shard_size: int = 4096, overwrite: bool = False,
+                 generator: dict[str, Any], shard_size: int = SHARD_SIZE, overwrite: bool = False,
                  lineage: dict[str, Any] | None = None):
         self.out = Path(out)
         self.lineage = lineage  # a derived batch's parent and how it was made (manifest keys)
@@ -118,6 +142,7 @@ class BatchWriter:
         self._written = 0
         self._image_shape: tuple[int, ...] | None = None
         self._extra: list[str] = []
+        self._adopted: dict[int, tuple[dict[str, Any], pd.DataFrame]] = {}
         self._held: int | None = None  # fd with the flock on self.tmp while writing
 
     def __enter__(self) -> BatchWriter:
@@ -180,6 +205,41 @@ class BatchWriter:
         while self._buffered >= self.shard_size:
             self._flush(self.shard_size)
 
+    def adopt_shard(self, index: int, entry: dict[str, Any], image_shape: Sequence[int],
+                    rows: pd.DataFrame) -> None:
+        """Take shard ``index``, written into :attr:`tmp` by another process
+        (:func:`save_shard`), with its metadata rows. Shards may arrive in any order; the
+        batch is finished once every one of them is in. Not mixed with :meth:`add`."""
+        if self._buf or self._shards:
+            raise ValueError("adopt_shard after add: a batch is streamed or assembled, not both")
+        expected = min(self.shard_size, self.n - index * self.shard_size)
+        if entry.get("file") != f"shards/images-{index:05d}.npy" or entry.get("n") != expected:
+            raise ValueError(f"shard {index}: entry {entry} does not fit a batch of {self.n} in "
+                             f"shards of {self.shard_size}")
+        if len(rows) != expected:
+            raise ValueError(f"shard {index}: {len(rows)} metadata rows for {expected} images")
+        path = self.tmp / entry["file"]
+        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+            raise ValueError(f"shard {index}: {path} is missing or not {entry['bytes']} bytes; was "
+                             "it written where this writer can see it (shared storage)?")
+        if index in self._adopted:
+            raise ValueError(f"shard {index} adopted twice")
+        if self._image_shape is None:
+            self._image_shape = tuple(image_shape)
+        elif tuple(image_shape) != self._image_shape:
+            raise ValueError(f"image shape changed from {self._image_shape} to {tuple(image_shape)}")
+        self._adopted[index] = (entry, rows)
+
+    def _take_adopted(self) -> None:
+        missing = sorted(set(range(-(-self.n // self.shard_size))) - set(self._adopted))
+        if missing:
+            raise ValueError(f"batch {self.batch_id}: shards {missing[:5]} never arrived")
+        for i in sorted(self._adopted):
+            entry, rows = self._adopted[i]
+            self._shards.append(entry)
+            self._rows.append(rows)
+            self._written += entry["n"]
+
     def add_extra_file(self, relpath: str) -> None:
         """List a file written under :attr:`tmp` in the manifest (sha256 and size are
         taken when the batch is finished). ``relpath`` is relative to the batch folder,
@@ -211,16 +271,14 @@ class BatchWriter:
     def _flush(self, k: int) -> None:
         data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
         shard, rest = data[:k], data[k:]
-        name = f"shards/images-{len(self._shards):05d}.npy"
-        path = self.tmp / name
-        np.save(path, np.ascontiguousarray(shard), allow_pickle=False)
-        self._shards.append({"file": name, "n": int(len(shard)), "sha256": sha256_file(path),
-                             "bytes": path.stat().st_size})
+        self._shards.append(save_shard(self.tmp, len(self._shards), shard))
         self._written += len(shard)
         self._buf = [rest] if len(rest) else []
         self._buffered = len(rest)
 
     def _finish(self) -> None:
+        if self._adopted:
+            self._take_adopted()
         if self._buffered:
             self._flush(self._buffered)
         if self._written != self.n:

@@ -28,6 +28,8 @@ from pathlib import Path
 from synthloop.errors import ServiceError
 from synthloop.settings import Settings
 
+LOCAL = "127.0.0.1"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -115,21 +117,34 @@ def prefect_bin() -> str:
     return _bin("prefect")
 
 
-def _prefect_env(settings: Settings, port: int) -> dict[str, str]:
+def _prefect_env(settings: Settings, port: int, host: str = LOCAL) -> dict[str, str]:
     home = settings.prefect_dir
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+           "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
     env.pop("PREFECT_API_URL", None)  # the server must not point at another one
     return env
 
 
-def start_prefect(settings: Settings, port: int) -> Server:
+def advertised_url(host: str, port: int) -> str:
+    """The address other processes reach a server on: itself, or this machine's name when
+    it listens on every interface (workers on other hosts)."""
+    name = socket.getfqdn() if host in ("0.0.0.0", "::") else host
+    return f"http://{name}:{port}"
+
+
+def start_prefect(settings: Settings, port: int, host: str = LOCAL,
+                  database_env: dict[str, str] | None = None) -> Server:
+    """The Prefect server and dashboard; ``database_env`` points it at PostgreSQL
+    (:meth:`synthloop.scaleout.PostgresStores.prefect_server_env`), else its SQLite file
+    under the project home."""
     check_port_free(port, "Prefect", "--prefect-port")
     log = settings.root / "logs" / "prefect-server.log"
-    proc = _spawn([_bin("prefect"), "server", "start"], _prefect_env(settings, port), log)
-    url = f"http://127.0.0.1:{port}"
-    return Server("Prefect", url, f"{url}/api/health", proc, log, {"PREFECT_API_URL": f"{url}/api"})
+    env = {**_prefect_env(settings, port, host), **(database_env or {})}
+    proc = _spawn([_bin("prefect"), "server", "start"], env, log)
+    url = advertised_url(host, port)
+    return Server("Prefect", url, f"http://127.0.0.1:{port}/api/health", proc, log,
+                  {"PREFECT_API_URL": f"{url}/api"})
 
 
 def start_prefect_api(settings: Settings) -> Server:
@@ -146,26 +161,31 @@ def start_prefect_api(settings: Settings) -> Server:
     return Server("Prefect", url, f"{url}/api/health", proc, log, {"PREFECT_API_URL": f"{url}/api"})
 
 
-def start_mlflow(settings: Settings, port: int) -> Server:
-    """An MLflow server on the project's store, proxying ``<home>/mlartifacts``; the
-    embedded store's experiments that still name that folder by a ``file://`` path get its
-    ``mlflow-artifacts:`` address first, so that runs created through the server upload
-    through it (:mod:`synthloop.tracking`)."""
+def start_mlflow(settings: Settings, port: int, host: str = LOCAL, backend: str | None = None) -> Server:
+    """An MLflow server on ``backend`` (default: the project's store), proxying
+    ``<home>/mlartifacts``: clients upload artifacts through the server and need no
+    shared disk. The embedded store's experiments that still name that folder by a
+    ``file://`` path get its ``mlflow-artifacts:`` address first, so that runs created
+    through the server upload through it (:mod:`synthloop.tracking`)."""
     from synthloop.tracking import move_artifacts_behind_server
 
     check_port_free(port, "MLflow", "--mlflow-port")
     settings.artifact_root.mkdir(parents=True, exist_ok=True)
-    move_artifacts_behind_server(settings.tracking_uri, settings.artifact_root)
+    backend = backend or settings.tracking_uri
+    move_artifacts_behind_server(backend, settings.artifact_root)
     # the store URI (it may hold a password) goes by environment, not on the command line
     # that every local user can read in the process list
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-           "MLFLOW_BACKEND_STORE_URI": settings.tracking_uri}
+           "MLFLOW_BACKEND_STORE_URI": backend}
     log = settings.root / "logs" / "mlflow-server.log"
-    cmd = [_bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    cmd = [_bin("mlflow"), "server", "--host", host, "--port", str(port), "--workers", "1",
            "--artifacts-destination", str(settings.artifact_root)]
+    if host != LOCAL:  # MLflow's host-header check only admits localhost by default
+        cmd += ["--allowed-hosts", "*"]
     proc = _spawn(cmd, env, log)
-    url = f"http://127.0.0.1:{port}"
-    return Server("MLflow", url, f"{url}/health", proc, log, {"SYNTHLOOP_MLFLOW_URI": url})
+    url = advertised_url(host, port)
+    return Server("MLflow", url, f"http://127.0.0.1:{port}/health", proc, log,
+                  {"SYNTHLOOP_MLFLOW_URI": url})
 
 
 def wait_healthy(servers: list[Server], timeout: float = 120.0) -> None:

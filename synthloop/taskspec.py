@@ -79,9 +79,14 @@ class BatchGenerator:
     def planned_id(self, *, n: int, seed: int, dist: SceneDistribution | None = None) -> str:
         raise NotImplementedError
 
+    #: whether :meth:`write` takes ``map_shards`` (shards rendered by separate processes)
+    fans_out = False
+
     def write(self, out: str | Path, *, n: int, seed: int, dist: SceneDistribution | None = None,
               shard_size: int = 4096, overwrite: bool = False,
-              progress: Any = None) -> tuple[str, Path]:
+              progress: Any = None, map_shards: Any = None) -> tuple[str, Path]:
+        """Write the batch; ``map_shards`` (where :attr:`fans_out`) renders its shards in
+        other processes, e.g. on a Dask cluster (``tasks.fanout``)."""
         raise NotImplementedError
 
 

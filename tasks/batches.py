@@ -22,9 +22,12 @@ __all__ = ["BatchRejected", "catalog_batch", "revalidate_batch", "validate_batch
 @task(name="write-synthetic-batch", retries=2, retry_delay_seconds=2,
       retry_condition_fn=retry_unless_deterministic)
 def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: str | None,
-                device: str = "cpu", landmark_set: str | None = None) -> str:
+                device: str = "cpu", landmark_set: str | None = None, dask_workers: int = 0,
+                dask_address: str | None = None) -> str:
     """Write the batch unless the folder already holds exactly that batch (its id is
-    known before rendering: a retry or a re-run skips the work)."""
+    known before rendering: a retry or a re-run skips the work). With ``dask_workers``
+    or ``dask_address`` its shards are rendered on Dask (:mod:`tasks.fanout`) and
+    assembled here into one batch with one manifest."""
     from synth.shards import MANIFEST
 
     dist = SceneDistribution.loads(distribution_json) if distribution_json else None
@@ -50,7 +53,16 @@ def write_batch(out: str, task_name: str, n: int, seed: int, distribution_json: 
             logger.info("rendered %s / %s", f"{done['n']:,}", f"{n:,}")
             done["next"] = (int(done["n"] * 4 / n) + 1) / 4
 
-    batch_id, path = generator.write(path, n=n, seed=seed, dist=dist, progress=progress)
+    map_shards = None
+    if dask_workers or dask_address:
+        from synth.shards import SHARD_SIZE
+        from tasks.fanout import dask_shard_map
+
+        map_shards = dask_shard_map(dask_workers, dask_address)
+        where = dask_address or f"a local Dask cluster of {dask_workers} processes"
+        logger.info("rendering %s shards on %s", f"{-(-n // SHARD_SIZE):,}", where)
+    batch_id, path = generator.write(path, n=n, seed=seed, dist=dist, progress=progress,
+                                     map_shards=map_shards)
     logger.info("wrote %s (%d samples) to %s", batch_id, n, path)
     _remember(path)
     return str(path)

@@ -5,42 +5,52 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
-from synthloop.cli.common import EXIT_OK, stop_on_sigterm
+from synthloop.cli.common import EXIT_OK, positive_int, stop_on_sigterm
 from synthloop.errors import ServiceError, UsageError
 
 
 def cmd_ui(a: argparse.Namespace) -> int:
-    """Prefect server + MLflow server on the embedded stores, until Ctrl-C."""
+    """Prefect server + MLflow server, on the embedded stores or (``--database-url``) on
+    PostgreSQL, until Ctrl-C."""
     import time
 
     stop_on_sigterm()
+    from synthloop.scaleout import PostgresStores
     from synthloop.servers import check_port_free, start_mlflow, start_prefect, wait_healthy
     from synthloop.settings import get_settings
 
     if a.prefect_port == a.mlflow_port:
         raise UsageError(f"--prefect-port and --mlflow-port are both {a.prefect_port}: give each its own")
+    stores = PostgresStores.parse(a.database_url, a.schema_prefix) if a.database_url else None
     # both before starting either: a taken port leaves nothing started
     check_port_free(a.prefect_port, "Prefect", "--prefect-port")
     check_port_free(a.mlflow_port, "MLflow", "--mlflow-port")
     settings = get_settings()
     settings.ensure_home()
+    if stores is not None:
+        stores.create_schemas()  # an unreachable database fails here, before any server
     servers = []
     try:
-        print("starting the Prefect and MLflow servers ...", file=sys.stderr)
-        for start, port in ((start_prefect, a.prefect_port), (start_mlflow, a.mlflow_port)):
-            servers.append(start(settings, port))
+        where = "PostgreSQL" if stores else "the embedded stores"
+        print(f"starting the Prefect and MLflow servers on {where} ...", file=sys.stderr)
+        servers.append(start_prefect(settings, a.prefect_port, a.host,
+                                     stores.prefect_server_env() if stores else None))
+        servers.append(start_mlflow(settings, a.mlflow_port, a.host,
+                                    stores.service_url("mlflow") if stores else None))
         wait_healthy(servers, timeout=a.timeout)
         for s in servers:
             print(f"{s.name:<8} {s.url}")
         print("\nin the MLflow UI:")
         for line in _mlflow_guide(next(s.url for s in servers if s.name == "MLflow")):
             print(line)
-        print("\nto run flows and log runs against them, in another shell:")
-        for s in servers:
-            for k, v in s.env.items():
-                print(f"  export {k}={v}")
+        print("\nto run flows and log runs against them, in another shell (or on a worker host):")
+        exports = {k: v for s in servers for k, v in s.env.items()}
+        exports.update(stores.client_env() if stores else {})
+        for k, v in exports.items():
+            print(f"  export {k}={shlex.quote(v)}")
         print("\nCtrl-C stops both.", file=sys.stderr)
         while all(s.proc.poll() is None for s in servers):
             time.sleep(1)
@@ -89,6 +99,12 @@ def _experiment_id(url: str, name: str) -> str | None:
     return exp["experiment_id"] if exp.get("lifecycle_stage", "active") == "active" else None
 
 
+def _require_api() -> None:
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("PREFECT_API_URL is not set: start the servers with `synthloop ui` and "
+                         "export the PREFECT_API_URL it prints")
+
+
 def cmd_deploy(a: argparse.Namespace) -> int:
     """Work pools + every deployment in prefect.yaml, its schedules paused unless
     --schedules on, then (unless --no-worker) a process worker for one pool, in the
@@ -98,17 +114,21 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     from synthloop.servers import prefect_bin
     from synthloop.settings import REPO_ROOT, get_settings
 
-    if not os.environ.get("PREFECT_API_URL"):
-        raise UsageError("PREFECT_API_URL is not set: start the servers with `synthloop ui` and "
-                         "export the PREFECT_API_URL it prints")
+    _require_api()
     settings = get_settings()
     env = {**os.environ, "SYNTHLOOP_HOME": str(settings.root)}
     prefect = prefect_bin()
-    for pool in ("cpu", "gpu"):
+    limits = {"cpu": a.cpu_pool_limit, "gpu": a.gpu_pool_limit}
+    for pool, limit in limits.items():
         r = subprocess.run([prefect, "work-pool", "create", pool, "--type", "process"], env=env,
                            capture_output=True, text=True)
         if r.returncode != 0 and "already exists" not in (r.stdout + r.stderr):
             raise ServiceError(f"creating work pool {pool!r} failed: "
+                               f"{(r.stdout + r.stderr).strip()[-500:]}")
+        verb = ["set-concurrency-limit", pool, str(limit)] if limit else ["clear-concurrency-limit", pool]
+        r = subprocess.run([prefect, "work-pool", *verb], env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ServiceError(f"setting the concurrency limit of pool {pool!r} failed: "
                                f"{(r.stdout + r.stderr).strip()[-500:]}")
     r = subprocess.run([prefect, "--no-prompt", "deploy", "--all"], cwd=REPO_ROOT, env=env,
                        capture_output=True, text=True)
@@ -117,17 +137,34 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     from synthloop.cli.schedules import describe, project_deployments, set_schedules
 
     deployments = project_deployments(REPO_ROOT / "prefect.yaml")
-    print(f"deployed the {len(deployments)} deployments of prefect.yaml; pools: cpu, gpu")
+    shown = ", ".join(f"{p} ({f'{n} runs at once' if n else 'no limit'})" for p, n in limits.items())
+    print(f"deployed the {len(deployments)} deployments of prefect.yaml; pools: {shown}")
     for state in set_schedules(deployments, active=a.schedules == "on"):
         print(describe(state))
     if a.no_worker:
         return EXIT_OK
     sys.stdout.flush()  # the lines above come before the worker's own output
-    print(f"starting a worker for pool {a.pool!r} (Ctrl-C stops it)", file=sys.stderr)
+    return cmd_worker(a)
+
+
+def cmd_worker(a: argparse.Namespace) -> int:
+    """A Prefect process worker for one pool, in the foreground until Ctrl-C. Its flow
+    runs inherit this environment (the exports ``synthloop ui`` prints)."""
+    import subprocess
+
+    from synthloop.servers import prefect_bin
+    from synthloop.settings import REPO_ROOT, get_settings
+
+    _require_api()
+    env = {**os.environ, "SYNTHLOOP_HOME": str(get_settings().root)}
+    label = f" {a.name!r}" if getattr(a, "name", None) else ""
+    print(f"starting worker{label} for pool {a.pool!r} (Ctrl-C stops it)", file=sys.stderr)
     stop_on_sigterm()
-    cmd = [prefect, "worker", "start", "--pool", a.pool]
+    cmd = [prefect_bin(), "worker", "start", "--pool", a.pool, "--type", "process"]
     if a.limit:
         cmd += ["--limit", str(a.limit)]
+    if getattr(a, "name", None):
+        cmd += ["--name", a.name]
     worker = subprocess.Popen(cmd, env=env, cwd=REPO_ROOT)
     try:
         return worker.wait()
@@ -140,10 +177,34 @@ def cmd_deploy(a: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def _worker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pool", choices=["cpu", "gpu"], default="cpu",
+                   help="the pool the worker takes runs from (default: cpu)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="flow runs the worker runs at once (default: no limit; 1 suits a small CPU box)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    ui = sub.add_parser("ui", help="start the Prefect dashboard and the MLflow UI on the embedded stores")
+    ui = sub.add_parser("ui", help="start the Prefect dashboard and the MLflow UI (embedded stores, "
+                        "or PostgreSQL with --database-url)",
+                        description="Start the Prefect server and the MLflow tracking server (which "
+                        "proxies artifacts: clients upload through it) until Ctrl-C, and print "
+                        "the exports that point flows, workers and tuning at them. Without "
+                        "--database-url both keep their state in SQLite under the project home; "
+                        "with it, the Prefect server, MLflow, Optuna and the lineage catalog each "
+                        "get a schema of that PostgreSQL database (docs/scale-out.md).")
     ui.add_argument("--prefect-port", type=int, default=4200, help="port of the Prefect dashboard")
     ui.add_argument("--mlflow-port", type=int, default=5000, help="port of the MLflow UI")
+    ui.add_argument("--database-url", default=os.environ.get("SYNTHLOOP_DATABASE_URL"),
+                    help="PostgreSQL database for every service's state, e.g. "
+                    "postgresql://user@db-host:5432/synthloop (default: $SYNTHLOOP_DATABASE_URL, "
+                    "else the embedded SQLite stores); a password is better given in ~/.pgpass")
+    ui.add_argument("--schema-prefix", default="synthloop_",
+                    help="schemas <prefix>prefect, <prefix>mlflow, <prefix>optuna, <prefix>catalog "
+                    "(default: synthloop_)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="interface both servers listen on; 0.0.0.0 lets workers on other hosts "
+                    "connect (default: 127.0.0.1, this machine only)")
     ui.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for both to be healthy")
     ui.set_defaults(func=cmd_ui)
 
@@ -153,14 +214,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "prefect.yaml to the Prefect server that PREFECT_API_URL names (start one "
                         "with synthloop ui), print each schedule with the command that turns it "
                         "on or off, then run a worker for one pool until Ctrl-C.")
-    dp.add_argument("--pool", choices=["cpu", "gpu"], default="cpu",
-                    help="the pool the worker takes runs from (default: cpu)")
+    _worker_options(dp)
     dp.add_argument("--no-worker", action="store_true",
                     help="only create the pools and deploy; start no worker")
-    dp.add_argument("--limit", type=int, default=None,
-                    help="flow runs the worker runs at once (default: no limit; 1 suits a small CPU box)")
+    dp.add_argument("--cpu-pool-limit", type=positive_int, default=None,
+                    help="flow runs the cpu pool runs at once over all its workers (default: no limit)")
+    dp.add_argument("--gpu-pool-limit", type=positive_int, default=None,
+                    help="flow runs the gpu pool runs at once over all its workers, e.g. the "
+                    "number of GPUs (default: no limit)")
     dp.add_argument("--schedules", choices=["off", "on"], default="off",
                     help="off (default): every schedule is deployed paused, nothing runs unless "
                     "triggered; on: schedules are active and the scheduler queues their runs "
                     "(the nightly full-size feedback loop at 02:00 UTC)")
     dp.set_defaults(func=cmd_deploy)
+
+    wk = sub.add_parser("worker", help="start one more Prefect worker for a pool (on this or "
+                        "another host)",
+                        description="A Prefect process worker for pool cpu or gpu, until Ctrl-C. "
+                        "Run `synthloop deploy --no-worker` once first; on another host, export "
+                        "what `synthloop ui` printed (docs/scale-out.md). Each worker needs the "
+                        "repository at the same path and the batch folder on shared storage.")
+    _worker_options(wk)
+    wk.add_argument("--name", help="the worker's name on the dashboard (default: Prefect's)")
+    wk.set_defaults(func=cmd_worker)

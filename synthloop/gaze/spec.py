@@ -39,12 +39,15 @@ class EyeBatchGenerator(BatchGenerator):
         return planned_batch_id(n=n, seed=seed, dist=dist, device=self.device,
                                 compiled=self.compiled)
 
-    def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None):
+    fans_out = True
+
+    def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None,
+              map_shards=None):
         from synth.generate import generate_batch
 
         return generate_batch(out, n=n, seed=seed, dist=dist, device=self.device,
                               compiled=self.compiled, shard_size=shard_size,
-                              overwrite=overwrite, progress=progress)
+                              overwrite=overwrite, progress=progress, map_shards=map_shards)
 
 
 class GazeSpec(TaskSpec):

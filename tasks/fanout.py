@@ -1,0 +1,68 @@
+"""Fanning a batch's shards out over a Dask cluster through Prefect (``prefect-dask``).
+
+``dask_shard_map`` builds the ``map_shards`` that the pure batch writers take
+(:func:`synth.generate.generate_batch`): a ``render-shards`` subflow whose task runner is
+a :class:`prefect_dask.DaskTaskRunner`, one ``render-shard`` task per shard. By default
+the runner starts a ``LocalCluster`` of single-threaded worker processes (a process per
+core renders faster than threads sharing one interpreter); with an address it uses an
+existing cluster (``dask scheduler`` + ``dask worker`` on other hosts). Each worker writes
+its shard into the batch's temporary folder, so on a real cluster that folder must be on
+storage every worker mounts at the same path (docs/scale-out.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prefect import flow, task
+
+
+def _resolve(ref: str) -> Callable[[Any], Any]:
+    """``module:function`` -> the function. Only names inside this project's packages:
+    a flow parameter never imports arbitrary code."""
+    module, _, name = ref.partition(":")
+    if module.split(".")[0] not in ("synth",) or not name.isidentifier():
+        raise ValueError(f"{ref!r} is not a shard renderer of this project")
+    return getattr(importlib.import_module(module), name)
+
+
+@task(name="render-shard", retries=1, retry_delay_seconds=2)
+def render_shard(renderer: str, job: Any) -> Any:
+    return _resolve(renderer)(job)
+
+
+@flow(name="render-shards", log_prints=True)
+def render_shards(renderer: str, jobs: list[Any]) -> list[Any]:
+    """One task per shard on the flow's task runner; the shards as they finish."""
+    futures = render_shard.map(renderer, jobs)
+    return [f.result() for f in futures]
+
+
+def dask_runner(workers: int = 0, address: str | None = None):
+    """A DaskTaskRunner on ``address``, else on a LocalCluster of ``workers`` processes
+    with one thread each (``workers`` 0: one per core)."""
+    import logging
+    import os
+
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    n = workers or os.cpu_count() or 1
+    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None,
+                                          "silence_logs": logging.WARNING})
+
+
+def dask_shard_map(workers: int = 0, address: str | None = None):
+    """A ``map_shards`` for the batch writers that renders on Dask through Prefect."""
+
+    def map_shards(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
+        ref = f"{fn.__module__}:{fn.__name__}"
+        _resolve(ref)  # refuse before a cluster starts
+        runner = dask_runner(workers, address)
+        return render_shards.with_options(task_runner=runner)(ref, list(jobs))
+
+    return map_shards

@@ -1,0 +1,72 @@
+"""A batch fanned out shard by shard (any process, any order) is the streamed batch, byte
+for byte; the writer refuses shards that do not fit and leaves nothing half-written."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from synth.eye_distribution import default_eye_distribution
+from synth.generate import EyeShardJob, generate_batch, render_eye_shard
+from synth.shards import BatchReader
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def _reversed_map(fn, jobs):
+    """Shards finishing last-first, as a cluster may return them."""
+    return [fn(j) for j in reversed(list(jobs))]
+
+
+def test_fanned_out_batch_equals_the_streamed_one(tmp_path):
+    # 700 = 2 full shards of 300 and a short one; chunks of 128 straddle shard edges
+    streamed, _ = generate_batch(tmp_path / "a", n=700, seed=5, shard_size=300)
+    fanned, _ = generate_batch(tmp_path / "b", n=700, seed=5, shard_size=300, map_shards=_reversed_map)
+    assert streamed == fanned
+    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert len(a) == 3 + 3 and a == b  # 3 shards, manifest, metadata, distribution
+    r = BatchReader(tmp_path / "b")
+    assert [s["n"] for s in r.manifest["shards"]] == [300, 300, 100]
+    assert list(r.metadata["sample"]) == list(range(700))
+
+
+def test_progress_counts_every_fanned_out_sample(tmp_path):
+    seen = []
+    generate_batch(tmp_path / "b", n=500, seed=1, shard_size=200, map_shards=map, progress=seen.append)
+    assert sorted(seen) == [100, 200, 200]
+
+
+def _drop_last(fn, jobs):
+    return [fn(j) for j in list(jobs)[:-1]]
+
+
+def test_a_missing_shard_fails_the_batch_and_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"shards \[2\] never arrived"):
+        generate_batch(tmp_path / "b", n=500, seed=1, shard_size=200, map_shards=_drop_last)
+    assert list(tmp_path.iterdir()) == []  # no batch, no partial folder
+
+
+def _elsewhere(fn, jobs):
+    """A worker that cannot see the writer's folder writes somewhere else."""
+    out = []
+    for j in jobs:
+        other = Path(j.folder).parent / "elsewhere"
+        (other / "shards").mkdir(parents=True, exist_ok=True)
+        out.append(fn(EyeShardJob(**{**j.__dict__, "folder": str(other)})))
+    return out
+
+
+def test_a_shard_the_writer_cannot_see_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="shared storage"):
+        generate_batch(tmp_path / "b", n=300, seed=1, shard_size=200, map_shards=_elsewhere)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_shard_outside_the_batch_is_refused(tmp_path):
+    job = EyeShardJob(str(tmp_path), default_eye_distribution().dumps(), n=100, seed=0,
+                      shard_size=100, index=1)
+    with pytest.raises(ValueError, match="shard 1 is outside a batch of 100"):
+        render_eye_shard(job)
