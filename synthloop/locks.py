@@ -54,11 +54,37 @@ def sqlite_path(url: str) -> Path | None:
 
 @contextmanager
 def first_use_lock(url: str) -> Iterator[None]:
-    """Serialise the first open of a SQLite store between processes (a lock file beside
-    the database); other stores (a server database) handle concurrency themselves."""
+    """Serialise the first open of a store between processes, where creating its schema
+    races: a SQLite file (a lock file beside it) or a PostgreSQL database (an advisory
+    lock, keyed by the URL, held on a connection of its own: two tuning workers creating
+    Optuna's tables at once failed with DuplicateTable). Other URLs (an HTTP tracking
+    server) serialise themselves."""
     db = sqlite_path(url)
-    if db is None:
-        yield
+    if db is not None:
+        with file_lock(db.with_name(f".{db.name}.lock"), unless_read_only=True):
+            yield
         return
-    with file_lock(db.with_name(f".{db.name}.lock"), unless_read_only=True):
-        yield
+    if url.startswith("postgresql"):
+        with _advisory_lock(url):
+            yield
+        return
+    yield
+
+
+@contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    import zlib
+
+    from sqlalchemy import create_engine, text
+
+    key = zlib.crc32(url.encode()) - 2**31  # a signed 32-bit key, the same in every process
+    engine = create_engine(url, connect_args={"connect_timeout": 30})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()

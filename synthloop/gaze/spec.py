@@ -110,13 +110,19 @@ class GazeSpec(TaskSpec):
         import sys
 
         from synth.targets import target_name, write_simulated_target
+        from synthloop.locks import file_lock
 
         out = settings.root / "targets" / f"{target_name(LOOP_TARGET_VERSION)}-n{n}-s{seed}"
-        if not (out / "labels.csv").is_file():
-            print(f"writing the built-in simulated target domain to {out} (a simulation, not "
-                  "real data)", file=sys.stderr)
-            write_simulated_target(out, n, seed, labeled=True, label_shift=True,
-                                   version=LOOP_TARGET_VERSION)
+        if (out / "labels.csv").is_file():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # several workers (tuning processes, flow runs) may share a home: one writes it
+        with file_lock(out.parent / f".{out.name}.lock"):
+            if not (out / "labels.csv").is_file():
+                print(f"writing the built-in simulated target domain to {out} (a simulation, "
+                      "not real data)", file=sys.stderr)
+                write_simulated_target(out, n, seed, labeled=True, label_shift=True,
+                                       version=LOOP_TARGET_VERSION)
         return out
 
     def bundled_real_data(self, settings) -> Path | None:

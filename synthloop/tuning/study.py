@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +14,7 @@ from synthloop.errors import UsageError
 from synthloop.settings import Settings
 from synthloop.tuning.space import OBJECTIVES, suggest
 
-__all__ = ["DIVERGED", "finished_trials", "open_study", "redact", "run_trial", "summary"]
+__all__ = ["DIVERGED", "WORKER_ATTR", "finished_trials", "open_study", "redact", "run_trial", "summary"]
 
 
 def _shared(storage: str) -> bool:
@@ -62,6 +64,7 @@ def redact(url: str) -> str:
     return _redact(url)
 
 
+WORKER_ATTR = "worker"  # user attribute: host:pid of the process that ran the trial
 DIVERGED = "diverged"  # user attribute of a trial whose objective became NaN or infinite
 
 
@@ -93,6 +96,8 @@ def run_trial(settings: Settings, study, *, method: str, target: str, steps: int
 
     metric, _ = OBJECTIVES[objective]
     trial = study.ask()
+    # which process ran it: several workers share a study on a server database
+    trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
     params = suggest(trial, method)
     out = settings.root / "tuning" / study.study_name / f"trial-{trial.number:04d}"
     if out.exists():  # the trial was just created: a folder there is a stale one (a reset

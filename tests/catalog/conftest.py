@@ -1,54 +1,19 @@
-"""Catalog fixtures: a fresh SQLite file or a fresh PostgreSQL database per test.
-
-PostgreSQL tests need a server; the URL of a database we may CREATE DATABASE from is
-``SYNTHLOOP_TEST_POSTGRES_URL`` (default: the local trust-auth server). Where none answers
-they are skipped with a message saying so, so the suite still passes on a laptop or CI
-machine without PostgreSQL.
-"""
+"""Catalog fixtures: a fresh SQLite file or a fresh PostgreSQL database per test (the
+PostgreSQL server and its skip: tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from catalog import Catalog
 
-ADMIN_URL = os.environ.get("SYNTHLOOP_TEST_POSTGRES_URL",
-                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="session")
-def _pg_admin():
-    """An AUTOCOMMIT engine on the admin database, or a skip when the server is unreachable."""
-    engine = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT",
-                           connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        engine.dispose()
-        where = make_url(ADMIN_URL).render_as_string(hide_password=True)
-        pytest.skip(f"PostgreSQL at {where} is unreachable ({str(exc.orig).splitlines()[0]}); "
-                    "set SYNTHLOOP_TEST_POSTGRES_URL to run the PostgreSQL catalog tests")
-    yield engine
-    engine.dispose()
-
 
 @pytest.fixture
-def pg_url(_pg_admin) -> Iterator[str]:
+def pg_url(fresh_pg_database) -> str:
     """URL of a fresh, uniquely named PostgreSQL database, dropped after the test."""
-    name = f"synthloop_cat_{uuid.uuid4().hex}"
-    with _pg_admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with _pg_admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return fresh_pg_database("synthloop_cat")
 
 
 @pytest.fixture
