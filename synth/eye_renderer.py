@@ -27,6 +27,7 @@ Per-sample scalars are (B, 1, 1, 1) tensors; per-pixel values are (B, 1, H, W).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import torch
@@ -189,14 +190,26 @@ def render_eyes(
     dev, b = first.device, first.shape[0]
     f = {k: factors[k].to(torch.float32).view(b, 1, 1, 1) for k in EYE_FACTORS}
     noise = draw_eye_noise(b, spec, gen, dev)
+    pal = palette(spec.channels, dev)
+    if compiled and dev.type == "cpu":
+        from synth.eye_kernel import packaged_renderer
+
+        h, w = spec.height, spec.width
+        packaged = packaged_renderer(functools.partial(_render, h=h, w=w, centre=centre),
+                                     (f, noise, pal), batch=b, height=h, width=w,
+                                     channels=spec.channels, centre=centre)
+        if packaged is not None:
+            return tuple(packaged(f, noise, pal))
     fn = _compiled_render() if compiled else _render
-    return fn(f, noise, palette(spec.channels, dev), spec.height, spec.width, centre)
+    return fn(f, noise, pal, spec.height, spec.width, centre)
 
 
 _COMPILED = None
 
 
 def _compiled_render():
+    """``torch.compile``'d in this process: CUDA, and the fallback where the ahead-of-time
+    package (synth.eye_kernel, same kernels) cannot be built."""
     global _COMPILED
     if _COMPILED is None:
         _COMPILED = torch.compile(_render, dynamic=False)

@@ -11,6 +11,7 @@ distribution, seed, size and shard index alone, so both ways give the same bytes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,15 +71,22 @@ class RenderedShard:
     rows: pd.DataFrame
 
 
+@functools.lru_cache(maxsize=1)
+def _batch_scenes(distribution_json: str, n: int, seed: int) -> tuple[SceneDistribution, dict]:
+    """The batch's scenes, drawn once per process: a worker rendering several shards of a
+    batch of millions would otherwise redraw them all for each."""
+    dist = SceneDistribution.loads(distribution_json)
+    return dist, sample_scenes(dist, n, seed)
+
+
 def render_eye_shard(job: EyeShardJob) -> RenderedShard:
     """Render shard ``job.index`` and write it into ``job.folder``; its entry and rows.
     Renders the whole chunks that overlap the shard, as the streamed batch does."""
     start, stop = job.index * job.shard_size, min(job.n, (job.index + 1) * job.shard_size)
     if not 0 <= start < stop:
         raise ValueError(f"shard {job.index} is outside a batch of {job.n}")
-    dist = SceneDistribution.loads(job.distribution_json)
+    dist, scenes = _batch_scenes(job.distribution_json, job.n, job.seed)
     gen = EyeGenerator(dist, device=job.device, compiled=job.compiled)
-    scenes = sample_scenes(dist, job.n, job.seed)
     first = start // gen.chunk
     chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes,
                                   chunks=range(first, -(-stop // gen.chunk))))

@@ -43,17 +43,13 @@ def render_shards(renderer: str, jobs: list[Any]) -> list[Any]:
 def dask_runner(workers: int = 0, address: str | None = None):
     """A DaskTaskRunner on ``address``, else on a LocalCluster of ``workers`` processes
     with one thread each (``workers`` 0: one per core)."""
-    import logging
-    import os
-
     from prefect_dask import DaskTaskRunner
+
+    from synthloop.dask_cluster import cluster_kwargs
 
     if address:
         return DaskTaskRunner(address=address)
-    n = workers or os.cpu_count() or 1
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": None,
-                                          "silence_logs": logging.WARNING})
+    return DaskTaskRunner(cluster_kwargs=cluster_kwargs(workers))
 
 
 def dask_shard_map(workers: int = 0, address: str | None = None):

@@ -35,6 +35,15 @@ def test_eye_generation_benchmark_prints_a_table_and_writes_json(tmp_path):
     assert all(r["img_s_median"] > 0 for r in rows)
 
 
+def test_generate_e2e_benchmark(tmp_path):
+    out = _run("benchmarks.bench_generate_e2e", "--quick", tmp_path=tmp_path)
+    assert "Dask fan-out per-core efficiency" in out
+    result = json.loads((tmp_path / "generate_e2e_quick.json").read_text())
+    assert {r["config"] for r in result["rows"]} >= {"eyes, Dask 2 workers (--workers 2)",
+                                                     "faces, in-process"}
+    assert all(r["img_s_median"] > 0 for r in result["rows"]) and result["fanout_efficiency"] > 0
+
+
 def test_train_throughput_benchmark(tmp_path):
     out = _run("benchmarks.bench_train_throughput", "--quick", tmp_path=tmp_path)
     assert "ms_per_step" in out

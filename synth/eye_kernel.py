@@ -1,0 +1,109 @@
+"""The compiled eye renderer, compiled once per machine rather than once per process.
+
+``torch.compile`` re-traces the renderer in every new process: about 10 s on 2 cores even
+with a warm Inductor cache, paid again by every Dask worker and every flow run. Here the
+renderer is exported (``torch.export``) and compiled ahead of time with AOTInductor into a
+package on disk; loading it takes milliseconds. Its bytes are the same for any thread
+count; against the ``torch.compile``'d renderer a few pixels in 100,000 differ by one
+gray level (measured: 615 of 43 million), so a machine should not mix the two within
+one batch (the fallback below warns).
+
+A package is specific to the renderer's source, the torch version, the CPU's instruction
+set, the thread count (Inductor bakes it into the kernels), the batch size and the image
+spec, all of which name its file. It lives in ``$SYNTHLOOP_KERNEL_CACHE`` (default
+``~/.cache/synthloop/kernels``); the first process that needs one compiles it (a minute or
+two on 2 cores) under a file lock, so concurrent workers compile it once. Where the
+ahead-of-time compile fails, the caller falls back to ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+_LOADED: dict[str, Callable] = {}
+_FAILED: set[str] = set()
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("SYNTHLOOP_KERNEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "synthloop" / "kernels"
+
+
+def package_key(batch: int, height: int, width: int, channels: int, centre: str) -> str:
+    return _key(batch, height, width, channels, centre, torch.get_num_threads())
+
+
+@functools.cache
+def _key(batch: int, height: int, width: int, channels: int, centre: str, threads: int) -> str:
+    from synth import camera, eye_renderer
+
+    h = hashlib.sha256()
+    for part in (torch.__version__, torch.backends.cpu.get_cpu_capability(), str(threads),
+                 inspect.getsource(eye_renderer), inspect.getsource(camera),
+                 f"{batch}x{height}x{width}x{channels}:{centre}"):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def packaged_renderer(render: Callable, example: tuple, *, batch: int, height: int, width: int,
+                      channels: int, centre: str) -> Callable | None:
+    """``render(f, noise, pal)`` compiled ahead of time for these shapes (CPU), loaded from
+    the cache or compiled into it first; None where that is impossible here."""
+    key = package_key(batch, height, width, channels, centre)
+    if key in _LOADED:
+        return _LOADED[key]
+    if key in _FAILED:
+        return None
+    path = cache_dir() / f"eye-render-{key}.pt2"
+    try:
+        if not path.is_file():
+            _compile_into(path, render, example)
+        loaded = torch._inductor.aoti_load_package(str(path))
+    except Exception as e:  # no compiler, an unwritable cache, an export torch cannot do
+        _FAILED.add(key)
+        print(f"synthloop: the ahead-of-time compiled eye renderer is unavailable "
+              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+              "compiling in this process instead", file=sys.stderr)
+        return None
+    _LOADED[key] = loaded
+    return loaded
+
+
+class _Renderer(torch.nn.Module):
+    def __init__(self, render: Callable):
+        super().__init__()
+        self.render = render
+
+    def forward(self, f, noise, pal):
+        return self.render(f, noise, pal)
+
+
+def _compile_into(path: Path, render: Callable, example: tuple) -> None:
+    from synth.output_folder import name_lock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with name_lock(path):
+        if path.is_file():  # another process compiled it while this one waited
+            return
+        print(f"synthloop: compiling the eye renderer for this machine, once "
+              f"(a minute or two; cached in {path.parent})", file=sys.stderr)
+        exported = torch.export.export(_Renderer(render), example, strict=False)
+        tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.pt2")
+        try:
+            torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -1,0 +1,38 @@
+"""`synthloop generate --workers`: the batch's shards rendered by a local Dask cluster are
+the in-process batch, byte for byte; what cannot fan out is refused before any work."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.cli_inprocess import run_cli
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_faces_refuse_workers_before_rendering(tmp_path):
+    r = run_cli("generate", "--task", "landmarks", "-n", "4", "--seed", "0", "--out",
+                str(tmp_path / "f"), "--workers", "2")
+    assert r.returncode == 2 and "renders in one process" in r.stderr
+    assert not (tmp_path / "f").exists()
+
+
+def test_a_negative_worker_count_is_a_usage_error(tmp_path):
+    r = run_cli("generate", "-n", "4", "--seed", "0", "--out", str(tmp_path / "g"), "--workers", "-1")
+    assert r.returncode == 2 and "--workers" in r.stderr
+
+
+@pytest.mark.slow  # starts a Dask cluster of two processes that import torch
+def test_two_dask_workers_write_the_in_process_batch(tmp_path):
+    one = run_cli("generate", "-n", "5000", "--seed", "4", "--out", str(tmp_path / "one"),
+                  "--shard-size", "1024", "--workers", "0")
+    two = run_cli("generate", "-n", "5000", "--seed", "4", "--out", str(tmp_path / "two"),
+                  "--shard-size", "1024", "--workers", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert "rendering 5 shards on 2 worker processes (Dask)" in two.stderr
+    assert one.stdout.split()[0] == two.stdout.split()[0]  # the same batch id
+    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
