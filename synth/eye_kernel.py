@@ -41,28 +41,38 @@ def cache_dir() -> Path:
     return Path(base) / "synthloop" / "kernels"
 
 
-def package_key(batch: int, height: int, width: int, channels: int, centre: str) -> str:
-    return _key(batch, height, width, channels, centre, torch.get_num_threads())
+@functools.cache
+def source_fingerprint(*modules: str) -> str:
+    """sha256 of the named modules' source: a package is rebuilt when the renderer changes."""
+    import importlib
+
+    h = hashlib.sha256()
+    for name in modules:
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.hexdigest()
+
+
+def package_key(source: str, batch: int, height: int, width: int, channels: int, centre: str) -> str:
+    return _key(source, batch, height, width, channels, centre, torch.get_num_threads())
 
 
 @functools.cache
-def _key(batch: int, height: int, width: int, channels: int, centre: str, threads: int) -> str:
-    from synth import camera, eye_renderer
-
+def _key(source: str, batch: int, height: int, width: int, channels: int, centre: str,
+         threads: int) -> str:
     h = hashlib.sha256()
-    for part in (torch.__version__, torch.backends.cpu.get_cpu_capability(), str(threads),
-                 inspect.getsource(eye_renderer), inspect.getsource(camera),
+    for part in (torch.__version__, torch.backends.cpu.get_cpu_capability(), str(threads), source,
                  f"{batch}x{height}x{width}x{channels}:{centre}"):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
 
 
-def packaged_renderer(render: Callable, example: tuple, *, batch: int, height: int, width: int,
-                      channels: int, centre: str) -> Callable | None:
+def packaged_renderer(render: Callable, example: tuple, *, source: str, batch: int, height: int,
+                      width: int, channels: int, centre: str) -> Callable | None:
     """``render(f, noise, pal)`` compiled ahead of time for these shapes (CPU), loaded from
-    the cache or compiled into it first; None where that is impossible here."""
-    key = package_key(batch, height, width, channels, centre)
+    the cache or compiled into it first; None where that is impossible here. ``source``
+    fingerprints the renderer's code (:func:`source_fingerprint`)."""
+    key = package_key(source, batch, height, width, channels, centre)
     if key in _LOADED:
         return _LOADED[key]
     if key in _FAILED:

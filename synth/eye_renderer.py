@@ -192,11 +192,12 @@ def render_eyes(
     noise = draw_eye_noise(b, spec, gen, dev)
     pal = palette(spec.channels, dev)
     if compiled and dev.type == "cpu":
-        from synth.eye_kernel import packaged_renderer
+        from synth.eye_kernel import packaged_renderer, source_fingerprint
 
         h, w = spec.height, spec.width
+        source = source_fingerprint(__name__, "synth.camera")
         packaged = packaged_renderer(functools.partial(_render, h=h, w=w, centre=centre),
-                                     (f, noise, pal), batch=b, height=h, width=w,
+                                     (f, noise, pal), source=source, batch=b, height=h, width=w,
                                      channels=spec.channels, centre=centre)
         if packaged is not None:
             return tuple(packaged(f, noise, pal))
