@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-pytestmark = [pytest.mark.flow, pytest.mark.gx]
+# slow: flow runs against a Prefect test server (its start alone is ~25 s on 2 cores)
+pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.gx]
 
 TINY = dict(rounds=2, n_per_round=256, steps_per_round=4, patience=None)
 

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.flow, pytest.mark.gx]
+# slow: flow runs against a Prefect test server (its start alone is ~25 s on 2 cores)
+pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.gx]
 
 OFFSET = np.array([20.0, 30.0])  # where the 128-px face sits in the 200x170 "photo"
 # 60 faces, 36 analysed: the policy re-weights a factor from >= 30 real samples (min_count)

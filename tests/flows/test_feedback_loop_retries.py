@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.flow, pytest.mark.gx]
+# slow: flow runs against a Prefect test server (its start alone is ~25 s on 2 cores)
+pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.gx]
 
 
 def _blind_distribution(path: Path):

@@ -9,7 +9,8 @@ from synth.distribution import Factor
 from synth.eye_distribution import default_eye_distribution
 from synth.shards import BatchReader, QuarantinedBatchError, open_for_training
 
-pytestmark = [pytest.mark.flow, pytest.mark.gx]
+# slow: flow runs against a Prefect test server (its start alone is ~25 s on 2 cores)
+pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.gx]
 
 
 def test_good_batch_is_written_validated_and_accepted(prefect_harness, tmp_path):
