@@ -1,17 +1,11 @@
 """`synthloop generate --workers`: the batch's shards rendered by a local Dask cluster are
 the in-process batch, byte for byte; what cannot fan out is refused before any work."""
 
-import hashlib
-from pathlib import Path
 
 import pytest
 
+from tests.batch_digest import batch_digest
 from tests.cli_inprocess import run_cli
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(folder.rglob("*")) if f.is_file()}
 
 
 def test_faces_refuse_workers_before_rendering(tmp_path):
@@ -35,4 +29,4 @@ def test_two_dask_workers_write_the_in_process_batch(tmp_path):
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     assert "rendering 5 shards on 2 worker processes (Dask)" in two.stderr
     assert one.stdout.split()[0] == two.stdout.split()[0]  # the same batch id
-    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+    assert batch_digest(tmp_path / "one") == batch_digest(tmp_path / "two")

@@ -8,7 +8,6 @@ process the test started is stopped."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -25,6 +24,7 @@ from sqlalchemy import create_engine, text
 
 from synthloop.scaleout import PostgresStores
 from synthloop.servers import free_port
+from tests.batch_digest import batch_digest
 
 # slow: two servers, two workers, a Dask cluster and two tuning processes (minutes)
 pytestmark = [pytest.mark.slow, pytest.mark.flow, pytest.mark.gx]
@@ -80,11 +80,6 @@ def _wait_for(what: str, check, timeout: float, procs: list[_Proc]):
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
         time.sleep(2)
 
-
-def _digest(folder: Path) -> dict[str, str]:
-    """sha256 of every file of a batch but its validation output (paths, timestamps)."""
-    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(folder.rglob("*")) if f.is_file() and "validation" not in f.parts}
 
 
 def _exports(text_out: str) -> dict[str, str]:
@@ -156,8 +151,9 @@ def test_scaled_out_on_postgresql(tmp_path, fresh_pg_database):
         from synth.generate import generate_batch
 
         generate_batch(tmp_path / "single", n=9000, seed=7)
-        assert _digest(tmp_path / "dask") == _digest(tmp_path / "single")
-        assert len(_digest(tmp_path / "dask")) == 3 + 3  # 3 shards, manifest, metadata, distribution
+        fanned = batch_digest(tmp_path / "dask", with_validation=False)
+        assert fanned == batch_digest(tmp_path / "single", with_validation=False)
+        assert len(fanned) == 3 + 3  # 3 shards, manifest, metadata, distribution
 
         # two tuning processes on one study in PostgreSQL
         tune = [*cli, "tune", "--method", "source_only", "--trials", "4", "--steps", "4",

@@ -1,7 +1,6 @@
 """A batch fanned out shard by shard (any process, any order) is the streamed batch, byte
 for byte; the writer refuses shards that do not fit and leaves nothing half-written."""
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -9,11 +8,7 @@ import pytest
 from synth.eye_distribution import default_eye_distribution
 from synth.generate import EyeShardJob, generate_batch, render_eye_shard
 from synth.shards import BatchReader
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    return {f.relative_to(folder).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(folder.rglob("*")) if f.is_file()}
+from tests.batch_digest import batch_digest
 
 
 def _reversed_map(fn, jobs):
@@ -26,7 +21,7 @@ def test_fanned_out_batch_equals_the_streamed_one(tmp_path):
     streamed, _ = generate_batch(tmp_path / "a", n=700, seed=5, shard_size=300)
     fanned, _ = generate_batch(tmp_path / "b", n=700, seed=5, shard_size=300, map_shards=_reversed_map)
     assert streamed == fanned
-    a, b = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    a, b = batch_digest(tmp_path / "a"), batch_digest(tmp_path / "b")
     assert len(a) == 3 + 3 and a == b  # 3 shards, manifest, metadata, distribution
     r = BatchReader(tmp_path / "b")
     assert [s["n"] for s in r.manifest["shards"]] == [300, 300, 100]
