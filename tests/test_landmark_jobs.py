@@ -26,6 +26,9 @@ from synthloop.landmarks.source import synthetic_labels
 from synthloop.landmarks.train import train_landmarks
 from synthloop.landmarks.transfer import fit_transfer_on_real
 
+# slow: trains, registers and evaluates landmark models through MLflow (about 30 s)
+pytestmark = pytest.mark.slow
+
 TINY = {"width": 8, "depths": (1, 1, 1, 1), "head_channels": 8}  # landmark_resnet_s, tiny
 FAST = {"eval_every": 2, "log_every": 1, "warmup": 1}
 KEYS = {"nme_inter_ocular", "nme_inter_pupil", "failure_rate_010", "n", "slices", "model",

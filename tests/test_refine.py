@@ -12,7 +12,8 @@ import pytest
 from synth.shards import BatchReader
 from tests.cli_inprocess import run_cli as run
 
-pytestmark = pytest.mark.gx
+# slow: each test refines a batch end to end (a refiner trained, a probe, GX, MLflow)
+pytestmark = [pytest.mark.slow, pytest.mark.gx]
 
 
 TINY = ["--steps", "6", "--pretrain-steps", "10", "--probe-steps", "60", "--width", "8",

@@ -19,6 +19,9 @@ import pytest
 from catalog import Catalog  # imported before any barrier: the workers race on I/O only
 from catalog.migrate import head_revision
 
+# slow: real writer processes on SQLite and PostgreSQL
+pytestmark = pytest.mark.slow
+
 N_BATCHES = 150  # per writer
 RUN_EVERY = 10  # one training run per this many batches
 N_SHARED_DISTS = 3
