@@ -126,7 +126,6 @@ def generate_batch(
     if compiled is None:
         compiled = n >= AUTO_COMPILE_MIN
     gen = EyeGenerator(dist, device=device, compiled=compiled)
-    scenes = sample_scenes(dist, n, seed)
     with BatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=gen.settings,
                      shard_size=shard_size, overwrite=overwrite) as w:
         if map_shards is not None:
@@ -137,6 +136,7 @@ def generate_batch(
                 if progress is not None:
                     progress(shard.entry["n"])
             return w.batch_id, Path(out)
+        scenes = sample_scenes(dist, n, seed)  # the fanned-out jobs draw their own
         for chunk in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
             k = len(chunk.images)
             part = {key: v[chunk.start:chunk.start + k] for key, v in scenes.items()}

@@ -83,9 +83,14 @@ class _HashingFile:
         return self._fh.write(data)
 
 
+def shard_file(index: int) -> str:
+    """Where shard ``index`` lives inside a batch folder."""
+    return f"shards/images-{index:05d}.npy"
+
+
 def save_shard(folder: Path, index: int, images: np.ndarray) -> dict[str, Any]:
-    """Write ``shards/images-<index>.npy`` under ``folder``; its manifest entry."""
-    name = f"shards/images-{index:05d}.npy"
+    """Write :func:`shard_file` ``(index)`` under ``folder``; its manifest entry."""
+    name = shard_file(index)
     path = folder / name
     with open(path, "wb") as fh:
         out = _HashingFile(fh)
@@ -213,7 +218,7 @@ class BatchWriter:
         if self._buf or self._shards:
             raise ValueError("adopt_shard after add: a batch is streamed or assembled, not both")
         expected = min(self.shard_size, self.n - index * self.shard_size)
-        if entry.get("file") != f"shards/images-{index:05d}.npy" or entry.get("n") != expected:
+        if entry.get("file") != shard_file(index) or entry.get("n") != expected:
             raise ValueError(f"shard {index}: entry {entry} does not fit a batch of {self.n} in "
                              f"shards of {self.shard_size}")
         if len(rows) != expected:

@@ -2,8 +2,10 @@
 ``generate`` command (a plain Dask client) and the flows (Prefect's DaskTaskRunner,
 :mod:`tasks.fanout`).
 
-Single-threaded worker processes: the renderer's Python-side work per chunk (noise,
-bookkeeping) holds the GIL, so a process per core scales better than threads in one.
+Single-threaded worker processes, one per core by default, so that a cluster of many
+cores or hosts is used without threads contending inside one interpreter. On a 2-vCPU
+machine two such processes were no faster than two threads in one process (measured,
+docs/benchmarks.md), which is why ``synthloop generate`` renders in-process by default.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ``dask_shard_map`` builds the ``map_shards`` that the pure batch writers take
 (:func:`synth.generate.generate_batch`): a ``render-shards`` subflow whose task runner is
 a :class:`prefect_dask.DaskTaskRunner`, one ``render-shard`` task per shard. By default
-the runner starts a ``LocalCluster`` of single-threaded worker processes (a process per
-core renders faster than threads sharing one interpreter); with an address it uses an
+the runner starts a ``LocalCluster`` of single-threaded worker processes
+(:mod:`synthloop.dask_cluster`); with an address it uses an
 existing cluster (``dask scheduler`` + ``dask worker`` on other hosts). Each worker writes
 its shard into the batch's temporary folder, so on a real cluster that folder must be on
 storage every worker mounts at the same path (docs/scale-out.md).
