@@ -50,12 +50,12 @@ class GenerateParams(BaseModel):
         "dense500. Gaze batches take only default.")
 
     dask_workers: int = Field(
-        0, ge=0, le=256, title="Dask workers (gaze)",
+        0, ge=0, le=256, title="Dask workers",
         description="0: render in the run's own process. More: render the batch's shards "
-        "(4,096 eyes each) on a local Dask cluster of that many single-threaded processes, "
-        "then assemble one batch; same bytes either way.")
+        "(4,096 eyes or faces each) on a local Dask cluster of that many single-threaded "
+        "processes, then assemble one batch; same bytes either way.")
     dask_address: EmptyText = Field(
-        "", title="Dask scheduler (gaze)",
+        "", title="Dask scheduler",
         description="Address of an existing Dask cluster (tcp://host:8786) to render the shards "
         "on instead; its workers must see the output folder at the same path.")
 

@@ -24,7 +24,7 @@ from synth.face_model import FaceModel, model_fingerprint
 from synth.face_renderer import render_faces
 
 GENERATOR_NAME = "synthloop.faces"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: the blend-shape product in float32 on one thread (same bytes on any core count)
 CPU_CHUNK = 64  # the blendshape product for 64 faces is ~16 MB; larger chunks gain nothing
 
 #: Per-sample label arrays every chunk carries (besides the dense sets).
@@ -71,10 +71,14 @@ class FaceGenerator:
                             landmark_sets=self.landmark_sets)
 
     def iter_chunks(self, n: int, seed: int, scenes: dict[str, np.ndarray] | None = None,
-                    progress: Callable[[int], None] | None = None) -> Iterator[FaceChunk]:
+                    progress: Callable[[int], None] | None = None,
+                    chunks: range | None = None) -> Iterator[FaceChunk]:
+        """The batch's chunks in order, or only those numbered in ``chunks`` (a process
+        rendering part of a batch gets exactly the bytes the whole render has there)."""
         scenes = scenes if scenes is not None else sample_face_scenes(self.dist, n, seed)
         keys = LABELS + tuple(k for s in self.landmark_sets for k in (s, s + "_visible"))
-        for ci, start in enumerate(range(0, n, self.chunk)):
+        for ci in chunks if chunks is not None else range(-(-n // self.chunk)):
+            start = ci * self.chunk
             stop = min(start + self.chunk, n)
             out = self.render({k: v[start:stop] for k, v in scenes.items()}, ci, seed)
             yield FaceChunk(start, out["images"], {k: out[k] for k in keys})

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from realdata.face_crop import DEFAULT_ENLARGE, box_from_landmarks
 from synth import face_raster as fr
@@ -642,7 +643,12 @@ def _draw(p: Prepared, factors: Mapping[str, np.ndarray], seed: int):
     rng = np.random.default_rng(seed)
     w = np.concatenate([identity_coefficients(f, p.n_identity, rng),
                         expression_coefficients(f, p.names, rng)], axis=1)
-    verts = (w @ p.basis).reshape(n, -1, 3)
+    # One BLAS thread: OpenBLAS splits the product differently by thread count and the
+    # last bits then differ, so a batch's bytes would depend on the cores of the process
+    # that rendered it (a Dask worker has one thread; measured). float32 on one thread is
+    # also faster than the float64 product on two (20 vs 34 ms for 64 ICT faces).
+    with threadpool_limits(1, user_api="blas"):
+        verts = (w.astype(np.float32) @ p.basis).reshape(n, -1, 3)
     verts += p.base
     colours = _colours(f, rng).astype(np.float32)
     seeds = rng.integers(0, 2**62, size=(n, 2))

@@ -12,7 +12,7 @@ distribution, seed, size and shard index alone, so both ways give the same bytes
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from realdata.errors import UsageError
 from synth.distribution import SceneDistribution
 from synth.eye_distribution import TASK, default_eye_distribution
 from synth.eye_generator import EyeGenerator, sample_scenes
+from synth.shard_jobs import RenderedShard, ShardMap, covering_chunks, shard_count, shard_span
 from synth.shards import BatchWriter, batch_id_for, save_shard
 
 #: Below this many samples the one-off torch.compile (~10-40 s on 2 cores) costs more
@@ -63,14 +64,6 @@ class EyeShardJob:
     compiled: bool = False
 
 
-@dataclass(frozen=True)
-class RenderedShard:
-    index: int
-    entry: dict  # the manifest's shard entry
-    image_shape: tuple[int, ...]
-    rows: pd.DataFrame
-
-
 @functools.lru_cache(maxsize=1)
 def _batch_scenes(distribution_json: str, n: int, seed: int) -> tuple[SceneDistribution, dict]:
     """The batch's scenes, drawn once per process: a worker rendering several shards of a
@@ -82,25 +75,16 @@ def _batch_scenes(distribution_json: str, n: int, seed: int) -> tuple[SceneDistr
 def render_eye_shard(job: EyeShardJob) -> RenderedShard:
     """Render shard ``job.index`` and write it into ``job.folder``; its entry and rows.
     Renders the whole chunks that overlap the shard, as the streamed batch does."""
-    start, stop = job.index * job.shard_size, min(job.n, (job.index + 1) * job.shard_size)
-    if not 0 <= start < stop:
-        raise ValueError(f"shard {job.index} is outside a batch of {job.n}")
+    start, stop = shard_span(job.index, job.shard_size, job.n)
     dist, scenes = _batch_scenes(job.distribution_json, job.n, job.seed)
     gen = EyeGenerator(dist, device=job.device, compiled=job.compiled)
-    first = start // gen.chunk
-    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes,
-                                  chunks=range(first, -(-stop // gen.chunk))))
-    cut = slice(start - first * gen.chunk, stop - first * gen.chunk)
+    covering, cut = covering_chunks(start, stop, gen.chunk)
+    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes, chunks=covering))
     images = np.concatenate([c.images for c in chunks])[cut]
     geometry = {g: np.concatenate([c.geometry[g] for c in chunks])[cut] for g in chunks[0].geometry}
     rows = eye_metadata({k: v[start:stop] for k, v in scenes.items()}, geometry)
     entry = save_shard(Path(job.folder), job.index, images)
     return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows)
-
-
-#: ``map_shards(render_eye_shard, jobs)`` -> the rendered shards, in any order
-ShardMap = Callable[[Callable[[EyeShardJob], RenderedShard], Sequence[EyeShardJob]],
-                    Iterable[RenderedShard]]
 
 
 def generate_batch(
@@ -130,7 +114,7 @@ def generate_batch(
                      shard_size=shard_size, overwrite=overwrite) as w:
         if map_shards is not None:
             jobs = [EyeShardJob(str(w.tmp), dist.dumps(), n, seed, shard_size, i, device, compiled)
-                    for i in range(-(-n // shard_size))]
+                    for i in range(shard_count(n, shard_size))]
             for shard in map_shards(render_eye_shard, jobs):
                 w.adopt_shard(shard.index, shard.entry, shard.image_shape, shard.rows)
                 if progress is not None:

@@ -18,12 +18,19 @@ and listed with sha256 and size in the manifest's ``extra_files`` (so
 ``metadata.parquet`` has one row per sample: every factor value, the head pose
 (``yaw``, ``pitch``, ``roll``, rad), the crop box in source-camera pixels and how many
 of the 68 points are visible.
+
+Like eye batches, a face batch is written as one stream or fanned out, one job per shard
+(:func:`render_face_shard`, run by the caller's ``map_shards``), with the same bytes: a
+shard depends only on the distribution, seed, size, index and face model, and each job
+checks that it loaded the model the batch names.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +44,8 @@ from synth.face_distribution import TASK, default_face_distribution
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
 from synth.manifest import NPY_ERRORS, member_path
-from synth.shards import BatchWriter, batch_id_for, sha256_file
+from synth.shard_jobs import RenderedShard, ShardMap, covering_chunks, shard_count, shard_span
+from synth.shards import BatchWriter, batch_id_for, save_shard, sha256_file
 
 LANDMARKS = "landmarks/landmarks.json"
 FORMAT_VERSION = 1
@@ -66,15 +74,24 @@ class FaceBatchWriter(BatchWriter):
         self.dense_mirror = dense_mirror or {}
         self.model = model
         self._labels: dict[str, list[np.ndarray]] = {}
+        self._adopted_labels: dict[int, dict[str, np.ndarray]] = {}
 
     def add_labeled(self, images: np.ndarray, rows: pd.DataFrame, labels: dict[str, np.ndarray]) -> None:
+        _check_label_rows(labels, len(images))
         for k, v in labels.items():
-            if len(v) != len(images):
-                raise ValueError(f"label {k!r} has {len(v)} rows for {len(images)} images")
             self._labels.setdefault(k, []).append(v)
         self.add(images, rows)
 
+    def adopt_labeled_shard(self, shard: RenderedShard) -> None:
+        """:meth:`adopt_shard` plus the shard's landmark arrays (kept in shard order)."""
+        _check_label_rows(shard.labels or {}, shard.entry.get("n", -1))
+        self.adopt_shard(shard.index, shard.entry, shard.image_shape, shard.rows)
+        self._adopted_labels[shard.index] = shard.labels or {}
+
     def write_extra_files(self, folder: Path) -> None:
+        for i in sorted(self._adopted_labels):
+            for k, v in self._adopted_labels[i].items():
+                self._labels.setdefault(k, []).append(v)
         (folder / "landmarks").mkdir(exist_ok=True)
         files: dict[str, dict[str, Any]] = {}
         arrays = {k: np.concatenate(v) for k, v in self._labels.items() if k not in ("pose", "crop_box")}
@@ -96,6 +113,12 @@ class FaceBatchWriter(BatchWriter):
         self.add_extra_file(LANDMARKS)
 
 
+def _check_label_rows(labels: dict[str, np.ndarray], n: int) -> None:
+    for k, v in labels.items():
+        if len(v) != n:
+            raise ValueError(f"label {k!r} has {len(v)} rows for {n} images")
+
+
 def batch_settings(gen: FaceGenerator) -> dict[str, Any]:
     """What the manifest records as the generator (and the batch id hashes): the
     generator's settings plus the crop protocol's enlargement, so batches framed under a
@@ -113,6 +136,63 @@ def planned_face_batch_id(*, n: int, seed: int, dist: SceneDistribution | None =
     return batch_id_for(dist.id, seed, n, batch_settings(gen))
 
 
+@dataclass(frozen=True)
+class FaceShardJob:
+    """Everything one process needs to render shard ``index`` of a face batch (picklable:
+    the distribution travels as its JSON, the face model as where it came from plus its
+    fingerprint)."""
+
+    folder: str  # the writer's temporary batch folder, reachable from the process
+    distribution_json: str
+    n: int
+    seed: int
+    shard_size: int
+    index: int
+    model_source: str  # the model's npz path, or "builtin-fallback"
+    model_fingerprint: str
+    landmark_sets: tuple[str, ...] = ("dense500",)
+    chunk: int | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def _shard_generator(distribution_json: str, n: int, seed: int, model_source: str,
+                     fingerprint: str, landmark_sets: tuple[str, ...], chunk: int | None):
+    """The generator and the batch's scenes, made once per process (a worker rendering
+    several shards of one batch loads the face model and draws the scenes once)."""
+    from synth.face_fallback import fallback_face_model
+    from synth.face_loading import load_face_model
+
+    model = fallback_face_model() if model_source == "builtin-fallback" else load_face_model(model_source)
+    if model_fingerprint(model) != fingerprint:
+        raise DataFormatError(Path(model_source), f"this worker loaded face model "
+                              f"{model_fingerprint(model)}, the batch is rendered with {fingerprint}: "
+                              "every worker must see the same face model file")
+    dist = SceneDistribution.loads(distribution_json)
+    gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
+    return gen, sample_face_scenes(dist, n, seed)
+
+
+def _model_ref(model: FaceModel) -> str:
+    """Where a worker loads ``model`` from: an absolute path (workers need not share the
+    writer's working directory), or ``builtin-fallback``."""
+    return model.source if model.is_fallback else str(Path(model.source).resolve())
+
+
+def render_face_shard(job: FaceShardJob) -> RenderedShard:
+    """Render shard ``job.index`` of a face batch into ``job.folder``; its entry, rows and
+    landmark arrays. Renders the whole chunks that overlap the shard."""
+    start, stop = shard_span(job.index, job.shard_size, job.n)
+    gen, scenes = _shard_generator(job.distribution_json, job.n, job.seed, job.model_source,
+                                   job.model_fingerprint, tuple(job.landmark_sets), job.chunk)
+    covering, cut = covering_chunks(start, stop, gen.chunk)
+    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes, chunks=covering))
+    images = np.concatenate([c.images for c in chunks])[cut]
+    labels = {k: np.concatenate([c.labels[k] for c in chunks])[cut] for k in chunks[0].labels}
+    rows = face_metadata({k: v[start:stop] for k, v in scenes.items()}, labels)
+    entry = save_shard(Path(job.folder), job.index, images)
+    return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows, labels)
+
+
 def generate_face_batch(
     out: str | Path,
     *,
@@ -125,20 +205,31 @@ def generate_face_batch(
     shard_size: int = 4096,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    map_shards: ShardMap | None = None,
 ) -> tuple[str, Path]:
-    """Write a face batch folder; returns (batch id, path). Same inputs give identical bytes."""
+    """Write a face batch folder; returns (batch id, path). Same inputs give identical
+    bytes, streamed or fanned out through ``map_shards``."""
     if n <= 0:
         raise UsageError(f"n must be positive, got {n}")
     dist = dist or default_face_distribution()
     if dist.task != TASK:
         raise dist.error(f"distribution is for task {dist.task!r}, not {TASK!r} (faces)")
     gen = FaceGenerator(dist, model=model, chunk=chunk, landmark_sets=landmark_sets)
-    scenes = sample_face_scenes(dist, n, seed)
     dense_ids = {s: gen.model.dense_sets[s] for s in gen.landmark_sets}
     mirror = {s: gen.model.dense_mirror[s] for s in gen.landmark_sets if s in gen.model.dense_mirror}
     with FaceBatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=batch_settings(gen),
                          shard_size=shard_size, overwrite=overwrite, dense_ids=dense_ids,
                          dense_mirror=mirror, model=model_fingerprint(gen.model)) as w:
+        if map_shards is not None:
+            jobs = [FaceShardJob(str(w.tmp), dist.dumps(), n, seed, shard_size, i,
+                                 _model_ref(gen.model), model_fingerprint(gen.model), gen.landmark_sets,
+                                 gen.chunk) for i in range(shard_count(n, shard_size))]
+            for shard in map_shards(render_face_shard, jobs):
+                w.adopt_labeled_shard(shard)
+                if progress is not None:
+                    progress(shard.entry["n"])
+            return w.batch_id, Path(out)
+        scenes = sample_face_scenes(dist, n, seed)  # the fanned-out jobs draw their own
         for c in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
             k = len(c.images)
             part = {key: v[c.start:c.start + k] for key, v in scenes.items()}

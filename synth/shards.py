@@ -54,6 +54,7 @@ from synth.output_folder import (
     renameat2,
     sweep_stale_partials,
 )
+from synth.shard_jobs import shard_count
 
 MANIFEST = "manifest.json"
 DISTRIBUTION = "distribution.json"
@@ -236,7 +237,7 @@ class BatchWriter:
         self._adopted[index] = (entry, rows)
 
     def _take_adopted(self) -> None:
-        missing = sorted(set(range(-(-self.n // self.shard_size))) - set(self._adopted))
+        missing = sorted(set(range(shard_count(self.n, self.shard_size))) - set(self._adopted))
         if missing:
             raise ValueError(f"batch {self.batch_id}: shards {missing[:5]} never arrived")
         for i in sorted(self._adopted):

@@ -173,11 +173,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="landmarks: the dense set stored beside the 68 points (default dense500)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     g.add_argument("--workers", type=at_least(0), default=0,
-                   help="gaze: render the shards in this many single-threaded processes of a local "
-                   "Dask cluster (default 0: in this process, which was as fast on 2 cores; "
-                   "worth it with more cores); the bytes do not depend on it")
+                   help="render the shards in this many single-threaded processes of a local "
+                   "Dask cluster (default 0: in this process; for eyes that was as fast on 2 "
+                   "cores); the bytes do not depend on it")
     g.add_argument("--dask-address",
-                   help="gaze: render the shards on this existing Dask cluster (tcp://host:8786); "
+                   help="render the shards on this existing Dask cluster (tcp://host:8786); "
                    "its workers must see --out's folder at the same path")
     g.set_defaults(func=cmd_generate)
 

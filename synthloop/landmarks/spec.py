@@ -55,16 +55,15 @@ class FaceBatchGenerator(BatchGenerator):
         return planned_face_batch_id(n=n, seed=seed, dist=dist, model=self.model,
                                      landmark_sets=self.landmark_sets)
 
+    fans_out = True
+
     def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None,
               map_shards=None):
         from synth.generate_faces import generate_face_batch
 
-        if map_shards is not None:
-            raise UsageError("face batches render in one process; fanning their shards out "
-                             "(Dask) is for eye batches only so far")
         return generate_face_batch(out, n=n, seed=seed, dist=dist, model=self.model,
                                    landmark_sets=self.landmark_sets, shard_size=shard_size,
-                                   overwrite=overwrite, progress=progress)
+                                   overwrite=overwrite, progress=progress, map_shards=map_shards)
 
 
 class LandmarksSpec(TaskSpec):

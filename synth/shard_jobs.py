@@ -1,0 +1,51 @@
+"""What the fanned-out batch writers (eyes, faces) share: which samples a shard holds,
+which render chunks cover them, what a rendered shard hands back, and the type of the
+``map_shards`` callable that runs the jobs (a Dask cluster, a process pool, ``map``).
+
+Chunks need not line up with shard edges: a chunk straddling an edge is rendered by both
+neighbours, with the same bytes, since a chunk depends only on its index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class RenderedShard:
+    """A shard written by a job into the batch's temporary folder: its manifest entry,
+    image shape and metadata rows, and per-sample label arrays where the task has them
+    (faces: landmarks)."""
+
+    index: int
+    entry: dict  # the manifest's shard entry (synth.shards.save_shard)
+    image_shape: tuple[int, ...]
+    rows: pd.DataFrame
+    labels: dict | None = None
+
+
+#: ``map_shards(render_shard, jobs)`` -> the rendered shards, in any order
+ShardMap = Callable[[Callable[[Any], RenderedShard], Sequence[Any]], Iterable[RenderedShard]]
+
+
+def shard_count(n: int, shard_size: int) -> int:
+    return -(-n // shard_size)
+
+
+def shard_span(index: int, shard_size: int, n: int) -> tuple[int, int]:
+    """``[start, stop)`` of shard ``index`` in a batch of ``n``; ValueError outside it."""
+    start, stop = index * shard_size, min(n, (index + 1) * shard_size)
+    if not 0 <= start < stop:
+        raise ValueError(f"shard {index} is outside a batch of {n}")
+    return start, stop
+
+
+def covering_chunks(start: int, stop: int, chunk: int) -> tuple[range, slice]:
+    """The chunk indices whose samples cover ``[start, stop)``, and where those samples
+    lie in the chunks' concatenation."""
+    first = start // chunk
+    return range(first, -(-stop // chunk)), slice(start - first * chunk, stop - first * chunk)
