@@ -22,6 +22,7 @@ from models.names import METHODS
 from synthloop.errors import BatchRejected
 from synthloop.loop.config import LOOP_DEFAULTS, LoopConfig
 from synthloop.loop.rounds import round_dir, round_seed
+from synthloop.loop.routing import CHOICES
 from synthloop.settings import get_settings
 from synthloop.taskspec import TASK_NAMES, get_task
 from tasks.batches import validate_batch, write_batch
@@ -40,6 +41,7 @@ from tasks.loop import (
     train_round,
 )
 from tasks.refining import record_refinement, write_refined
+from tasks.routing import train_round_on_gpu, where_to_train
 
 MAX_BATCH_ATTEMPTS = 3
 
@@ -109,6 +111,12 @@ class LoopParams(BaseModel):
         0, ge=0, le=1_000_000, title="Refiner steps",
         description="Refine each round's batch toward the analysis part's real images (SimGAN) "
         "before training, for this many refiner steps; 0 = train on the rendered batch.")
+    train_on: Literal[CHOICES] = Field(
+        "auto", title="Where to train",
+        description="auto: each round trains on the gpu work pool when one of its workers is "
+        "online (the train-round-gpu deployment), else in this run; here: always in this run; "
+        "gpu: always on the gpu pool, waiting for a worker. The hosts must share the batches, "
+        "SYNTHLOOP_HOME, the catalog and MLflow (docs/scale-out.md).")
     fresh: bool = Field(False, title="Start a new loop",
                         description="Run a new loop even if one with these settings finished "
                         "before. Off: a finished loop only reports its results, an interrupted "
@@ -204,8 +212,9 @@ def feedback_loop(params: LoopParams) -> dict:
         batch = rnd["batch"] or _accepted_batch(cfg, lid, k, rnd["distribution_json"], dist_id)
         if cfg.refine_steps:
             batch = _refined_batch(cfg, lid, k, batch)
-        trained = train_round(cfg, lid, k, batch["batch_dir"], batch["batch_id"], prev_ckpt,
-                              rnd["mlflow_run_id"])
+        train = train_round_on_gpu if where_to_train(params.train_on) == "gpu" else train_round
+        trained = train(cfg, lid, k, batch["batch_dir"], batch["batch_id"], prev_ckpt,
+                        rnd["mlflow_run_id"])
         ev = evaluate_round(cfg, lid, k, trained["checkpoint"], rnd["mlflow_run_id"])
         an = analyse_round(cfg, lid, k, dist_id, batch["batch_dir"], trained["run_id"],
                            rnd["mlflow_run_id"], ev)

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     optuna_url: str | None = Field(default=None, description="Optuna storage URL")
     catalog_url: str | None = Field(default=None, description="lineage catalog database URL")
     prefect_home: Path | None = Field(default=None, description="PREFECT_HOME for the embedded server")
+    device: str = Field(default="cpu", description="where the feedback loop's rounds train (cpu, "
+                        "cuda, cuda:N); the gpu pool's workers run with SYNTHLOOP_DEVICE=cuda")
     shared: Path = Field(default=REPO_ROOT.parent / "shared",
                          description="real datasets and assets beside the project (may be absent)")
 

@@ -194,16 +194,26 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, A
             "seed": round_seed(cfg, k, 300)}
 
 
-@task(name="train-round-model")
-def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str,
-                init_from: str | None, round_run: str) -> dict[str, Any]:
+def trained_round(lid: str, k: int) -> dict[str, Any] | None:
+    """Round ``k``'s finished training from the catalog (linked to the round), as
+    :func:`train_round` returns it; None while it has not finished."""
     cat = _catalog()
     run_key = f"{lid}-r{k}"
     done = cat.get_training_run(run_key)
-    if done and done["status"] == "finished":
-        # a run killed between finishing the training and linking it to the round: link now
-        cat.upsert_round(lid, k, run_id=run_key)
-        return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
+    if not done or done["status"] != "finished":
+        return None
+    cat.upsert_round(lid, k, run_id=run_key)
+    return {"run_id": run_key, "checkpoint": done["checkpoint"], "metrics": done["metrics"]}
+
+
+@task(name="train-round-model")
+def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str,
+                init_from: str | None, round_run: str) -> dict[str, Any]:
+    # a run killed between finishing the training and linking it to the round: link now
+    if (done := trained_round(lid, k)) is not None:
+        return done
+    cat = _catalog()
+    run_key = f"{lid}-r{k}"
     lineage.check_batch_is_recorded_one(cat, batch_id, batch_dir)
     tracking = _tracking(cfg.task)
     real = load_real(cfg)

@@ -2,9 +2,11 @@
 --database-url` brings the Prefect server and the MLflow server up on it; `synthloop
 deploy` and two `synthloop worker`s on the cpu pool take flow runs from the API; one run
 renders its batch on a Dask cluster through Prefect and equals, byte for byte, the batch
-another run rendered in one process; two `synthloop tune` processes add trials to one
-Optuna study; MLflow runs, Prefect flow runs and catalog rows are in PostgreSQL. Every
-process the test started is stopped."""
+another run rendered in one process; a feedback loop on a cpu worker sends its round's
+training to the gpu pool's worker (this machine has no GPU: the test points that
+deployment at the CPU, so it proves the routing, not CUDA); two `synthloop tune`
+processes add trials to one Optuna study; MLflow runs, Prefect flow runs and catalog rows
+are in PostgreSQL. Every process the test started is stopped."""
 
 from __future__ import annotations
 
@@ -61,8 +63,8 @@ class _Proc:
                 continue
 
 
-def _api(base: str, path: str, body=None):
-    req = urllib.request.Request(f"{base}{path}", method="POST" if body is not None else "GET",
+def _api(base: str, path: str, body=None, method: str | None = None):
+    req = urllib.request.Request(f"{base}{path}", method=method or ("POST" if body is not None else "GET"),
                                  data=json.dumps(body).encode() if body is not None else None,
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -123,8 +125,23 @@ def test_scaled_out_on_postgresql(tmp_path, fresh_pg_database):
                    for name in ("cpu-a", "cpu-b")}
         procs += workers.values()
 
+        # a "gpu" worker: the deployment it serves is pointed at the CPU (no GPU here)
+        gpu_dep = _api(api, "/deployments/name/train-round/train-round-gpu")
+        env_vars = {**gpu_dep["job_variables"].get("env", {}), "SYNTHLOOP_DEVICE": "cpu"}
+        _api(api, f"/deployments/{gpu_dep['id']}", {"job_variables": {**gpu_dep["job_variables"],
+                                                                     "env": env_vars}}, method="PATCH")
+        gpu_worker = _Proc([*cli, "worker", "--pool", "gpu", "--limit", "1", "--name", "gpu-a"], env)
+        procs.append(gpu_worker)
+        _wait_for("the gpu worker online", lambda: any(
+            w["status"] == "ONLINE" for w in _api(api, "/work_pools/gpu/workers/filter", {})), 120, procs)
+
         dep = _api(api, "/deployments/name/generate-batch/generate-gaze")
         runs = {}
+        loop_dep = _api(api, "/deployments/name/feedback-loop/feedback-loop-gaze")
+        loop_params = {"task": "gaze", "rounds": 1, "n_per_round": 256, "steps_per_round": 4,
+                       "seed": 3, "train_on": "auto"}
+        runs["loop"] = _api(api, f"/deployments/{loop_dep['id']}/create_flow_run",
+                            {"parameters": {"params": loop_params}})["id"]
         for tag, extra in (("dask", {"dask_workers": 2}), ("small-1", {"n": 300, "seed": 1}),
                            ("small-2", {"n": 300, "seed": 2}), ("small-3", {"n": 300, "seed": 3})):
             params = {"task": "gaze", "n": 9000, "seed": 7, "out": str(tmp_path / tag), **extra}
@@ -136,16 +153,23 @@ def test_scaled_out_on_postgresql(tmp_path, fresh_pg_database):
             return states if all(s in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
                                  for s in states.values()) else None
 
-        states = _wait_for("four flow runs", finished, 900, procs)
+        states = _wait_for("five flow runs", finished, 900, procs)
         if set(states.values()) != {"COMPLETED"}:
             why = {t: _api(api, f"/flow_runs/{rid}")["state"]["message"] for t, rid in runs.items()}
-            logs = "".join(w.text for w in workers.values())
+            logs = "".join(w.text for w in [*workers.values(), gpu_worker])
             pytest.fail(f"flow runs {states}: {why}\n{logs[-6000:]}")
 
         # both workers executed flow runs (each logs the runs it submits)
         for name, w in workers.items():
             mine = [t for t, rid in runs.items() if rid in w.text]
             assert mine, f"worker {name} ran nothing:\n{w.text[-2000:]}"
+        # the loop's round trained on the gpu pool, as a flow run the gpu worker took
+        (trained,) = _api(api, "/flow_runs/filter", {"flow_runs": {
+            "deployment_id": {"any_": [gpu_dep["id"]]}}})
+        assert trained["state"]["type"] == "COMPLETED" and trained["work_pool_name"] == "gpu"
+        assert trained["parent_task_run_id"], "not a subflow of the loop's run"
+        assert trained["id"] in gpu_worker.text
+        assert trained["parameters"]["params"]["round"] == 0
         # the Dask-rendered batch is the single-process batch, byte for byte (rendered here:
         # the catalog rightly refuses one batch id at two paths)
         from synth.generate import generate_batch
@@ -183,6 +207,7 @@ def test_scaled_out_on_postgresql(tmp_path, fresh_pg_database):
                     f'SELECT path, status FROM "{stores.schema("catalog")}".batches')).all()
         finally:
             engine.dispose()
+        assert sum(1 for p, _ in batches if "/loop-" in p) == 1  # the loop's round batch
         assert {(Path(p).name, s) for p, s in batches} >= {
             ("dask", "accepted"), ("small-1", "accepted"), ("small-2", "accepted")}
     finally:

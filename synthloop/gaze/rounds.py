@@ -32,7 +32,7 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
     from synthloop.gaze.source import val_source
 
     reader = open_for_training(batch_dir)
-    cfg_t = round_train_config(cfg, k)
+    cfg_t = round_train_config(cfg, k, settings.device)
     target_images = real.images[real.analysis]
     return train_in_round(
         settings, lid=lid, k=k, train_config=cfg_t,

@@ -41,7 +41,7 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
     _, pts, w, mirror = synthetic_labels(batch_dir, "dense")
     labels = {"points": pts, "visible": w}
     cfg_t = round_train_config(
-        cfg, k, task="landmarks", select="source_error",
+        cfg, k, settings.device, task="landmarks", select="source_error",
         model_kwargs={**(cfg.model_kwargs or {}), "num_points": int(pts.shape[1])},
         **landmark_recipe(mirror, steps=cfg.steps_per_round))
     seed = cfg_t.seed

@@ -4,28 +4,46 @@ after an interruption, reporting into the round's MLflow run."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
+from synthloop.errors import UsageError
 from synthloop.loop.config import LoopConfig
 from synthloop.loop.rounds import round_dir, round_seed
 from synthloop.runs import final_metrics
 from synthloop.settings import Settings
 
-__all__ = ["round_train_config", "train_in_round"]
+__all__ = ["check_device", "round_train_config", "train_in_round"]
 
 
-def round_train_config(cfg: LoopConfig, k: int, **task_fields: Any):
+def round_train_config(cfg: LoopConfig, k: int, device: str = "cpu", **task_fields: Any):
     """The round's :class:`~models.train.TrainConfig`: ``steps_per_round`` steps, one
-    evaluation at the end, checkpoints every quarter (at least 50 steps), the task's
-    fields (``task``, ``model_kwargs``, ``select``...) on top."""
+    evaluation at the end, checkpoints every quarter (at least 50 steps), on ``device``
+    (the process's ``SYNTHLOOP_DEVICE``), the task's fields (``task``, ``model_kwargs``,
+    ``select``...) on top."""
     from models.train import TrainConfig
 
+    check_device(device)
     return TrainConfig(**{
         "model": cfg.model, "method": cfg.method, "steps": cfg.steps_per_round,
-        "batch_size": cfg.batch_size, "seed": round_seed(cfg, k, 1),
+        "batch_size": cfg.batch_size, "seed": round_seed(cfg, k, 1), "device": device,
         "warmup": min(100, cfg.steps_per_round // 5), "eval_every": cfg.steps_per_round,
         "ckpt_every": max(50, cfg.steps_per_round // 4), **task_fields})
+
+
+def check_device(device: str) -> None:
+    """A round asked to train on a device this process lacks fails at once, saying why
+    (a gpu pool worker on a host without a usable CUDA device)."""
+    import torch
+
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise UsageError(f"SYNTHLOOP_DEVICE={device!r}: rounds train on cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UsageError(f"SYNTHLOOP_DEVICE={device}: this process sees no CUDA device "
+                         f"({socket.gethostname()}); run gpu pool workers on a GPU host")
 
 
 def train_in_round(settings: Settings, *, lid: str, k: int, train_config: Any, source: Any,
