@@ -26,8 +26,13 @@ def median_rate(fn: Callable[[], int], repeats: int) -> dict:
 
 
 def machine() -> dict:
+    from models.precision import cpu_has_native_bf16
+
+    # the vector ISA and native bf16 decide CPU speeds more than the core count: the same
+    # benchmark on an AVX2-only host and an AVX512-BF16 one differ by 2-10x
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor(),
-            "cores": os.cpu_count()}
+            "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": cpu_has_native_bf16()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -10,7 +10,8 @@ the feedback loop and the benchmarks.
   over-fit within a few hundred steps without it.
 - AdamW at 2e-3 with light weight decay (1e-4) and warm-up into cosine decay.
 - bf16 autocast and channels_last on the CPU: about 2x faster for these CNNs on CPUs
-  with bf16 support (``benchmarks/bench_landmark_step.py``).
+  with native bf16 (``benchmarks/bench_landmark_step.py``); on CPUs without it training
+  stays float32 (``models.precision``).
 - An average of the weights (:mod:`models.ema`) as the model that is evaluated and kept.
 
 Measured on LFPW (645 training faces, 160 test faces, ``landmark_resnet_s``):

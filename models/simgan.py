@@ -36,6 +36,7 @@ from models.data import ArraySource
 from models.ema import WeightEMA
 from models.history_buffer import ImageHistory
 from models.patch_discriminator import PatchDiscriminator, PatchDiscriminatorConfig
+from models.precision import use_bf16
 from models.refiner import Refiner, RefinerConfig, to_uint8
 from models.simgan_losses import (
     discriminator_loss,
@@ -64,8 +65,9 @@ class SimGANConfig:
     seed: int = 0
     log_every: int = 50
     device: str = "cpu"
-    # bf16 autocast for the convolutions and channels_last tensors, on any device: training
-    # steps 2.0x (eyes) and 3.1x (faces) faster on a 2-core AVX512-bf16 CPU
+    # bf16 autocast for the convolutions and channels_last tensors, on a GPU or a CPU with
+    # native bf16 (models.precision; float32 on others, where it is emulated and slower):
+    # training steps 2.0x (eyes) and 3.1x (faces) faster on a 2-core AVX512-bf16 CPU
     # (benchmarks/bench_refiner_speed.py); losses, the residual sum and the optimiser
     # stay float32
     bf16: bool = False
@@ -137,9 +139,10 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
         torch.manual_seed(cfg.seed)
         refiner = Refiner(RefinerConfig(channels, cfg.refiner_width, cfg.refiner_blocks)).to(dev)
         disc = PatchDiscriminator(PatchDiscriminatorConfig(channels, cfg.discriminator_width)).to(dev)
-    layout = torch.channels_last if cfg.bf16 else torch.contiguous_format
+    bf16 = use_bf16(dev, cfg.bf16, "SimGAN refiner")
+    layout = torch.channels_last if bf16 else torch.contiguous_format
     refiner, disc = refiner.to(memory_format=layout), disc.to(memory_format=layout)
-    precision = _precision(dev, cfg.bf16)
+    precision = _precision(dev, bf16)
     opt_r = torch.optim.Adam(refiner.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     syn = ArraySource(synthetic, cfg.batch_size, cfg.seed * 4 + _SYN)

@@ -51,8 +51,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     amp: bool = True  # bf16 autocast, and channels_last, only when device is cuda
-    # the same on the CPU: about 2x faster for the landmark CNNs on CPUs with bf16 support,
-    # slower for small nets, so asked for by name (resuming may switch it)
+    # the same on the CPU: about 2x faster for the landmark CNNs on CPUs with native bf16,
+    # slower for small nets, so asked for by name (resuming may switch it); honoured only
+    # where the CPU has native bf16 (models.precision: emulated, it was 11x slower)
     cpu_amp: bool = False
     augment: bool = True
     eval_every: int = 250
