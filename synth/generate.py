@@ -23,7 +23,7 @@ from realdata.errors import UsageError
 from synth.distribution import SceneDistribution
 from synth.eye_distribution import TASK, default_eye_distribution
 from synth.eye_generator import EyeGenerator, sample_scenes
-from synth.shard_jobs import RenderedShard, ShardMap, covering_chunks, shard_count, shard_span
+from synth.shard_jobs import RenderedShard, ShardJob, ShardMap, covering_chunks, shard_count
 from synth.shards import BatchWriter, batch_id_for, save_shard
 
 #: Below this many samples the one-off torch.compile (~10-40 s on 2 cores) costs more
@@ -50,16 +50,9 @@ def planned_batch_id(*, n: int, seed: int, dist: SceneDistribution | None = None
 
 
 @dataclass(frozen=True)
-class EyeShardJob:
-    """Everything one process needs to render shard ``index`` of a batch (picklable: the
-    distribution travels as its JSON)."""
+class EyeShardJob(ShardJob):
+    """Everything one process needs to render shard ``index`` of an eye batch."""
 
-    folder: str  # the writer's temporary batch folder, reachable from the process
-    distribution_json: str
-    n: int
-    seed: int
-    shard_size: int
-    index: int
     device: str = "cpu"
     compiled: bool = False
 
@@ -75,7 +68,7 @@ def _batch_scenes(distribution_json: str, n: int, seed: int) -> tuple[SceneDistr
 def render_eye_shard(job: EyeShardJob) -> RenderedShard:
     """Render shard ``job.index`` and write it into ``job.folder``; its entry and rows.
     Renders the whole chunks that overlap the shard, as the streamed batch does."""
-    start, stop = shard_span(job.index, job.shard_size, job.n)
+    start, stop = job.span
     dist, scenes = _batch_scenes(job.distribution_json, job.n, job.seed)
     gen = EyeGenerator(dist, device=job.device, compiled=job.compiled)
     covering, cut = covering_chunks(start, stop, gen.chunk)

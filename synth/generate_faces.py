@@ -44,7 +44,7 @@ from synth.face_distribution import TASK, default_face_distribution
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
 from synth.manifest import NPY_ERRORS, member_path
-from synth.shard_jobs import RenderedShard, ShardMap, covering_chunks, shard_count, shard_span
+from synth.shard_jobs import RenderedShard, ShardJob, ShardMap, covering_chunks, shard_count
 from synth.shards import BatchWriter, batch_id_for, save_shard, sha256_file
 
 LANDMARKS = "landmarks/landmarks.json"
@@ -137,19 +137,12 @@ def planned_face_batch_id(*, n: int, seed: int, dist: SceneDistribution | None =
 
 
 @dataclass(frozen=True)
-class FaceShardJob:
-    """Everything one process needs to render shard ``index`` of a face batch (picklable:
-    the distribution travels as its JSON, the face model as where it came from plus its
-    fingerprint)."""
+class FaceShardJob(ShardJob):
+    """Everything one process needs to render shard ``index`` of a face batch: the face
+    model travels as where it came from plus its fingerprint."""
 
-    folder: str  # the writer's temporary batch folder, reachable from the process
-    distribution_json: str
-    n: int
-    seed: int
-    shard_size: int
-    index: int
-    model_source: str  # the model's npz path, or "builtin-fallback"
-    model_fingerprint: str
+    model_source: str = "builtin-fallback"  # the model's npz path, or "builtin-fallback"
+    model_fingerprint: str = ""
     landmark_sets: tuple[str, ...] = ("dense500",)
     chunk: int | None = None
 
@@ -181,7 +174,7 @@ def _model_ref(model: FaceModel) -> str:
 def render_face_shard(job: FaceShardJob) -> RenderedShard:
     """Render shard ``job.index`` of a face batch into ``job.folder``; its entry, rows and
     landmark arrays. Renders the whole chunks that overlap the shard."""
-    start, stop = shard_span(job.index, job.shard_size, job.n)
+    start, stop = job.span
     gen, scenes = _shard_generator(job.distribution_json, job.n, job.seed, job.model_source,
                                    job.model_fingerprint, tuple(job.landmark_sets), job.chunk)
     covering, cut = covering_chunks(start, stop, gen.chunk)

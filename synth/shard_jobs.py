@@ -16,6 +16,23 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
+class ShardJob:
+    """What every shard job carries (picklable: the distribution travels as its JSON);
+    each task's job adds how it renders."""
+
+    folder: str  # the writer's temporary batch folder, reachable from the process
+    distribution_json: str
+    n: int
+    seed: int
+    shard_size: int
+    index: int
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return shard_span(self.index, self.shard_size, self.n)
+
+
+@dataclass(frozen=True)
 class RenderedShard:
     """A shard written by a job into the batch's temporary folder: its manifest entry,
     image shape and metadata rows, and per-sample label arrays where the task has them
