@@ -22,14 +22,18 @@ from typing import Any
 NANNY_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
-def cluster_kwargs(workers: int = 0) -> dict[str, Any]:
+def cluster_kwargs(workers: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
     """``LocalCluster`` arguments: ``workers`` single-threaded processes (0: one per core),
-    quiet logs, no dashboard; and the nanny setting above."""
+    quiet logs, no dashboard, ``env`` set in each worker process; and the nanny setting
+    above."""
     import dask
 
     dask.config.set({NANNY_MALLOC_TRIM: None})
-    return {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1,
-            "processes": True, "dashboard_address": None, "silence_logs": logging.WARNING}
+    kw = {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1,
+          "processes": True, "dashboard_address": None, "silence_logs": logging.WARNING}
+    if env:
+        kw["env"] = dict(env)
+    return kw
 
 
 @contextlib.contextmanager

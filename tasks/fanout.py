@@ -49,7 +49,18 @@ def dask_runner(workers: int = 0, address: str | None = None):
 
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs=cluster_kwargs(workers))
+    return DaskTaskRunner(cluster_kwargs=cluster_kwargs(workers, env=_api_env()))
+
+
+def _api_env() -> dict[str, str]:
+    """``PREFECT_API_URL`` for a local cluster's workers: the API this run reports to. A
+    flow called in a plain Python process reports to a temporary server whose address is
+    in no environment variable; without it every worker started a temporary server of
+    its own on the same SQLite file ("database is locked"; seen)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return {"PREFECT_API_URL": str(client.api_url).rstrip("/")}
 
 
 def dask_shard_map(workers: int = 0, address: str | None = None):

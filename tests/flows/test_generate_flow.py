@@ -84,3 +84,58 @@ def test_face_batch_is_written_validated_accepted_and_cataloged(prefect_harness,
     again = generate_batch(params, return_state=True)
     assert again.is_completed(), again.message
     assert again.result()["batch_id"] == summary["batch_id"] and shard.stat().st_mtime_ns == stamp
+
+
+def test_a_face_batch_fanned_out_on_dask_reports_to_the_runs_api(prefect_harness, tmp_path, monkeypatch):
+    """The local cluster's workers report their shard task runs to the API of the flow run
+    that started them, also when that API is a temporary server whose address is in no
+    environment variable (without it each worker started a server of its own)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
+
+    from flows.generate_batch import GenerateParams, generate_batch
+    from synth.generate_faces import generate_face_batch
+    from tests.batch_digest import batch_digest
+
+    monkeypatch.setenv("SYNTHLOOP_FACE_MODEL", "builtin")
+    out = tmp_path / "faces"
+    state = generate_batch(GenerateParams(task="landmarks", n=40, seed=4, out=str(out),
+                                          dask_workers=2), return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["status"] == "accepted"
+    generate_face_batch(tmp_path / "single", n=40, seed=4)
+    assert batch_digest(out, with_validation=False) == batch_digest(tmp_path / "single", with_validation=False)
+    with get_client(sync_client=True) as client:
+        shards = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="render-shard-")))
+        assert len(shards) == 1 and shards[0].state.is_completed()
+        (sub,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[shards[0].flow_run_id])))
+        assert sub.name and sub.parent_task_run_id  # the render-shards subflow of this run
+
+
+def test_a_flow_called_in_plain_python_keeps_its_dask_workers_on_its_api(tmp_path):
+    """A flow called from a plain Python process reports to a temporary Prefect server
+    whose address is in no environment variable; the local cluster's workers are told it,
+    so no worker starts a temporary server of its own (they used to, one each, on the same
+    SQLite file: "database is locked")."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from flows.generate_batch import GenerateParams, generate_batch\n"
+            f"s = generate_batch(GenerateParams(task='landmarks', n=40, seed=1, out={str(tmp_path / 'b')!r}, "
+            "dask_workers=2), return_state=True)\n"
+            "assert s.is_completed(), s.message\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(SYNTHLOOP_HOME=str(tmp_path / "home"), PREFECT_HOME=str(tmp_path / "prefect"),
+               SYNTHLOOP_FACE_MODEL="builtin", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert out.count("Starting temporary server") == 1, out[-3000:]
+    assert (tmp_path / "b" / "manifest.json").is_file()
