@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from synthloop.loop.config import LoopConfig
 from synthloop.loop.routing import GPU_DEPLOYMENT, GPU_POOL, training_place
@@ -22,6 +22,10 @@ def _online_workers(client, pool: str) -> int:
         workers = client.read_workers_for_work_pool(pool)
     except ObjectNotFound:
         return 0
+    except PrefectHTTPStatusError as e:  # this call reports a missing pool as a bare 404
+        if e.response.status_code == 404:
+            return 0
+        raise
     return sum(1 for w in workers if str(getattr(w.status, "value", w.status)).upper() == "ONLINE")
 
 

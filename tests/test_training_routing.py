@@ -45,3 +45,32 @@ def test_the_round_trains_on_the_device_of_its_process(monkeypatch, tmp_path):
             round_train_config(cfg, 0, Settings().device)
     with pytest.raises(UsageError, match="cpu, cuda or cuda:N"):
         round_train_config(cfg, 0, "mps")
+
+
+class _Client:
+    def __init__(self, workers=None, status: int | None = None):
+        self.workers, self.status = workers or [], status
+
+    def read_workers_for_work_pool(self, pool):
+        if self.status is not None:
+            import httpx
+            from prefect.exceptions import PrefectHTTPStatusError
+
+            req = httpx.Request("POST", f"http://api/work_pools/{pool}/workers/filter")
+            resp = httpx.Response(self.status, request=req)
+            raise PrefectHTTPStatusError(f"{self.status}", request=req, response=resp)
+        return self.workers
+
+
+def test_online_gpu_workers_are_counted_and_a_missing_pool_is_none():
+    from types import SimpleNamespace
+
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from tasks.routing import _online_workers
+
+    workers = [SimpleNamespace(status=SimpleNamespace(value=v)) for v in ("ONLINE", "OFFLINE", "ONLINE")]
+    assert _online_workers(_Client(workers), "gpu") == 2
+    assert _online_workers(_Client(status=404), "gpu") == 0  # no gpu pool: the API says 404
+    with pytest.raises(PrefectHTTPStatusError):
+        _online_workers(_Client(status=500), "gpu")  # anything else is not "no workers"
