@@ -56,8 +56,10 @@ def train_round_on_gpu(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_
 
     from tasks.loop import trained_round
 
+    # no warm start is "": the server checks the parameters against the run form's schema,
+    # where the field is text, and refuses None
     params = {"loop": dataclasses.asdict(cfg), "loop_id": lid, "round": k, "batch_dir": batch_dir,
-              "batch_id": batch_id, "init_from": init_from, "round_run": round_run}
+              "batch_id": batch_id, "init_from": init_from or "", "round_run": round_run}
     run = run_deployment(GPU_DEPLOYMENT, parameters={"params": params}, timeout=None)
     if not run.state or not run.state.is_completed():
         state = run.state.type.value if run.state else "unknown"
