@@ -23,7 +23,14 @@ from realdata.errors import UsageError
 from synth.distribution import SceneDistribution
 from synth.eye_distribution import TASK, default_eye_distribution
 from synth.eye_generator import EyeGenerator, sample_scenes
-from synth.shard_jobs import RenderedShard, ShardJob, ShardMap, covering_chunks, shard_count
+from synth.shard_jobs import (
+    RenderedShard,
+    ShardJob,
+    ShardMap,
+    adopt_rendered,
+    covering_chunks,
+    shard_count,
+)
 from synth.shards import BatchWriter, batch_id_for, save_shard
 
 #: Below this many samples the one-off torch.compile (~10-40 s on 2 cores) costs more
@@ -108,10 +115,8 @@ def generate_batch(
         if map_shards is not None:
             jobs = [EyeShardJob(str(w.tmp), dist.dumps(), n, seed, shard_size, i, device, compiled)
                     for i in range(shard_count(n, shard_size))]
-            for shard in map_shards(render_eye_shard, jobs):
-                w.adopt_shard(shard.index, shard.entry, shard.image_shape, shard.rows)
-                if progress is not None:
-                    progress(shard.entry["n"])
+            adopt_rendered(map_shards, render_eye_shard, jobs, progress=progress,
+                           adopt=lambda s: w.adopt_shard(s.index, s.entry, s.image_shape, s.rows))
             return w.batch_id, Path(out)
         scenes = sample_scenes(dist, n, seed)  # the fanned-out jobs draw their own
         for chunk in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):

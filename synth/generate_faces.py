@@ -44,7 +44,14 @@ from synth.face_distribution import TASK, default_face_distribution
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
 from synth.manifest import NPY_ERRORS, member_path
-from synth.shard_jobs import RenderedShard, ShardJob, ShardMap, covering_chunks, shard_count
+from synth.shard_jobs import (
+    RenderedShard,
+    ShardJob,
+    ShardMap,
+    adopt_rendered,
+    covering_chunks,
+    shard_count,
+)
 from synth.shards import BatchWriter, batch_id_for, save_shard, sha256_file
 
 LANDMARKS = "landmarks/landmarks.json"
@@ -217,10 +224,7 @@ def generate_face_batch(
             jobs = [FaceShardJob(str(w.tmp), dist.dumps(), n, seed, shard_size, i,
                                  _model_ref(gen.model), model_fingerprint(gen.model), gen.landmark_sets,
                                  gen.chunk) for i in range(shard_count(n, shard_size))]
-            for shard in map_shards(render_face_shard, jobs):
-                w.adopt_labeled_shard(shard)
-                if progress is not None:
-                    progress(shard.entry["n"])
+            adopt_rendered(map_shards, render_face_shard, jobs, w.adopt_labeled_shard, progress)
             return w.batch_id, Path(out)
         scenes = sample_face_scenes(dist, n, seed)  # the fanned-out jobs draw their own
         for c in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):

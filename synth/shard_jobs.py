@@ -66,3 +66,14 @@ def covering_chunks(start: int, stop: int, chunk: int) -> tuple[range, slice]:
     lie in the chunks' concatenation."""
     first = start // chunk
     return range(first, -(-stop // chunk)), slice(start - first * chunk, stop - first * chunk)
+
+
+def adopt_rendered(map_shards: ShardMap, render: Callable[[Any], RenderedShard], jobs: Sequence[Any],
+                   adopt: Callable[[RenderedShard], None],
+                   progress: Callable[[int], None] | None = None) -> None:
+    """Run ``jobs`` through ``map_shards(render, jobs)`` and hand each rendered shard to
+    the writer's ``adopt`` as it arrives, counting its samples into ``progress``."""
+    for shard in map_shards(render, jobs):
+        adopt(shard)
+        if progress is not None:
+            progress(shard.entry["n"])

@@ -194,10 +194,10 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, A
             "seed": round_seed(cfg, k, 300)}
 
 
-def trained_round(lid: str, k: int) -> dict[str, Any] | None:
+def trained_round(lid: str, k: int, cat=None) -> dict[str, Any] | None:
     """Round ``k``'s finished training from the catalog (linked to the round), as
     :func:`train_round` returns it; None while it has not finished."""
-    cat = _catalog()
+    cat = cat or _catalog()
     run_key = f"{lid}-r{k}"
     done = cat.get_training_run(run_key)
     if not done or done["status"] != "finished":
@@ -209,10 +209,10 @@ def trained_round(lid: str, k: int) -> dict[str, Any] | None:
 @task(name="train-round-model")
 def train_round(cfg: LoopConfig, lid: str, k: int, batch_dir: str, batch_id: str,
                 init_from: str | None, round_run: str) -> dict[str, Any]:
-    # a run killed between finishing the training and linking it to the round: link now
-    if (done := trained_round(lid, k)) is not None:
-        return done
     cat = _catalog()
+    # a run killed between finishing the training and linking it to the round: link now
+    if (done := trained_round(lid, k, cat)) is not None:
+        return done
     run_key = f"{lid}-r{k}"
     lineage.check_batch_is_recorded_one(cat, batch_id, batch_dir)
     tracking = _tracking(cfg.task)
