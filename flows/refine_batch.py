@@ -55,6 +55,14 @@ class RefineParams(BaseModel):
     device: Literal["cpu", "cuda"] = Field("cpu", title="Device",
                                            description="Where the refiner trains and runs; "
                                            "cuda needs a GPU worker.")
+    dask_workers: int = Field(
+        0, ge=0, le=256, title="Dask workers",
+        description="0: refine in the run's own process. More: refine the batch's shards on a "
+        "local Dask cluster of that many single-threaded processes; same bytes either way.")
+    dask_address: EmptyText = Field(
+        "", title="Dask scheduler",
+        description="Address of an existing Dask cluster (tcp://host:8786) to refine the shards "
+        "on instead; its workers must see the batch folders at the same paths.")
 
     def output(self) -> Path:
         return Path(self.out) if self.out else Path(f"{Path(self.batch).resolve()}-refined-s{self.seed}")
@@ -70,7 +78,7 @@ def refine_batch(params: RefineParams):
                "seed": params.seed, "device": params.device}
     try:
         with transaction():
-            made = write_refined(request)
+            made = write_refined(request, params.dask_workers, params.dask_address or None)
             validate_batch(made["path"])
     except BatchRejected as e:
         catalog_batch(str(out))

@@ -44,7 +44,8 @@ from models.simgan_losses import (
     self_regularisation_loss,
 )
 
-__all__ = ["RefinerTraining", "SimGANConfig", "mean_abs_change", "refine_images", "train_refiner"]
+__all__ = ["RefinerTraining", "SimGANConfig", "load_refiner", "mean_abs_change", "refine_images",
+           "train_refiner"]
 
 _SYN, _REAL, _PRE, _SYN_D = 0, 1, 2, 3  # sampling streams: each its own seed offset
 
@@ -213,6 +214,24 @@ def _discriminator_step(disc, opt, refiner, real: Tensor, syn: Tensor, history: 
     return {"loss_discriminator": loss.item(),
             "d_acc_real": (real_logits > 0).float().mean().item(),
             "d_acc_refined": (fake_logits < 0).float().mean().item()}
+
+
+def load_refiner(path, channels: int | None = None) -> Refiner:
+    """The SimGAN refiner in ``path`` (a refiner.pt), in eval mode, checked to take
+    ``channels``-channel images when given; anything else is a DataFormatError naming the
+    file. Weights only: a checkpoint never runs code."""
+    from pathlib import Path
+
+    from models.registry import load_model
+    from realdata.errors import DataFormatError
+
+    net = load_model(path)
+    if not isinstance(net, Refiner):
+        raise DataFormatError(Path(path), f"holds a {type(net).__name__}, not a SimGAN refiner")
+    if channels is not None and net.cfg.channels != channels:
+        raise DataFormatError(Path(path), f"refines {net.cfg.channels}-channel images; the batch "
+                              f"has {channels}")
+    return net.eval()
 
 
 @torch.no_grad()

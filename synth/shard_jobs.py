@@ -35,14 +35,16 @@ class ShardJob:
 @dataclass(frozen=True)
 class RenderedShard:
     """A shard written by a job into the batch's temporary folder: its manifest entry,
-    image shape and metadata rows, and per-sample label arrays where the task has them
-    (faces: landmarks)."""
+    image shape and metadata rows (None where the writer holds them already: a refined
+    shard keeps its parent's), per-sample label arrays where the task has them (faces:
+    landmarks), and what the job measured on the way (refinement: the change it made)."""
 
     index: int
     entry: dict  # the manifest's shard entry (synth.shards.save_shard)
     image_shape: tuple[int, ...]
-    rows: pd.DataFrame
+    rows: pd.DataFrame | None
     labels: dict | None = None
+    stats: dict | None = None
 
 
 #: ``map_shards(render_shard, jobs)`` -> the rendered shards, in any order

@@ -23,13 +23,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from expectations.refined import PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
 from synthloop.settings import Settings
 
-__all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdict", "load_refiner",
+if TYPE_CHECKING:
+    from synth.shard_jobs import ShardMap
+
+__all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdict",
            "record_verdict", "validate_refined", "write_refined_batch"]
 
 REFINER_FILE = "refiner/refiner.pt"
@@ -72,21 +75,6 @@ class RefinedBatch:
     mean_change: float  # mean |refined - parent| in gray levels
 
 
-def load_refiner(path: str, channels: int):
-    """The SimGAN refiner in ``path`` (a refiner.pt), checked to take ``channels``-channel
-    images; anything else is a :class:`DataFormatError` naming the file."""
-    from models.refiner import Refiner
-    from models.registry import load_model
-
-    net = load_model(path)  # weights only: a checkpoint never runs code
-    if not isinstance(net, Refiner):
-        raise DataFormatError(Path(path), f"holds a {type(net).__name__}, not a SimGAN refiner")
-    if net.cfg.channels != channels:
-        raise DataFormatError(Path(path), f"refines {net.cfg.channels}-channel images; the batch "
-                              f"has {channels}")
-    return net.eval()
-
-
 def _real_images(spec, path: str, shape: tuple[int, ...], indices=None):
     import numpy as np
 
@@ -103,13 +91,16 @@ def _real_images(spec, path: str, shape: tuple[int, ...], indices=None):
 
 
 def write_refined_batch(settings: Settings, req: RefineRequest,
-                        log: Callable[[str], None] = print) -> RefinedBatch:
+                        log: Callable[[str], None] = print,
+                        map_shards: ShardMap | None = None) -> RefinedBatch:
     """Train (or load) the refiner and write the refined batch into ``req.out``, inside
     one MLflow run (module docstring). Raises before anything is written when the parent,
-    the real folder or a reused refiner is unusable. Validation is the caller's next step
-    (:func:`synthloop.refine.validate_refined`, or the flow's GX task)."""
+    the real folder or a reused refiner is unusable. The refiner runs shard by shard
+    (:func:`models.refine_shards.refine_shard`) through ``map_shards``: in this process by
+    default, or fanned out (a Dask cluster) with the same bytes. Validation is the caller's
+    next step (:func:`synthloop.refine.validate_refined`, or the flow's GX task)."""
     from models.checkpoint import save_checkpoint
-    from models.simgan import SimGANConfig, mean_abs_change, refine_images, train_refiner
+    from models.simgan import SimGANConfig, load_refiner, train_refiner
     from synth.shards import open_for_training, sha256_file
     from synthloop.taskspec import get_task
 
@@ -129,27 +120,16 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
                        device=req.device, log_every=max(1, min(50, req.steps // 20)))
     log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
         f"{len(real):,} real images from {req.real}")
-    images = parent.images()
     seconds: dict[str, float] = {}
     with _RefineRun(settings, parent, req, cfg) as run:
         if reused is None:
             t = time.perf_counter()
-            refiner = train_refiner(images, real, cfg, on_log=run.on_log(log, cfg.steps)).refiner
+            refiner = train_refiner(parent.images(), real, cfg,
+                                    on_log=run.on_log(log, cfg.steps)).refiner
             seconds["train_refiner"] = time.perf_counter() - t
         else:
-            refiner = reused.to(req.device)
+            refiner = reused
             log(f"reusing refiner {req.refiner}")
-        t = time.perf_counter()
-        refined = refine_images(refiner, images)
-        seconds["refine"] = time.perf_counter() - t
-        change = mean_abs_change(images, refined)
-        log(f"refined {parent.n:,} {spec.samples} in {seconds['refine']:.1f} s "
-            f"({parent.n / max(seconds['refine'], 1e-9):,.0f} img/s); mean change "
-            f"{change:.2f} gray levels")
-        if change < NEARLY_UNCHANGED:
-            log(f"warning: the refiner left the images nearly unchanged (mean change "
-                f"{change:.2f} < {NEARLY_UNCHANGED} gray levels): the refined batch is close to "
-                "its parent; more --steps or a lower --self-reg move it further")
         work = Path(tempfile.mkdtemp(prefix="refine-", dir=settings.outputs_dir))
         try:
             refiner_path = save_checkpoint(work / "refiner.pt", refiner.cpu(), None, None,
@@ -158,7 +138,6 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
             probe = spec.label_probe(parent, work / "probe", seed=req.seed, steps=req.probe_steps,
                                      log=log)
             seconds["label_probe"] = time.perf_counter() - t
-            run.log_grid(spec.refine_preview(parent, refined, real, work / "refined-samples.png"))
             lineage = {"parent": {"batch_id": parent.batch_id,
                                   "path": str(parent.path.resolve()),
                                   "manifest_sha256": sha256_file(parent.path / "manifest.json")},
@@ -168,9 +147,18 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
                                    "real_n": int(len(real)),
                                    "label_probe": PROBE_FILE if probe else None}}
             t = time.perf_counter()
-            batch_id = _write_child(parent, refined, out, lineage, refiner_path, probe,
-                                    req.overwrite)
-            seconds["write"] = time.perf_counter() - t
+            batch_id, change = _write_child(parent, out, lineage, refiner_path, probe, req,
+                                            map_shards or _in_process)
+            seconds["refine"] = time.perf_counter() - t  # refining and writing the shards
+            log(f"refined {parent.n:,} {spec.samples} in {seconds['refine']:.1f} s "
+                f"({parent.n / max(seconds['refine'], 1e-9):,.0f} img/s); mean change "
+                f"{change:.2f} gray levels")
+            if change < NEARLY_UNCHANGED:
+                log(f"warning: the refiner left the images nearly unchanged (mean change "
+                    f"{change:.2f} < {NEARLY_UNCHANGED} gray levels): the refined batch is close "
+                    "to its parent; more --steps or a lower --self-reg move it further")
+            first = _first_images(out, 64)
+            run.log_grid(spec.refine_preview(parent, first, real, work / "refined-samples.png"))
             seconds["total"] = time.perf_counter() - t0
             run.wrote(batch_id, out, seconds, refiner_path, change)
         finally:
@@ -214,20 +202,49 @@ def record_verdict(run_id: str, status: str, failing: list[str],
                                   "label_preservation": label_shift}, "validation.json")
 
 
-def _write_child(parent, refined, out: Path, lineage: dict[str, Any], refiner_path: Path,
-                 probe: Path | None, overwrite: bool) -> str:
+def _in_process(fn, jobs):
+    return map(fn, jobs)
+
+
+def _write_child(parent, out: Path, lineage: dict[str, Any], refiner_path: Path,
+                 probe: Path | None, req: RefineRequest, map_shards: ShardMap) -> tuple[str, float]:
+    """Refine every shard of ``parent`` into a new batch at ``out``; its id and the mean
+    absolute change in gray levels."""
+    from models.refine_shards import RefineShardJob, refine_shard
     from synth.refined_writer import RefinedBatchWriter
+    from synth.shard_jobs import adopt_rendered, shard_span
     from synth.shards import sha256_file
 
     files = {REFINER_FILE: refiner_path, **({PROBE_FILE: probe} if probe else {})}
     meta = parent.metadata.drop(columns=["sample"])
+    refiner_sha = sha256_file(refiner_path)
     generator = {**parent.manifest["generator"],
-                 "refined_from": parent.batch_id, "refiner_sha256": sha256_file(refiner_path)}
+                 "refined_from": parent.batch_id, "refiner_sha256": refiner_sha}
+    total = {"abs_change": 0.0, "pixels": 0}
+
+    def adopt(shard) -> None:
+        start, stop = shard_span(shard.index, w.shard_size, parent.n)
+        w.adopt_shard(shard.index, shard.entry, shard.image_shape, meta.iloc[start:stop])
+        for k in total:
+            total[k] += shard.stats[k]
+
     with RefinedBatchWriter(out, parent=parent, files=files, generator=generator,
-                            lineage=lineage, overwrite=overwrite) as w:
-        for i in range(0, parent.n, w.shard_size):
-            w.add(refined[i:i + w.shard_size], meta.iloc[i:i + w.shard_size])
-    return w.batch_id
+                            lineage=lineage, overwrite=req.overwrite) as w:
+        jobs = [RefineShardJob(str(w.tmp.resolve()), str(parent.path.resolve()), e["sha256"],
+                               str(refiner_path.resolve()), refiner_sha, i, req.device)
+                for i, e in enumerate(parent.manifest["shards"])]
+        adopt_rendered(map_shards, refine_shard, jobs, adopt)
+    return w.batch_id, total["abs_change"] / max(total["pixels"], 1)
+
+
+def _first_images(batch: Path, k: int):
+    """The first ``k`` images of a batch just written (for its preview grid)."""
+    import numpy as np
+
+    from synth.shards import BatchReader
+
+    reader = BatchReader(batch, verify=False)
+    return reader.images(np.arange(min(k, reader.n)))
 
 
 class _RefineRun:

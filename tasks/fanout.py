@@ -20,10 +20,10 @@ from prefect import flow, task
 
 
 def _resolve(ref: str) -> Callable[[Any], Any]:
-    """``module:function`` -> the function. Only names inside this project's packages:
-    a flow parameter never imports arbitrary code."""
+    """``module:function`` -> the function. Only names inside this project's renderer and
+    model packages: a flow parameter never imports arbitrary code."""
     module, _, name = ref.partition(":")
-    if module.split(".")[0] not in ("synth",) or not name.isidentifier():
+    if module.split(".")[0] not in ("synth", "models") or not name.isidentifier():
         raise ValueError(f"{ref!r} is not a shard renderer of this project")
     return getattr(importlib.import_module(module), name)
 

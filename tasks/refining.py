@@ -13,15 +13,25 @@ __all__ = ["record_refinement", "write_refined"]
 
 
 @task(name="refine-synthetic-batch")
-def write_refined(request: dict) -> dict:
+def write_refined(request: dict, dask_workers: int = 0, dask_address: str | None = None) -> dict:
     """The refined batch (:func:`synthloop.refine.write_refined_batch`); its verdict is
-    written by the flow's transaction, as for a generated batch."""
+    written by the flow's transaction, as for a generated batch. With ``dask_workers`` or
+    ``dask_address`` its shards are refined on Dask (:mod:`tasks.fanout`)."""
     from synthloop.refine import RefineRequest, write_refined_batch
     from synthloop.settings import get_settings
 
     settings = get_settings()
     settings.ensure_home()
-    batch = write_refined_batch(settings, RefineRequest(**request), log=get_run_logger().info)
+    logger = get_run_logger()
+    map_shards = None
+    if dask_workers or dask_address:
+        from tasks.fanout import dask_shard_map
+
+        map_shards = dask_shard_map(dask_workers, dask_address)
+        logger.info("refining the shards on %s",
+                    dask_address or f"a local Dask cluster of {dask_workers} processes")
+    batch = write_refined_batch(settings, RefineRequest(**request), log=logger.info,
+                                map_shards=map_shards)
     _remember(batch.path)
     return {"batch_id": batch.batch_id, "path": str(batch.path), "parent": batch.parent_id,
             "mlflow_run": batch.run_id, "seconds": batch.seconds,

@@ -22,12 +22,13 @@ TINY = ["--steps", "6", "--pretrain-steps", "10", "--probe-steps", "60", "--widt
 
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory):
-    """A 300-eye parent, 200 simulated 'real' eyes, and the parent refined toward them,
-    all in one project home."""
+    """A 300-eye parent in 3 shards, 200 simulated 'real' eyes, and the parent refined
+    toward them (in this process), all in one project home."""
     root = tmp_path_factory.mktemp("refine")
     env = {"SYNTHLOOP_HOME": str(root / "home")}
     parent, real, child = root / "parent", root / "real", root / "child"
-    for args in (("generate", "--task", "gaze", "-n", "300", "--seed", "1", "--out", str(parent)),
+    for args in (("generate", "--task", "gaze", "-n", "300", "--seed", "1", "--shard-size", "128",
+                  "--out", str(parent)),
                  ("simulate-target", "--out", str(real), "-n", "200", "--unlabeled")):
         r = run(*args, env=env)
         assert r.returncode == 0, r.stderr
@@ -85,16 +86,21 @@ def test_catalog_and_mlflow_record_the_refinement(refined, monkeypatch):
     assert {"refiner", "samples", "validation.json"} <= arts
 
 
-@pytest.mark.slow  # a second refine run in a subprocess
-def test_a_reused_refiner_refines_the_same_way(refined, tmp_path):
+@pytest.mark.slow  # a second refine run in a subprocess, on a Dask cluster
+def test_a_reused_refiner_refines_the_same_way_on_dask_workers(refined, tmp_path):
     child = refined["child"]
     again = tmp_path / "again"
     r = run("refine", str(refined["parent"]), "--real", str(refined["real"]), "--out", str(again),
             "--refiner", str(child / "refiner" / "refiner.pt"), "--probe-steps", "60",
-            env=refined["env"])
+            "--workers", "2", env=refined["env"])
     assert r.returncode == 0, r.stderr
-    assert np.array_equal(BatchReader(again).images(), BatchReader(child).images())
-    assert "reusing refiner" in r.stderr
+    assert "reusing refiner" in r.stderr and "2 worker processes" in r.stderr
+    shards = BatchReader(child).manifest["shards"]
+    assert len(shards) == 3
+    # each shard refined by whichever worker took it: the same bytes as in one process
+    assert [s["sha256"] for s in BatchReader(again).manifest["shards"]] == \
+        [s["sha256"] for s in shards]
+    assert BatchReader(again).metadata.equals(BatchReader(child).metadata)
 
 
 def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
@@ -127,14 +133,17 @@ def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
 
 
 def _child_with(refined, images: np.ndarray, out: Path) -> Path:
-    """A refined batch of ``images`` with the fixture child's refiner, probe and lineage."""
-    from synthloop.refine import PROBE_FILE, REFINER_FILE, _write_child
+    """A refined batch of ``images`` with the fixture child's refiner, probe, lineage and
+    generator settings, written as ``synthloop refine`` writes one."""
+    from synth.refined_writer import RefinedBatchWriter
+    from synthloop.refine import PROBE_FILE, REFINER_FILE
 
-    child = BatchReader(refined["child"])
-    files = {REFINER_FILE: child.path / REFINER_FILE, PROBE_FILE: child.path / PROBE_FILE}
+    child, parent = BatchReader(refined["child"]), BatchReader(refined["parent"])
+    files = {f: child.path / f for f in (REFINER_FILE, PROBE_FILE)}
     lineage = {k: child.manifest[k] for k in ("parent", "refiner")}
-    _write_child(BatchReader(refined["parent"]), images, out, lineage, files[REFINER_FILE],
-                 files[PROBE_FILE], overwrite=False)
+    with RefinedBatchWriter(out, parent=parent, files=files, generator=child.manifest["generator"],
+                            lineage=lineage) as w:
+        w.add(images, parent.metadata.drop(columns=["sample"]))
     return out
 
 

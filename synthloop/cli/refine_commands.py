@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -20,7 +21,14 @@ def cmd_refine(a: argparse.Namespace) -> int:
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
                         pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, ema=a.ema, seed=a.seed,
                         device=a.device, overwrite=a.overwrite)
-    batch = write_refined_batch(settings, req, log=log)
+    with contextlib.ExitStack() as stack:
+        map_shards = None
+        if a.workers or a.dask_address:
+            from synthloop.dask_cluster import client_shard_map
+
+            log(f"refining the shards on {a.dask_address or f'{a.workers} worker processes (Dask)'}")
+            map_shards = stack.enter_context(client_shard_map(a.workers, a.dask_address))
+        batch = write_refined_batch(settings, req, log=log, map_shards=map_shards)
     verdict = validate_refined(batch)
     record = {"batch_id": batch.batch_id, "path": str(batch.path.resolve()),
               "parent": batch.parent_id, "status": verdict.status, "failing": verdict.failing,
@@ -87,5 +95,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0, help="random seed")
     r.add_argument("--device", default="cpu", help="cpu or cuda")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    r.add_argument("--workers", type=at_least(0), default=0,
+                   help="refine the shards in this many single-threaded processes of a local "
+                   "Dask cluster (default 0: in this process); the bytes do not depend on it")
+    r.add_argument("--dask-address",
+                   help="refine the shards on this existing Dask cluster (tcp://host:8786); its "
+                   "workers must see the batch folders at the same paths")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(func=cmd_refine)

@@ -131,7 +131,7 @@ def _refiner_on(path: str | None, device: str, log):
     """The refiner for on-the-fly refinement, loaded (and checked) before any work."""
     if path is None:
         return None
-    from synthloop.refine import load_refiner
+    from models.simgan import load_refiner
 
     net = load_refiner(path, channels=1)
     log(f"refining the synthetic eyes on the fly on {device} with {path}"
