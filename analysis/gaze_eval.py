@@ -88,7 +88,10 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
         "bias_deg", "spread_deg", "slice_deg", "slices"}``, where ``p90`` is the 90th
         percentile of the errors (degrees), ``ci95`` the t-interval of the mean
         (:func:`mean_ci95`), ``bias_deg`` the mean signed error of pitch and of yaw
-        (prediction minus truth) and ``spread_deg`` their standard deviations, and
+        (prediction minus truth) and ``spread_deg`` their standard deviations, ``gain``
+        the least-squares slope of predicted on true pitch and on yaw (1: the answer
+        follows a change of the angle in full; below 1 it shrinks toward a constant;
+        None where the true angle does not vary), and
         ``slices`` a list of ``{"axis", "lo_deg", "hi_deg", "n", "mean_error_deg",
         "ci95"}`` ordered by axis (pitch, yaw, then ``slice_by``) then ``lo_deg``;
         empty slices are left out. With ``groups``: ``subjects`` (``[{"subject", "n",
@@ -119,12 +122,21 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
         "ci95": mean_ci95(err),
         "bias_deg": {axis: float(signed[:, i].mean()) for i, axis in enumerate(AXES)},
         "spread_deg": {axis: float(signed[:, i].std()) for i, axis in enumerate(AXES)},
+        "gain": {axis: _gain(true_deg[:, i], signed[:, i] + true_deg[:, i])
+                 for i, axis in enumerate(AXES)},
         "slice_deg": float(slice_deg),
         "slices": slices,
     }
     if groups is not None:
         out.update(_per_subject(err, signed, groups))
     return out
+
+
+def _gain(true: np.ndarray, pred: np.ndarray) -> float | None:
+    var = float(np.var(true))
+    if var < 1e-12:
+        return None
+    return float(np.mean((true - true.mean()) * (pred - pred.mean())) / var)
 
 
 def _slices(axis: str, values: np.ndarray, err: np.ndarray, width: float,

@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_feedback_loop [--seeds 0 1 2] [--rounds 3] [--quick]
     python -m benchmarks.bench_feedback_loop --real DIR      # labeled real eyes (labels.csv)
+    python -m benchmarks.bench_feedback_loop --real DIR --distribution FILE.json  # start elsewhere
     python -m benchmarks.bench_feedback_loop --task landmarks --real ../shared/data/real/lfpw-train
 
 Both arms run the same flow (``feedback-loop``) with the same number of rounds, synthetic
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-per-round", type=int, default=8000)
     ap.add_argument("--steps-per-round", type=int, default=600)
     ap.add_argument("--real", help="labeled target (labels.csv); default: the built-in simulation")
+    ap.add_argument("--distribution", help="scene distribution JSON both arms start from "
+                    "(default: the task's default distribution)")
     ap.add_argument("--target-n", type=int, default=3000, help="size of the simulated target")
     ap.add_argument("--target-version", default=LOOP_TARGET_VERSION, choices=["v1", "v2"],
                     help="simulated target version (synth/targets.py; the loop's default: v2)")
@@ -118,7 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         real, kind = str(real), "simulated"
     from flows.feedback_loop import LoopParams
 
-    arms = [("open", True, None), ("closed", False, None)]
+    start = None
+    if a.distribution:
+        from synth.distribution import read_distribution
+
+        try:  # a bad file fails here, naming itself, not inside a flow run
+            read_distribution(a.distribution)
+        except ValueError as e:
+            print(e, file=sys.stderr)
+            return 2
+        start = str(Path(a.distribution).resolve())
+    arms = [("open", True, start), ("closed", False, start)]
     if kind == "simulated":
         from synth.targets import shifted_eye_distribution
 

@@ -16,7 +16,8 @@ Arms: ``constant`` (always (0, 0)); ``source_only``, ``dann``, ``daln``, ``iwdan
 (synthetic eyes of ``--distribution``, the analysis subjects' images unlabeled as the
 target); ``real_<k>`` (only k labeled analysis subjects, no synthetic eyes);
 ``syn+real_<k>`` (synthetic and those k subjects' labeled eyes, half of each batch each);
-``k`` is a number or ``all``. The k subjects are drawn per seed. Writes
+``<da>+real_<k>`` (the same with a DA method, e.g. ``dann+real_1``: the analysis subjects'
+images, those k labeled ones included, as the unlabeled target); ``k`` is a number or ``all``. The k subjects are drawn per seed. Writes
 benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
 """
 
@@ -52,16 +53,21 @@ def _labeled_subjects(eyes, pool, k: str, seed: int):
     return np.array([i for i in pool if eyes.groups[i] in chosen]), sorted(chosen)
 
 
+def _distribution(name: str):
+    from synth.distribution import read_distribution
+    from synth.eye_distribution import default_eye_distribution
+
+    return default_eye_distribution() if name == "default" else read_distribution(name)
+
+
 def _synthetic(dist_name: str, n: int, seed: int, centre: str):
     import dataclasses
 
     import numpy as np
 
-    from synth.distribution import read_distribution
-    from synth.eye_distribution import default_eye_distribution
     from synth.eye_generator import EyeGenerator
 
-    dist = default_eye_distribution() if dist_name == "default" else read_distribution(dist_name)
+    dist = _distribution(dist_name)
     if centre != dist.image.centre:
         dist = dist.derive(f"patches centred on the {centre}",
                            image=dataclasses.replace(dist.image, centre=centre))
@@ -70,8 +76,9 @@ def _synthetic(dist_name: str, n: int, seed: int, centre: str):
 
 
 def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
-    method = arm if arm in DA_ARMS else "source_only"
-    real_k = arm.split("_", 1)[1] if arm.startswith(("real_", "syn+real_")) else None
+    head, _, tail = arm.partition("+")
+    method = head if head in DA_ARMS else "source_only"
+    real_k = arm.split("_", 1)[1] if arm.startswith("real_") or tail.startswith("real_") else None
     parts, info = [], {}
     if not arm.startswith("real_"):
         parts.append(_synthetic(a.distribution, a.n_synthetic, seed, a.centre))
@@ -80,12 +87,13 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
         parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
         info["labeled_subjects"] = people
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
-                                              steps=a.steps, out=work / f"{arm}-s{seed}")
+                                              steps=a.steps, out=work / f"{arm}-s{seed}",
+                                              mirror=a.mirror)
     return pred, info
 
 
 def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: int, out: Path,
-                      batch: int = 64):
+                      batch: int = 64, mirror: float = 0.0):
     """Train a gaze model from scratch on ``parts`` (``[(images, pitchyaw), ...]``, two
     parts share each batch half and half), the analysis eyes unlabeled as the target;
     returns its predictions for every eye of ``eyes`` (radians) and the training seconds."""
@@ -104,6 +112,7 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     target_images = eyes.images[analysis]
     target = ArraySource(target_images, batch, seed + 1) if method != "source_only" else None
     cfg = TrainConfig(method=method, steps=steps, batch_size=batch, seed=seed,
+                      task_kwargs={"mirror": mirror},
                       warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
                       log_every=max(1, steps // 10), select="source_error")
     t0 = time.perf_counter()
@@ -150,11 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--n-synthetic", type=int, default=20_000)
     ap.add_argument("--distribution", default="default", help="'default' or a distribution JSON")
-    ap.add_argument("--centre", choices=["eyeball", "corners"], default="eyeball",
-                    help="what the synthetic patches are centred on")
+    ap.add_argument("--centre", choices=["eyeball", "corners", "outline"],
+                    help="what the synthetic patches are centred on (default: what the "
+                         "distribution says)")
     ap.add_argument("--arms", nargs="+", default=["constant", *DA_ARMS, "real_1", "real_3",
                                                   "real_all", "syn+real_1", "syn+real_3",
                                                   "syn+real_all"])
+    ap.add_argument("--mirror", type=float, default=0.0,
+                    help="probability of flipping a training patch left to right with its yaw "
+                         "negated (GazeTaskConfig.mirror)")
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
@@ -166,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.gaze_eval import evaluate_gaze
     from realdata.eyes import read_eye_folder
 
-    torch.set_num_threads(2)
+    if a.centre is None:  # recorded with the results: what the patches really were
+        a.centre = _distribution(a.distribution).image.centre
+    torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", 2)))
     eyes = read_eye_folder(a.real)
     if eyes.pitchyaw is None or eyes.groups is None:
         print(f"{a.real}: needs labels.csv and meta.csv with a subject column", file=sys.stderr)
@@ -188,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault(arm, []).append({
                     "seed": seed, "mean_deg": res["mean_angular_error_deg"],
                     "subject_mean_deg": res["subject_mean_deg"], "subject_ci95": res["subject_ci95"],
-                    "bias_deg": res["bias_deg"], "spread_deg": res["spread_deg"], **info})
+                    "bias_deg": res["bias_deg"], "spread_deg": res["spread_deg"],
+                    "gain": res["gain"], **info})
                 print(f"  {arm:<14} seed {seed}: {res['mean_angular_error_deg']:.2f} deg "
                       f"(bias pitch {res['bias_deg']['pitch']:+.1f}, yaw {res['bias_deg']['yaw']:+.1f})",
                       flush=True)
@@ -201,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
                      "bias_pitch": statistics.mean(r["bias_deg"]["pitch"] for r in rs),
                      "bias_yaw": statistics.mean(r["bias_deg"]["yaw"] for r in rs),
                      "spread_pitch": statistics.mean(r["spread_deg"]["pitch"] for r in rs),
-                     "spread_yaw": statistics.mean(r["spread_deg"]["yaw"] for r in rs)})
+                     "spread_yaw": statistics.mean(r["spread_deg"]["yaw"] for r in rs),
+                     **{f"gain_{k}": statistics.mean(r["gain"][k] or 0.0 for r in rs)
+                        for k in ("pitch", "yaw")}})
     table = [{**r, "mean_deg": f"{r['mean_deg']:.2f}", "sd_deg": f"{r['sd_deg']:.2f}",
               **{k: f"{r[k]:+.1f}" if k.startswith("bias") else f"{r[k]:.1f}"
-                 for k in ("bias_pitch", "bias_yaw", "spread_pitch", "spread_yaw")}} for r in rows]
+                 for k in ("bias_pitch", "bias_yaw", "spread_pitch", "spread_yaw")},
+              **{k: f"{r[k]:.2f}" for k in ("gain_pitch", "gain_yaw")}} for r in rows]
     print()
     print_table(table, ["arm", "mean_deg", "sd_deg", "seeds", "bias_pitch", "bias_yaw",
-                        "spread_pitch", "spread_yaw"])
+                        "spread_pitch", "spread_yaw", "gain_pitch", "gain_yaw"])
     plot = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS)) / f"{a.name}.png"
     if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):
         _plot(rows, n_pool, plot)
@@ -215,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                         "split": {"analysis_subjects": n_pool, "holdout_subjects": len({*people}),
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
-                        "distribution": a.distribution, "centre": a.centre, "seeds": a.seeds,
+                        "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
+                        "seeds": a.seeds,
                         "rows": rows, "runs": runs})
     print(f"\nwrote {out}")
     return 0

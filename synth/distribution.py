@@ -32,7 +32,7 @@ FACTOR_KINDS = ("continuous", "categorical")
 #: (side x side) matrices per sample, so 100,000 would need ~80 GB before the first pixel.
 MAX_IMAGE_SIDE = 1024
 IMAGE_CHANNELS = (1, 3)  # grayscale (MPIIGaze) or RGB
-IMAGE_CENTRES = ("eyeball", "corners")
+IMAGE_CENTRES = ("eyeball", "corners", "outline")
 #: More bins than any factor needs (the defaults have at most 16); a bound keeps a
 #: hand-edited file from asking for millions of bins that no batch could fill.
 MAX_BINS = 1000
@@ -240,8 +240,9 @@ class ImageSpec:
     height: int = 36
     width: int = 60
     channels: int = 1  # 1 = grayscale (MPIIGaze), 3 = RGB
-    # what an eye patch is centred on: "eyeball" (its centre) or "corners" (the midpoint of
-    # the eye corners, as landmark-based crops and MPIIGaze normalisation centre real eyes)
+    # what an eye patch is centred on: "eyeball" (its centre), "corners" (the midpoint of
+    # the eye corners, as MPIIGaze normalisation centres real eyes) or "outline" (the
+    # mean of six points on the eye outline, as crops made from 68-point landmarks are)
     centre: str = "eyeball"
 
     def __post_init__(self) -> None:
@@ -255,7 +256,8 @@ class ImageSpec:
         if not isinstance(self.channels, numbers.Integral) or self.channels not in IMAGE_CHANNELS:
             raise ValueError(f"image.channels must be 1 (grayscale) or 3 (RGB), got {shown(self.channels, 40)}")
         if not isinstance(self.centre, str) or self.centre not in IMAGE_CENTRES:
-            raise ValueError(f"image centre must be 'eyeball' or 'corners', got {shown(self.centre, 40)}")
+            raise ValueError(f"image centre must be one of {', '.join(IMAGE_CENTRES)}, got "
+                             f"{shown(self.centre, 40)}")
 
     @classmethod
     def from_json(cls, d: Any) -> ImageSpec:

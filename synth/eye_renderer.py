@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from synth.camera import apply_camera_pipeline, camera_operators
+from synth.distribution import IMAGE_CENTRES as CENTRES
 from synth.distribution import ImageSpec
 from synth.eye_distribution import EYE_FACTORS
 
@@ -47,7 +48,6 @@ CORNEA_IOR = 1.376
 SKIN_RADIUS_MM = 40.0
 SKIN_FRONT_MM = EYE_RADIUS_MM + 0.6  # the lids sit just in front of the eyeball
 PUPIL_DEPTH_MM = 10.0  # where the projected pupil centre is taken from (metadata only)
-CENTRES = ("eyeball", "corners")  # what a patch can be centred on (render_eyes)
 
 
 def gaze_vector(pitch: Tensor, yaw: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -177,9 +177,12 @@ def render_eyes(
     torch.compile'd graph (about 3x faster on CPU after a one-off compile; bytes may differ
     from eager in the last bit before quantisation, so a batch records which one made it).
     ``centre``: what the patch is centred on, ``"eyeball"`` (the eyeball's centre) or
-    ``"corners"`` (the midpoint of the eye corners, as MPIIGaze-style normalisation and
-    landmark-based crops centre real eyes: under head rotation the iris then sits off
-    centre while the gaze label, in the camera frame, is unchanged).
+    ``"corners"`` (the midpoint of the eye corners, as MPIIGaze-style normalisation centres
+    real eyes: under head rotation the iris then sits off centre while the gaze label, in
+    the camera frame, is unchanged) or ``"outline"`` (the mean of six points on the
+    eye's outline, its two corners and two points on each lid, as crops made from 68-point
+    face landmarks centre real eyes: the lids follow vertical gaze, so such a crop follows
+    part of it too and the iris moves less in the patch than the eye turns).
     """
     if centre not in CENTRES:
         raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
@@ -217,17 +220,40 @@ def _compiled_render():
     return _COMPILED
 
 
-def corner_centre_shift(rot: Tensor, f: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Where the midpoint of the eye corners projects, in pixels from where the eyeball
-    centre projects, ``(B,1,1,1)`` each: the corners sit on the skin in front of the
-    eyeball, so a turned head moves them sideways in the image by about
-    ``(skin depth) * sin(head yaw)`` while the eyeball centre stays put."""
+def corner_centre_shift(rot: Tensor, f: dict[str, Tensor], down_mm: Tensor | float = 0.0
+                        ) -> tuple[Tensor, Tensor]:
+    """Where the midpoint of the eye corners (moved ``down_mm`` down the head's vertical)
+    projects, in pixels from where the eyeball centre projects, ``(B,1,1,1)`` each: the
+    corners sit on the skin in front of the eyeball, so a turned head moves them sideways
+    in the image by about ``(skin depth) * sin(head yaw)`` while the eyeball centre stays
+    put."""
     half_w = 0.5 * f["eye_width_mm"]
     front = SKIN_FRONT_MM - (SKIN_RADIUS_MM - torch.sqrt(SKIN_RADIUS_MM ** 2 - half_w * half_w))
     b = rot.shape[0]
-    cx, cy, cz = (-front * rot[:, i, 2].view(b, 1, 1, 1) for i in range(3))
+    cx, cy, cz = (down_mm * rot[:, i, 1].view(b, 1, 1, 1) - front * rot[:, i, 2].view(b, 1, 1, 1)
+                  for i in range(3))
     z = f["camera_distance_mm"] + cz
     return f["focal_length_px"] * cx / z, f["focal_length_px"] * cy / z
+
+
+#: lid profiles at a third of the eye's width from its middle, where 68-point face
+#: landmarks put two points on each lid (upper ``(1 - s^2)^0.7``, lower ``^0.9``, as drawn)
+_LID_UP_AT_THIRD, _LID_LO_AT_THIRD = (8.0 / 9.0) ** 0.7, (8.0 / 9.0) ** 0.9
+
+
+def lid_heights(f: dict[str, Tensor], sin_eye_pitch: Tensor) -> tuple[Tensor, Tensor]:
+    """How far the upper and lower lid reach above and below the corners' line at
+    mid-eye, mm: the lids follow the eye's pitch in the head (a blink closes them)."""
+    a_lo = (4.0 - 0.35 * EYE_RADIUS_MM * sin_eye_pitch).clamp_min(2.2)
+    a_up = 0.6 * EYE_RADIUS_MM * sin_eye_pitch + 3.6 * f["eye_openness"]
+    a_up = torch.where(f["blink"] > 0.5, 0.6 - a_lo, a_up).clamp_min(0.4 - a_lo)
+    return a_up, a_lo
+
+
+def outline_centre_down_mm(a_up: Tensor, a_lo: Tensor) -> Tensor:
+    """How far below the corners' midpoint the mean of six outline landmarks lies (two
+    corners on the line, two points on each lid at a third of the width), mm."""
+    return (a_lo * _LID_LO_AT_THIRD - a_up * _LID_UP_AT_THIRD) / 3.0
 
 
 def _band(dist: Tensor, width: Tensor, aa: Tensor) -> Tensor:
@@ -288,18 +314,22 @@ def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tenso
     gx, gy, gz = gaze_vector(f["gaze_pitch"], f["gaze_yaw"])
     rot = head_rotation(f["head_pitch"].view(b), f["head_yaw"].view(b), f["head_roll"].view(b))
 
+    # eye-in-head gaze: R^T g; its pitch drives the lids
+    r5 = rot.view(b, 3, 3, 1, 1)
+    ghy = r5[:, 0, 1] * gx.view(b, 1, 1) + r5[:, 1, 1] * gy.view(b, 1, 1) + r5[:, 2, 1] * gz.view(b, 1, 1)
+    sin_eye_pitch = (-ghy).view(b, 1, 1, 1)
+    a_up, a_lo = lid_heights(f, sin_eye_pitch)
+
     # --- rays ------------------------------------------------------------------------
     fl, dist = f["focal_length_px"], f["camera_distance_mm"]
     ox, oy = f["offset_x_px"], f["offset_y_px"]  # where the patch centre's point projects
-    if centre == "corners":  # the patch is centred on the eye corners, as normalised data are
-        sx, sy = corner_centre_shift(rot, f)
+    if centre != "eyeball":  # centred where real crops are (render_eyes)
+        down = outline_centre_down_mm(a_up, a_lo) if centre == "outline" else 0.0
+        sx, sy = corner_centre_shift(rot, f, down)
         ox, oy = ox - sx, oy - sy
     rays = _Rays((noise["u"] - ox) / fl, (noise["v"] - oy) / fl, dist)
     aa = dist / fl  # one pixel in mm at the eye: the width of every soft edge
-    rot = rot.view(b, 3, 3, 1, 1)
-    # eye-in-head gaze: R^T g; its pitch drives the lids
-    ghy = rot[:, 0, 1] * gx.view(b, 1, 1) + rot[:, 1, 1] * gy.view(b, 1, 1) + rot[:, 2, 1] * gz.view(b, 1, 1)
-    sin_eye_pitch = (-ghy).view(b, 1, 1, 1)
+    rot = r5
 
     # --- skin surface and eyelid aperture (head coordinates) -------------------------
     off = SKIN_RADIUS_MM - SKIN_FRONT_MM
@@ -315,9 +345,6 @@ def _render(f: dict[str, Tensor], noise: dict[str, Tensor], pal: dict[str, Tenso
     base = (1.0 - s * s).clamp_min(0.0)
     log_base = torch.log(base.clamp_min(1e-6))
     prof_up, prof_lo = _powe(log_base, 0.7) * (base > 0), _powe(log_base, 0.9) * (base > 0)
-    a_lo = (4.0 - 0.35 * R * sin_eye_pitch).clamp_min(2.2)
-    a_up = 0.6 * R * sin_eye_pitch + 3.6 * f["eye_openness"]
-    a_up = torch.where(f["blink"] > 0.5, 0.6 - a_lo, a_up).clamp_min(0.4 - a_lo)
     y_up = centre_y - a_up * prof_up
     y_lo = centre_y + a_lo * prof_lo
     d_up, d_lo = hy - y_up, y_lo - hy  # > 0 inside the aperture, in mm

@@ -57,15 +57,18 @@ def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
 
     real = _eyes(tmp_path / "real", n=48, subjects=6)
     out = _run("benchmarks.bench_real_gaze", "--real", str(real), "--quick", "--arms", "constant",
-               "source_only", "iwdan", "real_1", "syn+real_all", tmp_path=tmp_path)
+               "source_only", "iwdan", "real_1", "syn+real_all", "dann+real_1", tmp_path=tmp_path)
     assert "mean_deg" in out
     res = json.loads((tmp_path / "real_gaze_quick.json").read_text())
     assert res["split"] == {"analysis_subjects": 3, "holdout_subjects": 3, "n_analysis": 24,
                             "n_holdout": 24}
     assert {r["arm"] for r in res["rows"]} == {"constant", "source_only", "iwdan", "real_1",
-                                              "syn+real_all"}
+                                              "syn+real_all", "dann+real_1"}
     labeled = res["runs"]["real_1"][0]["labeled_subjects"]
     assert len(labeled) == 1 and (tmp_path / "real_gaze_quick.png").is_file()
+    # a DA arm with labels: the same person labeled as in real_1 (drawn per seed)
+    assert res["runs"]["dann+real_1"][0]["labeled_subjects"] == labeled
+    assert set(res["runs"]["source_only"][0]["gain"]) == {"pitch", "yaw"}
 
 
 def test_landmark_step_benchmark(tmp_path):

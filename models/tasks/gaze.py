@@ -17,7 +17,7 @@ from models.predict import predict
 from models.registration import register_task
 from models.validators import unsupervised_scores
 
-__all__ = ["GAZE_SELECTORS", "GazeTask", "GazeTaskConfig"]
+__all__ = ["GAZE_SELECTORS", "GazeTask", "GazeTaskConfig", "mirror_patches"]
 
 #: selection name -> (metric key in the eval dict, "min" | "max")
 GAZE_SELECTORS: dict[str, tuple[str, str]] = {
@@ -37,22 +37,30 @@ GAZE_SELECTORS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class GazeTaskConfig:
-    """``TrainConfig.task_kwargs`` of the gaze task: the regression term of the loss.
+    """``TrainConfig.task_kwargs`` of the gaze task: the regression term of the loss and
+    the mirroring of training patches.
 
     ``reg``: ``"l1"`` (deg) or ``"mse"`` (deg^2). L1 x 0.1 keeps the task loss at a few
     nats, comparable to the transfer losses (~0.4-0.7); with L2CS's deg^2 MSE at alpha 1
     the task loss is ~100-250 and a trade_off of 1 left DANN's term negligible (measured:
     domain accuracy stayed at 0.82-0.88, target error unchanged).
+
+    ``mirror``: the probability that a training patch is flipped left to right with its
+    yaw negated (a mirrored right eye is a left eye looking the other way; labels stay
+    exact). 0 draws nothing, so training is bit for bit what it was without it.
     """
 
     reg: str = "l1"
     reg_alpha: float = 0.1
+    mirror: float = 0.0
 
     def __post_init__(self) -> None:
         if self.reg not in ("mse", "l1"):
             raise ValueError(f"reg must be 'mse' or 'l1', got {self.reg!r}")
         if self.reg_alpha < 0:
             raise ValueError(f"reg_alpha must be >= 0, got {self.reg_alpha}")
+        if not 0.0 <= self.mirror <= 1.0:
+            raise ValueError(f"mirror must be a probability in [0, 1], got {self.mirror}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GazeTaskConfig:
@@ -60,6 +68,18 @@ class GazeTaskConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def mirror_patches(x: Tensor, labels: dict[str, Tensor], gen: torch.Generator, p: float
+                   ) -> tuple[Tensor, dict[str, Tensor]]:
+    """Flip each patch left to right with probability ``p``; the labeled ones (the first
+    ``len(pitchyaw)`` rows) get their yaw negated. Rows after them (a DA target) flip
+    without labels."""
+    flip = torch.rand(x.shape[0], generator=gen, device=gen.device).to(x.device) < p
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    py = labels["pitchyaw"]
+    sign = torch.where(flip[:len(py)], -1.0, 1.0).to(py.dtype)
+    return x, {**labels, "pitchyaw": torch.stack([py[:, 0], py[:, 1] * sign], 1)}
 
 
 @register_task("gaze")
@@ -82,7 +102,11 @@ class GazeTask:
 
     def augment(self, x: Tensor, labels: dict[str, Tensor], gen: torch.Generator,
                 cfg: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        return augment(x, gen), labels  # no op changes the gaze label (models.augment)
+        x = augment(x, gen)  # no op there changes the gaze label (models.augment)
+        mirror = GazeTaskConfig.from_dict(cfg.task_kwargs).mirror
+        if mirror > 0:
+            x, labels = mirror_patches(x, labels, gen, mirror)
+        return x, labels
 
     def loss(self, model: nn.Module, out: Any, labels: dict[str, Tensor],
              cfg: Any) -> dict[str, Tensor]:

@@ -211,6 +211,9 @@ class GazeSpec(TaskSpec):
             lines.append(f"  bias (pred - true)   pitch {bias['pitch']:+.2f} deg, yaw "
                          f"{bias['yaw']:+.2f} deg; spread pitch {spread['pitch']:.2f}, yaw "
                          f"{spread['yaw']:.2f} deg")
+            gain = {k: "n/a" if v is None else f"{v:.2f}" for k, v in res["gain"].items()}
+            lines.append(f"  gain (pred on true)  pitch {gain['pitch']}, yaw {gain['yaw']} "
+                         "(1: follows the angle in full)")
             if "subjects" in res:
                 ci = res["subject_ci95"] or [float("nan")] * 2
                 lines.append(f"  per subject          mean {res['subject_mean_deg']:.2f} deg over "

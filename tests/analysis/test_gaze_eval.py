@@ -107,6 +107,20 @@ def test_bias_spread_and_per_subject_errors_by_hand():
     assert hi - res["subject_mean_deg"] == pytest.approx(12.706, rel=1e-3)
 
 
+def test_gain_is_the_slope_of_the_answer_on_the_truth():
+    """A model that answers 0.4 x the true pitch (+ an offset) and the yaw in full has
+    pitch gain 0.4 and yaw gain 1; a constant answer has gain 0; no variation: None."""
+    rng = np.random.default_rng(0)
+    true = np.radians(np.c_[rng.uniform(-10, 10, 200), rng.uniform(-15, 15, 200)])
+    pred = np.c_[0.4 * true[:, 0] + np.radians(3.0), true[:, 1]]
+    gain = evaluate_gaze(pred, true)["gain"]
+    assert gain["pitch"] == pytest.approx(0.4, abs=1e-3)  # small-angle: deg are near-linear
+    assert gain["yaw"] == pytest.approx(1.0, abs=1e-9)
+    assert evaluate_gaze(np.zeros_like(true), true)["gain"]["pitch"] == pytest.approx(0.0)
+    flat = np.c_[np.zeros(200), true[:, 1]]
+    assert evaluate_gaze(pred, flat)["gain"]["pitch"] is None
+
+
 def test_slices_by_a_discrete_variable_keep_each_value():
     true = np.zeros((6, 2))
     pred = np.radians(np.array([[1.0, 0], [1.0, 0], [3.0, 0], [3.0, 0], [5.0, 0], [5.0, 0]]))

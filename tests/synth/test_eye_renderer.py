@@ -177,6 +177,30 @@ def test_centring_on_the_corners_moves_a_turned_eye_by_its_depth_in_front_of_the
         render([(0.0, 0.0)], centre="nose")
 
 
+def test_centring_on_outline_landmarks_follows_the_lids_up_and_down():
+    """Centred on the mean of six outline points (corners, two points on each lid at a
+    third of the width), as crops from 68-point landmarks are, the patch moves with the
+    lids: looking up raises them, so the pupil rises less in the patch than centred on
+    the corners, by fl * (mean lid offset) / (d - front); sideways nothing changes."""
+    half_w, skin_r, skin_front = 14.0, 40.0, 12.6
+    front = skin_front - (skin_r - math.sqrt(skin_r ** 2 - half_w ** 2))
+    moved = {}
+    for centre in ("corners", "outline"):
+        _, geo = render([(-0.2, 0.0), (0.2, 0.0), (0.0, -0.25), (0.0, 0.25)], centre=centre)
+        moved[centre] = geo
+    for k, pitch in enumerate((-0.2, 0.2)):
+        s = math.sin(pitch)  # eye pitch in the head (head straight)
+        a_lo = max(2.2, 4.0 - 0.35 * 12.0 * s)
+        a_up = 0.6 * 12.0 * s + 3.6 * CLEAN["eye_openness"]
+        down = (a_lo * (8 / 9) ** 0.9 - a_up * (8 / 9) ** 0.7) / 3.0  # mm below the corners
+        assert moved["outline"]["pupil_y_px"][k] - moved["corners"]["pupil_y_px"][k] == \
+            pytest.approx(-960.0 * down / (600.0 - front), abs=1e-3)
+    rise = {c: g["pupil_y_px"][0] - g["pupil_y_px"][1] for c, g in moved.items()}
+    assert 0.3 * rise["corners"] < rise["outline"] < 0.9 * rise["corners"]
+    np.testing.assert_allclose(moved["outline"]["pupil_x_px"][2:], moved["corners"]["pupil_x_px"][2:],
+                               atol=1e-4)
+
+
 def test_skin_beside_the_eye_has_no_seam_at_the_lid_line():
     """Beyond the eye corners the skin is one smooth surface: no step where the lower
     lid's line would continue (the under-lid shadow once drew one across the patch)."""
