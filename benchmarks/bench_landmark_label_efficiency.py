@@ -15,11 +15,16 @@ images again, so DALN gets half the steps):
 - (a) real only: the ``n`` faces, 68 points;
 - (b) synthetic only (the dense set), then the label-transfer network fitted on the
   ``n`` faces' dense predictions (the synthetic model is shared by every ``n``);
-- (c) synthetic pre-training (half the steps, shared by every ``n``), then synthetic +
-  the ``n`` real faces jointly (half the steps; the real 68 head starts at the dense
-  set's iBug vertices, ``synthloop.landmarks.warm_start``), scored on the real head;
+- (c) synthetic pre-training (``--pre-share`` of the steps, half by default, shared by
+  every ``n``), then synthetic + the ``n`` real faces jointly (the rest of the steps,
+  ``--real-fraction`` of each batch real; the real 68 head starts at the dense set's
+  iBug vertices, ``synthloop.landmarks.warm_start``), scored on the real head;
 - (d) DALN with the 645 real training images unlabeled (half the steps, the DALN term
-  weighted ``--da-trade-off``), then the transfer fitted on the ``n`` faces.
+  weighted ``--da-trade-off``), then the transfer fitted on the ``n`` faces;
+- (e) arm c's synthetic pre-training, then the ``n`` real faces alone for the rest of the
+  steps, on a 68-point model narrowed from the dense one (its 68 points start at the
+  dense set's iBug vertices, at the 68-point model's own heatmap stride:
+  ``synthloop.landmarks.warm_start``).
 
 The recipe is ``models.landmark_recipe`` for every arm (Wing loss, face augmentation with
 flips, bf16 on the CPU, weight average); the last checkpoint is scored (no selection on
@@ -41,13 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine, print_table, save
+from benchmarks.common import RESULTS, machine, print_table, save
 from models.landmark_recipe import EMA_DECAY
 
 LFPW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lfpw-train"
-RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = {"a": "a real only", "b": "b synthetic + transfer", "c": "c syn pre-train + syn/real",
-        "d": "d DALN + transfer"}
+        "d": "d DALN + transfer", "e": "e syn pre-train + real fine-tune"}
 
 
 def _recipe(model: str, steps: int, batch_size: int, seed: int, ema: float | None):
@@ -157,36 +161,52 @@ class Bench:
             raise SystemExit(f"{self.batch}: a face batch without mirror pairs; regenerate it")
         return mirror
 
-    def row(self, arm: str, n: int, seed: int, r: dict, minutes: float) -> dict:
+    @property
+    def pre_steps(self) -> int:
+        """Steps of synthetic pre-training in arms c and e."""
+        return max(1, round(self.a.steps * self.a.pre_share))
+
+    def row(self, arm: str, n: int, seed: int, r: dict, minutes: float, **extra) -> dict:
         row = {"arm": ARMS[arm], "n": n, "seed": seed, "steps": self.a.steps, "model": self.a.model,
-               "ema": self.ema, **r, "train_minutes": round(minutes, 2)}
+               "ema": self.ema, **extra, **r, "train_minutes": round(minutes, 2)}
         print(f"{ARMS[arm]}, n={n}, seed={seed}: io {r['nme_io']:.2f}%  ip {r['nme_ip']:.2f}%  "
               f"fail {100 * r['failure_010']:.1f}%  {minutes:.1f} min", file=sys.stderr, flush=True)
         return row
 
     # ------------------------------------------------------------------ the arms
 
-    def arm_a(self, seed: int) -> list[dict]:
+    def real_only(self, n: int, seed: int, steps: int, name: str,
+                  init: Path | None = None) -> tuple[dict, float]:
+        """Scores and minutes of a 68-point model trained ``steps`` steps on the ``n``
+        faces, from scratch or from ``init`` (a checkpoint of a dense model, narrowed)."""
         import torch
 
         from models.data import ArraySource
+        from models.predictor import OutputLayout
         from models.registry import load_model
         from models.train import train
         from synth.face_model import IBUG68_MIRROR
+        from synthloop.landmarks.warm_start import warm_start_checkpoint
 
+        order = self.labeled(n, seed)
+        pts = self.train_faces.points[order].astype(np.float32)
+        src = ArraySource(self.train_faces.images[order], self.a.batch_size, seed,
+                          labels={"points": pts, "visible": np.ones(pts.shape[:2], np.float32)})
+        val = {"image": torch.from_numpy(self.train_faces.nchw(order[:32])),
+               "points": torch.from_numpy(np.ascontiguousarray(pts[:32]))}
+        cfg = _recipe(self.a.model, steps, self.a.batch_size, seed, self.ema)
+        out = self.root / (f"{self.a.model}-{name}-n{n}-s{seed}-steps{steps}"
+                           + (f"-ema{self.ema}" if self.ema else ""))
+        start = None if init is None else warm_start_checkpoint(
+            init, OutputLayout("points68", 68), out)
+        minutes = _timed(out, lambda: train(cfg, src, None, out, val_source=val, resume=True,
+                                            init_weights=start))
+        return self.score(load_model(out / "last.pt"), IBUG68_MIRROR, lambda c: c), minutes
+
+    def arm_a(self, seed: int) -> list[dict]:
         rows = []
         for n in self.a.n:
-            order = self.labeled(n, seed)
-            pts = self.train_faces.points[order].astype(np.float32)
-            src = ArraySource(self.train_faces.images[order], self.a.batch_size, seed,
-                              labels={"points": pts, "visible": np.ones(pts.shape[:2], np.float32)})
-            val = {"image": torch.from_numpy(self.train_faces.nchw(order[:32])),
-                   "points": torch.from_numpy(np.ascontiguousarray(pts[:32]))}
-            cfg = _recipe(self.a.model, self.a.steps, self.a.batch_size, seed, self.ema)
-            out = self.root / (f"{self.a.model}-a-n{n}-s{seed}-steps{self.a.steps}"
-                               + (f"-ema{self.ema}" if self.ema else ""))
-            minutes = _timed(out, lambda c=cfg, s=src, o=out, v=val: train(c, s, None, o, val_source=v, resume=True))
-            r = self.score(load_model(out / "last.pt"), IBUG68_MIRROR, lambda c: c)
+            r, minutes = self.real_only(n, seed, self.a.steps, "a")
             rows.append(self.row("a", n, seed, r, minutes))
         return rows
 
@@ -198,20 +218,25 @@ class Bench:
         from models.landmark_augment import layout_mirror
         from models.registry import load_model
 
-        half = max(1, self.a.steps // 2)
-        pre, pre_min = self.synthetic("c-pre", seed, half)
+        pre_steps = self.pre_steps
+        joint_steps = max(1, self.a.steps - pre_steps)
+        pre, pre_min = self.synthetic("c-pre", seed, pre_steps)
         mirror = layout_mirror(self.dense_mirror, real_head=True)
+        variant = "" if (self.a.pre_share, self.a.real_fraction) == (0.5, 0.5) else \
+            f"-pre{self.a.pre_share:g}-rf{self.a.real_fraction:g}"
         rows = []
         for n in self.a.n:
             real = self.train_set.subset(self.labeled(n, seed).tolist())
-            run, minutes = self.synthetic(f"c-n{n}", seed, half, real_labeled=real,
-                                          real_fraction=0.5, real_val_fraction=0.0,
+            run, minutes = self.synthetic(f"c-n{n}{variant}", seed, joint_steps, real_labeled=real,
+                                          real_fraction=self.a.real_fraction,
+                                          real_val_fraction=0.0,
                                           transfer_steps=self.a.transfer_steps,
                                           init_weights=str(pre / "last.pt"))
             net = load_model(run / "last.pt")
             d = len(mirror) - 68
             rows.append(self.row("c", n, seed, self.score(net, mirror, lambda c, d=d: c[:, d:]),
-                                 pre_min + minutes))
+                                 pre_min + minutes, pre_steps=pre_steps,
+                                 real_fraction=self.a.real_fraction))
         return rows
 
     def arm_d(self, seed: int) -> list[dict]:
@@ -219,6 +244,16 @@ class Bench:
         run, minutes = self.synthetic(f"d-daln-to{to:g}", seed, max(1, self.a.steps // 2),
                                       method="daln", target=self.train_set, trade_off=to)
         return self.transferred(run, seed, minutes, "d")
+
+    def arm_e(self, seed: int) -> list[dict]:
+        pre_steps = self.pre_steps
+        pre, pre_min = self.synthetic("c-pre", seed, pre_steps)  # arm c's, shared
+        rows = []
+        for n in self.a.n:
+            r, minutes = self.real_only(n, seed, max(1, self.a.steps - pre_steps),
+                                        f"e-pre{pre_steps}", init=pre / "last.pt")
+            rows.append(self.row("e", n, seed, r, pre_min + minutes, pre_steps=pre_steps))
+        return rows
 
 
 def lfpw_split(real: str, model: str, quick: bool):
@@ -244,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces (arms b-d)")
     ap.add_argument("--transfer-steps", type=int, default=2000)
+    ap.add_argument("--pre-share", type=float, default=0.5,
+                    help="arms c, e: share of --steps spent pre-training on synthetic faces alone")
+    ap.add_argument("--real-fraction", type=float, default=0.5,
+                    help="arm c: share of real faces in each joint syn+real batch")
     ap.add_argument("--da-trade-off", type=float, default=0.05,
                     help="arm d: weight of the DALN term (the Wing loss is ~0.1 in crop units; "
                          "at 1.0 DALN kept the model from learning the synthetic faces at all)")
@@ -285,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                             "train_minutes_median": round(float(np.median([r["train_minutes"] for r in mine])), 1)})
     print_table(summary, list(summary[0]))
     if not a.quick:
-        _plot(summary, RESULTS / f"{a.name}.png")
+        _plot(summary, Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS)) / f"{a.name}.png")
     save(a.name + ("_quick" if a.quick else ""),
          {"machine": machine(), "args": vars(a), "rows": rows, "summary": summary})
     return 0

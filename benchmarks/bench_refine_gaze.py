@@ -4,7 +4,7 @@
         [--n-synthetic 20000] [--refiner-steps 1000] [--self-reg 10] [--mpii DIR]
     python -m benchmarks.bench_refine_gaze --quick      # a smoke run, not results
 
-Per seed: ``--n-synthetic`` eyes of the default distribution; a refiner
+Per seed: ``--n-synthetic`` eyes of ``--distribution`` (the default one unless given); a refiner
 (:func:`models.simgan.train_refiner`) trained ``--refiner-steps`` steps from them toward the
 *analysis* subjects' real eyes, unlabeled (the loop's subject split of ``--real``); every
 synthetic eye refined; then two gaze models trained the same way from scratch
@@ -33,7 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_real_gaze import DEFAULT_REAL, _split, _synthetic, train_and_predict
+from benchmarks.bench_real_gaze import (
+    DEFAULT_REAL,
+    _distribution,
+    _split,
+    _synthetic,
+    train_and_predict,
+)
 from benchmarks.common import RESULTS, machine, print_table, save
 
 DEFAULT_MPII = DEFAULT_REAL.parent / "mpiigaze-eyes-unlabeled"
@@ -85,7 +91,7 @@ def _run_seed(seed: int, eyes, analysis, held, mpii, a, work: Path, plot: Path |
     from models.registry import load_model
     from models.simgan import SimGANConfig, mean_abs_change, refine_images, train_refiner
 
-    syn, py = _synthetic("default", a.n_synthetic, seed, "eyeball")
+    syn, py = _synthetic(a.distribution, a.n_synthetic, seed, a.centre)
     real = eyes.images[analysis]
     cfg = SimGANConfig(steps=a.refiner_steps, self_reg=a.self_reg, seed=seed, ema=a.ema,
                        bf16=a.bf16, refiner_width=a.refiner_width,
@@ -128,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=1500, help="gaze training steps per arm")
     ap.add_argument("--n-synthetic", type=int, default=20_000)
+    ap.add_argument("--distribution", default="default",
+                    help="'default' or a distribution JSON (e.g. benchmarks/distributions/"
+                         "eyes-columbia-gaze-corners.json); its patch centre is used")
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--refiner-width", type=int, default=32)
     ap.add_argument("--self-reg", type=float, default=10.0)
@@ -143,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from realdata.eyes import read_eye_folder
+
+    a.centre = _distribution(a.distribution).image.centre
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "2")))
     eyes = read_eye_folder(a.real)
@@ -178,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({100 * (med_f - med_u) / med_u:+.1f}%)")
     out = save(a.name, {"benchmark": "refine_gaze", "machine": machine(), "real": str(a.real),
                         "n_analysis": len(analysis), "n_holdout": len(held), "steps": a.steps,
+                        "distribution": a.distribution, "centre": a.centre,
                         "n_synthetic": a.n_synthetic, "refiner_steps": a.refiner_steps,
                         "refiner_width": a.refiner_width, "self_reg": a.self_reg,
                         "refiner_ema": a.ema, "refiner_bf16": a.bf16, "seeds": a.seeds, "median_unrefined_deg": med_u,

@@ -216,6 +216,34 @@ class LandmarkResNet(nn.Module):
         out.load_state_dict(state)
         return out
 
+    @torch.no_grad()
+    def narrowed(self, rows: Any) -> LandmarkResNet:
+        """A model of ``len(rows)`` points at its own heatmap stride, point ``i`` starting
+        as channel ``rows[i]``: how a model pre-trained on a dense set starts a fine-tune
+        on the real 68 points alone (``rows`` = the set's iBug vertices, its first 68).
+
+        Shared: the stem, the stages, the FPN laterals of the levels both strides fuse,
+        the smoothing conv, beta. A narrower model at stride 4 also fuses stage 1, whose
+        lateral a stride-8 model lacks: it starts at zero, so the first forward pass
+        equals the upsampled stride-8 fusion and stage 1's detail is learnt from there."""
+        rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        out = LandmarkResNet(replace(self.cfg, num_points=len(rows), heatmap_stride=0))
+        state = {k: v for k, v in self.state_dict().items()
+                 if not k.startswith("lateral.") and k != "head_weight"}
+        state["head_weight"] = self.head_weight[rows]
+        shift = self.first_level - out.first_level  # lateral i here is lateral i + shift there
+        for i, layer in enumerate(out.lateral):
+            j = i - shift
+            if 0 <= j < len(self.lateral):
+                layer.load_state_dict(self.lateral[j].state_dict())
+            else:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        missing, unexpected = out.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("lateral.") for k in missing):
+            raise ValueError(f"narrowing left {missing} unset, {unexpected} unused")
+        return out
+
     def heatmap_head(self, head_features: Tensor) -> Tensor:
         """``(N, F, H, W) -> (N, K, H, W)`` beta-scaled logits, float32.
 

@@ -61,3 +61,35 @@ def test_a_model_of_other_points_is_refused_with_the_file_named(tmp_path):
     pre = _checkpoint(tmp_path, _net(k=80))
     with pytest.raises(UsageError, match="80 points"):
         warm_start_checkpoint(pre, OutputLayout("dense100", 100, real_head=True), tmp_path)
+
+
+def test_narrowed_model_at_the_same_stride_predicts_the_chosen_rows():
+    net = _net(k=100)
+    narrow = net.narrowed(torch.arange(68)).eval()
+    assert narrow.num_points == 68 and narrow.stride == net.stride == 4
+    x = torch.randint(0, 255, (2, 3, 48, 48), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(narrow(x).coords, net(x).coords[:, :68], atol=1e-4)
+
+
+def test_narrowing_a_stride_8_model_keeps_its_fpn_levels_and_adds_stage_1_at_zero():
+    net = _net(k=300)
+    narrow = net.narrowed(torch.arange(68))
+    assert (net.stride, narrow.stride) == (8, 4)
+    assert not narrow.lateral[0].weight.any() and not narrow.lateral[0].bias.any()
+    for mine, theirs in zip(narrow.lateral[1:], net.lateral, strict=True):  # stages 2-4
+        assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+    for name, value in net.state_dict().items():
+        if not name.startswith(("lateral.", "head_weight")):
+            assert torch.equal(narrow.state_dict()[name], value), name
+    assert torch.equal(narrow.head_weight, net.head_weight[:68])
+
+
+def test_a_68_layout_from_a_dense_model_starts_from_the_narrowed_copy(tmp_path):
+    net = _net(k=300)
+    pre = _checkpoint(tmp_path, net)
+    path = warm_start_checkpoint(pre, OutputLayout("points68", 68), tmp_path)
+    assert path == tmp_path / "init_narrowed.pt"
+    narrow = load_model(path)
+    assert narrow.num_points == 68 and narrow.stride == 4
+    assert torch.equal(narrow.head_weight, net.head_weight[:68])
