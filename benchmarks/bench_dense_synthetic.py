@@ -38,16 +38,15 @@ def fresh_faces(n: int, seed: int, crop_size: int, log=print):
     settings = get_settings()
     settings.ensure_home()
     reader = prepare_training_batch(settings, "landmarks", source=None, n=n, seed=seed, log=log)
-    labels = synthetic_labels(reader.path, "dense")
-    visible = synthetic_labels(reader.path, "dense", supervise_occluded=False).weights
+    # unsupervised occluded points get weight 0: the weights are the visibility flags
+    labels = synthetic_labels(reader.path, "dense", supervise_occluded=False)
     batch = ResizedSource(ShardSource(reader, 1, seed, {"points": labels.points,
-                                                        "visible": visible}),
+                                                        "visible": labels.weights}),
                           crop_size).gather(np.arange(len(reader)))
     return batch, labels
 
 
 def score(model_path: str, n: int, seed: int) -> dict:
-
     from models.landmark_losses import nme
     from models.predict import predict_points_flip_averaged
     from models.registry import load_model

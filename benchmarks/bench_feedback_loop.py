@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, machine, print_table, save
+from benchmarks.common import machine, print_table, results_dir, save
 from synth.targets import target_name
 from synthloop.gaze.spec import LOOP_TARGET_VERSION
 from synthloop.taskspec import get_task
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         + (f"_{Path(real).resolve().name}" if kind == "real" and a.task == "gaze" else "") \
         + ("_quick" if a.quick else "")
     name = a.name or name
-    out_dir = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+    out_dir = results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     png = _plot(rows, a.rounds, out_dir / f"{name}.png",
                 f"closed vs open loop, {kind} target {target_label} ({len(a.seeds)} seeds)", unit)

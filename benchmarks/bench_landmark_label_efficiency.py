@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, machine, print_table, save
+from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
 
 LFPW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lfpw-train"
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                             "train_minutes_median": round(float(np.median([r["train_minutes"] for r in mine])), 1)})
     print_table(summary, list(summary[0]))
     if not a.quick:
-        _plot(summary, Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS)) / f"{a.name}.png")
+        _plot(summary, results_dir() / f"{a.name}.png")
     save(a.name + ("_quick" if a.quick else ""),
          {"machine": machine(), "args": vars(a), "rows": rows, "summary": summary})
     return 0

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, machine, print_table, save
+from benchmarks.common import machine, print_table, results_dir, save
 
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "columbia-gaze-eyes"
 DA_ARMS = ("source_only", "dann", "daln", "iwdan")
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(table, ["arm", "mean_deg", "sd_deg", "seeds", "bias_pitch", "bias_yaw",
                         "spread_pitch", "spread_yaw", "gain_pitch", "gain_yaw"])
-    plot = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS)) / f"{a.name}.png"
+    plot = results_dir() / f"{a.name}.png"
     if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):
         _plot(rows, n_pool, plot)
     out = save(a.name, {"benchmark": "real_gaze", "machine": machine(), "real": str(a.real),

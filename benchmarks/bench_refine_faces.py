@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_landmark_label_efficiency import LFPW, RESULTS, Bench, lfpw_split
-from benchmarks.common import machine, print_table, save
+from benchmarks.bench_landmark_label_efficiency import LFPW, Bench, lfpw_split
+from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
 
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
               + "; ".join(f"seed {r['seed']}: {r['label_check']}" for r in refinements
                           if r["status"] != "accepted"))
     print_table(summary, list(summary[0]))
-    results = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+    results = results_dir()
     real128 = load_real_faces(train_set.subset(list(range(8))), 128).images  # the refiner's size
     _grid(refinements[0]["batch"], real128, results / f"{a.name}_samples.png")
     path = save(a.name + ("_quick" if a.quick else ""),

@@ -40,7 +40,7 @@ from benchmarks.bench_real_gaze import (
     _synthetic,
     train_and_predict,
 )
-from benchmarks.common import RESULTS, machine, print_table, save
+from benchmarks.common import machine, print_table, results_dir, save
 
 DEFAULT_MPII = DEFAULT_REAL.parent / "mpiigaze-eyes-unlabeled"
 GAP_N = 1000  # images per domain for the feature gaps
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     analysis, held = _split(eyes)
     print(f"{a.real}: {len(analysis)} analysis eyes (refiner target, unlabeled), {len(held)} "
           f"held-out; {len(a.seeds)} seed(s), refiner {a.refiner_steps} steps, gaze {a.steps} steps")
-    results = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+    results = results_dir()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, seed in enumerate(a.seeds):

@@ -46,8 +46,14 @@ def print_table(rows: list[dict], cols: list[str]) -> None:
         print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths, strict=True)))
 
 
+def results_dir() -> Path:
+    """Where results go: ``SYNTHLOOP_BENCH_DIR`` (the smoke tests' temporary folder) or
+    ``benchmarks/results``."""
+    return Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+
+
 def save(name: str, payload: dict) -> Path:
-    out = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS)) / f"{name}.json"
+    out = results_dir() / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
     return out

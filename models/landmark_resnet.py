@@ -224,8 +224,9 @@ class LandmarkResNet(nn.Module):
 
         Shared: the stem, the stages, the FPN laterals of the levels both strides fuse,
         the smoothing conv, beta. A narrower model at stride 4 also fuses stage 1, whose
-        lateral a stride-8 model lacks: it starts at zero, so the first forward pass
-        equals the upsampled stride-8 fusion and stage 1's detail is learnt from there."""
+        lateral a stride-8 model lacks: it starts at zero, so the fused features start as
+        the upsampled stride-8 ones; the 3x3 smoothing then sees them at twice the
+        resolution, so the first predictions are near the dense model's, not equal."""
         rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
         out = LandmarkResNet(replace(self.cfg, num_points=len(rows), heatmap_stride=0))
         state = {k: v for k, v in self.state_dict().items()
