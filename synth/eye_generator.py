@@ -76,14 +76,16 @@ class EyeGenerator:
     def iter_chunks(
         self, n: int, seed: int, scenes: dict[str, np.ndarray] | None = None,
         progress: Callable[[int], None] | None = None, chunks: range | None = None,
+        offset: int = 0,
     ) -> Iterator[EyeChunk]:
         """The batch's chunks in order, or only those numbered in ``chunks`` (a process
-        rendering part of a batch gets exactly the bytes the whole render has there)."""
+        rendering part of a batch gets exactly the bytes the whole render has there).
+        ``scenes`` may hold the batch's scenes from sample ``offset`` on only."""
         scenes = scenes if scenes is not None else sample_scenes(self.dist, n, seed)
         for ci in chunks if chunks is not None else range(self.n_chunks(n)):
             start = ci * self.chunk
             stop = min(start + self.chunk, n)
-            part = {k: v[start:stop] for k, v in scenes.items()}
+            part = {k: v[start - offset:stop - offset] for k, v in scenes.items()}
             k = stop - start
             if self.compiled and k < self.chunk:
                 # pad the last chunk to the compiled shape (no recompile); samples are

@@ -8,9 +8,9 @@ count; against the ``torch.compile``'d renderer a few pixels in 100,000 differ b
 gray level (measured: 615 of 43 million), so a machine should not mix the two within
 one batch (the fallback below warns).
 
-A package is specific to the renderer's source, the torch version, the CPU's instruction
-set, the thread count (Inductor bakes it into the kernels), the batch size and the image
-spec, all of which name its file. It lives in ``$SYNTHLOOP_KERNEL_CACHE`` (default
+A package is specific to the renderer's source (with the factor list that orders its
+inputs), the torch version, the CPU's instruction set, the thread count (Inductor bakes
+it into the kernels), the batch size and the image spec, all of which name its file. It lives in ``$SYNTHLOOP_KERNEL_CACHE`` (default
 ``~/.cache/synthloop/kernels``); the first process that needs one compiles it (a minute or
 two on 2 cores) under a file lock, so concurrent workers compile it once. Where the
 ahead-of-time compile fails, the caller falls back to ``torch.compile``.
@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.utils._pytree as pytree
 
 _LOADED: dict[str, Callable] = {}
 _FAILED: set[str] = set()
@@ -81,7 +82,7 @@ def packaged_renderer(render: Callable, example: tuple, *, source: str, batch: i
     try:
         if not path.is_file():
             _compile_into(path, render, example)
-        loaded = torch._inductor.aoti_load_package(str(path))
+        loaded = PackagedKernel(path)
     except Exception as e:  # no compiler, an unwritable cache, an export torch cannot do
         _FAILED.add(key)
         print(f"synthloop: the ahead-of-time compiled eye renderer is unavailable "
@@ -90,6 +91,31 @@ def packaged_renderer(render: Callable, example: tuple, *, source: str, batch: i
         return None
     _LOADED[key] = loaded
     return loaded
+
+
+class PackagedKernel:
+    """A package's kernel, called like the function it was exported from.
+
+    ``torch._inductor.aoti_load_package`` does the same through torch's archive reader,
+    which imports Inductor and Dynamo (~1.3 s) and asks Inductor which vector ISA the CPU
+    has, which Inductor answers by compiling a test program per ISA and loading it in a
+    child interpreter (~1.2 s): together most of a Dask worker's start-up (measured). The
+    C++ loader under it needs neither; the package's key already names this CPU's
+    capability, the question the probe answers.
+    """
+
+    def __init__(self, path: Path):
+        self._loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        in_spec, out_spec = self._loader.get_call_spec()
+        self._in_spec = pytree.treespec_loads(in_spec)
+        self._out_spec = pytree.treespec_loads(out_spec)
+
+    def __call__(self, *args):
+        flat, spec = pytree.tree_flatten((args, {}))
+        if spec != self._in_spec:  # else tensors would bind to the wrong inputs silently
+            raise ValueError(f"inputs do not match the package's signature: {spec} vs {self._in_spec}")
+        out = self._loader.boxed_run([x for x in flat if isinstance(x, torch.Tensor)])
+        return pytree.tree_unflatten(out, self._out_spec)
 
 
 class _Renderer(torch.nn.Module):

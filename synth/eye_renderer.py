@@ -198,7 +198,7 @@ def render_eyes(
         from synth.eye_kernel import packaged_renderer, source_fingerprint
 
         h, w = spec.height, spec.width
-        source = source_fingerprint(__name__, "synth.camera")
+        source = source_fingerprint(__name__, "synth.camera", "synth.eye_distribution")
         packaged = packaged_renderer(functools.partial(_render, h=h, w=w, centre=centre),
                                      (f, noise, pal), source=source, batch=b, height=h, width=w,
                                      channels=spec.channels, centre=centre)

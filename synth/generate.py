@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,27 +62,53 @@ class EyeShardJob(ShardJob):
 
     device: str = "cpu"
     compiled: bool = False
+    #: the factors of the chunks that cover this shard (from the first one's first sample),
+    #: drawn once by the writer; None: the process draws the whole batch's itself
+    scenes: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+
+
+def eye_shard_jobs(folder: str, dist: SceneDistribution, n: int, seed: int, shard_size: int,
+                   device: str, compiled: bool, chunk: int) -> list[EyeShardJob]:
+    """One job per shard, each carrying its own scenes: the batch's scenes are drawn once
+    here rather than whole in every worker (at millions of samples, seconds and gigabytes
+    per worker)."""
+    scenes, text = sample_scenes(dist, n, seed), dist.dumps()
+    jobs = []
+    for i in range(shard_count(n, shard_size)):
+        job = EyeShardJob(folder, text, n, seed, shard_size, i, device, compiled)
+        covering, _ = covering_chunks(*job.span, chunk)
+        lo, hi = covering.start * chunk, min(n, covering.stop * chunk)
+        jobs.append(replace(job, scenes={k: v[lo:hi].copy() for k, v in scenes.items()}))
+    return jobs
 
 
 @functools.lru_cache(maxsize=1)
 def _batch_scenes(distribution_json: str, n: int, seed: int) -> tuple[SceneDistribution, dict]:
-    """The batch's scenes, drawn once per process: a worker rendering several shards of a
-    batch of millions would otherwise redraw them all for each."""
+    """The batch's scenes, drawn once per process, for jobs that carry none."""
     dist = SceneDistribution.loads(distribution_json)
     return dist, sample_scenes(dist, n, seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _distribution(distribution_json: str) -> SceneDistribution:
+    return SceneDistribution.loads(distribution_json)
 
 
 def render_eye_shard(job: EyeShardJob) -> RenderedShard:
     """Render shard ``job.index`` and write it into ``job.folder``; its entry and rows.
     Renders the whole chunks that overlap the shard, as the streamed batch does."""
     start, stop = job.span
-    dist, scenes = _batch_scenes(job.distribution_json, job.n, job.seed)
+    if job.scenes is None:
+        dist, scenes = _batch_scenes(job.distribution_json, job.n, job.seed)
+    else:
+        dist, scenes = _distribution(job.distribution_json), job.scenes
     gen = EyeGenerator(dist, device=job.device, compiled=job.compiled)
     covering, cut = covering_chunks(start, stop, gen.chunk)
-    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes, chunks=covering))
+    offset = 0 if job.scenes is None else covering.start * gen.chunk
+    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes, chunks=covering, offset=offset))
     images = np.concatenate([c.images for c in chunks])[cut]
     geometry = {g: np.concatenate([c.geometry[g] for c in chunks])[cut] for g in chunks[0].geometry}
-    rows = eye_metadata({k: v[start:stop] for k, v in scenes.items()}, geometry)
+    rows = eye_metadata({k: v[start - offset:stop - offset] for k, v in scenes.items()}, geometry)
     entry = save_shard(Path(job.folder), job.index, images)
     return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows)
 
@@ -113,12 +139,11 @@ def generate_batch(
     with BatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=gen.settings,
                      shard_size=shard_size, overwrite=overwrite) as w:
         if map_shards is not None:
-            jobs = [EyeShardJob(str(w.tmp), dist.dumps(), n, seed, shard_size, i, device, compiled)
-                    for i in range(shard_count(n, shard_size))]
+            jobs = eye_shard_jobs(str(w.tmp), dist, n, seed, shard_size, device, compiled, gen.chunk)
             adopt_rendered(map_shards, render_eye_shard, jobs, progress=progress,
                            adopt=lambda s: w.adopt_shard(s.index, s.entry, s.image_shape, s.rows))
             return w.batch_id, Path(out)
-        scenes = sample_scenes(dist, n, seed)  # the fanned-out jobs draw their own
+        scenes = sample_scenes(dist, n, seed)
         for chunk in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
             k = len(chunk.images)
             part = {key: v[chunk.start:chunk.start + k] for key, v in scenes.items()}

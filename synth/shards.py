@@ -291,7 +291,10 @@ class BatchWriter:
             raise ValueError(f"batch {self.batch_id}: wrote {self._written} samples, expected {self.n}")
         meta = pd.concat(self._rows, ignore_index=True)
         meta.insert(0, "sample", np.arange(len(meta), dtype=np.int64))
-        meta.to_parquet(self.tmp / METADATA, index=False)
+        # no dictionary encoding: the factor columns are continuous draws, so pyarrow
+        # builds a dictionary per column only to abandon it (5x slower to write, 3x to
+        # read, and a larger file; measured on 200,000 eyes)
+        meta.to_parquet(self.tmp / METADATA, index=False, use_dictionary=False)
         (self.tmp / DISTRIBUTION).write_text(self.dist.dumps() + "\n")
         self.write_extra_files(self.tmp)
         extra = self._extra_entries()

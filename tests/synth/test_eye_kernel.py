@@ -19,12 +19,19 @@ images, _ = EyeGenerator(default_eye_distribution(), compiled=True).render_all(3
 np.save(sys.argv[1], images)
 """
 
+# the same render through torch's own package loader, in place of synth.eye_kernel's
+RENDER_WITH_TORCH_LOADER = RENDER.replace(
+    "from synth.eye_generator import EyeGenerator",
+    "from synth.eye_generator import EyeGenerator\n"
+    "import synth.eye_kernel as ek\n"
+    "ek.PackagedKernel = lambda path: torch._inductor.aoti_load_package(str(path))")
 
-def _render(out, cache, env_extra=None):
+
+def _render(out, cache, env_extra=None, script=RENDER):
     import os
 
     env = {**os.environ, "SYNTHLOOP_KERNEL_CACHE": str(cache), **(env_extra or {})}
-    r = subprocess.run([sys.executable, "-c", RENDER, str(out)], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return np.load(out), r.stderr
@@ -38,6 +45,9 @@ def test_compiled_once_then_loaded_with_the_same_bytes(tmp_path):
     second, err2 = _render(tmp_path / "b.npy", cache)
     assert "compiling" not in err2  # loaded from the cache
     assert np.array_equal(first, second)
+    # the light loader (no Inductor import, no ISA probe) runs the package as torch's does
+    official, _ = _render(tmp_path / "o.npy", cache, script=RENDER_WITH_TORCH_LOADER)
+    assert np.array_equal(first, official)
 
     # an unusable cache falls back to torch.compile, says so, and lands within a gray level
     jit, err3 = _render(tmp_path / "c.npy", tmp_path / "not-a-folder.txt",
