@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import os
 import sys
 import uuid
@@ -30,27 +29,15 @@ from pathlib import Path
 import torch
 import torch.utils._pytree as pytree
 
+from synth.derived_cache import cache_root
+
 _LOADED: dict[str, Callable] = {}
 _FAILED: set[str] = set()
 
 
 def cache_dir() -> Path:
     env = os.environ.get("SYNTHLOOP_KERNEL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "synthloop" / "kernels"
-
-
-@functools.cache
-def source_fingerprint(*modules: str) -> str:
-    """sha256 of the named modules' source: a package is rebuilt when the renderer changes."""
-    import importlib
-
-    h = hashlib.sha256()
-    for name in modules:
-        h.update(inspect.getsource(importlib.import_module(name)).encode())
-    return h.hexdigest()
+    return Path(env).expanduser() if env else cache_root() / "kernels"
 
 
 def package_key(source: str, batch: int, height: int, width: int, channels: int, centre: str) -> str:
@@ -72,7 +59,7 @@ def packaged_renderer(render: Callable, example: tuple, *, source: str, batch: i
                       width: int, channels: int, centre: str) -> Callable | None:
     """``render(f, noise, pal)`` compiled ahead of time for these shapes (CPU), loaded from
     the cache or compiled into it first; None where that is impossible here. ``source``
-    fingerprints the renderer's code (:func:`source_fingerprint`)."""
+    fingerprints the renderer's code (:func:`synth.derived_cache.source_fingerprint`)."""
     key = package_key(source, batch, height, width, channels, centre)
     if key in _LOADED:
         return _LOADED[key]

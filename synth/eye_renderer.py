@@ -195,7 +195,8 @@ def render_eyes(
     noise = draw_eye_noise(b, spec, gen, dev)
     pal = palette(spec.channels, dev)
     if compiled and dev.type == "cpu":
-        from synth.eye_kernel import packaged_renderer, source_fingerprint
+        from synth.derived_cache import source_fingerprint
+        from synth.eye_kernel import packaged_renderer
 
         h, w = spec.height, spec.width
         source = source_fingerprint(__name__, "synth.camera", "synth.eye_distribution")

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -455,10 +456,28 @@ def model_from_arrays(d: Mapping[str, np.ndarray], source: str, path: str | Path
         face_vertex_count=n_face,
         vertex_part=part,
         eyeball_id=eyeball,
-        contour_candidates=contour_candidates(vertices, lm, n_face),
-        dense_sets=dense_sets(vertices, lm, n_face),
+        **_derived_sets(vertices, lm, n_face, path),
         source=source,
     )
+
+
+def _derived_sets(vertices: np.ndarray, lm: np.ndarray, n_face: int,
+                  path: str | Path | None) -> dict[str, Any]:
+    """The contour candidates and dense sets; for a model file, from the machine's cache
+    (:mod:`synth.derived_cache`, keyed by the file and this module's code): deriving them
+    takes ~2 s, in every process that loads the model."""
+    from synth.derived_cache import cached_arrays, source_fingerprint
+
+    def compute() -> dict[str, np.ndarray]:
+        out = {f"contour_{i}": c for i, c in enumerate(contour_candidates(vertices, lm, n_face))}
+        out.update({f"dense__{k}": v for k, v in dense_sets(vertices, lm, n_face).items()})
+        return out
+
+    arrays = compute() if path is None else cached_arrays(
+        "face-models", Path(path), source_fingerprint(__name__), compute)
+    n_contours = sum(k.startswith("contour_") for k in arrays)
+    return {"contour_candidates": tuple(arrays[f"contour_{i}"] for i in range(n_contours)),
+            "dense_sets": {k[len("dense__"):]: v for k, v in arrays.items() if k.startswith("dense__")}}
 
 
 def _check_index_array(a, n: int, key: str, bad, ncols: int | None = None) -> np.ndarray:
