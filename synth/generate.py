@@ -78,7 +78,7 @@ def eye_shard_jobs(folder: str, dist: SceneDistribution, n: int, seed: int, shar
         job = EyeShardJob(folder, text, n, seed, shard_size, i, device, compiled)
         covering, _ = covering_chunks(*job.span, chunk)
         lo, hi = covering.start * chunk, min(n, covering.stop * chunk)
-        jobs.append(replace(job, scenes={k: v[lo:hi].copy() for k, v in scenes.items()}))
+        jobs.append(replace(job, scenes={k: v[lo:hi] for k, v in scenes.items()}))  # views: pickled alone
     return jobs
 
 
