@@ -11,8 +11,6 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from catalog.engine import redact
-
 __all__ = ["SummaryContext", "next_steps", "summary_lines"]
 
 PREFECT_UI = "http://127.0.0.1:4200"
@@ -69,6 +67,10 @@ def summary_lines(res: dict[str, Any], ctx: SummaryContext) -> list[str]:
         lines += [f"registered: {reg['model']}, the model of round {reg['round']} (lowest error "
                   f"on the analysis part: {reg['analysis_error']:.2f} {ctx.unit})",
                   f"  {alias} ({reg['reason']})"]
+    # imported here: the catalog package (SQLAlchemy, alembic) is half a second of start-up
+    # that every other command would pay for this module
+    from catalog.engine import redact
+
     loop_dir = f"{ctx.home}/loops/{res['loop_id']}"
     lines += ["",
               f"files    {loop_dir}/real_error.png, round-*/slice_errors.png, "
