@@ -123,10 +123,31 @@ def _compile_into(path: Path, render: Callable, example: tuple) -> None:
             return
         print(f"synthloop: compiling the eye renderer for this machine, once "
               f"(a minute or two; cached in {path.parent})", file=sys.stderr)
-        exported = torch.export.export(_Renderer(render), example, strict=False)
-        tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.pt2")
-        try:
-            torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        for attempt in range(COMPILE_ATTEMPTS):
+            try:
+                _export_and_package(path, render, example)
+                return
+            except Exception as e:
+                if attempt + 1 == COMPILE_ATTEMPTS:
+                    raise
+                print(f"synthloop: compiling the eye renderer failed ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0][:160] if str(e) else ''}); trying again",
+                      file=sys.stderr)
+
+
+#: The export fails now and then inside a Dask worker ("found a fake tensor in the exported
+#: program constant's list": 2 of 5 fresh-cache compiles there on 2026-12-04; not seen in
+#: a plain process) and succeeds when run again; the failure comes within seconds, a
+#: compile takes a minute, so one more try is cheap next to the fallback's slower, not
+#: byte-identical renderer.
+COMPILE_ATTEMPTS = 2
+
+
+def _export_and_package(path: Path, render: Callable, example: tuple) -> None:
+    exported = torch.export.export(_Renderer(render), example, strict=False)
+    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.pt2")
+    try:
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

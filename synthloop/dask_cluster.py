@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -51,7 +52,12 @@ def client_shard_map(workers: int = 0, address: str | None = None) -> Iterator[C
             client = stack.enter_context(Client(cluster))
 
         def map_shards(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Any]:
-            for future in as_completed(client.map(fn, list(jobs), pure=False)):
+            with warnings.catch_warnings():
+                # eye jobs carry their shard's scenes (~1.5 MB), by design: Dask warns
+                # about any graph with data in it
+                warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+                futures = client.map(fn, list(jobs), pure=False)
+            for future in as_completed(futures):
                 yield future.result()
 
         yield map_shards
