@@ -10,9 +10,10 @@ one batch (the fallback below warns).
 
 A package is specific to the renderer's source (with the factor list that orders its
 inputs), the torch version, the CPU's instruction set, the thread count (Inductor bakes
-it into the kernels), the batch size and the image spec, all of which name its file. It lives in ``$SYNTHLOOP_KERNEL_CACHE`` (default
-``~/.cache/synthloop/kernels``); the first process that needs one compiles it (a minute or
-two on 2 cores) under a file lock, so concurrent workers compile it once. Where the
+it into the kernels), the batch size and the image spec, all of which name its file. It
+lives in ``$SYNTHLOOP_KERNEL_CACHE`` (default ``~/.cache/synthloop/kernels``); the first
+process that needs one compiles it (a minute or two on 2 cores) under a file lock, so
+concurrent workers compile it once. Where the
 ahead-of-time compile fails, the caller falls back to ``torch.compile``.
 """
 
