@@ -63,7 +63,7 @@ class EyeShardJob(ShardJob):
     device: str = "cpu"
     compiled: bool = False
     #: the factors of the chunks that cover this shard (from the first one's first sample),
-    #: drawn once by the writer; None: the process draws the whole batch's itself
+    #: drawn once by the writer (:func:`eye_shard_jobs`)
     scenes: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
 
@@ -83,13 +83,6 @@ def eye_shard_jobs(folder: str, dist: SceneDistribution, n: int, seed: int, shar
 
 
 @functools.lru_cache(maxsize=1)
-def _batch_scenes(distribution_json: str, n: int, seed: int) -> tuple[SceneDistribution, dict]:
-    """The batch's scenes, drawn once per process, for jobs that carry none."""
-    dist = SceneDistribution.loads(distribution_json)
-    return dist, sample_scenes(dist, n, seed)
-
-
-@functools.lru_cache(maxsize=1)
 def _distribution(distribution_json: str) -> SceneDistribution:
     return SceneDistribution.loads(distribution_json)
 
@@ -99,16 +92,16 @@ def render_eye_shard(job: EyeShardJob) -> RenderedShard:
     Renders the whole chunks that overlap the shard, as the streamed batch does."""
     start, stop = job.span
     if job.scenes is None:
-        dist, scenes = _batch_scenes(job.distribution_json, job.n, job.seed)
-    else:
-        dist, scenes = _distribution(job.distribution_json), job.scenes
-    gen = EyeGenerator(dist, device=job.device, compiled=job.compiled)
+        raise ValueError(f"shard {job.index}: the job carries no scenes (make jobs with eye_shard_jobs)")
+    gen = EyeGenerator(_distribution(job.distribution_json), device=job.device,
+                       compiled=job.compiled)
     covering, cut = covering_chunks(start, stop, gen.chunk)
-    offset = 0 if job.scenes is None else covering.start * gen.chunk
-    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=scenes, chunks=covering, offset=offset))
+    offset = covering.start * gen.chunk  # where the job's scenes begin in the batch
+    chunks = list(gen.iter_chunks(job.n, job.seed, scenes=job.scenes, chunks=covering,
+                                  offset=offset))
     images = np.concatenate([c.images for c in chunks])[cut]
     geometry = {g: np.concatenate([c.geometry[g] for c in chunks])[cut] for g in chunks[0].geometry}
-    rows = eye_metadata({k: v[start - offset:stop - offset] for k, v in scenes.items()}, geometry)
+    rows = eye_metadata({k: v[start - offset:stop - offset] for k, v in job.scenes.items()}, geometry)
     entry = save_shard(Path(job.folder), job.index, images)
     return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows)
 

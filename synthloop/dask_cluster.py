@@ -53,8 +53,9 @@ def client_shard_map(workers: int = 0, address: str | None = None) -> Iterator[C
 
         def map_shards(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Any]:
             with warnings.catch_warnings():
-                # eye jobs carry their shard's scenes (~1.5 MB), by design: Dask warns
-                # about any graph with data in it
+                # eye jobs carry their shard's scenes by design (~1.5 MB each, ~70 MB for
+                # 200,000 eyes); Dask warns about any graph over 10 MB
+                # (distributed.admin.large-graph-warning-threshold)
                 warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
                 futures = client.map(fn, list(jobs), pure=False)
             for future in as_completed(futures):
