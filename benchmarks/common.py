@@ -25,12 +25,25 @@ def median_rate(fn: Callable[[], int], repeats: int) -> dict:
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates), "runs": len(rates)}
 
 
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name: ``platform.processor()`` is empty on most Linux hosts, and
+    results measured on two different machines must say which each came from."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     from models.precision import cpu_has_native_bf16
 
     # the vector ISA and native bf16 decide CPU speeds more than the core count: the same
     # benchmark on an AVX2-only host and an AVX512-BF16 one differ by 2-10x
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor(),
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": cpu_name(),
             "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": cpu_has_native_bf16()}
     if torch.cuda.is_available():
