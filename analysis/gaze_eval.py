@@ -94,9 +94,13 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
         None where the true angle does not vary), and
         ``slices`` a list of ``{"axis", "lo_deg", "hi_deg", "n", "mean_error_deg",
         "ci95"}`` ordered by axis (pitch, yaw, then ``slice_by``) then ``lo_deg``;
-        empty slices are left out. With ``groups``: ``subjects`` (``[{"subject", "n",
-        "mean_error_deg", "bias_deg"}]``), ``n_subjects``, ``subject_mean_deg`` (the
-        mean of per-person means) and ``subject_ci95`` (the t-interval over them).
+        empty slices are left out. ``recalibrated_deg``: the error left after the best
+        gain and offset per angle, fitted with these labels (a bound on what
+        recalibrating the outputs can buy, not a method). With ``groups``: ``subjects``
+        (``[{"subject", "n", "mean_error_deg", "bias_deg"}]``), ``n_subjects``,
+        ``subject_mean_deg`` (the mean of per-person means), ``subject_ci95`` (the
+        t-interval over them) and ``subject_offsets_removed_deg`` (the error left after
+        removing each person's mean signed error: the bound of a per-person offset).
     """
     if not (slice_deg > 0 and math.isfinite(slice_deg)):
         raise ValueError(f"slice_deg must be positive, got {slice_deg}")
@@ -126,10 +130,39 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
                  for i, axis in enumerate(AXES)},
         "slice_deg": float(slice_deg),
         "slices": slices,
+        "recalibrated_deg": _recalibrated_error(pred_pitchyaw, true_deg),
     }
     if groups is not None:
         out.update(_per_subject(err, signed, groups))
+        out["subject_offsets_removed_deg"] = _offsets_removed_error(
+            pred_pitchyaw, true_deg, signed, out["subjects"], groups)
     return out
+
+
+def _recalibrated_error(pred_pitchyaw: Any, true_deg: np.ndarray) -> float:
+    """Mean angular error after the least-squares affine map (gain and offset) of each
+    predicted angle onto the true one, fitted on these very samples: no correction of
+    the outputs by a scale and an offset can do better here. When it is close to the
+    error itself, the error is noise in the predictions, not a calibration to fix."""
+    pred_deg = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw"))
+    fitted = np.empty_like(pred_deg)
+    for i in range(2):
+        design = np.stack([pred_deg[:, i], np.ones(len(pred_deg))], 1)
+        coef, *_ = np.linalg.lstsq(design, true_deg[:, i], rcond=None)
+        fitted[:, i] = design @ coef
+    return float(angular_errors_deg(np.radians(fitted), np.radians(true_deg)).mean())
+
+
+def _offsets_removed_error(pred_pitchyaw: Any, true_deg: np.ndarray, signed: np.ndarray,
+                           subjects: list[dict[str, Any]], groups: Any) -> float:
+    """Mean angular error after removing each person's mean signed error of pitch and
+    yaw: the best a per-person offset (a one-point calibration per user) could reach."""
+    names = np.asarray([str(g) for g in groups])
+    offset = np.zeros_like(signed)
+    for row in subjects:
+        offset[names == row["subject"]] = [row["bias_deg"][axis] for axis in AXES]
+    pred_deg = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw")) - offset
+    return float(angular_errors_deg(np.radians(pred_deg), np.radians(true_deg)).mean())
 
 
 def _gain(true: np.ndarray, pred: np.ndarray) -> float | None:

@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                     "seed": seed, "mean_deg": res["mean_angular_error_deg"],
                     "subject_mean_deg": res["subject_mean_deg"], "subject_ci95": res["subject_ci95"],
                     "bias_deg": res["bias_deg"], "spread_deg": res["spread_deg"],
-                    "gain": res["gain"], **info})
+                    "gain": res["gain"], "recalibrated_deg": res["recalibrated_deg"],
+                    "subject_offsets_removed_deg": res["subject_offsets_removed_deg"], **info})
                 print(f"  {arm:<14} seed {seed}: {res['mean_angular_error_deg']:.2f} deg "
                       f"(bias pitch {res['bias_deg']['pitch']:+.1f}, yaw {res['bias_deg']['yaw']:+.1f})",
                       flush=True)

@@ -69,6 +69,8 @@ def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
     # a DA arm with labels: the same person labeled as in real_1 (drawn per seed)
     assert res["runs"]["dann+real_1"][0]["labeled_subjects"] == labeled
     assert set(res["runs"]["source_only"][0]["gain"]) == {"pitch", "yaw"}
+    run = res["runs"]["source_only"][0]
+    assert run["subject_offsets_removed_deg"] >= 0.0 and run["recalibrated_deg"] >= 0.0
 
 
 def test_landmark_step_benchmark(tmp_path):

@@ -218,6 +218,10 @@ class GazeSpec(TaskSpec):
                 ci = res["subject_ci95"] or [float("nan")] * 2
                 lines.append(f"  per subject          mean {res['subject_mean_deg']:.2f} deg over "
                              f"{res['n_subjects']} subjects, 95% CI {ci[0]:.2f}..{ci[1]:.2f}")
+            lines.append(f"  recalibration bound  {res['recalibrated_deg']:.2f} deg with the best "
+                         "gain and offset per angle (fitted on these labels)"
+                         + (f"; {res['subject_offsets_removed_deg']:.2f} with each person's "
+                            "offset removed" if "subject_offsets_removed_deg" in res else ""))
             lines += [f"  {sl['axis']:>15} {sl['lo_deg']:+6.1f}..{sl['hi_deg']:+6.1f}  "
                       f"n={sl['n']:<5d} {sl['mean_error_deg']:.2f} deg"
                       for sl in res.get("slices", [])]

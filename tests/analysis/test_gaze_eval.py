@@ -121,6 +121,37 @@ def test_gain_is_the_slope_of_the_answer_on_the_truth():
     assert evaluate_gaze(pred, flat)["gain"]["pitch"] is None
 
 
+def test_recalibration_bound_removes_gain_and_offset_but_not_noise():
+    """An answer that is 0.4 x the truth + 3 deg has an exact affine inverse: the bound is 0.
+    Noise that no scale or offset explains stays in the bound."""
+    rng = np.random.default_rng(1)
+    true = np.radians(np.c_[rng.uniform(-10, 10, 300), rng.uniform(-15, 15, 300)])
+    shrunk = np.c_[0.4 * true[:, 0] + np.radians(3.0), 0.7 * true[:, 1] - np.radians(1.0)]
+    res = evaluate_gaze(shrunk, true)
+    assert res["mean_angular_error_deg"] > 2.0
+    assert res["recalibrated_deg"] == pytest.approx(0.0, abs=0.02)  # deg vs rad: near-linear here
+    noisy = true + np.radians(rng.normal(0.0, 3.0, true.shape))
+    res = evaluate_gaze(noisy, true)
+    # the least-squares map shrinks noisy answers a little, never below the noise's share
+    assert 0.8 * res["mean_angular_error_deg"] < res["recalibrated_deg"] <= res["mean_angular_error_deg"]
+
+
+def test_subject_offsets_removed_is_the_error_left_after_each_persons_mean():
+    """Two people with their own constant pitch offsets (2 and 4 deg): removing each
+    person's mean error leaves nothing; a per-person spread stays."""
+    true = np.radians([[0.0, 0.0], [0.0, 10.0], [10.0, 0.0], [0.0, -10.0]])
+    pred = true + np.radians([[2.0, 0.0], [2.0, 0.0], [4.0, 0.0], [4.0, 0.0]])
+    res = evaluate_gaze(pred, true, groups=["a", "a", "b", "b"])
+    assert res["subject_offsets_removed_deg"] == pytest.approx(0.0, abs=1e-6)
+    # one gain and offset cannot fit both people: pitch answers 2, 2, 14, 4 for 0, 0, 10, 0
+    # fit as t = (85/99) p - 20/9, residuals 0.505, 0.505, 0.202, 1.212 deg (mean 0.606)
+    assert res["recalibrated_deg"] == pytest.approx(0.606, abs=0.002)
+    spread = true + np.radians([[1.0, 0.0], [-1.0, 0.0], [4.0, 0.0], [4.0, 0.0]])
+    res = evaluate_gaze(spread, true, groups=["a", "a", "b", "b"])
+    assert res["subject_offsets_removed_deg"] == pytest.approx(0.5, abs=0.01)  # (1 + 1 + 0 + 0) / 4
+    assert "subject_offsets_removed_deg" not in evaluate_gaze(spread, true)
+
+
 def test_slices_by_a_discrete_variable_keep_each_value():
     true = np.zeros((6, 2))
     pred = np.radians(np.array([[1.0, 0], [1.0, 0], [3.0, 0], [3.0, 0], [5.0, 0], [5.0, 0]]))
