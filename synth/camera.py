@@ -58,8 +58,12 @@ def _jpeg_bases(n: int) -> tuple[Tensor, Tensor]:
 def _operators(h: int, w: int, device: str) -> dict[str, Tensor]:
     fh, ih = _jpeg_bases(h)
     fw, iw = _jpeg_bases(w)
+    # the JPEG table is an operator, not a literal in jpeg_quantise: a tensor built inside
+    # the function becomes a constant of the exported eye kernel (synth.eye_kernel), the
+    # one constant that export had, and the one its intermittent failure named
     ops = {"shift_h": _shift_matrices(h, BLUR_RADIUS), "shift_w": _shift_matrices(w, BLUR_RADIUS),
-           "dct_h": fh, "idct_h": ih, "dct_w": fw, "idct_w": iw}
+           "dct_h": fh, "idct_h": ih, "dct_w": fw, "idct_w": iw,
+           "jpeg_luma": torch.tensor(_JPEG_LUMA, dtype=torch.float64).view(1, 8, 8)}
     return {k: v.to(torch.float32).to(device) for k, v in ops.items()}
 
 
@@ -91,7 +95,7 @@ def jpeg_quantise(x: Tensor, quality: Tensor, ops: dict[str, Tensor]) -> Tensor:
     hp, wp = coef.shape[-2:]
     q = quality.view(b).clamp(1.0, 100.0)
     scale = torch.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
-    base = torch.tensor(_JPEG_LUMA, device=x.device, dtype=x.dtype).view(1, 8, 8)
+    base = ops["jpeg_luma"].to(x.dtype)
     table = torch.floor((base * scale.view(b, 1, 1) + 50.0) / 100.0).clamp(1.0, 255.0)
     table = table.repeat(1, hp // 8, wp // 8).unsqueeze(1)  # (B,1,Hp,Wp)
     coef = torch.round(coef / table) * table

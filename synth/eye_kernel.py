@@ -136,11 +136,13 @@ def _compile_into(path: Path, render: Callable, example: tuple) -> None:
                       file=sys.stderr)
 
 
-#: The export fails now and then inside a Dask worker ("found a fake tensor in the exported
-#: program constant's list": 2 of 5 fresh-cache compiles there on 2026-12-04; not seen in
-#: a plain process) and succeeds when run again; the failure comes within seconds, a
-#: compile takes a minute, so one more try is cheap next to the fallback's slower, not
-#: byte-identical renderer.
+#: The export failed now and then inside a Dask worker ("found a fake tensor in the
+#: exported program constant's list": 2 of 5 fresh-cache compiles there on 2026-12-04; not
+#: seen in a plain process) and succeeded when run again. Its one constant was the JPEG
+#: table, then built inside the traced function; it is an input now (synth.camera) and
+#: the export has no constants left (tests/synth/test_eye_kernel_export.py). The second
+#: try stays: the failure comes within seconds, a compile takes a minute, and the fallback
+#: renderer is slower and not byte-identical.
 COMPILE_ATTEMPTS = 2
 
 
