@@ -141,9 +141,10 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
 
 def _recalibrated_error(pred_pitchyaw: Any, true_deg: np.ndarray) -> float:
     """Mean angular error after the least-squares affine map (gain and offset) of each
-    predicted angle onto the true one, fitted on these very samples: no correction of
-    the outputs by a scale and an offset can do better here. When it is close to the
-    error itself, the error is noise in the predictions, not a calibration to fix."""
+    predicted angle onto the true one, fitted on these very samples (least squares per
+    angle, so a bound in the squared error and close to one in the mean angle): about
+    the best a scale and an offset of the outputs can do. When it is close to the error
+    itself, the error is noise in the predictions, not a calibration to fix."""
     pred_deg = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw"))
     fitted = np.empty_like(pred_deg)
     for i in range(2):
@@ -156,7 +157,8 @@ def _recalibrated_error(pred_pitchyaw: Any, true_deg: np.ndarray) -> float:
 def _offsets_removed_error(pred_pitchyaw: Any, true_deg: np.ndarray, signed: np.ndarray,
                            subjects: list[dict[str, Any]], groups: Any) -> float:
     """Mean angular error after removing each person's mean signed error of pitch and
-    yaw: the best a per-person offset (a one-point calibration per user) could reach."""
+    yaw: about the best a per-person offset (a one-point calibration per user) could
+    reach (exactly so in the squared error)."""
     names = np.asarray([str(g) for g in groups])
     offset = np.zeros_like(signed)
     for row in subjects:
