@@ -108,7 +108,8 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
     if len(err) == 0:
         raise ValueError("no samples to evaluate")
     true_deg = np.degrees(_pitchyaw(true_pitchyaw, "true_pitchyaw"))
-    signed = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw")) - true_deg
+    pred_deg = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw"))
+    signed = pred_deg - true_deg
     variables = {axis: true_deg[:, i] for i, axis in enumerate(AXES)}
     for name, values in (slice_by or {}).items():
         v = np.asarray(values, dtype=np.float64)
@@ -126,45 +127,32 @@ def evaluate_gaze(pred_pitchyaw: Any, true_pitchyaw: Any, *, slice_deg: float = 
         "ci95": mean_ci95(err),
         "bias_deg": {axis: float(signed[:, i].mean()) for i, axis in enumerate(AXES)},
         "spread_deg": {axis: float(signed[:, i].std()) for i, axis in enumerate(AXES)},
-        "gain": {axis: _gain(true_deg[:, i], signed[:, i] + true_deg[:, i])
-                 for i, axis in enumerate(AXES)},
+        "gain": {axis: _gain(true_deg[:, i], pred_deg[:, i]) for i, axis in enumerate(AXES)},
         "slice_deg": float(slice_deg),
         "slices": slices,
-        "recalibrated_deg": _recalibrated_error(pred_pitchyaw, true_deg),
+        "recalibrated_deg": _recalibrated_error(pred_deg, true_deg),
     }
     if groups is not None:
-        out.update(_per_subject(err, signed, groups))
-        out["subject_offsets_removed_deg"] = _offsets_removed_error(
-            pred_pitchyaw, true_deg, signed, out["subjects"], groups)
+        out.update(_per_subject(err, pred_deg, true_deg, groups))
     return out
 
 
-def _recalibrated_error(pred_pitchyaw: Any, true_deg: np.ndarray) -> float:
+def _mean_error_deg(pred_deg: np.ndarray, true_deg: np.ndarray) -> float:
+    return float(angular_errors_deg(np.radians(pred_deg), np.radians(true_deg)).mean())
+
+
+def _recalibrated_error(pred_deg: np.ndarray, true_deg: np.ndarray) -> float:
     """Mean angular error after the least-squares affine map (gain and offset) of each
     predicted angle onto the true one, fitted on these very samples (least squares per
     angle, so a bound in the squared error and close to one in the mean angle): about
     the best a scale and an offset of the outputs can do. When it is close to the error
     itself, the error is noise in the predictions, not a calibration to fix."""
-    pred_deg = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw"))
     fitted = np.empty_like(pred_deg)
     for i in range(2):
         design = np.stack([pred_deg[:, i], np.ones(len(pred_deg))], 1)
         coef, *_ = np.linalg.lstsq(design, true_deg[:, i], rcond=None)
         fitted[:, i] = design @ coef
-    return float(angular_errors_deg(np.radians(fitted), np.radians(true_deg)).mean())
-
-
-def _offsets_removed_error(pred_pitchyaw: Any, true_deg: np.ndarray, signed: np.ndarray,
-                           subjects: list[dict[str, Any]], groups: Any) -> float:
-    """Mean angular error after removing each person's mean signed error of pitch and
-    yaw: about the best a per-person offset (a one-point calibration per user) could
-    reach (exactly so in the squared error)."""
-    names = np.asarray([str(g) for g in groups])
-    offset = np.zeros_like(signed)
-    for row in subjects:
-        offset[names == row["subject"]] = [row["bias_deg"][axis] for axis in AXES]
-    pred_deg = np.degrees(_pitchyaw(pred_pitchyaw, "pred_pitchyaw")) - offset
-    return float(angular_errors_deg(np.radians(pred_deg), np.radians(true_deg)).mean())
+    return _mean_error_deg(fitted, true_deg)
 
 
 def _gain(true: np.ndarray, pred: np.ndarray) -> float | None:
@@ -188,18 +176,27 @@ def _slices(axis: str, values: np.ndarray, err: np.ndarray, width: float,
             for lo, hi, mask in bins]
 
 
-def _per_subject(err: np.ndarray, signed: np.ndarray, groups: Any) -> dict[str, Any]:
+def _per_subject(err: np.ndarray, pred_deg: np.ndarray, true_deg: np.ndarray,
+                 groups: Any) -> dict[str, Any]:
+    """Per-person errors and biases; ``subject_offsets_removed_deg`` is the error left
+    after taking each person's bias off their answers: about the best a per-person
+    offset (a one-point calibration per user) could reach, exactly so in the squared
+    error."""
     names = np.asarray([str(g) for g in groups])
     if names.shape != err.shape:
         raise ValueError(f"groups must name one person per sample ({len(err)}), got {names.shape}")
+    signed = pred_deg - true_deg
+    offset = np.empty_like(signed)
     rows = []
     for g in np.unique(names):
         m = names == g
+        offset[m] = signed[m].mean(0)
         rows.append({"subject": str(g), "n": int(m.sum()), "mean_error_deg": float(err[m].mean()),
-                     "bias_deg": {axis: float(signed[m, i].mean()) for i, axis in enumerate(AXES)}})
+                     "bias_deg": {axis: float(offset[m][0, i]) for i, axis in enumerate(AXES)}})
     means = np.array([r["mean_error_deg"] for r in rows])
     return {"subjects": rows, "n_subjects": len(rows), "subject_mean_deg": float(means.mean()),
-            "subject_ci95": mean_ci95(means)}
+            "subject_ci95": mean_ci95(means),
+            "subject_offsets_removed_deg": _mean_error_deg(pred_deg - offset, true_deg)}
 
 
 def worst_slices(result: dict[str, Any], k: int = 3, min_n: int = 20) -> list[dict[str, Any]]:

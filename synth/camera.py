@@ -59,8 +59,8 @@ def _operators(h: int, w: int, device: str) -> dict[str, Tensor]:
     fh, ih = _jpeg_bases(h)
     fw, iw = _jpeg_bases(w)
     # the JPEG table is an operator, not a literal in jpeg_quantise: a tensor built inside
-    # the function becomes a constant of the exported eye kernel (synth.eye_kernel), the
-    # one constant that export had, and the one its intermittent failure named
+    # that function would become a constant of the exported eye kernel (synth.eye_kernel),
+    # and such a constant is what made that export fail now and then in Dask workers
     ops = {"shift_h": _shift_matrices(h, BLUR_RADIUS), "shift_w": _shift_matrices(w, BLUR_RADIUS),
            "dct_h": fh, "idct_h": ih, "dct_w": fw, "idct_w": iw,
            "jpeg_luma": torch.tensor(_JPEG_LUMA, dtype=torch.float64).view(1, 8, 8)}
