@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_refine_gaze [--real DIR] [--seeds 0 1 2] [--steps 1500]
         [--n-synthetic 20000] [--refiner-steps 1000] [--self-reg 10] [--mpii DIR]
+        [--consistency W [--probe-steps 400]]   # keep a frozen gaze probe's answer still
     python -m benchmarks.bench_refine_gaze --quick      # a smoke run, not results
 
 Per seed: ``--n-synthetic`` eyes of ``--distribution`` (the default one unless given); a refiner
@@ -90,17 +91,26 @@ def _run_seed(seed: int, eyes, analysis, held, mpii, a, work: Path, plot: Path |
     from analysis.gaze_eval import evaluate_gaze
     from models.registry import load_model
     from models.simgan import SimGANConfig, mean_abs_change, refine_images, train_refiner
+    from synthloop.gaze.refining import consistency_probe
 
     syn, py = _synthetic(a.distribution, a.n_synthetic, seed, a.centre)
     real = eyes.images[analysis]
     cfg = SimGANConfig(steps=a.refiner_steps, self_reg=a.self_reg, seed=seed, ema=a.ema,
-                       bf16=a.bf16, refiner_width=a.refiner_width,
+                       bf16=a.bf16, refiner_width=a.refiner_width, consistency=a.consistency,
                        log_every=max(1, a.refiner_steps // 10))
     t0 = time.perf_counter()
-    trained = train_refiner(syn, real, cfg, on_log=lambda r: print(
+    probe = None
+    if a.consistency > 0:
+        # its own model and seed: the unrefined arm below is the ruler of the label shift,
+        # so it must not be the function the refiner was trained to keep still
+        train_and_predict([(syn, py)], eyes, analysis, method="source_only", seed=seed + 1000,
+                          steps=a.probe_steps, out=work / f"probe-s{seed}")
+        probe = consistency_probe(work / f"probe-s{seed}" / "last.pt")
+    trained = train_refiner(syn, real, cfg, probe=probe, on_log=lambda r: print(
         f"    refiner step {r['step']}: adv {r['loss_refiner_adv']:.3f} reg "
-        f"{r['loss_self_reg']:.4f} D {r['loss_discriminator']:.3f} (acc real "
-        f"{r['d_acc_real']:.2f}, refined {r['d_acc_refined']:.2f})", flush=True))
+        f"{r['loss_self_reg']:.4f} consistency {r.get('loss_consistency', 0.0):.4f} D "
+        f"{r['loss_discriminator']:.3f} (acc real {r['d_acc_real']:.2f}, refined "
+        f"{r['d_acc_refined']:.2f})", flush=True))
     refiner_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     refined = refine_images(trained.refiner, syn)
@@ -140,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--refiner-width", type=int, default=32)
     ap.add_argument("--self-reg", type=float, default=10.0)
+    ap.add_argument("--consistency", type=float, default=0.0,
+                    help="weight per degree of a frozen label probe's answer moving (0: off)")
+    ap.add_argument("--probe-steps", type=int, default=400,
+                    help="training steps of the consistency probe")
     ap.add_argument("--ema", type=float, default=None,
                     help="refine with a weight average of the refiner (decay per update)")
     ap.add_argument("--bf16", action="store_true", help="train the refiner in bf16")
@@ -148,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.seeds, a.steps, a.n_synthetic, a.refiner_steps = a.seeds[:1], 20, 256, 5
+        a.probe_steps = 10
         a.name += "_quick"
     import torch
 
@@ -192,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                         "distribution": a.distribution, "centre": a.centre,
                         "n_synthetic": a.n_synthetic, "refiner_steps": a.refiner_steps,
                         "refiner_width": a.refiner_width, "self_reg": a.self_reg,
+                        "consistency": a.consistency, "probe_steps": a.probe_steps,
                         "refiner_ema": a.ema, "refiner_bf16": a.bf16, "seeds": a.seeds, "median_unrefined_deg": med_u,
                         "median_refined_deg": med_f, "runs": runs})
     print(f"wrote {out}")

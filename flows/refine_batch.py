@@ -46,6 +46,9 @@ class RefineParams(BaseModel):
     self_reg: float = Field(10.0, ge=0.0, title="Self-regularisation weight",
                             description="How strongly refined images stay close to the "
                             "synthetic ones (L1, in [0, 1] pixels).")
+    consistency: float = Field(0.0, ge=0.0, title="Label-consistency weight",
+                               description="Gaze: per degree a frozen gaze probe's answer "
+                               "moves while the refiner trains (0: pixels only).")
     probe_steps: int = Field(400, ge=1, le=100_000, title="Label-probe steps",
                              description="Training steps of the frozen model that checks the "
                              "labels did not move (gaze).")
@@ -74,7 +77,8 @@ def refine_batch(params: RefineParams):
     out = params.output()
     request = {"batch": params.batch, "real": params.real, "out": str(out),
                "refiner": params.refiner or None, "steps": params.steps,
-               "self_reg": params.self_reg, "probe_steps": params.probe_steps,
+               "self_reg": params.self_reg, "consistency": params.consistency,
+               "probe_steps": params.probe_steps,
                "seed": params.seed, "device": params.device}
     try:
         with transaction():

@@ -4,7 +4,9 @@ torch, no tracking; :mod:`synthloop.refine` runs it as a command and logs it.
 One step of :func:`train_refiner`:
 
 1. ``refiner_updates`` refiner updates, each on a fresh synthetic batch: adversarial loss
-   of the refined patches (labelled real) + ``self_reg`` x mean L1 to the synthetic input;
+   of the refined patches (labelled real) + ``self_reg`` x mean L1 to the synthetic input
+   (+ ``consistency`` x mean L1 between a frozen label probe's answers on the refined and
+   the synthetic batch, when a probe is given);
 2. one discriminator update: a real batch against a fake batch that is half the current
    refiner's output and half the history of earlier refined images
    (:class:`models.history_buffer.ImageHistory`), then the newest refined images go into
@@ -40,6 +42,7 @@ from models.precision import use_bf16
 from models.refiner import Refiner, RefinerConfig, to_uint8
 from models.simgan_losses import (
     discriminator_loss,
+    label_consistency_loss,
     refiner_adversarial_loss,
     self_regularisation_loss,
 )
@@ -77,6 +80,9 @@ class SimGANConfig:
     # online refiner's output drifts with the adversarial game, so its last step is a draw
     # (measured: from near-identity to streaky texture across seeds, docs/refinement.md)
     ema: float | None = None
+    # weight of the label-consistency term, per unit of the probe's output (for eyes:
+    # degrees of gaze); 0 leaves it out. Needs ``train_refiner(probe=...)``
+    consistency: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "refiner_updates", "history", "log_every"):
@@ -84,8 +90,9 @@ class SimGANConfig:
                 raise ValueError(f"SimGANConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError("SimGANConfig.batch_size must be >= 2 (half of it is history)")
-        if self.self_reg < 0 or self.pretrain_refiner < 0 or self.pretrain_discriminator < 0:
-            raise ValueError("self_reg and the pre-training steps must be >= 0")
+        if min(self.self_reg, self.consistency, self.pretrain_refiner,
+               self.pretrain_discriminator) < 0:
+            raise ValueError("self_reg, consistency and the pre-training steps must be >= 0")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ValueError(f"SimGANConfig.ema must be in (0, 1) or None, got {self.ema}")
 
@@ -130,12 +137,23 @@ def _check_pair(synthetic: np.ndarray, real: np.ndarray) -> int:
 
 
 def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
-                  on_log: Callable[[dict[str, float]], None] | None = None) -> RefinerTraining:
+                  on_log: Callable[[dict[str, float]], None] | None = None,
+                  probe: Callable[[Tensor], Tensor] | None = None) -> RefinerTraining:
     """Train a refiner from ``synthetic`` toward ``real`` (uint8, same shape per image;
     labels play no part). ``on_log(record)`` is called every ``log_every`` steps with
-    the step's losses and the discriminator's accuracy on real and refined patches."""
+    the step's losses and the discriminator's accuracy on real and refined patches.
+    ``probe`` (needed when ``cfg.consistency > 0``): a frozen function of a float image
+    batch ``(B, C, H, W)`` in [0, 1] whose answer the refiner must keep
+    (:func:`models.simgan_losses.label_consistency_loss`); it runs in float32, and a
+    module is moved to ``cfg.device`` first."""
     channels = _check_pair(synthetic, real)
+    if cfg.consistency > 0 and probe is None:
+        raise ValueError("SimGANConfig.consistency > 0 needs a label probe (train_refiner(probe=...))")
+    if cfg.consistency == 0:
+        probe = None
     dev = torch.device(cfg.device)
+    if isinstance(probe, torch.nn.Module):
+        probe = probe.to(dev).eval()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         refiner = Refiner(RefinerConfig(channels, cfg.refiner_width, cfg.refiner_blocks)).to(dev)
@@ -170,7 +188,7 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
     average = WeightEMA(refiner, cfg.ema) if cfg.ema is not None else None
     base = cfg.pretrain_discriminator  # the main phase continues the real/syn_d streams
     for step in range(cfg.steps):
-        adv = reg = 0.0
+        adv = reg = con = 0.0
         for j in range(cfg.refiner_updates):
             x = draw(syn, step * cfg.refiner_updates + j)
             with precision():
@@ -178,8 +196,15 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
                 logits = disc(refined).float()
             l_adv = refiner_adversarial_loss(logits)
             l_reg = self_regularisation_loss(refined, x, cfg.self_reg)
+            loss = l_adv + l_reg
+            if probe is not None:
+                with torch.no_grad():
+                    before = probe(x.float())
+                l_con = label_consistency_loss(probe(refined), before, cfg.consistency)
+                loss = loss + l_con
+                con += l_con.item()
             opt_r.zero_grad(set_to_none=True)
-            (l_adv + l_reg).backward()
+            loss.backward()
             opt_r.step()
             if average is not None:
                 average.update(refiner, step * cfg.refiner_updates + j)
@@ -189,6 +214,8 @@ def train_refiner(synthetic: np.ndarray, real: np.ndarray, cfg: SimGANConfig,
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             rec = {"step": step + 1, "loss_refiner_adv": adv / cfg.refiner_updates,
                    "loss_self_reg": reg / cfg.refiner_updates, **d}
+            if probe is not None:
+                rec["loss_consistency"] = con / cfg.refiner_updates
             out.log.append(rec)
             if on_log is not None:
                 on_log(rec)

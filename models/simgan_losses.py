@@ -7,7 +7,13 @@
   (the non-saturating form the paper uses);
 * refiner, self-regularisation: ``weight * mean |refined - synthetic|`` in image space
   ([0, 1] pixels), which keeps what the labels depend on (iris position, landmarks) in
-  place while the adversarial term changes texture.
+  place while the adversarial term changes texture;
+* refiner, label consistency (optional): ``weight * mean |probe(refined) -
+  probe(synthetic)|`` for a frozen model ``probe`` of the labels (for eyes: a gaze model
+  trained on the unrefined images, its answer in degrees). This is the paper's
+  self-regularisation in a feature space, with the label itself as the feature (the
+  semantic consistency of CyCADA, Hoffman et al., ICML 2018): pixels may move as far as
+  realism asks, what the labels are read from may not.
 
 Losses are means rather than the paper's sums, so the self-regularisation weight does
 not depend on the image or patch-map size.
@@ -19,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["discriminator_loss", "refiner_adversarial_loss", "self_regularisation_loss"]
+__all__ = ["discriminator_loss", "refiner_adversarial_loss", "label_consistency_loss",
+           "self_regularisation_loss"]
 
 
 def discriminator_loss(real_logits: Tensor, refined_logits: Tensor) -> Tensor:
@@ -38,3 +45,9 @@ def refiner_adversarial_loss(refined_logits: Tensor) -> Tensor:
 def self_regularisation_loss(refined: Tensor, synthetic: Tensor, weight: float) -> Tensor:
     """``weight * mean |refined - synthetic|`` over pixels, channels and images."""
     return weight * (refined - synthetic).abs().mean()
+
+
+def label_consistency_loss(probe_refined: Tensor, probe_synthetic: Tensor, weight: float) -> Tensor:
+    """``weight * mean |probe(refined) - probe(synthetic)|``; the synthetic side is a
+    target (no gradient flows into it)."""
+    return weight * (probe_refined - probe_synthetic.detach()).abs().mean()

@@ -55,6 +55,10 @@ class RefineRequest:
     pretrain_discriminator: int = 200  # the paper's discriminator pre-training steps
     bf16: bool = False  # bf16 autocast + channels_last while training the refiner
     ema: float | None = None  # keep a weight average of the refiner (decay per update)
+    # weight per degree of a frozen label probe's answer moving while the refiner trains
+    # (models.simgan_losses.label_consistency_loss); 0: pixels only. A probe of its own
+    # (seed + 1), so validation's probe is not the function the refiner was fitted to
+    consistency: float = 0.0
     probe_steps: int = 400
     seed: int = 0
     device: str = "cpu"
@@ -116,15 +120,20 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     cfg = SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,
                        refiner_blocks=req.blocks, batch_size=req.batch_size, seed=req.seed,
                        pretrain_discriminator=req.pretrain_discriminator, bf16=req.bf16,
-                       ema=req.ema,
+                       ema=req.ema, consistency=req.consistency if reused is None else 0.0,
                        device=req.device, log_every=max(1, min(50, req.steps // 20)))
     log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
         f"{len(real):,} real images from {req.real}")
     seconds: dict[str, float] = {}
+    consistency = None
+    if cfg.consistency > 0:
+        t = time.perf_counter()
+        consistency = _consistency_probe(settings, spec, parent, req, log)
+        seconds["consistency_probe"] = time.perf_counter() - t
     with _RefineRun(settings, parent, req, cfg) as run:
         if reused is None:
             t = time.perf_counter()
-            refiner = train_refiner(parent.images(), real, cfg,
+            refiner = train_refiner(parent.images(), real, cfg, probe=consistency,
                                     on_log=run.on_log(log, cfg.steps)).refiner
             seconds["train_refiner"] = time.perf_counter() - t
         else:
@@ -200,6 +209,17 @@ def record_verdict(run_id: str, status: str, failing: list[str],
                                      if isinstance(v, (int, float))})
     tracking.log_dict_to(run_id, {"status": status, "failing": failing,
                                   "label_preservation": label_shift}, "validation.json")
+
+
+def _consistency_probe(settings: Settings, spec, parent, req: RefineRequest, log):
+    """The frozen function the refiner keeps still (``req.consistency``): a label probe
+    trained on the unrefined parent under ``seed + 1``; the task says no where it has none."""
+    work = Path(tempfile.mkdtemp(prefix="consistency-", dir=settings.outputs_dir))
+    try:
+        return spec.consistency_probe(parent, work, seed=req.seed + 1, steps=req.probe_steps,
+                                      log=log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _in_process(fn, jobs):
@@ -281,8 +301,10 @@ class _RefineRun:
         def report(rec: dict[str, float]) -> None:
             step = int(rec["step"])
             metrics(step, {k: v for k, v in rec.items() if k != "step"})
+            keep = (f", consistency {rec['loss_consistency']:.4f}"
+                    if "loss_consistency" in rec else "")
             log(f"refiner step {step}/{steps}: adversarial {rec['loss_refiner_adv']:.3f}, "
-                f"self-regularisation {rec['loss_self_reg']:.4f}, discriminator "
+                f"self-regularisation {rec['loss_self_reg']:.4f}{keep}, discriminator "
                 f"{rec['loss_discriminator']:.3f} (right on real {rec['d_acc_real']:.0%}, "
                 f"on refined {rec['d_acc_refined']:.0%})")
         return report

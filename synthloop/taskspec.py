@@ -176,6 +176,16 @@ class TaskSpec:
         move; None where the task checks its labels without a model."""
         return None
 
+    def consistency_probe(self, reader: Any, out: Path, *, seed: int, steps: int,
+                          log: Any = print) -> Any:
+        """A frozen function of float image batches in [0, 1] whose answer a refiner is
+        trained to keep (``synthloop refine --consistency``), trained on the unrefined
+        batch ``reader`` with its files under ``out`` (which may be removed afterwards)."""
+        from synthloop.errors import UsageError
+
+        raise UsageError(f"task {self.name} has no label probe for the refiner to keep its "
+                         "answer still: leave --consistency at 0")
+
     def refine_preview(self, reader: Any, refined: Any, real: Any, out: Path) -> Path:
         """A PNG of synthetic, refined and real samples side by side, labels drawn on
         the first two."""

@@ -86,6 +86,26 @@ def test_catalog_and_mlflow_record_the_refinement(refined, monkeypatch):
     assert {"refiner", "samples", "validation.json"} <= arts
 
 
+def test_a_refiner_trained_to_keep_a_gaze_probe_still_logs_that_term(refined, tmp_path,
+                                                                     monkeypatch):
+    out = tmp_path / "consistent"
+    r = run("refine", str(refined["parent"]), "--real", str(refined["real"]), "--out", str(out),
+            "--consistency", "0.3", "--json", *TINY, env=refined["env"])
+    assert r.returncode == 0, r.stderr
+    assert "consistency" in r.stderr  # the progress lines name the term
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    monkeypatch.setenv("SYNTHLOOP_HOME", refined["env"]["SYNTHLOOP_HOME"])
+    import mlflow
+
+    from synthloop.settings import get_settings
+
+    run_ = mlflow.MlflowClient(get_settings().tracking_uri).get_run(rec["mlflow_run"])
+    assert run_.data.params["consistency"] == "0.3"
+    assert "loss_consistency" in run_.data.metrics and "seconds_consistency_probe" in run_.data.metrics
+    # the lineage records the refiner's objective
+    assert BatchReader(out).manifest["refiner"]["config"]["consistency"] == 0.3
+
+
 @pytest.mark.slow  # a second refine run in a subprocess, on a Dask cluster
 def test_a_reused_refiner_refines_the_same_way_on_dask_workers(refined, tmp_path):
     child = refined["child"]
@@ -124,6 +144,7 @@ def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
 
     for option, value, says in (("--batch-size", "1", "must be >= 2"),  # half of it is history
                                 ("--self-reg", "-1", "must be >= 0"),
+                                ("--consistency", "-0.5", "must be >= 0"),
                                 ("--pretrain-steps", "x", "'x' is not a whole number"),
                                 ("--ema", "1", "between 0 and 1")):
         r = run("refine", str(parent), "--real", str(refined["real"]), "--out",
@@ -200,3 +221,12 @@ def test_a_refined_face_batch_carries_its_landmarks_and_is_checked_without_a_mod
     assert "refiner/label_probe.pt" not in child.extra_files
     for rel in parent.extra_files:  # the landmark arrays, byte for byte
         assert (child.path / rel).read_bytes() == (parent.path / rel).read_bytes()
+
+    from dataclasses import replace
+
+    from synthloop.errors import UsageError
+
+    with pytest.raises(UsageError, match="no label probe.*--consistency"):
+        write_refined_batch(face_data["settings"], replace(req, out=str(tmp_path / "g"),
+                                                           consistency=1.0), log=lambda *_: None)
+    assert not (tmp_path / "g").exists()

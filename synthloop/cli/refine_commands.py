@@ -17,7 +17,7 @@ def cmd_refine(a: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_home()
     req = RefineRequest(batch=a.batch, real=a.real, out=a.out, refiner=a.refiner, steps=a.steps,
-                        self_reg=a.self_reg, width=a.width, blocks=a.blocks,
+                        self_reg=a.self_reg, consistency=a.consistency, width=a.width, blocks=a.blocks,
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
                         pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, ema=a.ema, seed=a.seed,
                         device=a.device, overwrite=a.overwrite)
@@ -78,6 +78,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--steps", type=positive_int, default=1000, help="refiner training steps")
     r.add_argument("--self-reg", type=at_least(0.0, float), default=10.0,
                    help="weight of the L1 distance to the synthetic image (higher: closer to it)")
+    r.add_argument("--consistency", type=at_least(0.0, float), default=0.0, metavar="W",
+                   help="gaze: also keep a frozen gaze probe's answer still while the refiner "
+                        "trains, W per degree it moves (e.g. 0.3; default 0: pixels only)")
     r.add_argument("--width", type=positive_int, default=32, help="refiner channels")
     r.add_argument("--blocks", type=at_least(0), default=4, help="refiner ResNet blocks")
     r.add_argument("--batch-size", type=at_least(2), default=32, help="refiner batch size")

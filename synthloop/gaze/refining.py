@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["refine_preview", "train_label_probe"]
+__all__ = ["consistency_probe", "refine_preview", "train_label_probe"]
 
 PROBE_MODEL = "gaze_resnet_s"
 PROBE_BATCH = 64
@@ -33,6 +33,28 @@ def train_label_probe(reader, out: Path, *, seed: int, steps: int, log=print) ->
     log(f"label probe: {PROBE_MODEL}, {steps} steps on the unrefined eyes")
     train(cfg, source, None, out, val_source=val, resume=False)
     return Path(out) / "last.pt"
+
+
+def consistency_probe(checkpoint: Path):
+    """A frozen gaze model (a probe's ``last.pt``) as the refiner's label-consistency
+    function: float eye batches in [0, 1] -> pitch and yaw in degrees, so the
+    consistency weight reads per degree (:class:`models.simgan.SimGANConfig`). A module,
+    so the refiner's training moves it to its own device."""
+    import torch
+
+    from models.registry import load_model
+
+    class GazeDegrees(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.rad2deg(self.net(x).pitchyaw)
+
+    probe = GazeDegrees(load_model(checkpoint)).eval()
+    probe.requires_grad_(False)
+    return probe
 
 
 def refine_preview(reader, refined: np.ndarray, real: np.ndarray, out: Path) -> Path:

@@ -15,6 +15,7 @@ from models.registry import create_model, list_models, load_model
 from models.simgan import SimGANConfig, mean_abs_change, refine_images, train_refiner
 from models.simgan_losses import (
     discriminator_loss,
+    label_consistency_loss,
     refiner_adversarial_loss,
     self_regularisation_loss,
 )
@@ -60,6 +61,13 @@ def test_losses_match_hand_computation():
         (_softplus(-0.5) + _softplus(3.0)) / 2, rel=1e-6)
     a, b = torch.tensor([0.1, 0.5, 0.9, 0.0]), torch.tensor([0.2, 0.5, 0.6, 0.4])
     assert self_regularisation_loss(a, b, 2.0).item() == pytest.approx(2.0 * (0.1 + 0 + 0.3 + 0.4) / 4)
+    p_ref = torch.tensor([[1.0, -2.0], [0.5, 0.0]], requires_grad=True)
+    p_syn = torch.tensor([[0.0, 1.0], [0.5, 2.0]], requires_grad=True)
+    con = label_consistency_loss(p_ref, p_syn, 0.5)
+    assert con.item() == pytest.approx(0.5 * (1 + 3 + 0 + 2) / 4)
+    con.backward()
+    assert p_syn.grad is None  # the synthetic answer is the target, not a thing to move
+    assert torch.allclose(p_ref.grad, 0.5 / 4 * torch.tensor([[1.0, -1.0], [0.0, -1.0]]))
 
 
 def _history_run(seed: int) -> ImageHistory:
@@ -136,6 +144,34 @@ def test_strong_self_regularisation_keeps_the_refiner_close_to_its_input(one_thr
     syn, real = _domains()
     tr = train_refiner(syn, real, SimGANConfig(steps=60, self_reg=50.0, seed=0, **TINY))
     assert mean_abs_change(syn, refine_images(tr.refiner, syn)) < 3.0
+
+
+def _contrast(x: torch.Tensor) -> torch.Tensor:
+    return x.std(dim=(1, 2, 3)).unsqueeze(1) * 255.0
+
+
+def test_label_consistency_pins_what_the_probe_reads_and_nothing_else(one_thread):
+    # the real domain is brighter and has more contrast; the probe reads the contrast
+    # only, so with the consistency term the refiner may add light but not contrast
+    syn, real = _domains()
+    free = train_refiner(syn, real, SimGANConfig(steps=150, self_reg=0.05, seed=0, **TINY))
+    pinned = train_refiner(syn, real, SimGANConfig(steps=150, self_reg=0.05, seed=0,
+                                                   consistency=1.0, **TINY), probe=_contrast)
+    assert "loss_consistency" in pinned.log[-1] and "loss_consistency" not in free.log[-1]
+    out = {name: refine_images(t.refiner, syn).astype(float) for name, t in
+           (("free", free), ("pinned", pinned))}
+    shift = {k: float((v.mean(axis=(1, 2)) - syn.mean(axis=(1, 2))).mean()) for k, v in out.items()}
+    contrast = {k: float((v.std(axis=(1, 2)) - syn.std(axis=(1, 2))).mean()) for k, v in out.items()}
+    assert shift["free"] > 30 and shift["pinned"] > 30
+    assert contrast["free"] > 3 and abs(contrast["pinned"]) < 0.3 * contrast["free"]
+
+
+def test_consistency_needs_a_probe():
+    syn, real = _domains()
+    with pytest.raises(ValueError, match="needs a label probe"):
+        train_refiner(syn, real, SimGANConfig(steps=1, consistency=1.0, **TINY))
+    with pytest.raises(ValueError, match="consistency"):
+        SimGANConfig(consistency=-1.0)
 
 
 def test_the_weight_average_is_what_comes_back_when_asked_for(one_thread):
