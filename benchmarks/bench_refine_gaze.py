@@ -91,7 +91,7 @@ def _run_seed(seed: int, eyes, analysis, held, mpii, a, work: Path, plot: Path |
     from analysis.gaze_eval import evaluate_gaze
     from models.registry import load_model
     from models.simgan import SimGANConfig, mean_abs_change, refine_images, train_refiner
-    from synthloop.gaze.refining import consistency_probe
+    from synthloop.gaze.refining import load_consistency_probe
 
     syn, py = _synthetic(a.distribution, a.n_synthetic, seed, a.centre)
     real = eyes.images[analysis]
@@ -105,7 +105,7 @@ def _run_seed(seed: int, eyes, analysis, held, mpii, a, work: Path, plot: Path |
         # so it must not be the function the refiner was trained to keep still
         train_and_predict([(syn, py)], eyes, analysis, method="source_only", seed=seed + 1000,
                           steps=a.probe_steps, out=work / f"probe-s{seed}")
-        probe = consistency_probe(work / f"probe-s{seed}" / "last.pt")
+        probe = load_consistency_probe(work / f"probe-s{seed}" / "last.pt")
     trained = train_refiner(syn, real, cfg, probe=probe, on_log=lambda r: print(
         f"    refiner step {r['step']}: adv {r['loss_refiner_adv']:.3f} reg "
         f"{r['loss_self_reg']:.4f} consistency {r.get('loss_consistency', 0.0):.4f} D "

@@ -120,13 +120,13 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     cfg = SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,
                        refiner_blocks=req.blocks, batch_size=req.batch_size, seed=req.seed,
                        pretrain_discriminator=req.pretrain_discriminator, bf16=req.bf16,
-                       ema=req.ema, consistency=req.consistency if reused is None else 0.0,
+                       ema=req.ema, consistency=req.consistency,
                        device=req.device, log_every=max(1, min(50, req.steps // 20)))
     log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
         f"{len(real):,} real images from {req.real}")
     seconds: dict[str, float] = {}
     consistency = None
-    if cfg.consistency > 0:
+    if cfg.consistency > 0 and reused is None:  # a reused refiner is not trained again
         t = time.perf_counter()
         consistency = _consistency_probe(settings, spec, parent, req, log)
         seconds["consistency_probe"] = time.perf_counter() - t

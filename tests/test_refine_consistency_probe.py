@@ -9,14 +9,14 @@ import torch
 
 from models.checkpoint import save_checkpoint
 from models.registry import create_model
-from synthloop.gaze.refining import consistency_probe
+from synthloop.gaze.refining import load_consistency_probe
 
 
 def test_the_probe_answers_in_degrees_and_passes_gradients_only_to_the_image(tmp_path):
     torch.manual_seed(0)
     net = create_model("gaze_resnet_s", widths=(8,), depths=(1,), feature_dim=16).eval()
     save_checkpoint(tmp_path / "last.pt", net, None, None, 1, {}, model_name="gaze_resnet_s")
-    probe = consistency_probe(tmp_path / "last.pt")
+    probe = load_consistency_probe(tmp_path / "last.pt")
     x = torch.rand(3, 1, 36, 60, requires_grad=True)
     out = probe(x)
     with torch.no_grad():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["consistency_probe", "refine_preview", "train_label_probe"]
+__all__ = ["load_consistency_probe", "refine_preview", "train_label_probe"]
 
 PROBE_MODEL = "gaze_resnet_s"
 PROBE_BATCH = 64
@@ -35,7 +35,7 @@ def train_label_probe(reader, out: Path, *, seed: int, steps: int, log=print) ->
     return Path(out) / "last.pt"
 
 
-def consistency_probe(checkpoint: Path):
+def load_consistency_probe(checkpoint: Path):
     """A frozen gaze model (a probe's ``last.pt``) as the refiner's label-consistency
     function: float eye batches in [0, 1] -> pitch and yaw in degrees, so the
     consistency weight reads per degree (:class:`models.simgan.SimGANConfig`). A module,

@@ -97,9 +97,10 @@ class GazeSpec(TaskSpec):
         return train_label_probe(reader, out, seed=seed, steps=steps, log=log)
 
     def consistency_probe(self, reader, out, *, seed, steps, log=print):
-        from synthloop.gaze.refining import consistency_probe, train_label_probe
+        from synthloop.gaze.refining import load_consistency_probe, train_label_probe
 
-        return consistency_probe(train_label_probe(reader, out, seed=seed, steps=steps, log=log))
+        return load_consistency_probe(train_label_probe(reader, out, seed=seed, steps=steps,
+                                                        log=log))
 
     def refine_preview(self, reader, refined, real, out):
         from synthloop.gaze.refining import refine_preview
