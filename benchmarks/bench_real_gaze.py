@@ -17,8 +17,16 @@ Arms: ``constant`` (always (0, 0)); ``source_only``, ``dann``, ``daln``, ``iwdan
 target); ``real_<k>`` (only k labeled analysis subjects, no synthetic eyes);
 ``syn+real_<k>`` (synthetic and those k subjects' labeled eyes, half of each batch each);
 ``<da>+real_<k>`` (the same with a DA method, e.g. ``dann+real_1``: the analysis subjects'
-images, those k labeled ones included, as the unlabeled target); ``k`` is a number or ``all``. The k subjects are drawn per seed. Writes
-benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
+images, those k labeled ones included, as the unlabeled target); ``k`` is a number or
+``all``. The k subjects are drawn per seed. ``selftrain`` (self-training): the analysis
+subjects' eyes labeled with an earlier arm's predictions (``--teacher``, default
+``source_only``, which must run first in the same command), trained beside synthetic eyes
+half and half, like ``syn+real_all`` with pseudo-labels. A label-free teacher labels with
+its seed-ensemble mean (no real label is read); a few-label teacher (``--teacher
+syn+real_1``) with the same seed's model, its labeled people keeping their true labels
+(the student sees the same k people). ``--ensemble`` also scores the mean of each arm's
+per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance.
+Writes benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
 """
 
 from __future__ import annotations
@@ -75,7 +83,9 @@ def _synthetic(dist_name: str, n: int, seed: int, centre: str):
     return images, np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype("float32")
 
 
-def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
+def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds: dict):
+    if arm == "selftrain":
+        return _self_train(seed, eyes, analysis, a, work, preds)
     head, _, tail = arm.partition("+")
     method = head if head in DA_ARMS else "source_only"
     real_k = arm.split("_", 1)[1] if arm.startswith("real_") or tail.startswith("real_") else None
@@ -89,6 +99,32 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path):
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
                                               steps=a.steps, out=work / f"{arm}-s{seed}",
                                               mirror=a.mirror)
+    return pred, info
+
+
+def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
+    """The student of ``selftrain``: synthetic eyes beside the analysis eyes labeled by the
+    teacher arm. A label-free teacher labels them with its seed-ensemble mean; a teacher
+    that saw k labeled people (``syn+real_1``) with this seed's model only, since its other
+    seeds saw other people, and those k people keep their true labels."""
+    import numpy as np
+
+    teacher = preds[a.teacher]  # main() checked that the teacher arm runs first
+    real_k = a.teacher.rsplit("real_", 1)[1] if "real_" in a.teacher else None
+    if real_k is None:
+        pseudo, used = np.mean(list(teacher.values()), axis=0), sorted(teacher)
+    else:
+        pseudo, used = teacher[seed].copy(), [seed]
+    pseudo = pseudo.astype("float32")
+    info = {"teacher": a.teacher, "teacher_seeds": used}
+    if real_k is not None:
+        idx, info["labeled_subjects"] = _labeled_subjects(eyes, analysis, real_k, seed)
+        pseudo[idx] = eyes.pitchyaw[idx]
+    parts = [_synthetic(a.distribution, a.n_synthetic, seed, a.centre),
+             (eyes.images[analysis], pseudo[analysis])]
+    pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method="source_only",
+                                              seed=seed, steps=a.steps,
+                                              out=work / f"selftrain-s{seed}", mirror=a.mirror)
     return pred, info
 
 
@@ -123,6 +159,23 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     net = load_model(out / "last.pt").eval()
     pred = predict(net, torch.from_numpy(eyes.images).unsqueeze(1), amp=False).pitchyaw
     return pred.numpy().astype("float64"), seconds
+
+
+def _score(runs: dict, arm: str, seed: int, pred, truth, people, info: dict) -> None:
+    """Evaluate one prediction of the held-out eyes into ``runs[arm]`` and print it."""
+    from analysis.gaze_eval import evaluate_gaze
+
+    res = evaluate_gaze(pred, truth, groups=people)
+    runs.setdefault(arm, []).append({
+        "seed": seed, "mean_deg": res["mean_angular_error_deg"],
+        "subject_mean_deg": res["subject_mean_deg"], "subject_ci95": res["subject_ci95"],
+        "bias_deg": res["bias_deg"], "spread_deg": res["spread_deg"],
+        "gain": res["gain"], "recalibrated_deg": res["recalibrated_deg"],
+        "subject_offsets_removed_deg": res["subject_offsets_removed_deg"], **info})
+    label = "ensemble" if seed < 0 else f"seed {seed}"
+    print(f"  {arm:<14} {label}: {res['mean_angular_error_deg']:.2f} deg "
+          f"(bias pitch {res['bias_deg']['pitch']:+.1f}, yaw {res['bias_deg']['yaw']:+.1f})",
+          flush=True)
 
 
 def _plot(rows: list[dict], n_pool: int, path: Path) -> None:
@@ -168,15 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mirror", type=float, default=0.0,
                     help="probability of flipping a training patch left to right with its yaw "
                          "negated (GazeTaskConfig.mirror)")
+    ap.add_argument("--teacher", default="source_only",
+                    help="the arm whose predictions label the analysis eyes for selftrain")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="also score the mean of each arm's per-seed predictions")
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
+    if "selftrain" in a.arms and a.teacher not in a.arms[:a.arms.index("selftrain")]:
+        ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
     if a.quick:
         a.seeds, a.steps, a.n_synthetic, a.name = a.seeds[:1], 30, 512, a.name + "_quick"
     import numpy as np
     import torch
 
-    from analysis.gaze_eval import evaluate_gaze
     from realdata.eyes import read_eye_folder
 
     if a.centre is None:  # recorded with the results: what the patches really were
@@ -192,23 +250,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{a.real}: {len(analysis)} analysis eyes ({n_pool} subjects), {len(held)} held-out "
           f"({len({*people})} subjects); {len(a.seeds)} seed(s), {a.steps} steps")
     runs: dict[str, list[dict]] = {}
+    preds: dict[str, dict[int, np.ndarray]] = {}  # arm -> seed -> predictions for every eye
     with tempfile.TemporaryDirectory() as tmp:
         for arm in a.arms:
             for seed in a.seeds if arm != "constant" else a.seeds[:1]:
                 if arm == "constant":
                     pred, info = np.zeros((len(eyes), 2)), {}
                 else:
-                    pred, info = _train_and_predict(arm, seed, eyes, analysis, a, Path(tmp))
-                res = evaluate_gaze(pred[held], truth, groups=people)
-                runs.setdefault(arm, []).append({
-                    "seed": seed, "mean_deg": res["mean_angular_error_deg"],
-                    "subject_mean_deg": res["subject_mean_deg"], "subject_ci95": res["subject_ci95"],
-                    "bias_deg": res["bias_deg"], "spread_deg": res["spread_deg"],
-                    "gain": res["gain"], "recalibrated_deg": res["recalibrated_deg"],
-                    "subject_offsets_removed_deg": res["subject_offsets_removed_deg"], **info})
-                print(f"  {arm:<14} seed {seed}: {res['mean_angular_error_deg']:.2f} deg "
-                      f"(bias pitch {res['bias_deg']['pitch']:+.1f}, yaw {res['bias_deg']['yaw']:+.1f})",
-                      flush=True)
+                    pred, info = _train_and_predict(arm, seed, eyes, analysis, a, Path(tmp), preds)
+                preds.setdefault(arm, {})[seed] = pred
+                _score(runs, arm, seed, pred[held], truth, people, info)
+            if a.ensemble and len(preds[arm]) > 1:
+                _score(runs, f"{arm}@ensemble", -1,
+                       np.mean(list(preds[arm].values()), axis=0)[held], truth, people,
+                       {"members": sorted(preds[arm])})
     rows = []
     for arm, rs in runs.items():
         errs = [r["mean_deg"] for r in rs]

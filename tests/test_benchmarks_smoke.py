@@ -73,6 +73,34 @@ def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
     assert run["subject_offsets_removed_deg"] >= 0.0 and run["recalibrated_deg"] >= 0.0
 
 
+
+def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    common = ["--real", str(real), "--seeds", "0", "1", "--steps", "20", "--n-synthetic", "256"]
+    _run("benchmarks.bench_real_gaze", *common, "--arms", "source_only", "selftrain",
+         "--ensemble", "--name", "rg_self", tmp_path=tmp_path)
+    res = json.loads((tmp_path / "rg_self.json").read_text())
+    assert [r["arm"] for r in res["rows"]] == ["source_only", "source_only@ensemble",
+                                               "selftrain", "selftrain@ensemble"]
+    assert [r["seed"] for r in res["runs"]["selftrain"]] == [0, 1]
+    assert all(r["teacher"] == "source_only" and r["teacher_seeds"] == [0, 1]
+               for r in res["runs"]["selftrain"])
+    assert res["runs"]["source_only@ensemble"][0]["members"] == [0, 1]
+    # a few-label teacher labels with its own seed's model; the student keeps its people
+    _run("benchmarks.bench_real_gaze", *common[:3], "0", *common[5:], "--arms", "syn+real_1",
+         "selftrain", "--teacher", "syn+real_1", "--name", "rg_k1", tmp_path=tmp_path)
+    runs = json.loads((tmp_path / "rg_k1.json").read_text())["runs"]
+    assert runs["selftrain"][0]["teacher_seeds"] == [0]
+    assert runs["selftrain"][0]["labeled_subjects"] == runs["syn+real_1"][0]["labeled_subjects"]
+    # a student without its teacher is refused, naming the missing arm
+    r = subprocess.run([sys.executable, "-m", "benchmarks.bench_real_gaze", *common, "--arms",
+                        "selftrain", "--name", "rg_bad"], cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)}, timeout=300)
+    assert r.returncode != 0 and "teacher arm 'source_only'" in r.stderr
+    assert not (tmp_path / "rg_bad.json").exists()
+
 def test_landmark_step_benchmark(tmp_path):
     out = _run("benchmarks.bench_landmark_step", "--quick", tmp_path=tmp_path)
     assert "landmark_resnet_s" in out
