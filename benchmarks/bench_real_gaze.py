@@ -189,7 +189,8 @@ def _plot(rows: list[dict], n_pool: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for prefix, label in (("real_", "real only"), ("syn+real_", "synthetic + real")):
         pts = sorted((n_pool if r["arm"].endswith("_all") else int(r["arm"].rsplit("_", 1)[1]),
-                      r["mean_deg"], r["sd_deg"]) for r in rows if r["arm"].startswith(prefix))
+                      r["mean_deg"], r["sd_deg"]) for r in rows
+                     if r["arm"].startswith(prefix) and "@" not in r["arm"])  # not ensembles
         if pts:
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts],
                         marker="o", capsize=3, label=label)
@@ -283,9 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(table, ["arm", "mean_deg", "sd_deg", "seeds", "bias_pitch", "bias_yaw",
                         "spread_pitch", "spread_yaw", "gain_pitch", "gain_yaw"])
-    plot = results_dir() / f"{a.name}.png"
-    if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):
-        _plot(rows, n_pool, plot)
     out = save(a.name, {"benchmark": "real_gaze", "machine": machine(), "real": str(a.real),
                         "split": {"analysis_subjects": n_pool, "holdout_subjects": len({*people}),
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
@@ -294,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                         "seeds": a.seeds,
                         "rows": rows, "runs": runs})
     print(f"\nwrote {out}")
+    if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):  # after the results
+        _plot(rows, n_pool, results_dir() / f"{a.name}.png")
     return 0
 
 
