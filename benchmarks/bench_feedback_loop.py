@@ -187,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     name = a.name or name
     out_dir = results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = _plot(rows, a.rounds, out_dir / f"{name}.png",
-                f"closed vs open loop, {kind} target {target_label} ({len(a.seeds)} seeds)", unit)
+    png = out_dir / f"{name}.png"
     out = save(name, {"machine": machine(), "args": vars(a), "target": real, "target_kind": kind,
                       "rows": rows, "table": table, "gain_pct_last_round": gain,
                       "closed_last": closed_last, "open_last": open_last,
                       "oracle_last": oracle_last, "plot": str(png)})
+    # the results are on disk before the plot, so a plotting error loses no run
+    _plot(rows, a.rounds, png,
+          f"closed vs open loop, {kind} target {target_label} ({len(a.seeds)} seeds)", unit)
     print(f"wrote {out} and {png}")
     return 0
 

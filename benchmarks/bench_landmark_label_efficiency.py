@@ -323,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
                             "failure_median": round(float(np.median([r["failure_010"] for r in mine])), 3),
                             "train_minutes_median": round(float(np.median([r["train_minutes"] for r in mine])), 1)})
     print_table(summary, list(summary[0]))
-    if not a.quick:
-        _plot(summary, results_dir() / f"{a.name}.png")
     save(a.name + ("_quick" if a.quick else ""),
          {"machine": machine(), "args": vars(a), "rows": rows, "summary": summary})
+    if not a.quick:  # after the results, so a plotting error loses no run
+        _plot(summary, results_dir() / f"{a.name}.png")
     return 0
 
 
