@@ -51,6 +51,13 @@ def _split(eyes):
     return split(len(eyes), 0.5, [0, LOOP_HOLDOUT_SALT], eyes.groups)
 
 
+def _labeled_k(arm: str) -> str | None:
+    """How many labeled real subjects an arm trains on (``real_3``, ``syn+real_all``,
+    ``dann+real_1``: "3", "all", "1"); ``None`` for an arm without real labels."""
+    _, _, tail = arm.partition("+")
+    return arm.split("_", 1)[1] if arm.startswith("real_") or tail.startswith("real_") else None
+
+
 def _labeled_subjects(eyes, pool, k: str, seed: int):
     """Indices of ``k`` subjects' eyes (``all``: every one) of the pool, drawn with ``seed``."""
     import numpy as np
@@ -86,9 +93,9 @@ def _synthetic(dist_name: str, n: int, seed: int, centre: str):
 def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds: dict):
     if arm == "selftrain":
         return _self_train(seed, eyes, analysis, a, work, preds)
-    head, _, tail = arm.partition("+")
+    head = arm.partition("+")[0]
     method = head if head in DA_ARMS else "source_only"
-    real_k = arm.split("_", 1)[1] if arm.startswith("real_") or tail.startswith("real_") else None
+    real_k = _labeled_k(arm)
     parts, info = [], {}
     if not arm.startswith("real_"):
         parts.append(_synthetic(a.distribution, a.n_synthetic, seed, a.centre))
@@ -110,7 +117,7 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
     import numpy as np
 
     teacher = preds[a.teacher]  # main() checked that the teacher arm runs first
-    real_k = a.teacher.rsplit("real_", 1)[1] if "real_" in a.teacher else None
+    real_k = _labeled_k(a.teacher)
     if real_k is None:
         pseudo, used = np.mean(list(teacher.values()), axis=0), sorted(teacher)
     else:

@@ -73,7 +73,6 @@ def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
     assert run["subject_offsets_removed_deg"] >= 0.0 and run["recalibrated_deg"] >= 0.0
 
 
-
 def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
     from tests.test_loop_real import _eyes
 
@@ -102,6 +101,7 @@ def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
                        env={**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)}, timeout=300)
     assert r.returncode != 0 and "teacher arm 'source_only'" in r.stderr
     assert not (tmp_path / "rg_bad.json").exists()
+
 
 def test_landmark_step_benchmark(tmp_path):
     out = _run("benchmarks.bench_landmark_step", "--quick", tmp_path=tmp_path)
