@@ -1,11 +1,5 @@
-"""Drawing scenes from a distribution and rendering them in chunks.
-
-Determinism: scene factors for the whole batch come from one numpy PCG64 stream seeded
-by ``seed``, so they do not depend on how the batch is chunked. Textures and sensor noise
-come from a torch generator per chunk, seeded from (seed, chunk index); the chunk size is
-part of the batch's recorded generator settings. Same distribution, seed, chunk size and
-device type give identical bytes.
-"""
+"""Rendering an eye batch's scenes in chunks (the scene draw, the chunking and the
+settings a batch records: :mod:`synth.eye_scenes`)."""
 
 from __future__ import annotations
 
@@ -16,28 +10,14 @@ import numpy as np
 import torch
 
 from synth.distribution import SceneDistribution
-from synth.eye_distribution import ABSENT_MEANS_OFF, EYE_FACTORS, EYE_TASK
+from synth.eye_distribution import EYE_FACTORS, EYE_TASK
 from synth.eye_renderer import render_eyes
-
-GENERATOR_NAME = "synthloop.eyes"
-GENERATOR_VERSION = "2"  # 2: glasses, lid fold, lower lash line; no seam under the eye
-CPU_CHUNK = 128  # ~1 MB per float temporary at 36x60: stays in a core's L2 cache
-GPU_CHUNK = 16384
-
-
-def chunk_seed(seed: int, chunk_index: int) -> int:
-    return int(np.random.SeedSequence([seed, chunk_index]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def sample_scenes(dist: SceneDistribution, n: int, seed: int) -> dict[str, np.ndarray]:
-    """Draw ``n`` scenes; a distribution the renderer cannot use (another task, an unknown or
-    missing factor, a support outside the physical limits) raises a user error naming its
-    file (``EYE_TASK.check``)."""
-    EYE_TASK.check(dist)
-    scenes = dist.sample(np.random.default_rng(seed), n)
-    for name, value in ABSENT_MEANS_OFF.items():
-        scenes.setdefault(name, np.full(n, value))
-    return scenes
+from synth.eye_scenes import (  # noqa: F401  (sample_scenes: re-exported, callers import it here)
+    chunk_seed,
+    default_chunk,
+    generator_settings,
+    sample_scenes,
+)
 
 
 @dataclass(frozen=True)
@@ -54,14 +34,13 @@ class EyeGenerator:
                  chunk: int | None = None, compiled: bool = False):
         EYE_TASK.check(dist)  # before anything is rendered or written
         self.dist = dist
+        self.chunk = chunk or default_chunk(device)  # refuses a device the renderer cannot use
         self.device = torch.device(device)
-        self.chunk = chunk or (GPU_CHUNK if self.device.type == "cuda" else CPU_CHUNK)
         self.compiled = compiled
 
     @property
     def settings(self) -> dict:
-        return {"name": GENERATOR_NAME, "version": GENERATOR_VERSION,
-                "device_type": self.device.type, "chunk": self.chunk, "compiled": self.compiled}
+        return generator_settings(self.device, self.compiled, self.chunk)
 
     def render(self, scenes: dict[str, np.ndarray], chunk_index: int, seed: int):
         """Render one chunk of already drawn scenes; returns device tensors."""

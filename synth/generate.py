@@ -21,8 +21,8 @@ import pandas as pd
 
 from realdata.errors import UsageError
 from synth.distribution import SceneDistribution
-from synth.eye_distribution import TASK, default_eye_distribution
-from synth.eye_generator import EyeGenerator, sample_scenes
+from synth.eye_distribution import EYE_TASK, TASK, default_eye_distribution
+from synth.eye_scenes import generator_settings, sample_scenes
 from synth.shard_jobs import (
     RenderedShard,
     ShardJob,
@@ -53,7 +53,8 @@ def planned_batch_id(*, n: int, seed: int, dist: SceneDistribution | None = None
     """The id ``generate_batch`` with these arguments writes (without rendering anything)."""
     dist = dist or default_eye_distribution()
     compiled = n >= AUTO_COMPILE_MIN if compiled is None else compiled
-    return batch_id_for(dist.id, seed, n, EyeGenerator(dist, device=device, compiled=compiled).settings)
+    EYE_TASK.check(dist)
+    return batch_id_for(dist.id, seed, n, generator_settings(device, compiled))
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ def render_eye_shard(job: EyeShardJob) -> RenderedShard:
     start, stop = job.span
     if job.scenes is None:
         raise ValueError(f"shard {job.index}: the job carries no scenes (make jobs with eye_shard_jobs)")
+    from synth.eye_generator import EyeGenerator
+
     gen = EyeGenerator(_distribution(job.distribution_json), device=job.device,
                        compiled=job.compiled)
     covering, cut = covering_chunks(start, stop, gen.chunk)
@@ -128,14 +131,19 @@ def generate_batch(
         raise dist.error(f"distribution is for task {dist.task!r}, not {TASK!r} (eye patches)")
     if compiled is None:
         compiled = n >= AUTO_COMPILE_MIN
-    gen = EyeGenerator(dist, device=device, compiled=compiled)
-    with BatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=gen.settings,
+    EYE_TASK.check(dist)  # before anything is written
+    settings = generator_settings(device, compiled)
+    with BatchWriter(out, task=TASK, dist=dist, seed=seed, n=n, generator=settings,
                      shard_size=shard_size, overwrite=overwrite) as w:
-        if map_shards is not None:
-            jobs = eye_shard_jobs(str(w.tmp), dist, n, seed, shard_size, device, compiled, gen.chunk)
+        if map_shards is not None:  # this process plans and assembles; it never imports torch
+            jobs = eye_shard_jobs(str(w.tmp), dist, n, seed, shard_size, device, compiled,
+                                  settings["chunk"])
             adopt_rendered(map_shards, render_eye_shard, jobs, progress=progress,
                            adopt=lambda s: w.adopt_shard(s.index, s.entry, s.image_shape, s.rows))
             return w.batch_id, Path(out)
+        from synth.eye_generator import EyeGenerator
+
+        gen = EyeGenerator(dist, device=device, compiled=compiled)
         scenes = sample_scenes(dist, n, seed)
         for chunk in gen.iter_chunks(n, seed, scenes=scenes, progress=progress):
             k = len(chunk.images)

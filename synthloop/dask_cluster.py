@@ -15,6 +15,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 #: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's
@@ -22,36 +23,56 @@ from typing import Any
 #: afresh, and a shard of 4,096 eyes took 2.2 s instead of 1.4 s (measured). None unsets it.
 NANNY_MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
+#: preloaded by every local worker: its exit skips the final garbage collection
+WORKER_EXIT = "synthloop.dask_worker_exit"
 
-def cluster_kwargs(workers: int = 0, env: dict[str, str] | None = None) -> dict[str, Any]:
+
+def cluster_kwargs(workers: int = 0, env: dict[str, str] | None = None,
+                   preload: Sequence[str] = ()) -> dict[str, Any]:
     """``LocalCluster`` arguments: ``workers`` single-threaded processes (0: one per core),
-    quiet logs, no dashboard, ``env`` set in each worker process; and the nanny setting
-    above."""
+    quiet logs, no dashboard, ``env`` set in each worker process, the modules in
+    ``preload`` imported as each worker starts (the shard renderer: torch and the
+    renderer take ~1.4 s to import, which otherwise delays every worker's first shard);
+    and the nanny setting above."""
     import dask
 
     dask.config.set({NANNY_MALLOC_TRIM: None})
     kw = {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1,
-          "processes": True, "dashboard_address": None, "silence_logs": logging.WARNING}
+          "processes": True, "dashboard_address": None, "silence_logs": logging.WARNING,
+          "preload": [*preload, WORKER_EXIT]}
     if env:
         kw["env"] = dict(env)
     return kw
 
 
 @contextlib.contextmanager
-def client_shard_map(workers: int = 0, address: str | None = None) -> Iterator[Callable]:
+def client_shard_map(workers: int = 0, address: str | None = None,
+                     preload: Sequence[str] = ()) -> Iterator[Callable]:
     """A ``map_shards`` for the batch writers on a Dask cluster: ``address``'s, else a
-    LocalCluster of ``workers`` processes that lives as long as the block. Shards are
-    yielded as they finish, so progress moves while the batch renders."""
+    LocalCluster of ``workers`` processes (importing ``preload`` as they start) that lives
+    as long as the block. Shards are yielded as they finish, so progress moves while the
+    batch renders.
+
+    The cluster starts in a background thread as the block is entered and the first
+    ``map_shards`` call waits for it: its workers start and import the renderer while this
+    process imports its own (on 2 cores a second or two of every fanned-out batch)."""
     from distributed import Client, LocalCluster, as_completed
 
-    with contextlib.ExitStack() as stack:
+    def connect() -> tuple[Any, Any]:
         if address:
-            client = stack.enter_context(Client(address))
-        else:
-            cluster = stack.enter_context(LocalCluster(**cluster_kwargs(workers)))
-            client = stack.enter_context(Client(cluster))
+            return None, Client(address)
+        cluster = LocalCluster(**cluster_kwargs(workers, preload=preload))
+        try:
+            return cluster, Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
+
+    with ThreadPoolExecutor(1, thread_name_prefix="dask-start") as pool:
+        started = pool.submit(connect)
 
         def map_shards(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Any]:
+            _, client = started.result()  # a failed start is raised here
             with warnings.catch_warnings():
                 # eye jobs carry their shard's scenes by design (~1.5 MB each, ~70 MB for
                 # 200,000 eyes); Dask warns about any graph over 10 MB
@@ -61,4 +82,11 @@ def client_shard_map(workers: int = 0, address: str | None = None) -> Iterator[C
             for future in as_completed(futures):
                 yield future.result()
 
-        yield map_shards
+        try:
+            yield map_shards
+        finally:
+            if started.exception() is None:  # waits for a start still under way
+                cluster, client = started.result()
+                client.close()
+                if cluster is not None:
+                    cluster.close()

@@ -81,6 +81,9 @@ class BatchGenerator:
 
     #: whether :meth:`write` takes ``map_shards`` (shards rendered by separate processes)
     fans_out = False
+    #: modules a worker process renders shards with: a local cluster's workers import them
+    #: as they start, while this process is busy with its own start-up
+    shard_modules: tuple[str, ...] = ()
 
     def write(self, out: str | Path, *, n: int, seed: int, dist: SceneDistribution | None = None,
               shard_size: int = 4096, overwrite: bool = False,

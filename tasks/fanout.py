@@ -40,16 +40,17 @@ def render_shards(renderer: str, jobs: list[Any]) -> list[Any]:
     return [f.result() for f in futures]
 
 
-def dask_runner(workers: int = 0, address: str | None = None):
+def dask_runner(workers: int = 0, address: str | None = None, preload: Sequence[str] = ()):
     """A DaskTaskRunner on ``address``, else on a LocalCluster of ``workers`` processes
-    with one thread each (``workers`` 0: one per core)."""
+    with one thread each (``workers`` 0: one per core) that import ``preload`` as they
+    start."""
     from prefect_dask import DaskTaskRunner
 
     from synthloop.dask_cluster import cluster_kwargs
 
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs=cluster_kwargs(workers, env=_api_env()))
+    return DaskTaskRunner(cluster_kwargs=cluster_kwargs(workers, env=_api_env(), preload=preload))
 
 
 def _api_env() -> dict[str, str]:
@@ -69,7 +70,7 @@ def dask_shard_map(workers: int = 0, address: str | None = None):
     def map_shards(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> list[Any]:
         ref = f"{fn.__module__}:{fn.__name__}"
         _resolve(ref)  # refuse before a cluster starts
-        runner = dask_runner(workers, address)
+        runner = dask_runner(workers, address, preload=(fn.__module__,))
         return render_shards.with_options(task_runner=runner)(ref, list(jobs))
 
     return map_shards

@@ -1,6 +1,10 @@
 """`synthloop generate --workers`: the batch's shards rendered by a local Dask cluster are
-the in-process batch, byte for byte; what cannot fan out is refused before any work."""
+the in-process batch, byte for byte; what cannot fan out is refused before any work; the
+workers import the renderer as they start and the writer never imports it."""
 
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +49,50 @@ def test_two_dask_workers_write_the_in_process_face_batch(tmp_path):
     assert one.stdout.split()[0] == two.stdout.split()[0]
     digest = batch_digest(tmp_path / "two")
     assert "landmarks/points68.npy" in digest and batch_digest(tmp_path / "one") == digest
+
+
+@pytest.mark.slow  # starts a Dask cluster of one process
+def test_local_workers_import_the_shard_modules_before_the_first_shard():
+    from synthloop.dask_cluster import WORKER_EXIT, client_shard_map
+    from tests.dask_probe import imported
+
+    names = ["synth.eye_scenes", WORKER_EXIT, "synth.face_generator"]
+    with client_shard_map(1, preload=("synth.eye_scenes",)) as map_shards:
+        [seen] = list(map_shards(imported, [names]))
+    assert seen == {"synth.eye_scenes": True, WORKER_EXIT: True, "synth.face_generator": False}
+
+
+@pytest.mark.slow  # starts (and fails to start) Dask clusters
+def test_a_cluster_that_cannot_start_fails_the_first_map_not_the_block():
+    from synthloop.dask_cluster import client_shard_map
+
+    with (pytest.raises(RuntimeError, match="failed to start"),
+          client_shard_map(1, preload=("synthloop.no_such_module",)) as map_shards):
+        list(map_shards(str, [1]))
+    with client_shard_map(1, preload=("synthloop.no_such_module",)):
+        pass  # nothing asked the cluster for work: its failed start is nobody's error
+
+
+@pytest.mark.slow  # a process pool whose worker imports torch
+def test_the_writer_of_a_fanned_out_batch_never_imports_torch(tmp_path):
+    """The process that plans and assembles a fanned-out batch leaves the renderer (and
+    its ~1.4 s torch import) to the processes that render the shards."""
+    code = f"""
+import multiprocessing, sys
+from concurrent.futures import ProcessPoolExecutor
+from synth.generate import generate_batch
+if __name__ == "__main__":
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        generate_batch({str(tmp_path / 'fan')!r}, n=300, seed=5, compiled=False, shard_size=128,
+                       map_shards=lambda fn, jobs: pool.map(fn, jobs))
+    print("torch" in sys.modules)
+"""
+    script = tmp_path / "fan_out.py"
+    script.write_text(code)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=Path.cwd())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False"]
+    from synth.generate import generate_batch
+
+    generate_batch(tmp_path / "stream", n=300, seed=5, compiled=False, shard_size=128)
+    assert batch_digest(tmp_path / "fan") == batch_digest(tmp_path / "stream")

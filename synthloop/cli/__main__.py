@@ -2,6 +2,6 @@
 
 import sys
 
-from synthloop.cli import main
+from synthloop.cli import run
 
-sys.exit(main())
+sys.exit(run())

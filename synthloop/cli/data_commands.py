@@ -65,7 +65,8 @@ def _generate(a: argparse.Namespace) -> int:
 
             where = a.dask_address or f"{workers} worker processes (Dask)"
             print(f"rendering {-(-a.n // a.shard_size):,} shards on {where}", file=sys.stderr)
-            map_shards = stack.enter_context(client_shard_map(workers, a.dask_address))
+            map_shards = stack.enter_context(client_shard_map(workers, a.dask_address,
+                                                              preload=gen.shard_modules))
         with prog:
             batch_id, path = gen.write(a.out, n=a.n, seed=a.seed, dist=dist,
                                        shard_size=a.shard_size, overwrite=a.overwrite,

@@ -9,6 +9,9 @@ import sys
 
 from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, log, positive_int
 
+#: what a worker refines shards with (:func:`models.refine_shards.refine_shard`)
+REFINE_SHARD_MODULES = ("models.refine_shards",)
+
 
 def cmd_refine(a: argparse.Namespace) -> int:
     from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
@@ -27,7 +30,8 @@ def cmd_refine(a: argparse.Namespace) -> int:
             from synthloop.dask_cluster import client_shard_map
 
             log(f"refining the shards on {a.dask_address or f'{a.workers} worker processes (Dask)'}")
-            map_shards = stack.enter_context(client_shard_map(a.workers, a.dask_address))
+            map_shards = stack.enter_context(client_shard_map(a.workers, a.dask_address,
+                                                              preload=REFINE_SHARD_MODULES))
         batch = write_refined_batch(settings, req, log=log, map_shards=map_shards)
     verdict = validate_refined(batch)
     record = {"batch_id": batch.batch_id, "path": str(batch.path.resolve()),

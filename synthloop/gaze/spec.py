@@ -40,6 +40,7 @@ class EyeBatchGenerator(BatchGenerator):
                                 compiled=self.compiled)
 
     fans_out = True
+    shard_modules = ("synth.generate", "synth.eye_generator")
 
     def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None,
               map_shards=None):

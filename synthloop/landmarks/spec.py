@@ -56,6 +56,7 @@ class FaceBatchGenerator(BatchGenerator):
                                      landmark_sets=self.landmark_sets)
 
     fans_out = True
+    shard_modules = ("synth.generate_faces",)
 
     def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None,
               map_shards=None):
