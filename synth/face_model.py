@@ -117,6 +117,8 @@ class FaceModel:
                        left/right symmetric mesh every set is closed under mirroring
                        (see :func:`dense_sets`), and ``dense_mirror`` holds its permutation.
     source:            where it came from (a path, or ``builtin-fallback``).
+    mirror_sets:       ``dense_mirror`` as derived when the model was loaded (the machine's
+                       cache has it); None: derived on first use (~0.9 s for ICT).
     """
 
     vertices: np.ndarray
@@ -131,6 +133,7 @@ class FaceModel:
     contour_candidates: tuple[np.ndarray, ...]
     dense_sets: Mapping[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
+    mirror_sets: Mapping[str, np.ndarray] | None = None
 
     @property
     def n_vertices(self) -> int:
@@ -153,13 +156,23 @@ class FaceModel:
         """name -> int32 permutation of each dense set that is closed under the mesh's
         left/right mirror: point ``k`` of a mirrored face is point ``perm[k]``
         (:func:`set_mirror_permutation`). Sets of an asymmetric mesh are left out."""
-        partner = mirror_partners(self.vertices[: self.face_vertex_count], self.landmarks68)
-        out = {}
-        for name, ids in self.dense_sets.items():
-            perm = set_mirror_permutation(ids, self.landmarks68, partner)
-            if perm is not None:
-                out[name] = perm
-        return out
+        if self.mirror_sets is not None:
+            return dict(self.mirror_sets)
+        return mirror_permutations(self.vertices[: self.face_vertex_count], self.landmarks68,
+                                   self.dense_sets)
+
+
+def mirror_permutations(face_vertices: np.ndarray, landmarks68: np.ndarray,
+                        sets: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """name -> the mirror permutation of each set in ``sets`` that is closed under the
+    mesh's left/right mirror (:attr:`FaceModel.dense_mirror`)."""
+    partner = mirror_partners(face_vertices, landmarks68)
+    out = {}
+    for name, ids in sets.items():
+        perm = set_mirror_permutation(ids, landmarks68, partner)
+        if perm is not None:
+            out[name] = perm
+    return out
 
 
 # --------------------------------------------------------------------------- derived sets
@@ -463,21 +476,24 @@ def model_from_arrays(d: Mapping[str, np.ndarray], source: str, path: str | Path
 
 def _derived_sets(vertices: np.ndarray, lm: np.ndarray, n_face: int,
                   path: str | Path | None) -> dict[str, Any]:
-    """The contour candidates and dense sets; for a model file, from the machine's cache
-    (:mod:`synth.derived_cache`, keyed by the file and this module's code): deriving them
-    takes ~2 s, in every process that loads the model."""
+    """The contour candidates, dense sets and their mirror permutations; for a model file,
+    from the machine's cache (:mod:`synth.derived_cache`, keyed by the file and this
+    module's code): deriving them takes ~3 s, in every process that loads the model."""
     from synth.derived_cache import cached_arrays, source_fingerprint
 
     def compute() -> dict[str, np.ndarray]:
         out = {f"contour_{i}": c for i, c in enumerate(contour_candidates(vertices, lm, n_face))}
-        out.update({f"dense__{k}": v for k, v in dense_sets(vertices, lm, n_face).items()})
+        dense = dense_sets(vertices, lm, n_face)
+        out.update({f"dense__{k}": v for k, v in dense.items()})
+        out.update({f"mirror__{k}": v for k, v in mirror_permutations(vertices[:n_face], lm, dense).items()})
         return out
 
     arrays = compute() if path is None else cached_arrays(
         "face-models", Path(path), source_fingerprint(__name__), compute)
     n_contours = sum(k.startswith("contour_") for k in arrays)
     return {"contour_candidates": tuple(arrays[f"contour_{i}"] for i in range(n_contours)),
-            "dense_sets": {k[len("dense__"):]: v for k, v in arrays.items() if k.startswith("dense__")}}
+            "dense_sets": {k[len("dense__"):]: v for k, v in arrays.items() if k.startswith("dense__")},
+            "mirror_sets": {k[len("mirror__"):]: v for k, v in arrays.items() if k.startswith("mirror__")}}
 
 
 def _check_index_array(a, n: int, key: str, bad, ncols: int | None = None) -> np.ndarray:

@@ -80,10 +80,29 @@ def test_a_face_model_file_derives_its_sets_once_per_machine(cache, tmp_path, mo
         raise AssertionError("derived again")
     monkeypatch.setattr(fm, "dense_sets", no_derivation)
     monkeypatch.setattr(fm, "contour_candidates", no_derivation)
+    monkeypatch.setattr(fm, "mirror_partners", no_derivation)
     second = load_face_model(path)
+    assert second.dense_mirror == first.dense_mirror == {}  # a random mesh has no mirror
     assert second is not first
     assert fm.model_fingerprint(second) == fm.model_fingerprint(first)
     assert list(second.dense_sets) == list(first.dense_sets) == ["dense500", "dense1001"]
     assert len(first.contour_candidates) > 0
     assert all(np.array_equal(a, b) for a, b in zip(second.contour_candidates,
                                                      first.contour_candidates, strict=True))
+
+
+def test_the_mirror_permutations_come_from_the_cache_too(cache, monkeypatch):
+    from synth.face_loading import default_model_path
+
+    path = default_model_path()
+    if path is None:
+        pytest.skip("needs the ICT-FaceKit model in ../shared (a symmetric mesh)")
+    first = load_face_model(path)
+    derived = fm.mirror_permutations(first.vertices[: first.face_vertex_count], first.landmarks68,
+                                     first.dense_sets)
+    assert set(derived) == set(first.dense_sets)  # every ICT set is closed under the mirror
+    fm._CACHE.clear()
+    monkeypatch.setattr(fm, "mirror_partners", lambda *a, **k: pytest.fail("derived again"))
+    second = load_face_model(path)
+    assert set(second.dense_mirror) == set(derived)
+    assert all(np.array_equal(second.dense_mirror[k], derived[k]) for k in derived)
