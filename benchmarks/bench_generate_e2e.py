@@ -46,7 +46,15 @@ def run_generate(args: list[str], out: Path) -> dict:
     if r.returncode != 0:
         sys.exit(f"generate {' '.join(args)} failed:\n{r.stderr[-2000:]}")
     shutil.rmtree(out, ignore_errors=True)
-    return {"wall_s": wall, "cpu_s": cpu, "compiled_now": "compiling the eye renderer" in r.stderr}
+    return {"wall_s": wall, "cpu_s": cpu, "compiled_now": "compiling the eye renderer" in r.stderr,
+            "face_model": _face_model(r.stderr)}
+
+
+def _face_model(stderr: str) -> str | None:
+    """The face model a face batch was rendered with, as the command reports it (the
+    built-in head renders ~2x faster than ICT-FaceKit: a row must say which it timed)."""
+    lines = [ln.split(":", 1)[1].strip() for ln in stderr.splitlines() if ln.startswith("face model:")]
+    return lines[-1] if lines else None
 
 
 FACES = ["--task", "landmarks", "--shard-size", "512"]
@@ -103,7 +111,7 @@ def main() -> None:
                      "img_s_min": round(min(r["img_s"] for r in recs)),
                      "img_s_max": round(max(r["img_s"] for r in recs)),
                      "img_s_per_core_median": round(statistics.median(r["img_s_per_core"] for r in recs)),
-                     "runs": len(recs)})
+                     "runs": len(recs), "face_model": recs[0]["face_model"]})
     by = {r["config"]: r for r in rows}
     efficiency, ratios = _efficiency(runs, "eyes")
     face_efficiency, face_ratios = _efficiency(runs, "faces")
@@ -114,7 +122,8 @@ def main() -> None:
     print(f"\nbest eyes end to end: {best:,} img/s (target >= 6,000 on 2 cores); Dask fan-out "
           f"per-core efficiency 1 -> 2 workers: {efficiency:.0%} (target >= 85%), faces "
           f"{face_efficiency:.0%}; "
-          f"renderer compiled in the warm-up: {[w['compiled_now'] for w in warm]}")
+          f"renderer compiled in the warm-up: {[w['compiled_now'] for w in warm]}; face model: "
+          f"{by['faces, in-process (--workers 0)']['face_model']}")
     out = save(a.name, {"machine": machine(), "cores": os.cpu_count(), "rows": rows,
                         "runs": runs, "fanout_efficiency": efficiency,
                         "fanout_efficiency_per_seed": ratios,
