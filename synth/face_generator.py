@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from synth.distribution import SceneDistribution
-from synth.eye_generator import chunk_seed
+from synth.eye_scenes import chunk_seed
 from synth.face_distribution import FACE_TASK
 from synth.face_loading import load_face_model
 from synth.face_model import FaceModel, model_fingerprint
 from synth.face_renderer import render_faces
+
+if TYPE_CHECKING:
+    import torch
 
 GENERATOR_NAME = "synthloop.faces"
 GENERATOR_VERSION = "2"  # 2: the blend-shape product in float32 on one thread (same bytes on any core count)
@@ -97,6 +100,8 @@ class FaceGenerator:
         """``n`` freshly rendered faces: ``image`` uint8 (n, 3, H, W), ``points68`` float32
         (n, 68, 2) crop pixels, ``visible68`` bool (n, 68), and the first dense set as
         ``dense`` / ``dense_visible``. Plain tensors (no graph), ready for training."""
+        import torch  # here only: rendering faces needs no torch (~1 s to import per process)
+
         scenes = sample_face_scenes(self.dist, n, seed)
         out = self.render(scenes, 0, seed)
         batch = {"image": torch.from_numpy(out["images"]).permute(0, 3, 1, 2).contiguous(),

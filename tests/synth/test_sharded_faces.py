@@ -3,6 +3,8 @@ arrays included; a worker that loads another face model refuses to render."""
 
 import dataclasses
 import multiprocessing
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -88,3 +90,17 @@ def test_a_shard_whose_labels_do_not_fit_is_refused(tmp_path):
     with pytest.raises(ValueError, match="label 'points68' has 19 rows for 20 images"):
         generate_face_batch(tmp_path / "b", model=fallback_face_model(), map_shards=short_labels, **KW)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_a_face_batch_never_imports_torch(tmp_path):
+    """Faces render with numpy and numba; torch (~1 s to import in every process, the
+    writer's and each worker's) is only for handing faces to training."""
+    code = ("import sys\n"
+            "from synth.face_fallback import fallback_face_model\n"
+            "from synth.generate_faces import generate_face_batch\n"
+            f"generate_face_batch({str(tmp_path / 'f')!r}, n=3, seed=1, model=fallback_face_model(),\n"
+            "                    map_shards=lambda fn, jobs: map(fn, jobs), shard_size=2)\n"
+            "print('torch' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False"]
