@@ -98,14 +98,36 @@ def settings_with_home() -> Any:
 
 def stop_on_sigterm() -> None:
     """Treat SIGTERM (kill, systemd, a CI runner) like Ctrl-C, so the children get stopped.
-    SIGINT is restored too: a shell that starts us in the background sets it to ignored."""
-    import signal
+    SIGINT is restored too: a shell that starts us in the background sets it to ignored.
 
-    def _raise(*_):
+    A stop that arrives while a garbage-collector callback or a finaliser runs is sent
+    again a moment later: raised there, the interpreter would print it as "Exception
+    ignored" and drop it, and the command would run on (seen: the in-process Dask
+    scheduler of ``generate --workers`` installs such a callback)."""
+    import signal
+    import threading
+
+    def _raise(signum, frame):
+        if _in_unraisable_code(frame):
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _raise)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _raise)
+
+
+def _in_unraisable_code(frame: Any) -> bool:
+    """Whether ``frame`` is inside code whose exceptions the interpreter drops: a garbage
+    collector callback (``gc.callbacks``) or a ``__del__``."""
+    import gc
+
+    callbacks = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def embedded_prefect_env(settings: Any) -> None:

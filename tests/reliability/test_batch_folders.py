@@ -202,6 +202,31 @@ def test_sigterm_of_generate_cleans_up_like_ctrl_c(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_stop_that_lands_in_a_gc_callback_is_not_dropped():
+    """Raised inside a garbage-collector callback (the in-process Dask scheduler of
+    ``generate --workers`` installs one), a KeyboardInterrupt is printed as "Exception
+    ignored" and dropped, and the command ran on to the end (seen in one of nine kills)."""
+    code = """
+import gc, os, signal, threading, time
+from synthloop.cli.common import stop_on_sigterm
+stop_on_sigterm()
+def slow_callback(phase, info):
+    if phase == "start":
+        time.sleep(0.5)  # the signal arrives in here
+gc.callbacks.append(slow_callback)
+threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGTERM)).start()
+try:
+    gc.collect()
+    gc.callbacks.remove(slow_callback)
+    time.sleep(10)
+    print("ran on")
+except KeyboardInterrupt:
+    print("stopped")
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["stopped"], r.stderr
+
+
 # --- D4: manifest paths stay inside the batch folder --------------------------------------
 
 def _outside_copy(batch: Path, tmp_path: Path, rel: str) -> Path:
