@@ -84,6 +84,9 @@ class BatchGenerator:
     #: modules a worker process renders shards with: a local cluster's workers import them
     #: as they start, while this process is busy with its own start-up
     shard_modules: tuple[str, ...] = ()
+    #: the smallest batch ``generate`` fans out by default (one worker process per core);
+    #: below it, starting the workers costs more than they save. None: never by default
+    fan_out_from: int | None = None
 
     def write(self, out: str | Path, *, n: int, seed: int, dist: SceneDistribution | None = None,
               shard_size: int = 4096, overwrite: bool = False,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from synthloop.taskspec import GenerateOptions
 from tests.batch_digest import batch_digest
 from tests.cli_inprocess import run_cli
 
@@ -96,3 +97,42 @@ if __name__ == "__main__":
 
     generate_batch(tmp_path / "stream", n=300, seed=5, compiled=False, shard_size=128)
     assert batch_digest(tmp_path / "fan") == batch_digest(tmp_path / "stream")
+
+
+@pytest.mark.parametrize("n,shard_size,fan_out_from,cores,expected", [
+    (100_000, 4096, 80_000, 2, 2),    # large enough: one worker per core
+    (200_000, 4096, 80_000, 16, 16),
+    (79_999, 4096, 80_000, 2, 0),     # below the task's threshold: in this process
+    (100_000, 4096, None, 2, 0),      # the task never fans out by default (a GPU renderer)
+    (100_000, 4096, 80_000, 1, 0),    # one core: nothing to gain
+    (100_000, 4096, 80_000, None, 0),  # unknown core count
+    (4096, 4096, 2048, 2, 0),         # one shard: nothing to share
+    (5000, 4096, 2048, 8, 2),         # no more workers than shards
+])
+def test_default_workers_fan_out_only_where_it_pays(n, shard_size, fan_out_from, cores, expected):
+    from synthloop.dask_cluster import default_workers
+
+    assert default_workers(n, shard_size, fan_out_from, cores) == expected
+
+
+def test_generate_fans_out_by_default_only_from_the_tasks_threshold(tmp_path, monkeypatch):
+    from synthloop.gaze.spec import EyeBatchGenerator
+
+    calls = []
+    monkeypatch.setattr("synthloop.dask_cluster.default_workers",
+                        lambda n, size, start, cores: calls.append((n, size, start)) or 0)
+    r = run_cli("generate", "-n", "300", "--seed", "0", "--out", str(tmp_path / "a"))
+    assert r.returncode == 0 and "worker processes" not in r.stderr
+    assert calls == [(300, 4096, 80_000)]
+    r = run_cli("generate", "-n", "300", "--seed", "0", "--out", str(tmp_path / "b"), "--workers", "0")
+    assert r.returncode == 0 and len(calls) == 1  # an explicit count is not second-guessed
+    assert EyeBatchGenerator(GenerateOptions(device="cuda")).fan_out_from is None
+
+
+@pytest.mark.slow  # starts a Dask cluster of two processes
+def test_a_large_face_batch_fans_out_by_default(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    r = run_cli("generate", "--task", "landmarks", "-n", "2048", "--seed", "2", "--shard-size", "1024",
+                "--out", str(tmp_path / "f"))
+    assert r.returncode == 0, r.stderr
+    assert "rendering 2 shards on 2 worker processes (Dask) (the default for a batch this size" in r.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -64,7 +65,9 @@ def _generate(a: argparse.Namespace) -> int:
             from synthloop.dask_cluster import client_shard_map
 
             where = a.dask_address or f"{workers} worker processes (Dask)"
-            print(f"rendering {-(-a.n // a.shard_size):,} shards on {where}", file=sys.stderr)
+            why = " (the default for a batch this size; --workers 0 renders in this process)" \
+                if a.workers is None and not a.dask_address else ""
+            print(f"rendering {-(-a.n // a.shard_size):,} shards on {where}{why}", file=sys.stderr)
             map_shards = stack.enter_context(client_shard_map(workers, a.dask_address,
                                                               preload=gen.shard_modules))
         with prog:
@@ -78,10 +81,15 @@ def _generate(a: argparse.Namespace) -> int:
 
 
 def _workers(a: argparse.Namespace, gen) -> int:
-    """Dask worker processes for this batch (0: render in this process)."""
+    """Dask worker processes for this batch (0: render in this process): ``--workers``,
+    else one per core for a batch large enough to gain from them."""
     if (a.workers or a.dask_address) and not gen.fans_out:
         raise UsageError(f"--task {a.task} renders in one process: drop --workers/--dask-address")
-    return a.workers
+    if a.workers is not None or a.dask_address or not gen.fans_out:
+        return a.workers or 0
+    from synthloop.dask_cluster import default_workers
+
+    return default_workers(a.n, a.shard_size, gen.fan_out_from, os.cpu_count())
 
 
 def cmd_validate(a: argparse.Namespace) -> int:
@@ -173,10 +181,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--landmark-set", choices=["dense500", "dense1001"],
                    help="landmarks: the dense set stored beside the 68 points (default dense500)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    g.add_argument("--workers", type=at_least(0), default=0,
+    g.add_argument("--workers", type=at_least(0), default=None,
                    help="render the shards in this many single-threaded processes of a local "
-                   "Dask cluster (default 0: in this process; for eyes that was as fast on 2 "
-                   "cores); the bytes do not depend on it")
+                   "Dask cluster, 0: in this process (default: one per core from 80,000 eyes "
+                   "or 2,048 faces on, where that is faster; in this process below); the "
+                   "bytes do not depend on it")
     g.add_argument("--dask-address",
                    help="render the shards on this existing Dask cluster (tcp://host:8786); "
                    "its workers must see --out's folder at the same path")

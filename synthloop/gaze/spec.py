@@ -42,6 +42,12 @@ class EyeBatchGenerator(BatchGenerator):
     fans_out = True
     shard_modules = ("synth.generate", "synth.eye_generator")
 
+    @property
+    def fan_out_from(self) -> int | None:
+        # 2 vCPUs: one process (two threads) is faster up to ~55,000 eyes, two workers
+        # beyond (100,000: 12.8 vs 10.7 s; docs/benchmarks.md); a GPU renders in-process
+        return 80_000 if self.device == "cpu" else None
+
     def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None,
               map_shards=None):
         from synth.generate import generate_batch

@@ -57,6 +57,9 @@ class FaceBatchGenerator(BatchGenerator):
 
     fans_out = True
     shard_modules = ("synth.generate_faces",)
+    #: 2 vCPUs: 1,024 faces in shards of 256 break even (4.6 s either way), 2,048 in
+    #: shards of 512 are 20% faster on two workers (docs/benchmarks.md)
+    fan_out_from = 2_048
 
     def write(self, out, *, n, seed, dist=None, shard_size=4096, overwrite=False, progress=None,
               map_shards=None):
