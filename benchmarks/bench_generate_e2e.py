@@ -120,8 +120,8 @@ def main() -> None:
                        "img_s_per_core_median", "runs"])
     best = max(by[c]["img_s_median"] for c in by if c.startswith("eyes"))
     print(f"\nbest eyes end to end: {best:,} img/s (target >= 6,000 on 2 cores); Dask fan-out "
-          f"per-core efficiency 1 -> 2 workers: {efficiency:.0%} (target >= 85%), faces "
-          f"{face_efficiency:.0%}; "
+          f"per-core efficiency 1 -> 2 workers: {efficiency:.1%} (target >= 85%), faces "
+          f"{face_efficiency:.1%}; "
           f"renderer compiled in the warm-up: {[w['compiled_now'] for w in warm]}; face model: "
           f"{by['faces, in-process (--workers 0)']['face_model']}")
     out = save(a.name, {"machine": machine(), "cores": os.cpu_count(), "rows": rows,
