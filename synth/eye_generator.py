@@ -12,7 +12,7 @@ import torch
 from synth.distribution import SceneDistribution
 from synth.eye_distribution import EYE_FACTORS, EYE_TASK
 from synth.eye_renderer import render_eyes
-from synth.eye_scenes import (  # noqa: F401  (sample_scenes: re-exported, callers import it here)
+from synth.eye_scenes import (  # chunk_seed and sample_scenes are also imported from here
     chunk_seed,
     default_chunk,
     generator_settings,

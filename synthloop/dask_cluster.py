@@ -49,10 +49,10 @@ def default_workers(n: int, shard_size: int, fan_out_from: int | None, cores: in
     """How many worker processes ``generate`` starts when ``--workers`` is not given: one
     per core (no more than there are shards) for a batch of at least ``fan_out_from``
     samples on a machine of 2 cores or more, else 0 (render in the command's process)."""
-    shards = -(-n // shard_size)
-    if fan_out_from is None or n < fan_out_from or (cores or 1) < 2 or shards < 2:
+    shards, cores = -(-n // shard_size), cores or 1
+    if fan_out_from is None or n < fan_out_from or cores < 2 or shards < 2:
         return 0
-    return min(cores or 1, shards)
+    return min(cores, shards)
 
 
 @contextlib.contextmanager

@@ -38,7 +38,8 @@ def test_planning_a_batch_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     planned, torch_loaded = r.stdout.split()
     assert torch_loaded == "False"
+    from synth.eye_generator import EyeGenerator
     from synth.shards import batch_id_for
 
-    settings = generator_settings("cpu", True)  # 50,000 >= AUTO_COMPILE_MIN: compiled
-    assert planned == batch_id_for(default_eye_distribution().id, 3, 50_000, settings)
+    dist = default_eye_distribution()  # 50,000 >= AUTO_COMPILE_MIN: the renderer compiles
+    assert planned == batch_id_for(dist.id, 3, 50_000, EyeGenerator(dist, compiled=True).settings)
