@@ -49,6 +49,14 @@ def test_compiled_once_then_loaded_with_the_same_bytes(tmp_path):
     official, _ = _render(tmp_path / "o.npy", cache, script=RENDER_WITH_TORCH_LOADER)
     assert np.array_equal(first, official)
 
+    # a process that exits without running destructors (as synthloop's commands and
+    # Dask workers do) leaves nothing in the temporary folder
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    _render(tmp_path / "d.npy", cache, {"TMPDIR": str(scratch)},
+            script=RENDER + "import os\nos._exit(0)\n")
+    assert list(scratch.iterdir()) == []
+
     # an unusable cache falls back to torch.compile, says so, and lands within a gray level
     jit, err3 = _render(tmp_path / "c.npy", tmp_path / "not-a-folder.txt",
                         {"SYNTHLOOP_KERNEL_CACHE": str(tmp_path / "a.npy")})
