@@ -3,6 +3,7 @@ adaptation and a few real labels buy on people the models never saw.
 
     python -m benchmarks.bench_real_gaze [--real DIR] [--seeds 0 1 2] [--steps 1500]
         [--arms constant source_only dann daln iwdan real_1 real_3 real_all syn+real_1 ...]
+        [--real-share 0.5]
 
 The real folder (labels.csv + meta.csv with ``subject``) is split by subject with the
 feedback loop's split (half the subjects, split seed 0): the *analysis* subjects are the
@@ -15,7 +16,8 @@ per-subject means with a 95 % interval over subjects.
 Arms: ``constant`` (always (0, 0)); ``source_only``, ``dann``, ``daln``, ``iwdan``
 (synthetic eyes of ``--distribution``, the analysis subjects' images unlabeled as the
 target); ``real_<k>`` (only k labeled analysis subjects, no synthetic eyes);
-``syn+real_<k>`` (synthetic and those k subjects' labeled eyes, half of each batch each);
+``syn+real_<k>`` (synthetic and those k subjects' labeled eyes, ``--real-share`` of each
+batch real, half by default);
 ``<da>+real_<k>`` (the same with a DA method, e.g. ``dann+real_1``: the analysis subjects'
 images, those k labeled ones included, as the unlabeled target); ``k`` is a number or
 ``all``. The k subjects are drawn per seed. ``selftrain`` (self-training): the analysis
@@ -105,7 +107,7 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
         info["labeled_subjects"] = people
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
                                               steps=a.steps, out=work / f"{arm}-s{seed}",
-                                              mirror=a.mirror)
+                                              mirror=a.mirror, second_share=a.real_share)
     return pred, info
 
 
@@ -131,14 +133,15 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
              (eyes.images[analysis], pseudo[analysis])]
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method="source_only",
                                               seed=seed, steps=a.steps,
-                                              out=work / f"selftrain-s{seed}", mirror=a.mirror)
+                                              out=work / f"selftrain-s{seed}", mirror=a.mirror,
+                                              second_share=a.real_share)
     return pred, info
 
 
 def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: int, out: Path,
-                      batch: int = 64, mirror: float = 0.0):
-    """Train a gaze model from scratch on ``parts`` (``[(images, pitchyaw), ...]``, two
-    parts share each batch half and half), the analysis eyes unlabeled as the target;
+                      batch: int = 64, mirror: float = 0.0, second_share: float = 0.5):
+    """Train a gaze model from scratch on ``parts`` (``[(images, pitchyaw), ...]``; of two
+    parts the second fills ``second_share`` of each batch), the analysis eyes unlabeled as the target;
     returns its predictions for every eye of ``eyes`` (radians) and the training seconds."""
     import numpy as np
     import torch
@@ -148,7 +151,8 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     from models.registry import load_model
     from models.train import TrainConfig, train
 
-    sizes = [batch] if len(parts) == 1 else [batch // 2, batch - batch // 2]
+    second = round(batch * second_share)
+    sizes = [batch] if len(parts) == 1 else [batch - second, second]
     sources = [ArraySource(im, b, seed + 10 * i, labels={"pitchyaw": y})
                for i, ((im, y), b) in enumerate(zip(parts, sizes, strict=True))]
     source = sources[0] if len(sources) == 1 else ConcatSource(*sources)
@@ -229,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mirror", type=float, default=0.0,
                     help="probability of flipping a training patch left to right with its yaw "
                          "negated (GazeTaskConfig.mirror)")
+    ap.add_argument("--real-share", type=float, default=0.5,
+                    help="share of each batch that is real in the synthetic + real arms "
+                         "(and pseudo-labeled in selftrain)")
     ap.add_argument("--teacher", default="source_only",
                     help="the arm whose predictions label the analysis eyes for selftrain")
     ap.add_argument("--ensemble", action="store_true",
@@ -236,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
+    if not 1 / 64 <= a.real_share <= 63 / 64:
+        ap.error(f"--real-share {a.real_share}: needs at least one eye of each kind in a batch of 64")
     if "selftrain" in a.arms and a.teacher not in a.arms[:a.arms.index("selftrain")]:
         ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
     if a.quick:
@@ -296,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
+                        "real_share": a.real_share,
                         "seeds": a.seeds,
                         "rows": rows, "runs": runs})
     print(f"\nwrote {out}")

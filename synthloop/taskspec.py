@@ -108,6 +108,7 @@ class TrainRequest:
     target: str | None = None
     real_labeled: str | None = None
     real_subjects: int | None = None
+    real_fraction: float | None = None  # share of each batch that is real
     source: str | None = None
     n_source: int = 20_000
     batch_size: int | None = None

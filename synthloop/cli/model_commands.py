@@ -6,7 +6,7 @@ import argparse
 import json
 
 from models.names import METHODS
-from synthloop.cli.common import EXIT_OK, log, positive_int, settings_with_home
+from synthloop.cli.common import EXIT_OK, at_least, log, positive_int, settings_with_home
 from synthloop.errors import UsageError
 from synthloop.taskspec import TASK_NAMES
 from synthloop.tuning.space import OBJECTIVE_NAMES
@@ -16,9 +16,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     from synthloop.taskspec import TrainRequest, get_task
 
     spec = get_task(a.task)
+    if a.real_fraction is not None and not a.real_labeled:
+        raise UsageError("--real-fraction is the share of each batch from --real-labeled: "
+                         "give --real-labeled too")
     run = spec.train(settings_with_home(), TrainRequest(
         method=a.method, steps=a.steps, seed=a.seed, out=a.out, target=a.target,
-        real_labeled=a.real_labeled, real_subjects=a.real_subjects, source=a.source,
+        real_labeled=a.real_labeled, real_subjects=a.real_subjects,
+        real_fraction=a.real_fraction, source=a.source,
         n_source=a.n_source,
         batch_size=a.batch_size, lr=a.lr, trade_off=a.trade_off, model=a.model,
         device=a.device, register=not a.no_register, refiner=a.refiner), log=log)
@@ -87,10 +91,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--target", help="unlabeled target: eyes (manifest.csv or labels.csv, labels "
                    "ignored; required for gaze) or face images (landmarks, for DANN/DALN)")
     t.add_argument("--real-labeled", help="labeled real data trained on with the synthetic: "
-                   "gaze: eyes with labels.csv (half of each batch); landmarks: images + .pts "
+                   "gaze: eyes with labels.csv (--real-fraction of each batch); landmarks: images + .pts "
                    "(label transfer and syn+real training)")
     t.add_argument("--real-subjects", type=positive_int,
                    help="gaze: use only this many people of --real-labeled (meta.csv subject)")
+    t.add_argument("--real-fraction", type=at_least(0.0, float),
+                   help="share of each batch taken from --real-labeled (default 0.5; with one "
+                        "labeled person 0.125 did better on held-out people, docs/gaze.md); "
+                        "landmarks: 0 fits only the label transfer")
     t.add_argument("--steps", type=positive_int, required=True, help="optimiser steps")
     t.add_argument("--seed", type=int, required=True,
                    help="random seed for the model, the batches and the augmentation")

@@ -54,8 +54,11 @@ class FewLabels:
 
         from realdata.eyes import read_eye_folder
 
-        if not 0.0 < fraction < 1.0 or batch_size < 2:
-            raise UsageError("joint training needs 0 < real_fraction < 1 and a batch of >= 2")
+        if not 0.0 < fraction < 1.0:
+            raise UsageError(f"--real-fraction {fraction}: gaze trains on real and synthetic "
+                             "eyes in every batch, so it must lie strictly between 0 and 1")
+        if batch_size < 2:
+            raise UsageError(f"joint training needs a batch of >= 2 eyes, got {batch_size}")
         eyes = read_eye_folder(path)
         if eyes.pitchyaw is None:
             raise DataFormatError(Path(path), "labeled real eyes need labels.csv (pitch, yaw)")

@@ -201,7 +201,9 @@ class GazeSpec(TaskSpec):
                           lr=request.lr, trade_off=request.trade_off,
                           model=request.model or self.default_model, device=request.device,
                           register=request.register, log=log, real_labeled=request.real_labeled,
-                          real_subjects=request.real_subjects, refiner=request.refiner)
+                          real_subjects=request.real_subjects, refiner=request.refiner,
+                          **({} if request.real_fraction is None
+                             else {"real_fraction": request.real_fraction}))
 
     def describe_run(self, run) -> list[tuple[str, str]]:
         lines = super().describe_run(run)

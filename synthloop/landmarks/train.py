@@ -106,7 +106,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
     if needs_target and target is None:
         raise UsageError(f"method {method!r} needs target (unlabeled real faces)")
     if not 0.0 <= real_fraction < 1.0:
-        raise UsageError(f"real_fraction must be in [0, 1), got {real_fraction}")
+        raise UsageError(f"--real-fraction {real_fraction}: must be in [0, 1) (0: label "
+                         "transfer only, no real faces in training)")
     mixed = real_labeled is not None and real_fraction > 0
     if mixed and method != "source_only":
         raise UsageError(f"syn+real training (real_fraction={real_fraction}) with {method!r} would "
