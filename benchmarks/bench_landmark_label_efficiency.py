@@ -3,6 +3,7 @@ synthetic faces: the label-efficiency benchmark of issue 13.
 
     python -m benchmarks.bench_landmark_label_efficiency [--n 25 100 645] [--seeds 0 1 2]
         [--arms a b c d] [--steps 3000] [--n-source 4000] [--model landmark_resnet_s]
+        [--distribution FILE]
     python -m benchmarks.bench_landmark_label_efficiency --quick     # smoke run, not results
 
 Real data: ``../shared/data/real/lfpw-train`` split 645/160 by ``split_face_folder`` (the
@@ -89,6 +90,11 @@ class Bench:
         self.root = settings.root / ("label-efficiency" + ("-quick" if a.quick else ""))
         self.ema = a.ema or None
         self._batch = None
+        self.dist = None  # the built-in face distribution
+        if a.distribution:
+            from synth.distribution import read_distribution
+
+            self.dist = read_distribution(a.distribution)
 
     def labeled(self, n: int, seed: int) -> np.ndarray:
         return np.random.default_rng(seed).permutation(len(self.train_faces.images))[:n]
@@ -100,7 +106,7 @@ class Bench:
             from synthloop.batches import prepare_training_batch
 
             reader = prepare_training_batch(self.settings, "landmarks", source=None,
-                                            n=self.a.n_source, seed=0, log=print)
+                                            n=self.a.n_source, seed=0, dist=self.dist, log=print)
             self._batch = str(reader.path)
         return self._batch
 
@@ -120,7 +126,8 @@ class Bench:
     def synthetic(self, name: str, seed: int, steps: int, **kw) -> tuple[Path, float]:
         from synthloop.landmarks.train import train_landmarks
 
-        out = self.root / f"{self.a.model}-{name}-s{seed}-steps{steps}-syn{self.a.n_source}"
+        dist = f"-{self.dist.id}" if self.dist is not None else ""
+        out = self.root / f"{self.a.model}-{name}-s{seed}-steps{steps}-syn{self.a.n_source}{dist}"
         minutes = _timed(out, lambda: train_landmarks(
             self.settings, out=str(out), source=self.batch, steps=steps, seed=seed,
             model=self.a.model, batch_size=self.a.batch_size, register=False,
@@ -286,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--da-trade-off", type=float, default=0.05,
                     help="arm d: weight of the DALN term (the Wing loss is ~0.1 in crop units; "
                          "at 1.0 DALN kept the model from learning the synthetic faces at all)")
+    ap.add_argument("--distribution", help="the synthetic faces' scene distribution (JSON; "
+                    "default: the built-in one), e.g. benchmarks/distributions/faces-lfpw-like.json")
     ap.add_argument("--model", default="landmark_resnet_s")
     ap.add_argument("--ema", type=float, default=EMA_DECAY,
                     help="weight-average decay; 0 = score the online weights")
