@@ -108,7 +108,7 @@ class TrainRequest:
     target: str | None = None
     real_labeled: str | None = None
     real_subjects: int | None = None
-    real_fraction: float | None = None  # share of each batch that is real
+    real_fraction: float = 0.5  # share of each batch from real_labeled
     source: str | None = None
     n_source: int = 20_000
     batch_size: int | None = None

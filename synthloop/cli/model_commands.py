@@ -22,7 +22,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     run = spec.train(settings_with_home(), TrainRequest(
         method=a.method, steps=a.steps, seed=a.seed, out=a.out, target=a.target,
         real_labeled=a.real_labeled, real_subjects=a.real_subjects,
-        real_fraction=a.real_fraction, source=a.source,
+        real_fraction=0.5 if a.real_fraction is None else a.real_fraction, source=a.source,
         n_source=a.n_source,
         batch_size=a.batch_size, lr=a.lr, trade_off=a.trade_off, model=a.model,
         device=a.device, register=not a.no_register, refiner=a.refiner), log=log)

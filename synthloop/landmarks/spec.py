@@ -174,8 +174,7 @@ class LandmarksSpec(TaskSpec):
                                batch_size=request.batch_size or self.default_batch_size,
                                lr=request.lr, trade_off=request.trade_off, device=request.device,
                                register=request.register, log=log,
-                               **({} if request.real_fraction is None
-                                  else {"real_fraction": request.real_fraction}))
+                               real_fraction=request.real_fraction)
 
     def describe_run(self, run) -> list[tuple[str, str]]:
         lines = [*super().describe_run(run), ("output", run.route)]
