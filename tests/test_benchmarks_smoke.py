@@ -59,9 +59,11 @@ def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
 
     real = _eyes(tmp_path / "real", n=48, subjects=6)
     out = _run("benchmarks.bench_real_gaze", "--real", str(real), "--quick", "--arms", "constant",
-               "source_only", "iwdan", "real_1", "syn+real_all", "dann+real_1", tmp_path=tmp_path)
+               "source_only", "iwdan", "real_1", "syn+real_all", "dann+real_1",
+               "--real-share", "0.25", tmp_path=tmp_path)
     assert "mean_deg" in out
     res = json.loads((tmp_path / "real_gaze_quick.json").read_text())
+    assert res["real_share"] == 0.25
     assert res["split"] == {"analysis_subjects": 3, "holdout_subjects": 3, "n_analysis": 24,
                             "n_holdout": 24}
     assert {r["arm"] for r in res["rows"]} == {"constant", "source_only", "iwdan", "real_1",
