@@ -63,6 +63,16 @@ def test_local_workers_import_the_shard_modules_before_the_first_shard():
     assert seen == {"synth.eye_scenes": True, WORKER_EXIT: True, "synth.face_generator": False}
 
 
+@pytest.mark.slow  # starts a Dask cluster of one process
+def test_local_workers_run_dask_monitors_at_relaxed_intervals():
+    from synthloop.dask_cluster import QUIET_MONITORS, client_shard_map
+    from tests.dask_probe import dask_settings
+
+    with client_shard_map(1) as map_shards:
+        [seen] = list(map_shards(dask_settings, [list(QUIET_MONITORS)]))
+    assert seen == QUIET_MONITORS
+
+
 @pytest.mark.slow  # starts (and fails to start) Dask clusters
 def test_a_cluster_that_cannot_start_fails_the_first_map_not_the_block():
     from synthloop.dask_cluster import client_shard_map
