@@ -3,9 +3,10 @@
 :mod:`tasks.fanout`).
 
 Single-threaded worker processes, one per core by default, so that a cluster of many
-cores or hosts is used without threads contending inside one interpreter. On a 2-vCPU
-machine two such processes were no faster than two threads in one process (measured,
-docs/benchmarks.md), which is why ``synthloop generate`` renders in-process by default.
+cores or hosts is used without threads contending inside one interpreter. ``synthloop
+generate`` starts one where it pays (:func:`default_workers`): on 2 vCPUs two worker
+processes beat two threads in one process from ~80,000 eyes or ~2,000 faces on, once their
+start-up overlaps the command's own (measured, docs/benchmarks.md).
 """
 
 from __future__ import annotations
