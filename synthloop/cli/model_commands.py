@@ -19,11 +19,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.real_fraction is not None and not a.real_labeled:
         raise UsageError("--real-fraction is the share of each batch from --real-labeled: "
                          "give --real-labeled too")
+    given = {} if a.real_fraction is None else {"real_fraction": a.real_fraction}
     run = spec.train(settings_with_home(), TrainRequest(
         method=a.method, steps=a.steps, seed=a.seed, out=a.out, target=a.target,
-        real_labeled=a.real_labeled, real_subjects=a.real_subjects,
-        real_fraction=0.5 if a.real_fraction is None else a.real_fraction, source=a.source,
-        n_source=a.n_source,
+        real_labeled=a.real_labeled, real_subjects=a.real_subjects, source=a.source,
+        n_source=a.n_source, **given,
         batch_size=a.batch_size, lr=a.lr, trade_off=a.trade_off, model=a.model,
         device=a.device, register=not a.no_register, refiner=a.refiner), log=log)
     for key, value in spec.describe_run(run):
