@@ -3,7 +3,7 @@ synthetic faces: the label-efficiency benchmark of issue 13.
 
     python -m benchmarks.bench_landmark_label_efficiency [--n 25 100 645] [--seeds 0 1 2]
         [--arms a b c d] [--steps 3000] [--n-source 4000] [--model landmark_resnet_s]
-        [--distribution FILE]
+        [--distribution FILE] [--transfer-fit ridge|mlp]
     python -m benchmarks.bench_landmark_label_efficiency --quick     # smoke run, not results
 
 Real data: ``../shared/data/real/lfpw-train`` split 645/160 by ``split_face_folder`` (the
@@ -15,7 +15,8 @@ images again, so DALN gets half the steps):
 
 - (a) real only: the ``n`` faces, 68 points;
 - (b) synthetic only (the dense set), then the label-transfer network fitted on the
-  ``n`` faces' dense predictions (the synthetic model is shared by every ``n``);
+  ``n`` faces' dense predictions (``--transfer-fit``: ridge, closed form, by default; the
+  synthetic model is shared by every ``n``);
 - (c) synthetic pre-training (``--pre-share`` of the steps, half by default, shared by
   every ``n``), then synthetic + the ``n`` real faces jointly (the rest of the steps,
   ``--real-fraction`` of each batch real; the real 68 head starts at the dense set's
@@ -139,9 +140,10 @@ class Bench:
         """Rows of a dense model + the transfer fitted on each ``n``'s faces."""
         import torch
 
-        from models.label_transfer import apply_label_transfer, fit_label_transfer
+        from models.label_transfer import apply_label_transfer
         from models.predict import predict_points_flip_averaged
         from models.registry import load_model
+        from models.transfer_fits import fit_transfer
 
         net = load_model(run / "last.pt").eval()
         mirror = self.dense_mirror
@@ -151,8 +153,8 @@ class Bench:
         for n in self.a.n:
             idx = self.labeled(n, seed)
             t0 = time.perf_counter()
-            fit = fit_label_transfer(dense[idx], torch.from_numpy(self.train_faces.points[idx]).float(),
-                                     self.a.transfer_steps, seed)
+            fit = fit_transfer(dense[idx], torch.from_numpy(self.train_faces.points[idx]).float(),
+                               method=self.a.transfer_fit, steps=self.a.transfer_steps, seed=seed)
             fit_min = (time.perf_counter() - t0) / 60
             r = self.score(net, mirror, lambda c, m=fit.model: apply_label_transfer(m, c))
             rows.append(self.row(arm, n, seed, r, minutes + fit_min))
@@ -238,6 +240,7 @@ class Bench:
                                           real_fraction=self.a.real_fraction,
                                           real_val_fraction=0.0,
                                           transfer_steps=self.a.transfer_steps,
+                                          transfer_fit=self.a.transfer_fit,
                                           init_weights=str(pre / "last.pt"))
             net = load_model(run / "last.pt")
             d = len(mirror) - 68
@@ -285,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces (arms b-d)")
-    ap.add_argument("--transfer-steps", type=int, default=2000)
+    ap.add_argument("--transfer-fit", choices=["ridge", "mlp"], default="ridge",
+                    help="how the label transfer is fitted (models/transfer_fits.py)")
+    ap.add_argument("--transfer-steps", type=int, default=2000, help="the mlp fit's steps")
     ap.add_argument("--pre-share", type=float, default=0.5,
                     help="arms c, e: share of --steps spent pre-training on synthetic faces alone")
     ap.add_argument("--real-fraction", type=float, default=0.5,

@@ -20,7 +20,7 @@ from analysis.stopping import StoppingRule, should_stop
 from flows.forms import EmptyDict, EmptyText, ZeroInt
 from models.names import METHODS
 from synthloop.errors import BatchRejected
-from synthloop.loop.config import LOOP_DEFAULTS, LoopConfig
+from synthloop.loop.config import LOOP_DEFAULTS, TRANSFER_FIT_NAMES, LoopConfig
 from synthloop.loop.rounds import round_dir, round_seed
 from synthloop.loop.routing import CHOICES
 from synthloop.settings import get_settings
@@ -107,6 +107,11 @@ class LoopParams(BaseModel):
         0, ge=0, title="Label-transfer steps (landmarks)",
         description="Landmarks only: fit steps of the label transfer to the 68 points; 0 = the "
         "default (2000).")  # synthloop.landmarks.rounds.TRANSFER_STEPS, not imported: torch
+    transfer_fit: Literal[TRANSFER_FIT_NAMES] = Field(
+        TRANSFER_FIT_NAMES[0], title="Label-transfer fit (landmarks)",
+        description="Landmarks only: ridge fits the transfer to the 68 points in closed form, "
+        "its regularisation chosen by leave-one-out on the analysis faces; mlp trains a small "
+        "network for the steps above (better only with many labeled faces, if at all).")
     refine_steps: ZeroInt = Field(
         0, ge=0, le=1_000_000, title="Refiner steps",
         description="Refine each round's batch toward the analysis part's real images (SimGAN) "
@@ -133,6 +138,7 @@ class LoopParams(BaseModel):
                           distribution=self.distribution_path or None,
                           model_kwargs=self.model_kwargs or None,
                           transfer_steps=self.transfer_steps or None,
+                          transfer_fit=self.transfer_fit,
                           refine_steps=self.refine_steps or None)
 
 

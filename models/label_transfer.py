@@ -173,6 +173,20 @@ class LabelTransferFit:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def _set_baseline(net: LabelTransfer, dense: Tensor, target: Tensor, w: Tensor,
+                  base_index: Sequence[int] | Tensor | None, base_weights: Tensor | None,
+                  ) -> Tensor | None:
+    """Fix ``net``'s baseline: ``base_weights``, else ``base_index``, else each target
+    point's nearest dense point on this data. Returns the index used (None for weights)."""
+    if base_weights is not None:
+        net.set_base(base_weights)
+        return None
+    index = (torch.as_tensor(base_index, dtype=torch.long) if base_index is not None
+             else nearest_dense_index(dense, target, w))
+    net.set_base_index(index)
+    return index
+
+
 def _mean_error(pred: Tensor, target: Tensor, w: Tensor) -> float:
     err = torch.nan_to_num((pred.double() - target.double()).norm(dim=-1), nan=0.0)
     return float((err * w).sum() / w.sum().clamp_min(1e-12))
@@ -210,13 +224,7 @@ def fit_label_transfer(dense_pred: Tensor, real68: Tensor, steps: int = 2000, se
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = LabelTransfer(num_dense=d, num_out=m, hidden=hidden, layers=layers)
-    index = None
-    if base_weights is not None:
-        net.set_base(base_weights)
-    else:
-        index = (torch.as_tensor(base_index, dtype=torch.long) if base_index is not None
-                 else nearest_dense_index(dense, target, w))
-        net.set_base_index(index)
+    index = _set_baseline(net, dense, target, w, base_index, base_weights)
     target0 = torch.nan_to_num(target, nan=0.0)
     _, _, scale = normalise_points(dense)
     with torch.no_grad():
@@ -245,7 +253,7 @@ def fit_label_transfer(dense_pred: Tensor, real68: Tensor, steps: int = 2000, se
     net.eval()
     with torch.no_grad():
         train_error = _mean_error(net(dense), target, w)
-    params = {"steps": steps, "seed": seed, "hidden": hidden, "layers": layers, "lr": lr,
+    params = {"method": "mlp", "steps": steps, "seed": seed, "hidden": hidden, "layers": layers, "lr": lr,
               "weight_decay": weight_decay, "batch_size": batch_size, "n": n}
     return LabelTransferFit(net, index, baseline_error, train_error, history, params)
 

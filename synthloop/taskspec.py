@@ -152,6 +152,9 @@ class TaskSpec:
     validation_metric: str
     #: what the loop's ``--real`` must hold, for messages
     real_data_hint: str
+    #: whether real labels reach the model through a fitted label transfer (the loop's
+    #: ``transfer_fit`` then belongs to its configuration)
+    label_transfer: bool = False
 
     # ------------------------------------------------------------ distribution
 

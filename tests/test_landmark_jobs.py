@@ -197,6 +197,15 @@ def test_refusals(data, tmp_path):
 
     with pytest.raises(ValueError, match="channels"):
         LandmarkPredictor(torch.nn.Identity(), channels=(5, 5))
+    with pytest.raises(ValueError, match="transfer_fit must be one of .*'lasso'"):
+        _train(tmp_path / "c", data, real_labeled=data["real"], transfer_fit="lasso")
+    two = tmp_path / "two"
+    two.mkdir()
+    for p in sorted((data["root"] / "real").iterdir())[:4]:  # 2 faces: .jpg + .pts each
+        (two / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(ValueError, match=f"{two}: 2 labeled training faces.*at least 3"):
+        _train(tmp_path / "d", data, real_labeled=str(two), real_val_fraction=0.0)
+    assert not (tmp_path / "d" / "last.pt").exists()  # refused before any training
 
 
 # --------------------------------------------------------------------------- data errors

@@ -76,7 +76,7 @@ def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, che
     points = real.labels["points"]
     steps = cfg.transfer_steps if cfg.transfer_steps is not None else TRANSFER_STEPS
     tm = fit_transfer_on_real(checkpoint, real.source.subset(real.analysis), steps=steps,
-                              seed=round_seed(cfg, k, 3))
+                              seed=round_seed(cfg, k, 3), method=cfg.transfer_fit)
     faces = load_real_faces(real.source, int(getattr(tm.predictor.net, "input_size", 128)))
     crop_pred = tm.predictor.eval().predict_batches(torch.from_numpy(faces.nchw()), 64)
     crop_pred = crop_pred.float().cpu().numpy()

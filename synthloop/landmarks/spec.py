@@ -79,6 +79,7 @@ class LandmarksSpec(TaskSpec):
     error_unit = "% NME io"
     validation_metric = "real_nme_io_analysis"
     real_data_hint = "a folder of images with .pts files, e.g. LFPW train"
+    label_transfer = True
 
     # ------------------------------------------------------------ distribution
 

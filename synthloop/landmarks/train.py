@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from models.label_transfer_ridge import MIN_FACES as MIN_TRANSFER_FACES
 from models.landmark_recipe import DEFAULT_LANDMARK_MODEL, landmark_recipe
 from models.predictor import N68, make_predictor
+from models.transfer_fits import DEFAULT_TRANSFER_FIT, TRANSFER_FITS
 from synthloop.errors import UsageError
 from synthloop.landmarks.evaluate import data_key
 from synthloop.landmarks.load import LAYOUT_FILE, TRANSFER_FILE
@@ -66,6 +68,7 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                     points: str = "dense", dense_set: str | None = None,
                     supervise_occluded: bool = True, batch_size: int = 32,
                     lr: float | None = None, trade_off: float = 1.0, transfer_steps: int = 2000,
+                    transfer_fit: str = DEFAULT_TRANSFER_FIT,
                     device: str = "cpu", register: bool = True, run_name: str | None = None,
                     log=print, train_overrides: dict[str, Any] | None = None,
                     init_weights: str | None = None) -> LandmarkRun:
@@ -81,6 +84,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
             after training and, with ``real_fraction > 0``, trains syn+real
             (:mod:`synthloop.landmarks.source`). ``real_val_fraction`` of it is held out
             to pick the route (and, syn+real, the checkpoint).
+        transfer_fit: how the label transfer is fitted (:mod:`models.transfer_fits`:
+            ``ridge``, closed form, or ``mlp``, ``transfer_steps`` steps of AdamW).
         target: unlabeled real faces for DANN/DALN: images with ``.pts`` (used only to
             place the crop, as at test time) or already-cropped faces.
         points: ``"dense"`` (the batch's dense set, or ``dense_set``) or ``"68"``.
@@ -102,6 +107,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
 
     if method not in list_methods():
         raise UsageError(f"method must be one of {list_methods()}, got {method!r}")
+    if transfer_fit not in TRANSFER_FITS:
+        raise UsageError(f"transfer_fit must be one of {list(TRANSFER_FITS)}, got {transfer_fit!r}")
     needs_target = method_needs_target(method)
     if needs_target and target is None:
         raise UsageError(f"method {method!r} needs target (unlabeled real faces)")
@@ -125,6 +132,10 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
     if target is not None and not needs_target:
         log(f"note: {method} trains without target images; --target {target} is ignored")
     reader, layout, real, tgt = d.reader, d.layout, d.real, d.target
+    if d.real_train is not None and len(d.real_train) < MIN_TRANSFER_FACES:
+        raise UsageError(f"{real_labeled}: {len(d.real_train)} labeled training faces after "
+                         f"holding out {real_val_fraction:g} for validation; the label transfer "
+                         f"needs at least {MIN_TRANSFER_FACES}")
 
     kw: dict[str, Any] = dict(task="landmarks", model=model,
                               model_kwargs={**(model_kwargs or {}), "num_points": layout.num_points},
@@ -157,7 +168,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                 "point_set": d.set_name, "num_dense": layout.num_dense, "real_head": layout.real_head,
                 "supervise_occluded": supervise_occluded, "real_n_train": _n(d.real_train),
                 "real_n_val": _n(d.real_val), "real_fraction": real_fraction if mixed else 0.0,
-                "real_per_batch": d.n_real, "transfer_steps": transfer_steps if real else 0,
+                "real_per_batch": d.n_real, "transfer_fit": transfer_fit if real else "",
+                "transfer_steps": transfer_steps if real else 0,
                 "target_n": len(tgt) if tgt is not None else 0, **_crop_params()})
     with run:
         run.log_dict(reader.manifest, "source_manifest.json")
@@ -168,7 +180,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
         from models.registry import load_model
 
         net = load_model(out).to(device)
-        route, transfer, route_nme = _choose_route(run, net, d, transfer_steps, seed, Path(out))
+        route, transfer, route_nme = _choose_route(run, net, d, transfer_steps, seed, Path(out),
+                                                    transfer_fit)
         run.set_tag("route", route)
         run.log_checkpoints(out, ("best.pt", "last.pt", TRANSFER_FILE, LAYOUT_FILE))
         uri = version = None
@@ -198,7 +211,8 @@ def _read_real_folders_first(out: str, real_labeled: str | None, target: str | N
 
 
 def _choose_route(run: TrainingRun, net: nn.Module, d: TrainingData, transfer_steps: int,
-                  seed: int, out: Path) -> tuple[str, nn.Module | None, dict[str, float]]:
+                  seed: int, out: Path, transfer_fit: str = DEFAULT_TRANSFER_FIT,
+                  ) -> tuple[str, nn.Module | None, dict[str, float]]:
     """With real labeled faces: fit the transfer network on the training ones, score
     every route on the held-out ones and take the best. Writes the layout record
     (``landmarks.json``) that :func:`~synthloop.landmarks.load.load_landmark_predictor`
@@ -207,7 +221,8 @@ def _choose_route(run: TrainingRun, net: nn.Module, d: TrainingData, transfer_st
 
     transfer, route_nme = None, {}
     if d.real is not None and d.real_train is not None and d.real_val is not None:
-        fit = fit_and_save_transfer(net, d.real, d.real_train, d.layout, transfer_steps, seed, out)
+        fit = fit_and_save_transfer(net, d.real, d.real_train, d.layout, transfer_steps, seed, out,
+                                    transfer_fit)
         run.log_metrics({"transfer_baseline_error_px": fit.baseline_error,
                          "transfer_train_error_px": fit.train_error})
         transfer = fit.model

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from models.predictor import ROUTES, OutputLayout, make_predictor
+from models.transfer_fits import DEFAULT_TRANSFER_FIT, fit_transfer
 from realdata.landmarks import FaceSet
 from realdata.real_faces import RealFaces, load_real_faces
 from synthloop.landmarks.load import TRANSFER_FILE, load_landmark_predictor
@@ -57,16 +58,18 @@ def default_route(layout: OutputLayout, has_transfer: bool) -> str:
 
 
 def fit_and_save_transfer(net: nn.Module, real: RealFaces, idx: np.ndarray, layout: OutputLayout,
-                          steps: int, seed: int, out: Path) -> Any:
-    """Fit the label-transfer network on the trained dense head's predictions for the
-    real faces ``idx``; saved as ``out/transfer.pt`` (self-describing). Returns the
+                          steps: int, seed: int, out: Path, method: str = DEFAULT_TRANSFER_FIT) -> Any:
+    """Fit the label-transfer network (``method``: a key of
+    :data:`models.transfer_fits.TRANSFER_FITS`) on the trained dense head's predictions for
+    the real faces ``idx``; saved as ``out/transfer.pt`` (self-describing). Returns the
     :class:`~models.label_transfer.LabelTransferFit`."""
-    from models.label_transfer import fit_label_transfer, save_label_transfer
+    from models.label_transfer import save_label_transfer
 
     dev = next(net.parameters()).device
     a, b = layout.channels("transfer")
     dense = all_points(net, torch.from_numpy(real.nchw(idx)).to(dev))[:, a:b]
-    fit = fit_label_transfer(dense, torch.from_numpy(real.points[idx]).float(), steps, seed)
+    fit = fit_transfer(dense, torch.from_numpy(real.points[idx]).float(), method=method,
+                       steps=steps, seed=seed)
     save_label_transfer(out / TRANSFER_FILE, fit)
     return fit
 
@@ -77,12 +80,13 @@ class TransferredModel(NamedTuple):
 
 
 def fit_transfer_on_real(model: str | Path | nn.Module, real: str | Path | FaceSet | RealFaces,
-                         steps: int = 2000, seed: int = 0, **fit_kwargs: Any) -> TransferredModel:
+                         steps: int = 2000, seed: int = 0, method: str = DEFAULT_TRANSFER_FIT,
+                         **fit_kwargs: Any) -> TransferredModel:
     """Test-time label transfer: keep the trained network, fit only the label-transfer
     network from its dense predictions on real labeled faces (e.g. the train half of
-    :func:`realdata.splits.split_face_folder`) to their 68 points. ``fit_kwargs`` go to
-    :func:`models.label_transfer.fit_label_transfer` (hidden, layers, lr...)."""
-    from models.label_transfer import fit_label_transfer
+    :func:`realdata.splits.split_face_folder`) to their 68 points. ``method`` picks the
+    fit (:data:`models.transfer_fits.TRANSFER_FITS`; ``steps``/``seed`` matter to ``mlp``),
+    ``fit_kwargs`` go to it (``mlp``: hidden, layers, lr...)."""
 
     base = load_landmark_predictor(model)
     info = dict(getattr(base, "layout", {}) or {})
@@ -92,6 +96,7 @@ def fit_transfer_on_real(model: str | Path | nn.Module, real: str | Path | FaceS
     a, b = layout.channels("transfer")
     dev = next(base.net.parameters()).device
     dense = all_points(base.net, torch.from_numpy(faces.nchw()).to(dev))[:, a:b]
-    fit = fit_label_transfer(dense, torch.from_numpy(faces.points).float(), steps, seed, **fit_kwargs)
+    fit = fit_transfer(dense, torch.from_numpy(faces.points).float(), method=method, steps=steps,
+                       seed=seed, **fit_kwargs)
     return TransferredModel(make_predictor(base.net, layout, "transfer", fit.model.to(dev)), fit)
 

@@ -9,11 +9,15 @@ from typing import Any
 from synthloop.errors import UsageError
 from synthloop.taskspec import TASK_NAMES, get_task
 
-__all__ = ["LOOP_DEFAULTS", "LoopConfig"]
+__all__ = ["LOOP_DEFAULTS", "TRANSFER_FIT_NAMES", "LoopConfig"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
-_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "refine_steps", "restart")
+_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_steps", "restart")
+
+#: landmarks: the label-transfer fits (the keys of ``models.transfer_fits.TRANSFER_FITS``,
+#: written out so that reading a configuration does not import torch; a test keeps them equal)
+TRANSFER_FIT_NAMES = ("ridge", "mlp")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class LoopConfig:
     distribution: str | None = None  # initial distribution JSON; default: the built-in one
     model_kwargs: dict[str, Any] | None = None  # architecture overrides (e.g. hourglass width)
     transfer_steps: int | None = None  # landmarks: label-transfer fit steps (None: 2000)
+    transfer_fit: str | None = None  # landmarks: TRANSFER_FIT_NAMES (None: the first);
+    # tasks without a label transfer drop it, so it is no part of their identity
     refine_steps: int | None = None  # SimGAN steps refining each round's batch toward the
     # analysis part before training (None: no refinement)
     restart: int | None = None  # n >= 1: the n-th fresh loop with otherwise equal settings
@@ -59,6 +65,13 @@ class LoopConfig:
             object.__setattr__(self, "batch_size", spec.default_batch_size)
         if self.rounds < 1 or self.n_per_round < 1 or self.steps_per_round < 1:
             raise UsageError("rounds, n_per_round and steps_per_round must be positive")
+        if not spec.label_transfer:
+            object.__setattr__(self, "transfer_fit", None)
+        elif self.transfer_fit is None:
+            object.__setattr__(self, "transfer_fit", TRANSFER_FIT_NAMES[0])
+        elif self.transfer_fit not in TRANSFER_FIT_NAMES:
+            raise UsageError(f"transfer_fit {self.transfer_fit!r}: choose from "
+                             f"{', '.join(TRANSFER_FIT_NAMES)}")
         if self.refine_steps is not None and self.refine_steps < 1:
             raise UsageError(f"refine_steps must be positive (or None), got {self.refine_steps}")
         if not 0.05 <= self.holdout_frac <= 0.95:
