@@ -233,6 +233,7 @@ class Bench:
         mirror = layout_mirror(self.dense_mirror, real_head=True)
         variant = "" if (self.a.pre_share, self.a.real_fraction) == (0.5, 0.5) else \
             f"-pre{self.a.pre_share:g}-rf{self.a.real_fraction:g}"
+        variant += "-sh68" if self.a.syn_head68 else ""
         rows = []
         for n in self.a.n:
             real = self.train_set.subset(self.labeled(n, seed).tolist())
@@ -241,6 +242,7 @@ class Bench:
                                           real_val_fraction=0.0,
                                           transfer_steps=self.a.transfer_steps,
                                           transfer_fit=self.a.transfer_fit,
+                                          syn_head68=self.a.syn_head68,
                                           init_weights=str(pre / "last.pt"))
             net = load_model(run / "last.pt")
             d = len(mirror) - 68
@@ -291,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transfer-fit", choices=["ridge", "mlp"], default="ridge",
                     help="how the label transfer is fitted (models/transfer_fits.py)")
     ap.add_argument("--transfer-steps", type=int, default=2000, help="the mlp fit's steps")
+    ap.add_argument("--syn-head68", action="store_true",
+                    help="arm c: synthetic faces also train the 68 head, labeled by a transfer "
+                    "fitted on the n real faces (synthloop/landmarks/syn_head68.py)")
     ap.add_argument("--pre-share", type=float, default=0.5,
                     help="arms c, e: share of --steps spent pre-training on synthetic faces alone")
     ap.add_argument("--real-fraction", type=float, default=0.5,

@@ -159,6 +159,32 @@ def test_syn_real_training_fits_transfer_and_offers_every_route(data, tmp_path):
         assert res["route"] == route
 
 
+def test_synthetic_faces_can_train_the_68_head_through_a_fitted_transfer(data, tmp_path):
+    from synthloop.landmarks.source import training_data
+    from synthloop.landmarks.syn_head68 import transferred_synthetic_68
+
+    _train(tmp_path / "dense", data, register=False)
+    label = transferred_synthetic_68(tmp_path / "dense")
+    d = training_data(data["settings"], source=data["batch"], n_source=0, seed=0, points="dense",
+                      dense_set=None, supervise_occluded=True, real_labeled=data["real"],
+                      real_fraction=0.5, real_val_fraction=0.0, target=None, batch_size=4,
+                      log=lambda *_: None, syn_head68=label)
+    syn = d.source.parts[0].gather(np.arange(3))  # synthetic faces: both heads labeled
+    lo, hi = d.layout.channels("head68")
+    assert torch.isfinite(syn["points"][:, lo:hi]).all() and (syn["visible"][:, lo:hi] == 1).all()
+    assert torch.isfinite(syn["points"][:, :lo]).all()
+    plain = training_data(data["settings"], source=data["batch"], n_source=0, seed=0,
+                          points="dense", dense_set=None, supervise_occluded=True,
+                          real_labeled=data["real"], real_fraction=0.5, real_val_fraction=0.0,
+                          target=None, batch_size=4, log=lambda *_: None)
+    assert (plain.source.parts[0].gather(np.arange(3))["visible"][:, lo:hi] == 0).all()
+    run = _train(tmp_path / "sh68", data, real_labeled=data["real"], syn_head68=True,
+                 init_weights=str(tmp_path / "dense"), register=False)
+    assert run.layout["real_head"]
+    with pytest.raises(ValueError, match="syn_head68 needs syn\\+real"):
+        _train(tmp_path / "x", data, real_labeled=data["real"], syn_head68=True)
+
+
 def test_test_time_label_transfer_on_a_split(data, tmp_path):
     _train(tmp_path / "run", data, register=False)
     train, test = split_face_folder(data["real"], n_test=2, seed=0)

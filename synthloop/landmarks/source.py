@@ -23,6 +23,7 @@ need a second trainable module and loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,6 +43,10 @@ __all__ = ["VAL_SOURCE_MAX", "VAL_TARGET_MAX", "SyntheticLabels", "TrainingData"
            "synthetic_labels", "training_data", "validation_split"]
 
 VAL_SOURCE_MAX = 256
+#: ``(real faces, training positions, synthetic dense points (N, D, 2)) -> (N, 68, 2)``
+SynHead68 = Callable[[RealFaces, np.ndarray, np.ndarray], np.ndarray]
+#: a synthetic face's 68-head point weighs as much as one of its dense points
+SYN_HEAD68_WEIGHT = 1.0
 VAL_TARGET_MAX = 256
 
 
@@ -134,13 +139,18 @@ class TrainingData:
 def training_data(settings: Settings, *, source: str | None, n_source: int, seed: int,
                   points: str, dense_set: str | None, supervise_occluded: bool,
                   real_labeled: str | None, real_fraction: float, real_val_fraction: float,
-                  target: str | None, batch_size: int, log, crop_size: int = 128) -> TrainingData:
+                  target: str | None, batch_size: int, log, crop_size: int = 128,
+                  syn_head68: SynHead68 | None = None) -> TrainingData:
     """Sources and validation batches. Synthetic: 5 % of the batch (at most 256 faces)
     held out for checkpoint selection. Syn+real (``real_fraction > 0``): batches of
     synthetic + real faces in the layout's channels, and selection on the held-out real
     faces instead, the data the model is for. Target: 20 % (at most 256) held out for the
     label-free scores, as in the gaze jobs. Every image comes at ``crop_size`` px (the
-    model's input size): real faces are cropped at it, synthetic ones resampled to it."""
+    model's input size): real faces are cropped at it, synthetic ones resampled to it.
+
+    ``syn_head68`` (syn+real only): ``(real faces, their training positions, synthetic
+    dense points) -> (N, 68, 2)`` labels in the real convention for the synthetic faces,
+    which then supervise the 68 head too (:mod:`synthloop.landmarks.syn_head68`)."""
     from models.crop_resize import ResizedSource
     from models.data import ArraySource, ConcatSource, ShardSource
 
@@ -157,7 +167,15 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
     syn_train, syn_val = validation_split(len(reader), 0.05, seed, VAL_SOURCE_MAX)
     if len(syn_val) == 0:
         syn_val = syn_train  # a one-face batch: nothing to hold out
+    real = real_train = real_val = None
+    if real_labeled is not None:
+        real = load_real_faces(real_labeled, crop_size)
+        real_train, real_val = validation_split(len(real), real_val_fraction, seed, len(real))
     syn_labels = pad_labels(syn_pts, syn_w, layout, real=False)
+    if mixed and syn_head68 is not None:
+        lo, hi = layout.channels("head68")
+        syn_labels["points"][:, lo:hi] = syn_head68(real, real_train, syn_pts)
+        syn_labels["visible"][:, lo:hi] = SYN_HEAD68_WEIGHT
     n_real = min(max(int(round(batch_size * real_fraction)), 1), batch_size - 1) if mixed else 0
     syn_src = ResizedSource(ShardSource(reader, batch_size - n_real, seed, syn_labels,
                                         indices=syn_train), crop_size)
@@ -165,9 +183,7 @@ def training_data(settings: Settings, *, source: str | None, n_source: int, seed
                      syn_src,
                      ResizedSource(ShardSource(reader, 1, seed, syn_labels, indices=syn_val),
                                    crop_size).gather(np.arange(len(syn_val))))
-    if real_labeled is not None:
-        d.real = load_real_faces(real_labeled, crop_size)
-        d.real_train, d.real_val = validation_split(len(d.real), real_val_fraction, seed, len(d.real))
+    d.real, d.real_train, d.real_val = real, real_train, real_val
     if mixed:
         assert d.real is not None and d.real_train is not None and d.real_val is not None
         pad = real_labels(d.real, d.real_train, layout, layout.num_dense / N68)

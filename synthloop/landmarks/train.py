@@ -29,6 +29,7 @@ from synthloop.errors import UsageError
 from synthloop.landmarks.evaluate import data_key
 from synthloop.landmarks.load import LAYOUT_FILE, TRANSFER_FILE
 from synthloop.landmarks.source import TrainingData, training_data
+from synthloop.landmarks.syn_head68 import transferred_synthetic_68
 from synthloop.landmarks.transfer import (
     all_points,
     default_route,
@@ -68,7 +69,7 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                     points: str = "dense", dense_set: str | None = None,
                     supervise_occluded: bool = True, batch_size: int = 32,
                     lr: float | None = None, trade_off: float = 1.0, transfer_steps: int = 2000,
-                    transfer_fit: str = DEFAULT_TRANSFER_FIT,
+                    transfer_fit: str = DEFAULT_TRANSFER_FIT, syn_head68: bool = False,
                     device: str = "cpu", register: bool = True, run_name: str | None = None,
                     log=print, train_overrides: dict[str, Any] | None = None,
                     init_weights: str | None = None) -> LandmarkRun:
@@ -86,6 +87,9 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
             to pick the route (and, syn+real, the checkpoint).
         transfer_fit: how the label transfer is fitted (:mod:`models.transfer_fits`:
             ``ridge``, closed form, or ``mlp``, ``transfer_steps`` steps of AdamW).
+        syn_head68: syn+real from a dense ``init_weights`` model only: the synthetic faces
+            also supervise the 68 head, labeled by a transfer fitted on the real training
+            faces (:mod:`synthloop.landmarks.syn_head68`).
         target: unlabeled real faces for DANN/DALN: images with ``.pts`` (used only to
             place the crop, as at test time) or already-cropped faces.
         points: ``"dense"`` (the batch's dense set, or ``dense_set``) or ``"68"``.
@@ -121,6 +125,9 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                          "put real faces in the source domain; use real_fraction=0 (label "
                          "transfer after DA) or method='source_only'")
 
+    if syn_head68 and not (mixed and init_weights):
+        raise UsageError("syn_head68 needs syn+real training (real_labeled, real_fraction > 0) "
+                         "from a dense model (init_weights)")
     crop_size = model_input_size(model, **(model_kwargs or {})) or 128
     _read_real_folders_first(out, real_labeled, target if needs_target else None, crop_size)
     d = training_data(settings, source=source, n_source=n_source, seed=seed, points=points,
@@ -128,7 +135,8 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                       real_labeled=real_labeled, real_fraction=real_fraction if mixed else 0.0,
                       real_val_fraction=real_val_fraction,
                       target=target if needs_target else None, batch_size=batch_size, log=log,
-                      crop_size=crop_size)
+                      crop_size=crop_size,
+                      syn_head68=transferred_synthetic_68(init_weights) if syn_head68 else None)
     if target is not None and not needs_target:
         log(f"note: {method} trains without target images; --target {target} is ignored")
     reader, layout, real, tgt = d.reader, d.layout, d.real, d.target
@@ -169,6 +177,7 @@ def train_landmarks(settings: Settings, *, method: str = "source_only", steps: i
                 "supervise_occluded": supervise_occluded, "real_n_train": _n(d.real_train),
                 "real_n_val": _n(d.real_val), "real_fraction": real_fraction if mixed else 0.0,
                 "real_per_batch": d.n_real, "transfer_fit": transfer_fit if real else "",
+                "syn_head68": syn_head68,
                 "transfer_steps": transfer_steps if real else 0,
                 "target_n": len(tgt) if tgt is not None else 0, **_crop_params()})
     with run:

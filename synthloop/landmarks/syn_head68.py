@@ -1,0 +1,47 @@
+"""Synthetic faces labeled in the real convention, so that they train the 68 head too.
+
+In syn+real training the 68 head otherwise learns from the real labeled faces alone; with
+25 of them it over-fits while the dense head sees thousands. A label transfer fitted on
+those real faces (a dense model's predictions on them -> their 68 labels, closed form,
+:mod:`models.label_transfer_ridge`) maps every synthetic face's exact dense points to 68
+points in the annotators' convention (jaw on the outline, brows on their upper edge), and
+those become the synthetic faces' labels for the 68 head. The dense model is the one the
+run starts from (its ``init_weights``): pre-trained on the same synthetic faces, it has
+not seen the real labels, so the transfer's leave-one-out choice of its weight is honest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realdata.real_faces import RealFaces
+from synthloop.errors import UsageError
+from synthloop.landmarks.source import SynHead68
+
+__all__ = ["transferred_synthetic_68"]
+
+
+def transferred_synthetic_68(dense_model: str | Path) -> SynHead68:
+    """The :data:`~synthloop.landmarks.source.SynHead68` of ``dense_model`` (a checkpoint
+    or run folder of a model whose first channels are the batch's dense set)."""
+
+    def labels(real: RealFaces, idx: np.ndarray, syn_points: np.ndarray) -> np.ndarray:
+        from models.label_transfer import apply_label_transfer
+        from models.registry import load_model
+        from models.transfer_fits import fit_transfer
+        from synthloop.landmarks.transfer import all_points
+
+        net = load_model(dense_model)
+        d = syn_points.shape[1]
+        if int(getattr(net, "num_points", d)) < d:
+            raise UsageError(f"{dense_model}: {net.num_points} outputs, fewer than the "
+                             f"batch's {d} dense points; start from a dense model")
+        dense = all_points(net, torch.from_numpy(real.nchw(idx)))[:, :d]
+        fit = fit_transfer(dense, torch.from_numpy(real.points[idx]).float())
+        out = apply_label_transfer(fit.model, torch.tensor(syn_points, dtype=torch.float32))
+        return out.numpy().astype(np.float32)
+
+    return labels
