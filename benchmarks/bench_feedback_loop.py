@@ -37,6 +37,7 @@ from pathlib import Path
 from benchmarks.common import machine, print_table, results_dir, save
 from synth.targets import target_name
 from synthloop.gaze.spec import LOOP_TARGET_VERSION
+from synthloop.loop.config import TRANSFER_FIT_NAMES
 from synthloop.taskspec import get_task
 
 
@@ -80,7 +81,10 @@ def _plot(rows: list[dict], rounds: int, path: Path, title: str, unit: str) -> P
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--task", choices=["gaze", "landmarks"], default="gaze")
-    ap.add_argument("--transfer-steps", type=int, default=None, help="landmarks: label-transfer steps")
+    ap.add_argument("--transfer-fit", choices=TRANSFER_FIT_NAMES, default=TRANSFER_FIT_NAMES[0],
+                    help="landmarks: how the label transfer is fitted")
+    ap.add_argument("--transfer-steps", type=int, default=None,
+                    help="landmarks: label-transfer steps of the mlp fit")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--n-per-round", type=int, default=8000)
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode, open_loop, dist_path in arms:
                 p = LoopParams(task=a.task, real=real, rounds=a.rounds, seed=seed,
                                open_loop=open_loop, transfer_steps=a.transfer_steps,
+                               transfer_fit=a.transfer_fit,
                                n_per_round=a.n_per_round, steps_per_round=a.steps_per_round,
                                patience=None, distribution_path=dist_path)
                 res, dt = _run(p)

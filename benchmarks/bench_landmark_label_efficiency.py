@@ -50,6 +50,7 @@ import numpy as np
 
 from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
+from synthloop.loop.config import TRANSFER_FIT_NAMES
 
 LFPW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lfpw-train"
 ARMS = {"a": "a real only", "b": "b synthetic + transfer", "c": "c syn pre-train + syn/real",
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces (arms b-d)")
-    ap.add_argument("--transfer-fit", choices=["ridge", "mlp"], default="ridge",
+    ap.add_argument("--transfer-fit", choices=TRANSFER_FIT_NAMES, default=TRANSFER_FIT_NAMES[0],
                     help="how the label transfer is fitted (models/transfer_fits.py)")
     ap.add_argument("--transfer-steps", type=int, default=2000, help="the mlp fit's steps")
     ap.add_argument("--syn-head68", action="store_true",

@@ -105,7 +105,7 @@ class LoopParams(BaseModel):
         "task's own model.")
     transfer_steps: ZeroInt = Field(
         0, ge=0, title="Label-transfer steps (landmarks)",
-        description="Landmarks only: fit steps of the label transfer to the 68 points; 0 = the "
+        description="Landmarks only, with the mlp label-transfer fit below: its steps; 0 = the "
         "default (2000).")  # synthloop.landmarks.rounds.TRANSFER_STEPS, not imported: torch
     transfer_fit: Literal[TRANSFER_FIT_NAMES] = Field(
         TRANSFER_FIT_NAMES[0], title="Label-transfer fit (landmarks)",
