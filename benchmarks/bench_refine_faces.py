@@ -34,6 +34,7 @@ import numpy as np
 from benchmarks.bench_landmark_label_efficiency import LFPW, Bench, lfpw_split
 from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
+from synthloop.loop.config import TRANSFER_FIT_NAMES
 
 
 def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path) -> tuple[str, dict]:
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3000, help="landmark training steps per arm")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces")
-    ap.add_argument("--transfer-steps", type=int, default=2000)
+    ap.add_argument("--transfer-fit", choices=TRANSFER_FIT_NAMES, default=TRANSFER_FIT_NAMES[0],
+                    help="how the label transfer is fitted (models/transfer_fits.py)")
+    ap.add_argument("--transfer-steps", type=int, default=2000, help="the mlp fit's steps")
+    ap.add_argument("--distribution", help="the synthetic faces' scene distribution (JSON; "
+                    "default: the built-in one)")
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--self-reg", type=float, default=10.0,
                     help="refiner self-regularisation weight (10: quarantined on seeds 0-2)")
