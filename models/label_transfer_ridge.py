@@ -120,7 +120,9 @@ def fit_label_transfer_ridge(dense_pred: Tensor, real68: Tensor, steps: int = 0,
         raise ValueError(f"ridge label transfer needs >= {MIN_FACES} labeled faces, got {most}")
     n, d, _ = dense.shape
     m = target.shape[1]
-    net = LabelTransfer(num_dense=d, num_out=m)
+    with torch.random.fork_rng(devices=[]):  # the unused MLP's init: fixed, and no draw
+        torch.manual_seed(0)                   # from the caller's random stream
+        net = LabelTransfer(num_dense=d, num_out=m)
     index = _set_baseline(net, dense, target, w, base_index, base_weights)
     z, _, scale = normalise_points(dense)
     x = z.reshape(n, -1)

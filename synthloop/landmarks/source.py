@@ -43,11 +43,11 @@ __all__ = ["VAL_SOURCE_MAX", "VAL_TARGET_MAX", "SyntheticLabels", "TrainingData"
            "synthetic_labels", "training_data", "validation_split"]
 
 VAL_SOURCE_MAX = 256
+VAL_TARGET_MAX = 256
 #: ``(real faces, training positions, synthetic dense points (N, D, 2)) -> (N, 68, 2)``
 SynHead68 = Callable[[RealFaces, np.ndarray, np.ndarray], np.ndarray]
 #: a synthetic face's 68-head point weighs as much as one of its dense points
 SYN_HEAD68_WEIGHT = 1.0
-VAL_TARGET_MAX = 256
 
 
 def validation_split(n: int, frac: float, seed: int, cap: int) -> tuple[np.ndarray, np.ndarray]:

@@ -119,6 +119,8 @@ def test_checkpoint_round_trip_and_the_fit_registry(tmp_path):
     assert fit.params["method"] == "ridge"
     net = load_model(save_label_transfer(tmp_path / "lt.pt", fit))
     assert torch.equal(net(dense), apply_label_transfer(fit.model, dense))
+    again = fit_transfer(dense, real)
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in fit.model.state_dict().items())
     assert fit_transfer(dense, real, method="mlp", steps=3, seed=0).params["method"] == "mlp"
     with pytest.raises(ValueError, match="unknown label-transfer fit 'lasso'.*ridge, mlp"):
         fit_transfer(dense, real, method="lasso")
