@@ -16,8 +16,8 @@ Why not the gradient-trained MLP: with a few dozen to a hundred labeled faces it
 ~10^5 weights per 10^4 numbers to fit and over-fits; a ridge fit has one knob, and the
 knob is chosen by the labeled faces themselves. For a linear smoother :math:`S` the
 leave-one-out residual is :math:`(r_i - \hat r_i) / (1 - S_{ii})` exactly, so every
-:math:`\lambda` of the grid is scored from one eigendecomposition of the :math:`n \times n`
-Gram matrix, no refits. The chosen :math:`\lambda` minimises the mean leave-one-out point
+:math:`\lambda` of the grid is scored, and the chosen one solved, from one thin SVD of the
+(weighted, centred) features, no refits. The chosen :math:`\lambda` minimises the mean leave-one-out point
 distance (face units), the quantity the NME measures.
 
 Output points labeled on different faces (NaN labels or ``visible`` weights) are solved
@@ -28,6 +28,7 @@ one curve, so one :math:`\lambda` serves all points.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -51,13 +52,50 @@ MIN_FACES = 3  # leave-one-out over fewer labeled faces is no estimate
 LOG10_LAMBDAS: tuple[float, ...] = tuple(np.round(np.arange(-5.0, 3.01, 0.25), 2))
 
 
-def _weighted_centred(x: Tensor, r: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(xs, rs, x mean, r mean)``: features and flattened targets centred on their
-    weighted means and scaled by ``sqrt(w)``, so the weighted fit is an ordinary one."""
+class _Decomposed(NamedTuple):
+    """One weighted least-squares problem, centred on its weighted means and scaled by
+    ``sqrt(w)`` (so the weighted fit is an ordinary one), with the thin SVD of its features:
+    every lambda's leave-one-out error and solution come from it without refactoring."""
+
+    u: Tensor  # (n, k), k = min(n, F)
+    sv: Tensor  # (k,)
+    vh: Tensor  # (k, F)
+    rs: Tensor  # (n, P*2) centred, scaled targets
+    xm: Tensor  # (F,) weighted feature mean
+    rm: Tensor  # (P*2,) weighted target mean
+    w: Tensor  # (n,)
+
+
+def _decompose(x: Tensor, r: Tensor, w: Tensor) -> _Decomposed:
     sw = w.sqrt()
     xm = (w[:, None] * x).sum(0) / w.sum()
     rm = (w[:, None, None] * r).sum(0).reshape(-1) / w.sum()
-    return sw[:, None] * (x - xm), sw[:, None] * (r.reshape(len(r), -1) - rm), xm, rm
+    u, sv, vh = torch.linalg.svd(sw[:, None] * (x - xm), full_matrices=False)
+    return _Decomposed(u, sv, vh, sw[:, None] * (r.reshape(len(r), -1) - rm), xm, rm, w)
+
+
+def _loo(p: _Decomposed, lambdas: Sequence[float]) -> Tensor:
+    """For each lambda, the sum over samples with ``w > 0`` and points of
+    ``w_i * |leave-one-out residual|``."""
+    e = p.sv**2
+    ur = p.u.T @ p.rs
+    keep = p.w > 0
+    sw = p.w[keep].sqrt()
+    out = []
+    for lam in lambdas:
+        f = e / (e + lam)
+        fitted = p.u @ (f[:, None] * ur)  # the weighted, centred fit of rs
+        # hat diagonal of the whole smoother: the penalised part plus the intercept's w_i / sum w
+        h = (p.u**2) @ f + p.w / p.w.sum()
+        res = (p.rs - fitted)[keep] / (sw * (1.0 - h[keep]).clamp_min(1e-12))[:, None]
+        out.append((p.w[keep] * res.reshape(len(res), -1, 2).norm(dim=-1).sum(-1)).sum())
+    return torch.stack(out)
+
+
+def _solve(p: _Decomposed, lam: float) -> tuple[Tensor, Tensor]:
+    """``(W (P*2, F), b (P*2,))`` of the weighted ridge fit at ``lam``."""
+    weights = (p.rs.T @ p.u) * (p.sv / (p.sv**2 + lam)) @ p.vh
+    return weights, p.rm - weights @ p.xm
 
 
 def ridge_loo(x: Tensor, r: Tensor, w: Tensor, lambdas: Sequence[float]) -> Tensor:
@@ -67,29 +105,7 @@ def ridge_loo(x: Tensor, r: Tensor, w: Tensor, lambdas: Sequence[float]) -> Tens
     sample weights >= 0 shared by the P points. Returns ``(len(lambdas),)``: for each
     lambda, the sum over samples with ``w > 0`` and points of ``w_i * |loo residual|``
     (the caller normalises). Float64 throughout."""
-    xs, rs, _, _ = _weighted_centred(x, r, w)
-    u, sv, _ = torch.linalg.svd(xs, full_matrices=False)  # thin: min(n, F) components
-    e = sv**2
-    ur = u.T @ rs
-    keep = w > 0
-    sw = w[keep].sqrt()
-    out = []
-    for lam in lambdas:
-        f = e / (e + lam)
-        fitted = u @ (f[:, None] * ur)  # the weighted, centred fit of rs
-        # hat diagonal of the whole smoother: the penalised part plus the intercept's w_i / sum w
-        h = (u**2) @ f + w / w.sum()
-        res = (rs - fitted)[keep] / (sw * (1.0 - h[keep]).clamp_min(1e-12))[:, None]
-        out.append((w[keep] * res.reshape(len(res), -1, 2).norm(dim=-1).sum(-1)).sum())
-    return torch.stack(out)
-
-
-def _solve(x: Tensor, r: Tensor, w: Tensor, lam: float) -> tuple[Tensor, Tensor]:
-    """``(W (P*2, F), b (P*2,))`` of the weighted ridge fit at ``lam``."""
-    xs, rs, xm, rm = _weighted_centred(x, r, w)
-    u, sv, vh = torch.linalg.svd(xs, full_matrices=False)
-    weights = (rs.T @ u) * (sv / (sv**2 + lam)) @ vh
-    return weights, rm - weights @ xm
+    return _loo(_decompose(x, r, w), lambdas)
 
 
 def fit_label_transfer_ridge(dense_pred: Tensor, real68: Tensor, steps: int = 0, seed: int = 0, *,
@@ -130,31 +146,23 @@ def fit_label_transfer_ridge(dense_pred: Tensor, real68: Tensor, steps: int = 0,
         base = net.baseline(dense.float()).double()
     resid = torch.nan_to_num((target - base) / scale, nan=0.0)  # (N, M, 2) face units
 
-    # points whose weight columns agree are one least-squares problem
+    # points whose weight columns agree are one least-squares problem; points labeled on
+    # too few faces keep the baseline
     groups: dict[bytes, list[int]] = {}
     for j in range(m):
         groups.setdefault(w[:, j].numpy().tobytes(), []).append(j)
+    problems = [(cols, _decompose(x, resid[:, cols], w[:, cols[0]])) for cols in groups.values()
+                if int((w[:, cols[0]] > 0).sum()) >= MIN_FACES]
     ebar = float(((x - x.mean(0)) ** 2).sum()) / n or 1.0  # the Gram matrix's mean eigenvalue
     lambdas = [ebar * 10.0 ** float(g) for g in log10_lambdas]
-    curve = torch.zeros(len(lambdas), dtype=torch.float64)
-    total = 0.0
-    for cols in groups.values():
-        wj = w[:, cols[0]]
-        if int((wj > 0).sum()) < MIN_FACES:
-            continue  # too few labels for these points: they keep the baseline
-        curve += ridge_loo(x, resid[:, cols], wj, lambdas)
-        total += float(wj.sum()) * len(cols)
-    curve /= max(total, 1e-12)
+    curve = sum(_loo(p, lambdas) for _, p in problems)
+    curve = curve / max(sum(float(p.w.sum()) * len(cols) for cols, p in problems), 1e-12)
     best = int(curve.argmin())
     weight = torch.zeros(2 * m, 2 * d, dtype=torch.float64)
     bias = torch.zeros(2 * m, dtype=torch.float64)
-    for cols in groups.values():
-        wj = w[:, cols[0]]
-        if int((wj > 0).sum()) < MIN_FACES:
-            continue
-        wg, bg = _solve(x, resid[:, cols], wj, lambdas[best])
+    for cols, p in problems:
         rows = torch.tensor([2 * j + c for j in cols for c in (0, 1)])
-        weight[rows], bias[rows] = wg, bg
+        weight[rows], bias[rows] = _solve(p, lambdas[best])
     with torch.no_grad():
         net.linear.weight.copy_(weight.float())
         net.out.bias.copy_(bias.float())

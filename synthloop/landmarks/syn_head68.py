@@ -30,18 +30,14 @@ def transferred_synthetic_68(dense_model: str | Path) -> SynHead68:
 
     def labels(real: RealFaces, idx: np.ndarray, syn_points: np.ndarray) -> np.ndarray:
         from models.label_transfer import apply_label_transfer
-        from models.registry import load_model
-        from models.transfer_fits import fit_transfer
-        from synthloop.landmarks.transfer import all_points
+        from synthloop.landmarks.transfer import fit_transfer_on_real
 
-        net = load_model(dense_model)
-        d = syn_points.shape[1]
-        if int(getattr(net, "num_points", d)) < d:
-            raise UsageError(f"{dense_model}: {net.num_points} outputs, fewer than the "
-                             f"batch's {d} dense points; start from a dense model")
-        dense = all_points(net, torch.from_numpy(real.nchw(idx)))[:, :d]
-        fit = fit_transfer(dense, torch.from_numpy(real.points[idx]).float())
-        out = apply_label_transfer(fit.model, torch.tensor(syn_points, dtype=torch.float32))
+        transfer = fit_transfer_on_real(dense_model, real.subset(idx)).fit.model
+        if transfer.cfg.num_dense != syn_points.shape[1]:
+            raise UsageError(f"{dense_model}: {transfer.cfg.num_dense} dense points, the "
+                             f"batch has {syn_points.shape[1]}; start from a model trained "
+                             "on this batch's dense set")
+        out = apply_label_transfer(transfer, torch.tensor(syn_points, dtype=torch.float32))
         return out.numpy().astype(np.float32)
 
     return labels

@@ -96,9 +96,6 @@ def test_missing_labels_are_ignored_and_a_never_labeled_point_keeps_the_baseline
     err5 = (out[30:, 5] - real[30:, 5]).norm(dim=-1).mean()
     base5 = (fit.model.baseline(dense)[30:, 5] - real[30:, 5]).norm(dim=-1).mean()
     assert err5 < base5 / 5
-    # the faces without point 5 still constrain every other point
-    full = fit_label_transfer_ridge(dense[30:], real[30:])
-    assert fit.params["n"] == 90 and full.params["n"] == 60
 
 
 def test_refuses_what_it_cannot_fit():
