@@ -20,7 +20,8 @@ images again, so DALN gets half the steps):
 - (c) synthetic pre-training (``--pre-share`` of the steps, half by default, shared by
   every ``n``), then synthetic + the ``n`` real faces jointly (the rest of the steps,
   ``--real-fraction`` of each batch real; the real 68 head starts at the dense set's
-  iBug vertices, ``synthloop.landmarks.warm_start``), scored on the real head;
+  iBug vertices, ``synthloop.landmarks.warm_start``), scored on the real head and, as
+  ``transfer_*``, through its dense head and the transfer fitted on the ``n`` faces;
 - (d) DALN with the 645 real training images unlabeled (half the steps, the DALN term
   weighted ``--da-trade-off``), then the transfer fitted on the ``n`` faces;
 - (e) arm c's synthetic pre-training, then the ``n`` real faces alone for the rest of the
@@ -144,7 +145,6 @@ class Bench:
         from models.label_transfer import apply_label_transfer
         from models.predict import predict_points_flip_averaged
         from models.registry import load_model
-        from models.transfer_fits import fit_transfer
 
         net = load_model(run / "last.pt").eval()
         mirror = self.dense_mirror
@@ -154,12 +154,36 @@ class Bench:
         for n in self.a.n:
             idx = self.labeled(n, seed)
             t0 = time.perf_counter()
-            fit = fit_transfer(dense[idx], torch.from_numpy(self.train_faces.points[idx]).float(),
-                               method=self.a.transfer_fit, steps=self.a.transfer_steps, seed=seed)
+            fit = self.fit_transfer(dense[idx], idx, seed)
             fit_min = (time.perf_counter() - t0) / 60
             r = self.score(net, mirror, lambda c, m=fit.model: apply_label_transfer(m, c))
             rows.append(self.row(arm, n, seed, r, minutes + fit_min))
         return rows
+
+    def fit_transfer(self, dense, idx: np.ndarray, seed: int):
+        """The label transfer from ``dense`` (a dense model's points for the training faces
+        ``idx``) to those faces' real 68 points."""
+        import torch
+
+        from models.transfer_fits import fit_transfer
+
+        return fit_transfer(dense, torch.from_numpy(self.train_faces.points[idx]).float(),
+                            method=self.a.transfer_fit, steps=self.a.transfer_steps, seed=seed)
+
+    def transfer_route(self, net, mirror, idx: np.ndarray, seed: int) -> dict:
+        """Arm c's network scored through its dense head and the label transfer fitted on
+        its labeled faces ``idx`` (the product's ``transfer`` route), keys ``transfer_*``."""
+        import torch
+
+        from models.label_transfer import apply_label_transfer
+        from models.predict import predict_points_flip_averaged
+
+        d = len(mirror) - 68
+        dense = predict_points_flip_averaged(net.eval(), torch.from_numpy(self.train_faces.nchw(idx)),
+                                             mirror, amp=False)[:, :d]
+        fit = self.fit_transfer(dense, idx, seed)
+        r = self.score(net, mirror, lambda c, m=fit.model: apply_label_transfer(m, c[:, :d]))
+        return {f"transfer_{k}": v for k, v in r.items()}
 
     @functools.cached_property
     def dense_mirror(self) -> np.ndarray:
@@ -179,8 +203,10 @@ class Bench:
     def row(self, arm: str, n: int, seed: int, r: dict, minutes: float, **extra) -> dict:
         row = {"arm": ARMS[arm], "n": n, "seed": seed, "steps": self.a.steps, "model": self.a.model,
                "ema": self.ema, **extra, **r, "train_minutes": round(minutes, 2)}
+        via = (f"  (transfer route: io {extra['transfer_nme_io']:.2f}%)"
+               if "transfer_nme_io" in extra else "")
         print(f"{ARMS[arm]}, n={n}, seed={seed}: io {r['nme_io']:.2f}%  ip {r['nme_ip']:.2f}%  "
-              f"fail {100 * r['failure_010']:.1f}%  {minutes:.1f} min", file=sys.stderr, flush=True)
+              f"fail {100 * r['failure_010']:.1f}%  {minutes:.1f} min{via}", file=sys.stderr, flush=True)
         return row
 
     # ------------------------------------------------------------------ the arms
@@ -237,7 +263,8 @@ class Bench:
         variant += "-sh68" if self.a.syn_head68 else ""
         rows = []
         for n in self.a.n:
-            real = self.train_set.subset(self.labeled(n, seed).tolist())
+            idx = self.labeled(n, seed)
+            real = self.train_set.subset(idx.tolist())
             run, minutes = self.synthetic(f"c-n{n}{variant}", seed, joint_steps, real_labeled=real,
                                           real_fraction=self.a.real_fraction,
                                           real_val_fraction=0.0,
@@ -249,7 +276,8 @@ class Bench:
             d = len(mirror) - 68
             rows.append(self.row("c", n, seed, self.score(net, mirror, lambda c, d=d: c[:, d:]),
                                  pre_min + minutes, pre_steps=pre_steps,
-                                 real_fraction=self.a.real_fraction))
+                                 real_fraction=self.a.real_fraction,
+                                 **self.transfer_route(net, mirror, idx, seed)))
         return rows
 
     def arm_d(self, seed: int) -> list[dict]:
@@ -341,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                             "nme_io_range": f"{min(io):.2f}-{max(io):.2f}",
                             "nme_ip_median": round(float(np.median([r["nme_ip"] for r in mine])), 2),
                             "failure_median": round(float(np.median([r["failure_010"] for r in mine])), 3),
+                            "transfer_io_median": _median_of(mine, "transfer_nme_io"),
                             "train_minutes_median": round(float(np.median([r["train_minutes"] for r in mine])), 1)})
     print_table(summary, list(summary[0]))
     save(a.name + ("_quick" if a.quick else ""),
@@ -348,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     if not a.quick:  # after the results, so a plotting error loses no run
         _plot(summary, results_dir() / f"{a.name}.png")
     return 0
+
+
+def _median_of(rows: list[dict], key: str) -> float | str:
+    """Median of ``key`` over the rows that have it, rounded; "" where none has."""
+    values = [r[key] for r in rows if key in r]
+    return round(float(np.median(values)), 2) if values else ""
 
 
 def _plot(summary: list[dict], path: Path) -> None:

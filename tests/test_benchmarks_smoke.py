@@ -131,6 +131,9 @@ def test_landmark_label_efficiency_benchmark(tmp_path):
     rows = res["rows"]
     assert [r["arm"][0] for r in rows] == ["a", "b", "c", "d", "e"]  # every arm ran and was scored
     assert all(r["n"] == 8 and r["nme_io"] > 0 and 0 <= r["failure_010"] <= 1 for r in rows)
+    # arm c is also scored through its dense head and the transfer (another prediction)
+    (c,) = [r for r in rows if r["arm"].startswith("c")]
+    assert c["transfer_nme_io"] > 0 and c["transfer_nme_io"] != c["nme_io"]
 
 
 def test_dense_synthetic_benchmark_scores_a_dense_model_on_fresh_faces(tmp_path):
