@@ -113,16 +113,20 @@ class Bench:
             self._batch = str(reader.path)
         return self._batch
 
-    def score(self, net, mirror, pick) -> dict:
-        """NMEs on the test faces of ``pick(all channels)``, flip-averaged."""
+    def test_points(self, net, mirror):
+        """Every output channel of ``net`` on the test faces, flip-averaged."""
         import torch
 
-        from analysis.landmark_eval import evaluate_landmarks
         from models.predict import predict_points_flip_averaged
 
-        coords = predict_points_flip_averaged(net.eval(), torch.from_numpy(self.test_faces.nchw()),
-                                              mirror, amp=False)
-        ev = evaluate_landmarks(pick(coords).numpy(), self.test_faces.points)
+        return predict_points_flip_averaged(net.eval(), torch.from_numpy(self.test_faces.nchw()),
+                                            mirror, amp=False)
+
+    def score(self, points) -> dict:
+        """NMEs of ``points`` (the test faces' 68 predicted points)."""
+        from analysis.landmark_eval import evaluate_landmarks
+
+        ev = evaluate_landmarks(points.numpy(), self.test_faces.points)
         return {"nme_io": float(ev["nme_inter_ocular"]), "nme_ip": float(ev["nme_inter_pupil"]),
                 "failure_010": float(ev["failure_rate_010"])}
 
@@ -150,13 +154,14 @@ class Bench:
         mirror = self.dense_mirror
         dense = predict_points_flip_averaged(net, torch.from_numpy(self.train_faces.nchw()), mirror,
                                              amp=False)
+        test = self.test_points(net, mirror)
         rows = []
         for n in self.a.n:
             idx = self.labeled(n, seed)
             t0 = time.perf_counter()
             fit = self.fit_transfer(dense[idx], idx, seed)
             fit_min = (time.perf_counter() - t0) / 60
-            r = self.score(net, mirror, lambda c, m=fit.model: apply_label_transfer(m, c))
+            r = self.score(apply_label_transfer(fit.model, test))
             rows.append(self.row(arm, n, seed, r, minutes + fit_min))
         return rows
 
@@ -170,9 +175,10 @@ class Bench:
         return fit_transfer(dense, torch.from_numpy(self.train_faces.points[idx]).float(),
                             method=self.a.transfer_fit, steps=self.a.transfer_steps, seed=seed)
 
-    def transfer_route(self, net, mirror, idx: np.ndarray, seed: int) -> dict:
-        """Arm c's network scored through its dense head and the label transfer fitted on
-        its labeled faces ``idx`` (the product's ``transfer`` route), keys ``transfer_*``."""
+    def transfer_route(self, net, mirror, test, idx: np.ndarray, seed: int) -> dict:
+        """Arm c's network (``test``: its points on the test faces) scored through its
+        dense head and the label transfer fitted on its labeled faces ``idx`` (the
+        product's ``transfer`` route), keys ``transfer_*``."""
         import torch
 
         from models.label_transfer import apply_label_transfer
@@ -181,8 +187,7 @@ class Bench:
         d = len(mirror) - 68
         dense = predict_points_flip_averaged(net.eval(), torch.from_numpy(self.train_faces.nchw(idx)),
                                              mirror, amp=False)[:, :d]
-        fit = self.fit_transfer(dense, idx, seed)
-        r = self.score(net, mirror, lambda c, m=fit.model: apply_label_transfer(m, c[:, :d]))
+        r = self.score(apply_label_transfer(self.fit_transfer(dense, idx, seed).model, test[:, :d]))
         return {f"transfer_{k}": v for k, v in r.items()}
 
     @functools.cached_property
@@ -237,7 +242,7 @@ class Bench:
             init, OutputLayout("points68", 68), out)
         minutes = _timed(out, lambda: train(cfg, src, None, out, val_source=val, resume=True,
                                             init_weights=start))
-        return self.score(load_model(out / "last.pt"), IBUG68_MIRROR, lambda c: c), minutes
+        return self.score(self.test_points(load_model(out / "last.pt"), IBUG68_MIRROR)), minutes
 
     def arm_a(self, seed: int) -> list[dict]:
         rows = []
@@ -273,11 +278,11 @@ class Bench:
                                           syn_head68=self.a.syn_head68,
                                           init_weights=str(pre / "last.pt"))
             net = load_model(run / "last.pt")
-            d = len(mirror) - 68
-            rows.append(self.row("c", n, seed, self.score(net, mirror, lambda c, d=d: c[:, d:]),
+            test = self.test_points(net, mirror)
+            rows.append(self.row("c", n, seed, self.score(test[:, len(mirror) - 68:]),
                                  pre_min + minutes, pre_steps=pre_steps,
                                  real_fraction=self.a.real_fraction,
-                                 **self.transfer_route(net, mirror, idx, seed)))
+                                 **self.transfer_route(net, mirror, test, idx, seed)))
         return rows
 
     def arm_d(self, seed: int) -> list[dict]:
