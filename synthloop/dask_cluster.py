@@ -32,11 +32,15 @@ WORKER_EXIT = "synthloop.dask_worker_exit"
 #: monitor (500 ms) kept the generating command's process busy for ~1.2 CPU seconds per
 #: 200,000 eyes, taken from the workers when there is a worker per core; at these
 #: intervals 0.5 s, and two workers finish ~0.5 s sooner (docs/benchmarks.md). A worker
-#: over its memory limit is now stopped within a second instead of 0.1 s.
+#: over its memory limit is now stopped within a second instead of 0.1 s. Each worker's
+#: statistical profiler (a stack sample of the running task every 10 ms) feeds only the
+#: dashboard, which these clusters do not serve; off, 200,000 eyes take 1-2 CPU seconds
+#: less and two workers finish ~0.3 s sooner (measured, docs/benchmarks.md).
 QUIET_MONITORS = {
     "distributed.admin.tick.interval": "1s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.profile.enabled": False,
 }
 
 

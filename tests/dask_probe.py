@@ -1,6 +1,6 @@
 """Functions for tests to run on Dask workers: what the worker process had imported
-before the task came, and the Dask settings it runs with (this module imports nothing of
-synthloop's)."""
+before the task came, the Dask settings it runs with and the periodic work it does (this
+module imports nothing of synthloop's)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,10 @@ def dask_settings(keys: list[str]) -> dict[str, object]:
     import dask
 
     return {key: dask.config.get(key) for key in keys}
+
+
+def periodic_callbacks(_: object = None) -> list[str]:
+    """The names of the periodic callbacks of the worker running this task."""
+    from distributed import get_worker
+
+    return sorted(get_worker().periodic_callbacks)

@@ -73,6 +73,17 @@ def test_local_workers_run_dask_monitors_at_relaxed_intervals():
     assert seen == QUIET_MONITORS
 
 
+@pytest.mark.slow  # starts a Dask cluster of one process
+def test_local_workers_do_not_profile_their_tasks():
+    from synthloop.dask_cluster import client_shard_map
+    from tests.dask_probe import periodic_callbacks
+
+    with client_shard_map(1) as map_shards:
+        [seen] = list(map_shards(periodic_callbacks, [None]))
+    assert "heartbeat" in seen  # the probe sees the worker's periodic work
+    assert "profile" not in seen and "profile-cycle" not in seen
+
+
 @pytest.mark.slow  # starts (and fails to start) Dask clusters
 def test_a_cluster_that_cannot_start_fails_the_first_map_not_the_block():
     from synthloop.dask_cluster import client_shard_map
