@@ -32,10 +32,9 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from realdata.errors import DataFormatError, UsageError
 from realdata.face_crop import DEFAULT_ENLARGE
@@ -54,19 +53,23 @@ from synth.shard_jobs import (
 )
 from synth.shards import BatchWriter, batch_id_for, save_shard, sha256_file
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 LANDMARKS = "landmarks/landmarks.json"
 FORMAT_VERSION = 1
 
 
-def face_metadata(scenes: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Pose first (rad), then every factor value (exact, for range checks), crop box, counts."""
+def face_metadata(scenes: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The metadata rows' columns: pose first (rad), then every factor value (exact, for
+    range checks), crop box, counts. Plain arrays: a face worker never imports pandas."""
     pose = labels["pose"].astype(np.float64)
     cols: dict[str, np.ndarray] = {"yaw": pose[:, 0], "pitch": pose[:, 1], "roll": pose[:, 2]}
     cols.update({k: np.asarray(v, dtype=np.float64) for k, v in scenes.items()})
     box = labels["crop_box"]
     cols.update({"crop_x0_px": box[:, 0], "crop_y0_px": box[:, 1], "crop_side_px": box[:, 2],
                  "n_visible68": labels["visible68"].sum(1).astype(np.int64)})
-    return pd.DataFrame(cols)
+    return cols
 
 
 class FaceBatchWriter(BatchWriter):
@@ -83,7 +86,8 @@ class FaceBatchWriter(BatchWriter):
         self._labels: dict[str, list[np.ndarray]] = {}
         self._adopted_labels: dict[int, dict[str, np.ndarray]] = {}
 
-    def add_labeled(self, images: np.ndarray, rows: pd.DataFrame, labels: dict[str, np.ndarray]) -> None:
+    def add_labeled(self, images: np.ndarray, rows: pd.DataFrame | dict[str, np.ndarray],
+                    labels: dict[str, np.ndarray]) -> None:
         _check_label_rows(labels, len(images))
         for k, v in labels.items():
             self._labels.setdefault(k, []).append(v)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # a worker rendering shards never imports pandas (synth.shards.as_table)
+    from collections.abc import Mapping
+
+    import numpy as np
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,15 @@ class ShardJob:
 @dataclass(frozen=True)
 class RenderedShard:
     """A shard written by a job into the batch's temporary folder: its manifest entry,
-    image shape and metadata rows (None where the writer holds them already: a refined
-    shard keeps its parent's), per-sample label arrays where the task has them (faces:
-    landmarks), and what the job measured on the way (refinement: the change it made)."""
+    image shape and metadata rows (a table or its columns; None where the writer holds
+    them already: a refined shard keeps its parent's), per-sample label arrays where the
+    task has them (faces: landmarks), and what the job measured on the way (refinement:
+    the change it made)."""
 
     index: int
     entry: dict  # the manifest's shard entry (synth.shards.save_shard)
     image_shape: tuple[int, ...]
-    rows: pd.DataFrame | None
+    rows: pd.DataFrame | Mapping[str, np.ndarray] | None
     labels: dict | None = None
     stats: dict | None = None
 

@@ -33,13 +33,12 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from realdata.errors import DataFormatError, SynthloopError, one_line, shown
 from synth.distribution import SceneDistribution
@@ -55,6 +54,19 @@ from synth.output_folder import (
     sweep_stale_partials,
 )
 from synth.shard_jobs import shard_count
+
+if TYPE_CHECKING:
+    # pandas (~0.25 s to import) is imported where tables are built or read: a Dask
+    # worker that only writes shards (save_shard) and hands back plain columns never loads it
+    import pandas as pd
+
+
+def as_table(rows: pd.DataFrame | Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Metadata rows as a table: a DataFrame as it is, or one made from columns of equal
+    length (what shard jobs send, so that a worker never imports pandas)."""
+    import pandas as pd
+
+    return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(dict(rows))
 
 MANIFEST = "manifest.json"
 DISTRIBUTION = "distribution.json"
@@ -196,7 +208,9 @@ class BatchWriter:
             os.close(self._held)
             self._held = None
 
-    def add(self, images: np.ndarray, rows: pd.DataFrame) -> None:
+    def add(self, images: np.ndarray, rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
+        """Append images and their metadata rows (a table, or its columns)."""
+        rows = as_table(rows)
         if images.dtype != np.uint8:
             raise TypeError(f"images must be uint8, got {images.dtype}")
         if len(images) != len(rows):
@@ -212,10 +226,12 @@ class BatchWriter:
             self._flush(self.shard_size)
 
     def adopt_shard(self, index: int, entry: dict[str, Any], image_shape: Sequence[int],
-                    rows: pd.DataFrame) -> None:
+                    rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
         """Take shard ``index``, written into :attr:`tmp` by another process
-        (:func:`save_shard`), with its metadata rows. Shards may arrive in any order; the
-        batch is finished once every one of them is in. Not mixed with :meth:`add`."""
+        (:func:`save_shard`), with its metadata rows (a table, or its columns). Shards may
+        arrive in any order; the batch is finished once every one of them is in. Not
+        mixed with :meth:`add`."""
+        rows = as_table(rows)
         if self._buf or self._shards:
             raise ValueError("adopt_shard after add: a batch is streamed or assembled, not both")
         expected = min(self.shard_size, self.n - index * self.shard_size)
@@ -289,6 +305,8 @@ class BatchWriter:
             self._flush(self._buffered)
         if self._written != self.n:
             raise ValueError(f"batch {self.batch_id}: wrote {self._written} samples, expected {self.n}")
+        import pandas as pd
+
         meta = pd.concat(self._rows, ignore_index=True)
         meta.insert(0, "sample", np.arange(len(meta), dtype=np.int64))
         # no dictionary encoding: the factor columns are continuous draws, so pyarrow
@@ -442,6 +460,8 @@ class BatchReader:
     @property
     def metadata(self) -> pd.DataFrame:
         if self._meta is None:
+            import pandas as pd
+
             p = self._file(self.manifest["metadata"], "metadata")
             try:
                 self._meta = pd.read_parquet(p)

@@ -22,3 +22,10 @@ def periodic_callbacks(_: object = None) -> list[str]:
     from distributed import get_worker
 
     return sorted(get_worker().periodic_callbacks)
+
+
+def render_then_imported(job_and_names: tuple) -> dict[str, bool]:
+    """Render one shard job with its task's renderer, then :func:`imported`."""
+    render, job, names = job_and_names
+    render(job)
+    return imported(names)

@@ -91,7 +91,7 @@ def test_validate_fails_with_exit_1_and_names_the_expectation(tmp_path):
     with BatchWriter(out, task="gaze", dist=d, seed=0, n=300, generator=gen.settings) as w:
         for c in gen.iter_chunks(300, 0, scenes=scenes):
             rows = eye_metadata({k: v[c.start:c.start + len(c.images)] for k, v in scenes.items()}, c.geometry)
-            rows.loc[rows.index[:3], "yaw"] = np.nan
+            rows["yaw"][:3] = np.nan
             w.add(c.images, rows)
     r = run_cli("validate", str(out), "--no-docs")
     assert r.returncode == 1, r.stdout + r.stderr

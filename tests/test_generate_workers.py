@@ -63,6 +63,35 @@ def test_local_workers_import_the_shard_modules_before_the_first_shard():
     assert seen == {"synth.eye_scenes": True, WORKER_EXIT: True, "synth.face_generator": False}
 
 
+@pytest.mark.slow  # starts a Dask cluster of one process that imports torch
+def test_workers_render_eye_and_face_shards_without_importing_pandas(tmp_path):
+    """Shard jobs send their metadata rows back as plain columns, so a worker never pays
+    pandas' import (~0.25 s of its start-up, on the critical path of every fanned-out batch)."""
+    from synth.eye_distribution import default_eye_distribution
+    from synth.face_distribution import default_face_distribution
+    from synth.face_fallback import fallback_face_model
+    from synth.face_model import model_fingerprint
+    from synth.generate import eye_shard_jobs, render_eye_shard
+    from synth.generate_faces import FaceShardJob, render_face_shard
+    from synthloop.dask_cluster import client_shard_map
+    from synthloop.gaze.spec import EyeBatchGenerator
+    from synthloop.landmarks.spec import FaceBatchGenerator
+    from tests.dask_probe import render_then_imported
+
+    (tmp_path / "eyes" / "shards").mkdir(parents=True)
+    (tmp_path / "faces" / "shards").mkdir(parents=True)
+    [eye_job] = eye_shard_jobs(str(tmp_path / "eyes"), default_eye_distribution(), 64, 1, 64,
+                               "cpu", False, 64)
+    face_job = FaceShardJob(str(tmp_path / "faces"), default_face_distribution().dumps(), 2, 1, 2, 0,
+                            model_fingerprint=model_fingerprint(fallback_face_model()))
+    names = ["pandas", "synth.eye_generator", "synth.face_generator"]
+    modules = (*EyeBatchGenerator.shard_modules, *FaceBatchGenerator.shard_modules)
+    with client_shard_map(1, preload=modules) as map_shards:
+        seen = list(map_shards(render_then_imported, [(render_eye_shard, eye_job, names),
+                                                      (render_face_shard, face_job, names)]))
+    assert seen == [{"pandas": False, "synth.eye_generator": True, "synth.face_generator": True}] * 2
+
+
 @pytest.mark.slow  # starts a Dask cluster of one process
 def test_local_workers_run_dask_monitors_at_relaxed_intervals():
     from synthloop.dask_cluster import QUIET_MONITORS, client_shard_map

@@ -50,7 +50,8 @@ def write_eye_batch(
         images.append(chunk.images)
         geometry.append(chunk.geometry)
     imgs = np.concatenate(images)
-    meta = eye_metadata(scenes, {k: np.concatenate([g[k] for g in geometry]) for k in geometry[0]})
+    meta = pd.DataFrame(eye_metadata(scenes, {k: np.concatenate([g[k] for g in geometry])
+                                              for k in geometry[0]}))
     if edit_images:
         edit_images(imgs)
     if edit_meta:
