@@ -68,6 +68,7 @@ def as_table(rows: pd.DataFrame | Mapping[str, np.ndarray]) -> pd.DataFrame:
 
     return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(dict(rows))
 
+
 MANIFEST = "manifest.json"
 DISTRIBUTION = "distribution.json"
 METADATA = "metadata.parquet"
