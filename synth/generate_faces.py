@@ -54,6 +54,8 @@ from synth.shard_jobs import (
 from synth.shards import BatchWriter, batch_id_for, save_shard, sha256_file
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pandas as pd
 
 LANDMARKS = "landmarks/landmarks.json"
@@ -86,7 +88,7 @@ class FaceBatchWriter(BatchWriter):
         self._labels: dict[str, list[np.ndarray]] = {}
         self._adopted_labels: dict[int, dict[str, np.ndarray]] = {}
 
-    def add_labeled(self, images: np.ndarray, rows: pd.DataFrame | dict[str, np.ndarray],
+    def add_labeled(self, images: np.ndarray, rows: pd.DataFrame | Mapping[str, np.ndarray],
                     labels: dict[str, np.ndarray]) -> None:
         _check_label_rows(labels, len(images))
         for k, v in labels.items():
