@@ -28,6 +28,9 @@ its seed-ensemble mean (no real label is read); a few-label teacher (``--teacher
 syn+real_1``) with the same seed's model, its labeled people keeping their true labels
 (the student sees the same k people). ``--ensemble`` also scores the mean of each arm's
 per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance.
+``--init-from ARM`` pre-trains then fine-tunes: ARM (the first trained arm) trains as
+usual, every later arm starts from ARM's model of the same seed (``--finetune-steps``,
+``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``.
 Writes benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
 """
 
@@ -105,9 +108,15 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
         idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
         parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
         info["labeled_subjects"] = people
+    steps, lr, init = a.steps, None, None
+    if a.init_from and arm != a.init_from:
+        init = work / f"{a.init_from}-s{seed}" / "last.pt"
+        steps, lr = a.finetune_steps or a.steps, a.finetune_lr
+        info["init_from"] = a.init_from
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
-                                              steps=a.steps, out=work / f"{arm}-s{seed}",
-                                              mirror=a.mirror, second_share=a.real_share)
+                                              steps=steps, out=work / f"{arm}-s{seed}",
+                                              mirror=a.mirror, second_share=a.real_share,
+                                              init=init, lr=lr)
     return pred, info
 
 
@@ -139,10 +148,12 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
 
 
 def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: int, out: Path,
-                      batch: int = 64, mirror: float = 0.0, second_share: float = 0.5):
-    """Train a gaze model from scratch on ``parts`` (``[(images, pitchyaw), ...]``; of two
-    parts the second fills ``second_share`` of each batch), the analysis eyes unlabeled as the target;
-    returns its predictions for every eye of ``eyes`` (radians) and the training seconds."""
+                      batch: int = 64, mirror: float = 0.0, second_share: float = 0.5,
+                      init: Path | None = None, lr: float | None = None):
+    """Train a gaze model on ``parts`` (``[(images, pitchyaw), ...]``; of two parts the
+    second fills ``second_share`` of each batch), the analysis eyes unlabeled as the target,
+    from scratch or from the checkpoint ``init`` (at ``lr`` when given); returns its
+    predictions for every eye of ``eyes`` (radians) and the training seconds."""
     import numpy as np
     import torch
 
@@ -159,13 +170,14 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     target_images = eyes.images[analysis]
     target = ArraySource(target_images, batch, seed + 1) if method != "source_only" else None
     cfg = TrainConfig(method=method, steps=steps, batch_size=batch, seed=seed,
-                      task_kwargs={"mirror": mirror},
+                      task_kwargs={"mirror": mirror}, **({"lr": lr} if lr else {}),
                       warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
                       log_every=max(1, steps // 10), select="source_error")
     t0 = time.perf_counter()
     val = sources[0].gather(np.arange(min(256, len(sources[0]))))
     train(cfg, source, target, out, val_source=val,
-          val_target={"image": torch.from_numpy(target_images[:512]).unsqueeze(1)}, resume=False)
+          val_target={"image": torch.from_numpy(target_images[:512]).unsqueeze(1)}, resume=False,
+          init_weights=init)
     seconds = time.perf_counter() - t0
     net = load_model(out / "last.pt").eval()
     pred = predict(net, torch.from_numpy(eyes.images).unsqueeze(1), amp=False).pitchyaw
@@ -238,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                          "(and pseudo-labeled in selftrain)")
     ap.add_argument("--teacher", default="source_only",
                     help="the arm whose predictions label the analysis eyes for selftrain")
+    ap.add_argument("--init-from", metavar="ARM",
+                    help="pre-train then fine-tune: every arm after ARM in --arms starts from "
+                         "ARM's model of the same seed")
+    ap.add_argument("--finetune-steps", type=int,
+                    help="steps of the arms started from --init-from (default: --steps)")
+    ap.add_argument("--finetune-lr", type=float,
+                    help="peak learning rate of those arms (default: TrainConfig's)")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score the mean of each arm's per-seed predictions")
     ap.add_argument("--name", default="real_gaze", help="results file name")
@@ -247,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--real-share {a.real_share}: needs at least one eye of each kind in a batch of 64")
     if "selftrain" in a.arms and a.teacher not in a.arms[:a.arms.index("selftrain")]:
         ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
+    if a.init_from and [x for x in a.arms if x != "constant"][:1] != [a.init_from]:
+        ap.error(f"--init-from {a.init_from!r}: must be the first trained arm of --arms")
     if a.quick:
         a.seeds, a.steps, a.n_synthetic, a.name = a.seeds[:1], 30, 512, a.name + "_quick"
     import numpy as np
@@ -305,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
-                        "real_share": a.real_share,
+                        "real_share": a.real_share, "init_from": a.init_from,
+                        "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,
                         "seeds": a.seeds,
                         "rows": rows, "runs": runs})
     print(f"\nwrote {out}")

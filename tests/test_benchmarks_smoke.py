@@ -107,6 +107,30 @@ def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
     assert not (tmp_path / "rg_bad.json").exists()
 
 
+def test_real_gaze_benchmark_fine_tunes_from_an_earlier_arm(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    # one step at a vanishing rate: the fine-tuned arm answers as the model it started from
+    _run("benchmarks.bench_real_gaze", "--real", str(real), "--quick", "--arms", "source_only",
+         "real_1", "--init-from", "source_only", "--finetune-steps", "1", "--finetune-lr",
+         "1e-12", "--name", "rg_ft", tmp_path=tmp_path)
+    res = json.loads((tmp_path / "rg_ft_quick.json").read_text())
+    assert (res["init_from"], res["finetune_steps"], res["finetune_lr"]) == ("source_only", 1, 1e-12)
+    pre, ft = res["runs"]["source_only"][0], res["runs"]["real_1"][0]
+    assert ft["init_from"] == "source_only" and "init_from" not in pre
+    for k in ("pitch", "yaw"):  # a fresh model's answers would differ (its pitch bias by degrees)
+        assert abs(ft["bias_deg"][k] - pre["bias_deg"][k]) < 0.2
+        assert abs(ft["spread_deg"][k] - pre["spread_deg"][k]) < 0.2
+    # the arm to start from must train first
+    r = subprocess.run([sys.executable, "-m", "benchmarks.bench_real_gaze", "--real", str(real),
+                        "--quick", "--arms", "real_1", "source_only", "--init-from",
+                        "source_only", "--name", "rg_ft_bad"], cwd=REPO, capture_output=True,
+                       text=True, env={**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)},
+                       timeout=300)
+    assert r.returncode != 0 and "first trained arm" in r.stderr
+
+
 def test_landmark_step_benchmark(tmp_path):
     out = _run("benchmarks.bench_landmark_step", "--quick", tmp_path=tmp_path)
     assert "landmark_resnet_s" in out
