@@ -13,9 +13,9 @@ unlabeled target of the DA arms and the labeled pool of the few-label arms; the
 angular error on the held-out subjects, its pitch/yaw bias and spread, and the mean of
 per-subject means with a 95 % interval over subjects.
 
-Arms: ``constant`` (always (0, 0)); ``source_only``, ``dann``, ``daln``, ``iwdan``
-(synthetic eyes of ``--distribution``, the analysis subjects' images unlabeled as the
-target); ``real_<k>`` (only k labeled analysis subjects, no synthetic eyes);
+Arms: ``constant`` (always (0, 0)); ``source_only``, ``dann``, ``daln``, ``iwdan``,
+``rsd`` (synthetic eyes of ``--distribution``, the analysis subjects' images unlabeled as
+the target; ``--trade-off`` scales the DA term); ``real_<k>`` (only k labeled analysis subjects, no synthetic eyes);
 ``syn+real_<k>`` (synthetic and those k subjects' labeled eyes, ``--real-share`` of each
 batch real, half by default);
 ``<da>+real_<k>`` (the same with a DA method, e.g. ``dann+real_1``: the analysis subjects'
@@ -47,7 +47,7 @@ from pathlib import Path
 from benchmarks.common import machine, print_table, results_dir, save
 
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "columbia-gaze-eyes"
-DA_ARMS = ("source_only", "dann", "daln", "iwdan")
+DA_ARMS = ("source_only", "dann", "daln", "iwdan", "rsd")
 
 
 def _split(eyes):
@@ -116,7 +116,7 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
                                               steps=steps, out=work / f"{arm}-s{seed}",
                                               mirror=a.mirror, second_share=a.real_share,
-                                              init=init, lr=lr)
+                                              init=init, lr=lr, trade_off=a.trade_off)
     return pred, info
 
 
@@ -149,7 +149,8 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
 
 def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: int, out: Path,
                       batch: int = 64, mirror: float = 0.0, second_share: float = 0.5,
-                      init: Path | None = None, lr: float | None = None):
+                      init: Path | None = None, lr: float | None = None,
+                      trade_off: float = 1.0):
     """Train a gaze model on ``parts`` (``[(images, pitchyaw), ...]``; of two parts the
     second fills ``second_share`` of each batch), the analysis eyes unlabeled as the target,
     from scratch or from the checkpoint ``init`` (at ``lr`` when given); returns its
@@ -171,6 +172,7 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     target = ArraySource(target_images, batch, seed + 1) if method != "source_only" else None
     cfg = TrainConfig(method=method, steps=steps, batch_size=batch, seed=seed,
                       task_kwargs={"mirror": mirror}, **({"lr": lr} if lr else {}),
+                      trade_off=trade_off,
                       warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
                       log_every=max(1, steps // 10), select="source_error")
     t0 = time.perf_counter()
@@ -250,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(and pseudo-labeled in selftrain)")
     ap.add_argument("--teacher", default="source_only",
                     help="the arm whose predictions label the analysis eyes for selftrain")
+    ap.add_argument("--trade-off", type=float, default=1.0,
+                    help="weight of the DA arms' transfer loss (TrainConfig.trade_off)")
     ap.add_argument("--init-from", metavar="ARM",
                     help="pre-train then fine-tune: every arm after ARM in --arms starts from "
                          "ARM's model of the same seed")
@@ -326,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
-                        "real_share": a.real_share, "init_from": a.init_from,
+                        "real_share": a.real_share, "trade_off": a.trade_off,
+                        "init_from": a.init_from,
                         "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,
                         "seeds": a.seeds,
                         "rows": rows, "runs": runs})

@@ -6,4 +6,4 @@ its module, its ``@register_method`` and one entry here."""
 from __future__ import annotations
 
 #: domain-adaptation methods (``models.registry.list_methods()``)
-METHODS: tuple[str, ...] = ("source_only", "dann", "daln", "iwdan")
+METHODS: tuple[str, ...] = ("source_only", "dann", "daln", "iwdan", "rsd")

@@ -27,6 +27,7 @@ import models.label_transfer  # noqa: F401  registers the label-transfer net
 import models.landmark_resnet  # noqa: F401  registers the CPU-sized landmark models
 import models.patch_discriminator  # noqa: F401  registers the SimGAN discriminator
 import models.refiner  # noqa: F401  registers the SimGAN refiner
+import models.rsd  # noqa: F401  registers RSD
 import models.tasks.gaze  # noqa: F401  registers the gaze task
 import models.tasks.landmarks  # noqa: F401  registers the landmark task
 from models.checkpoint import load_checkpoint, resolve_checkpoint

@@ -21,6 +21,9 @@ SEARCH_SPACES: dict[str, dict[str, tuple[str, float, float]]] = {
              "trade_off": ("log", 0.05, 3.0)},
     "iwdan": {"lr": ("log", 3e-4, 1e-2), "weight_decay": ("log", 1e-4, 0.1),
               "trade_off": ("log", 0.05, 3.0), "grl_alpha": ("float", 2.0, 20.0)},
+    # trade_off scales rsd's own weight (0.01): 0.001-0.1 in all
+    "rsd": {"lr": ("log", 3e-4, 1e-2), "weight_decay": ("log", 1e-4, 0.1),
+            "trade_off": ("log", 0.1, 10.0)},
 }
 
 
