@@ -15,7 +15,8 @@ per-subject means with a 95 % interval over subjects.
 
 Arms: ``constant`` (always (0, 0)); ``source_only``, ``dann``, ``daln``, ``iwdan``,
 ``rsd`` (synthetic eyes of ``--distribution``, the analysis subjects' images unlabeled as
-the target; ``--trade-off`` scales the DA term); ``real_<k>`` (only k labeled analysis subjects, no synthetic eyes);
+the target; ``--trade-off`` scales the DA term); ``real_<k>`` (only k labeled analysis
+subjects, no synthetic eyes);
 ``syn+real_<k>`` (synthetic and those k subjects' labeled eyes, ``--real-share`` of each
 batch real, half by default);
 ``<da>+real_<k>`` (the same with a DA method, e.g. ``dann+real_1``: the analysis subjects'
