@@ -109,16 +109,22 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
         idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
         parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
         info["labeled_subjects"] = people
-    steps, lr, init = a.steps, None, None
-    if a.init_from and arm != a.init_from:
-        init = work / f"{a.init_from}-s{seed}" / "last.pt"
-        steps, lr = a.finetune_steps or a.steps, a.finetune_lr
-        info["init_from"] = a.init_from
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
-                                              steps=steps, out=work / f"{arm}-s{seed}",
-                                              mirror=a.mirror, second_share=a.real_share,
-                                              init=init, lr=lr, trade_off=a.trade_off)
+                                              out=work / f"{arm}-s{seed}", mirror=a.mirror,
+                                              second_share=a.real_share, trade_off=a.trade_off,
+                                              **_start(arm, seed, a, work, info))
     return pred, info
+
+
+def _start(arm: str, seed: int, a, work: Path, info: dict) -> dict:
+    """How ``arm`` starts and how long it trains: from scratch for ``--steps``, or, after
+    ``--init-from`` ARM, from ARM's model of this seed for ``--finetune-steps`` at
+    ``--finetune-lr`` (recorded in ``info``)."""
+    if not a.init_from or arm == a.init_from:
+        return {"steps": a.steps}
+    info["init_from"] = a.init_from
+    return {"steps": a.finetune_steps or a.steps, "lr": a.finetune_lr,
+            "init": work / f"{a.init_from}-s{seed}" / "last.pt"}
 
 
 def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
@@ -142,9 +148,9 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
     parts = [_synthetic(a.distribution, a.n_synthetic, seed, a.centre),
              (eyes.images[analysis], pseudo[analysis])]
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method="source_only",
-                                              seed=seed, steps=a.steps,
-                                              out=work / f"selftrain-s{seed}", mirror=a.mirror,
-                                              second_share=a.real_share)
+                                              seed=seed, out=work / f"selftrain-s{seed}",
+                                              mirror=a.mirror, second_share=a.real_share,
+                                              **_start("selftrain", seed, a, work, info))
     return pred, info
 
 
@@ -172,7 +178,7 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     target_images = eyes.images[analysis]
     target = ArraySource(target_images, batch, seed + 1) if method != "source_only" else None
     cfg = TrainConfig(method=method, steps=steps, batch_size=batch, seed=seed,
-                      task_kwargs={"mirror": mirror}, **({"lr": lr} if lr else {}),
+                      task_kwargs={"mirror": mirror}, **({} if lr is None else {"lr": lr}),
                       trade_off=trade_off,
                       warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
                       log_every=max(1, steps // 10), select="source_error")

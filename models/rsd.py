@@ -19,8 +19,8 @@ parameters and no gradient reversal; the feature extractor minimises it directly
 
 Numerics, and what differs from the paper. The paper takes :math:`U` from an SVD of the
 features; a batch of ReLU features is often rank-deficient (dead units, near-repeated
-rows), where the SVD's gradient is infinite: our first runs that way diverged within
-tens of steps. :func:`_basis` gets the same span from a Cholesky factor of the batch's
+rows), where the SVD's gradient is infinite: our first run that way diverged to NaN on
+its first seed. :func:`_basis` gets the same span from a Cholesky factor of the batch's
 Gram matrix (a tiny ridge keeps it defined), and the cosines come from singular *values*
 only, whose gradient exists where they repeat. The paper's second term, a base-mismatch
 penalty between the two domains' principal directions, needs singular *vectors* (and
