@@ -21,8 +21,9 @@ import numpy as np
 from realdata.errors import UsageError
 from synth.distribution import SceneDistribution
 from synth.eye_distribution import EYE_TASK, TASK, default_eye_distribution
-from synth.eye_scenes import generator_settings, sample_scenes
+from synth.eye_scenes import CPU_CHUNK, generator_settings, sample_scenes
 from synth.shard_jobs import (
+    Part,
     RenderedShard,
     ShardJob,
     ShardMap,
@@ -64,9 +65,30 @@ class EyeShardJob(ShardJob):
 
     device: str = "cpu"
     compiled: bool = False
-    #: the factors of the chunks that cover this shard (from the first one's first sample),
-    #: drawn once by the writer (:func:`eye_shard_jobs`)
+    chunk: int = CPU_CHUNK  # the renderer's: parts split on its multiples
+    #: the factors of the chunks that cover this job's samples (from the first one's first
+    #: sample), drawn once by the writer (:func:`eye_shard_jobs`)
     scenes: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def grain(self) -> int:
+        return self.chunk
+
+    @property
+    def scenes_from(self) -> int:
+        """The batch index of the first sample in :attr:`scenes`."""
+        return covering_chunks(*self.span, self.chunk)[0].start * self.chunk
+
+    def carrying(self, scenes: dict[str, np.ndarray], offset: int = 0) -> EyeShardJob:
+        """This job with its scenes cut from ``scenes`` (the batch's from sample ``offset``)."""
+        covering, _ = covering_chunks(*self.span, self.chunk)
+        lo, hi = covering.start * self.chunk - offset, min(self.n, covering.stop * self.chunk) - offset
+        return replace(self, scenes={k: v[lo:hi] for k, v in scenes.items()})  # views: pickled alone
+
+    def narrowed(self, part: Part) -> EyeShardJob:
+        if self.scenes is None:
+            raise ValueError(f"shard {self.index}: the job carries no scenes to split")
+        return replace(self, part=part).carrying(self.scenes, self.scenes_from)
 
 
 def eye_shard_jobs(folder: str, dist: SceneDistribution, n: int, seed: int, shard_size: int,
@@ -75,13 +97,8 @@ def eye_shard_jobs(folder: str, dist: SceneDistribution, n: int, seed: int, shar
     here rather than whole in every worker (at millions of samples, seconds and gigabytes
     per worker)."""
     scenes, text = sample_scenes(dist, n, seed), dist.dumps()
-    jobs = []
-    for i in range(shard_count(n, shard_size)):
-        job = EyeShardJob(folder, text, n, seed, shard_size, i, device, compiled)
-        covering, _ = covering_chunks(*job.span, chunk)
-        lo, hi = covering.start * chunk, min(n, covering.stop * chunk)
-        jobs.append(replace(job, scenes={k: v[lo:hi] for k, v in scenes.items()}))  # views: pickled alone
-    return jobs
+    return [EyeShardJob(folder, text, n, seed, shard_size, i, device, compiled, chunk).carrying(scenes)
+            for i in range(shard_count(n, shard_size))]
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,8 +107,9 @@ def _distribution(distribution_json: str) -> SceneDistribution:
 
 
 def render_eye_shard(job: EyeShardJob) -> RenderedShard:
-    """Render shard ``job.index`` and write it into ``job.folder``; its entry and rows.
-    Renders the whole chunks that overlap the shard, as the streamed batch does."""
+    """Render shard ``job.index`` (or ``job.part`` of it) and write it into ``job.folder``;
+    its entry and rows. Renders the whole chunks that overlap the job's samples, as the
+    streamed batch does."""
     start, stop = job.span
     if job.scenes is None:
         raise ValueError(f"shard {job.index}: the job carries no scenes (make jobs with eye_shard_jobs)")
@@ -99,15 +117,17 @@ def render_eye_shard(job: EyeShardJob) -> RenderedShard:
 
     gen = EyeGenerator(_distribution(job.distribution_json), device=job.device,
                        compiled=job.compiled)
+    if gen.chunk != job.chunk:
+        raise ValueError(f"shard {job.index}: planned in chunks of {job.chunk}, the renderer uses {gen.chunk}")
     covering, cut = covering_chunks(start, stop, gen.chunk)
-    offset = covering.start * gen.chunk  # where the job's scenes begin in the batch
+    offset = job.scenes_from
     chunks = list(gen.iter_chunks(job.n, job.seed, scenes=job.scenes, chunks=covering,
                                   offset=offset))
     images = np.concatenate([c.images for c in chunks])[cut]
     geometry = {g: np.concatenate([c.geometry[g] for c in chunks])[cut] for g in chunks[0].geometry}
     rows = eye_metadata({k: v[start - offset:stop - offset] for k, v in job.scenes.items()}, geometry)
-    entry = save_shard(Path(job.folder), job.index, images)
-    return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows)
+    entry = save_shard(Path(job.folder), job.index, images, job.part)
+    return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows, part=job.part)
 
 
 def generate_batch(

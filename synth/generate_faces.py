@@ -40,6 +40,7 @@ from realdata.errors import DataFormatError, UsageError
 from realdata.face_crop import DEFAULT_ENLARGE
 from synth.distribution import SceneDistribution
 from synth.face_distribution import TASK, default_face_distribution
+from synth.face_generator import CPU_CHUNK as FACE_CPU_CHUNK
 from synth.face_generator import FaceGenerator, sample_face_scenes
 from synth.face_model import FaceModel, model_fingerprint
 from synth.manifest import NPY_ERRORS, member_path
@@ -159,6 +160,10 @@ class FaceShardJob(ShardJob):
     landmark_sets: tuple[str, ...] = ("dense500",)
     chunk: int | None = None
 
+    @property
+    def grain(self) -> int:
+        return self.chunk or FACE_CPU_CHUNK
+
 
 @functools.lru_cache(maxsize=1)
 def _shard_generator(distribution_json: str, n: int, seed: int, model_source: str,
@@ -185,8 +190,9 @@ def _model_ref(model: FaceModel) -> str:
 
 
 def render_face_shard(job: FaceShardJob) -> RenderedShard:
-    """Render shard ``job.index`` of a face batch into ``job.folder``; its entry, rows and
-    landmark arrays. Renders the whole chunks that overlap the shard."""
+    """Render shard ``job.index`` of a face batch (or ``job.part`` of it) into
+    ``job.folder``; its entry, rows and landmark arrays. Renders the whole chunks that
+    overlap the job's samples."""
     start, stop = job.span
     gen, scenes = _shard_generator(job.distribution_json, job.n, job.seed, job.model_source,
                                    job.model_fingerprint, tuple(job.landmark_sets), job.chunk)
@@ -195,8 +201,8 @@ def render_face_shard(job: FaceShardJob) -> RenderedShard:
     images = np.concatenate([c.images for c in chunks])[cut]
     labels = {k: np.concatenate([c.labels[k] for c in chunks])[cut] for k in chunks[0].labels}
     rows = face_metadata({k: v[start:stop] for k, v in scenes.items()}, labels)
-    entry = save_shard(Path(job.folder), job.index, images)
-    return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows, labels)
+    entry = save_shard(Path(job.folder), job.index, images, job.part)
+    return RenderedShard(job.index, entry, tuple(images.shape[1:]), rows, labels, part=job.part)
 
 
 def generate_face_batch(

@@ -1,20 +1,31 @@
-"""What the fanned-out batch writers (eyes, faces) share: which samples a shard holds,
+"""What the fanned-out batch writers (eyes, faces) share: the jobs (a shard, or a part of one),
 which render chunks cover them, what a rendered shard hands back, and the type of the
 ``map_shards`` callable that runs the jobs (a Dask cluster, a process pool, ``map``).
 
 Chunks need not line up with shard edges: a chunk straddling an edge is rendered by both
 neighbours, with the same bytes, since a chunk depends only on its index.
+
+The last shards of a batch may be rendered in parts (:func:`split_tail`), each part by its
+own job into its own file, and joined into the shard by the writer (:func:`join_parts`),
+with the bytes of the shard rendered whole: when the shards outnumber the workers by a
+few, the last round would otherwise leave workers idle while one finishes (49 shards on 2
+workers: 25 and 24).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # a worker rendering shards never imports pandas (synth.shards.as_table)
-    from collections.abc import Mapping
+from synth.shard_layout import Part, shard_count, shard_span
+from synth.shards import save_shard
 
+__all__ = ["Part", "RenderedShard", "ShardJob", "ShardMap", "adopt_rendered", "covering_chunks",
+           "join_parts", "shard_count", "shard_span", "split_tail"]
+
+if TYPE_CHECKING:  # a worker rendering shards never imports pandas (synth.metadata_table.as_arrow)
     import numpy as np
     import pandas as pd
 
@@ -22,7 +33,7 @@ if TYPE_CHECKING:  # a worker rendering shards never imports pandas (synth.shard
 @dataclass(frozen=True)
 class ShardJob:
     """What every shard job carries (picklable: the distribution travels as its JSON);
-    each task's job adds how it renders."""
+    each task's job adds how it renders. ``part`` narrows the job to a part of its shard."""
 
     folder: str  # the writer's temporary batch folder, reachable from the process
     distribution_json: str
@@ -30,10 +41,30 @@ class ShardJob:
     seed: int
     shard_size: int
     index: int
+    part: Part | None = field(default=None, kw_only=True)
 
     @property
     def span(self) -> tuple[int, int]:
+        """The samples this job renders: its shard's, or its part's."""
+        if self.part is not None:
+            return self.part.start, self.part.stop
         return shard_span(self.index, self.shard_size, self.n)
+
+    def halves(self, grain: int) -> tuple[ShardJob, ShardJob] | None:
+        """This job as two jobs, each rendering half of its samples, split on a multiple
+        of ``grain`` (the render chunk, so that no chunk is rendered twice); None where
+        the job is a part already or too small to split. A job that carries data for its
+        samples overrides :meth:`narrowed`."""
+        if self.part is not None:
+            return None
+        start, stop = self.span
+        mid = (start + stop) // 2 // grain * grain
+        if not start < mid < stop:
+            return None
+        return (self.narrowed(Part(0, 2, start, mid)), self.narrowed(Part(1, 2, mid, stop)))
+
+    def narrowed(self, part: Part) -> ShardJob:
+        return replace(self, part=part)
 
 
 @dataclass(frozen=True)
@@ -45,27 +76,16 @@ class RenderedShard:
     the change it made)."""
 
     index: int
-    entry: dict  # the manifest's shard entry (synth.shards.save_shard)
+    entry: dict  # the manifest's shard entry (synth.shards.save_shard); a part's, for a part
     image_shape: tuple[int, ...]
     rows: pd.DataFrame | Mapping[str, np.ndarray] | None
     labels: dict | None = None
     stats: dict | None = None
+    part: Part | None = None
 
 
 #: ``map_shards(render_shard, jobs)`` -> the rendered shards, in any order
 ShardMap = Callable[[Callable[[Any], RenderedShard], Sequence[Any]], Iterable[RenderedShard]]
-
-
-def shard_count(n: int, shard_size: int) -> int:
-    return -(-n // shard_size)
-
-
-def shard_span(index: int, shard_size: int, n: int) -> tuple[int, int]:
-    """``[start, stop)`` of shard ``index`` in a batch of ``n``; ValueError outside it."""
-    start, stop = index * shard_size, min(n, (index + 1) * shard_size)
-    if not 0 <= start < stop:
-        raise ValueError(f"shard {index} is outside a batch of {n}")
-    return start, stop
 
 
 def covering_chunks(start: int, stop: int, chunk: int) -> tuple[range, slice]:
@@ -75,12 +95,62 @@ def covering_chunks(start: int, stop: int, chunk: int) -> tuple[range, slice]:
     return range(first, -(-stop // chunk)), slice(start - first * chunk, stop - first * chunk)
 
 
+def split_tail(jobs: Sequence[Any], workers: int) -> list[Any]:
+    """``jobs`` with the last ``workers`` of them (those that make the last round) split in
+    halves where they can be (:meth:`ShardJob.halves`, on a multiple of the job's
+    ``grain`` attribute, 1 if it has none); jobs that cannot split stay whole. Taken in
+    order by ``workers`` processes, the halves even out the last round."""
+    jobs = list(jobs)
+    if workers < 2 or len(jobs) <= 1:
+        return jobs
+    head, tail = jobs[:-workers], jobs[-workers:]
+    out = list(head)
+    for job in tail:
+        halves = job.halves(getattr(job, "grain", 1)) if hasattr(job, "halves") else None
+        out.extend(halves or (job,))
+    return out
+
+
+def join_parts(folder: Path, parts: Sequence[RenderedShard]) -> RenderedShard:
+    """The shard made of its rendered ``parts`` (all of them): their image files joined
+    into the shard's file (and removed), their rows and labels concatenated."""
+    import numpy as np
+
+    parts = sorted(parts, key=lambda p: p.part.which)
+    index = parts[0].index
+    spans = [(p.part.start, p.part.stop) for p in parts]
+    if any(p.index != index for p in parts) or [p.part.which for p in parts] != list(range(parts[0].part.of)) \
+            or any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False)):
+        raise ValueError(f"shard {index}: parts {spans} do not make one shard")
+    if any(p.stats for p in parts) or any(not isinstance(p.rows, Mapping) for p in parts):
+        raise ValueError(f"shard {index}: only parts with metadata columns and no statistics can be joined")
+    images = np.concatenate([np.load(folder / p.entry["file"], allow_pickle=False) for p in parts])
+    entry = save_shard(folder, index, images)
+    for p in parts:
+        (folder / p.entry["file"]).unlink()
+    rows = {k: np.concatenate([p.rows[k] for p in parts]) for k in parts[0].rows}
+    labels = None if parts[0].labels is None else \
+        {k: np.concatenate([p.labels[k] for p in parts]) for k in parts[0].labels}
+    return RenderedShard(index, entry, parts[0].image_shape, rows, labels)
+
+
 def adopt_rendered(map_shards: ShardMap, render: Callable[[Any], RenderedShard], jobs: Sequence[Any],
                    adopt: Callable[[RenderedShard], None],
                    progress: Callable[[int], None] | None = None) -> None:
     """Run ``jobs`` through ``map_shards(render, jobs)`` and hand each rendered shard to
-    the writer's ``adopt`` as it arrives, counting its samples into ``progress``."""
+    the writer's ``adopt`` as it arrives, counting its samples into ``progress``. Parts
+    (``map_shards`` may split jobs, :func:`split_tail`) are joined once all have come."""
+    folders = {job.index: Path(job.folder) for job in jobs}
+    waiting: dict[int, list[RenderedShard]] = {}
     for shard in map_shards(render, jobs):
-        adopt(shard)
         if progress is not None:
             progress(shard.entry["n"])
+        if shard.part is not None:
+            parts = waiting.setdefault(shard.index, [])
+            parts.append(shard)
+            if len(parts) < shard.part.of:
+                continue
+            shard = join_parts(folders[shard.index], waiting.pop(shard.index))
+        adopt(shard)
+    if waiting:
+        raise ValueError(f"shards {sorted(waiting)}: some of their parts never arrived")

@@ -6,7 +6,8 @@ Layout of a batch folder::
     manifest.json        id, task, distribution id, seed, n, image shape, generator settings,
                          every file with its sha256 and size
     distribution.json    the full scene distribution the batch was drawn from
-    metadata.parquet     one row per sample: labels, factor values, geometry
+    metadata.parquet     one row per sample: labels, factor values, geometry; one row
+                         group per shard (synth.metadata_table)
     shards/images-00000.npy ...   uint8 (n_i, H, W) or (n_i, H, W, 3), memmap-able
     <extra files>        whatever a task adds (face batches: landmarks/*.npy), listed in
                          the manifest's ``extra_files`` with sha256 and size
@@ -42,7 +43,9 @@ import numpy as np
 
 from realdata.errors import DataFormatError, SynthloopError, one_line, shown
 from synth.distribution import SceneDistribution
+from synth.hashing_file import HashingFile
 from synth.manifest import NPY_ERRORS, member_path, read_manifest
+from synth.metadata_table import MetadataTableWriter, as_arrow
 from synth.output_folder import (
     RENAME_EXCHANGE,
     RENAME_NOREPLACE,
@@ -53,20 +56,14 @@ from synth.output_folder import (
     renameat2,
     sweep_stale_partials,
 )
-from synth.shard_jobs import shard_count
+from synth.shard_layout import Part, shard_count
 
 if TYPE_CHECKING:
-    # pandas (~0.25 s to import) is imported where tables are built or read: a Dask
-    # worker that only writes shards (save_shard) and hands back plain columns never loads it
+    # pandas (~0.25 s to import) is imported where tables are read: a Dask worker that
+    # only writes shards (save_shard) and hands back plain columns never loads it, nor
+    # does the writer, which builds the metadata table with pyarrow alone
     import pandas as pd
-
-
-def as_table(rows: pd.DataFrame | Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """Metadata rows as a table: a DataFrame as it is, or one made from columns of equal
-    length (what shard jobs send, so that a worker never imports pandas)."""
-    import pandas as pd
-
-    return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(dict(rows))
+    import pyarrow as pa
 
 
 MANIFEST = "manifest.json"
@@ -85,29 +82,18 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-class _HashingFile:
-    """A write-only file that hashes what passes through it: a shard's checksum comes
-    with writing it, not from reading it back."""
-
-    def __init__(self, fh):
-        self._fh, self.sha = fh, hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.sha.update(data)
-        return self._fh.write(data)
-
-
 def shard_file(index: int) -> str:
     """Where shard ``index`` lives inside a batch folder."""
     return f"shards/images-{index:05d}.npy"
 
 
-def save_shard(folder: Path, index: int, images: np.ndarray) -> dict[str, Any]:
-    """Write :func:`shard_file` ``(index)`` under ``folder``; its manifest entry."""
-    name = shard_file(index)
+def save_shard(folder: Path, index: int, images: np.ndarray, part: Part | None = None) -> dict[str, Any]:
+    """Write :func:`shard_file` ``(index)`` under ``folder``, or the file of one ``part``
+    of it (joined into the shard by the writer); its manifest entry."""
+    name = shard_file(index) if part is None else shard_file(index).replace(".npy", f".{part.suffix}.npy")
     path = folder / name
     with open(path, "wb") as fh:
-        out = _HashingFile(fh)
+        out = HashingFile(fh)
         np.lib.format.write_array(out, np.ascontiguousarray(images), allow_pickle=False)
     return {"file": name, "n": int(len(images)), "sha256": out.sha.hexdigest(),
             "bytes": path.stat().st_size}
@@ -156,12 +142,16 @@ class BatchWriter:
         self.tmp = self.out.with_name(f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}")
         self._buf: list[np.ndarray] = []
         self._buffered = 0
-        self._rows: list[pd.DataFrame] = []
+        self._rows: list[pa.Table] = []  # streamed rows not yet in a shard's row group
+        self._row_schema: pa.Schema | None = None
+        self._meta = MetadataTableWriter(self.tmp / METADATA)
         self._shards: list[dict[str, Any]] = []
         self._written = 0
         self._image_shape: tuple[int, ...] | None = None
         self._extra: list[str] = []
-        self._adopted: dict[int, tuple[dict[str, Any], pd.DataFrame]] = {}
+        self._adopted: dict[int, dict[str, Any]] = {}
+        self._adopted_rows: dict[int, pa.Table] = {}  # arrived ahead of an earlier shard's
+        self._rows_due = 0  # the shard whose rows the metadata table takes next
         self._held: int | None = None  # fd with the flock on self.tmp while writing
 
     def __enter__(self) -> BatchWriter:
@@ -201,6 +191,7 @@ class BatchWriter:
         self._release()
 
     def _abandon(self) -> None:
+        self._meta.discard()
         shutil.rmtree(self.tmp, ignore_errors=True)
         self._release()
 
@@ -211,11 +202,17 @@ class BatchWriter:
 
     def add(self, images: np.ndarray, rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
         """Append images and their metadata rows (a table, or its columns)."""
-        rows = as_table(rows)
+        rows = as_arrow(rows)
+        if self._adopted:
+            raise ValueError("add after adopt_shard: a batch is streamed or assembled, not both")
         if images.dtype != np.uint8:
             raise TypeError(f"images must be uint8, got {images.dtype}")
-        if len(images) != len(rows):
-            raise ValueError(f"{len(images)} images but {len(rows)} metadata rows")
+        if len(images) != rows.num_rows:
+            raise ValueError(f"{len(images)} images but {rows.num_rows} metadata rows")
+        if self._row_schema is None:
+            self._row_schema = rows.schema
+        elif not rows.schema.equals(self._row_schema):
+            raise ValueError(f"metadata columns changed from {self._row_schema.names} to {rows.schema.names}")
         if self._image_shape is None:
             self._image_shape = tuple(images.shape[1:])
         elif tuple(images.shape[1:]) != self._image_shape:
@@ -230,17 +227,17 @@ class BatchWriter:
                     rows: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
         """Take shard ``index``, written into :attr:`tmp` by another process
         (:func:`save_shard`), with its metadata rows (a table, or its columns). Shards may
-        arrive in any order; the batch is finished once every one of them is in. Not
-        mixed with :meth:`add`."""
-        rows = as_table(rows)
+        arrive in any order (their rows go into the metadata table in shard order); the
+        batch is finished once every one of them is in. Not mixed with :meth:`add`."""
+        rows = as_arrow(rows)
         if self._buf or self._shards:
             raise ValueError("adopt_shard after add: a batch is streamed or assembled, not both")
         expected = min(self.shard_size, self.n - index * self.shard_size)
         if entry.get("file") != shard_file(index) or entry.get("n") != expected:
             raise ValueError(f"shard {index}: entry {entry} does not fit a batch of {self.n} in "
                              f"shards of {self.shard_size}")
-        if len(rows) != expected:
-            raise ValueError(f"shard {index}: {len(rows)} metadata rows for {expected} images")
+        if rows.num_rows != expected:
+            raise ValueError(f"shard {index}: {rows.num_rows} metadata rows for {expected} images")
         path = self.tmp / entry["file"]
         if not path.is_file() or path.stat().st_size != entry["bytes"]:
             raise ValueError(f"shard {index}: {path} is missing or not {entry['bytes']} bytes; was "
@@ -251,17 +248,19 @@ class BatchWriter:
             self._image_shape = tuple(image_shape)
         elif tuple(image_shape) != self._image_shape:
             raise ValueError(f"image shape changed from {self._image_shape} to {tuple(image_shape)}")
-        self._adopted[index] = (entry, rows)
+        self._adopted[index] = entry
+        self._adopted_rows[index] = rows
+        while self._rows_due in self._adopted_rows:
+            self._meta.write(self._adopted_rows.pop(self._rows_due), f"shard {self._rows_due}")
+            self._rows_due += 1
 
     def _take_adopted(self) -> None:
         missing = sorted(set(range(shard_count(self.n, self.shard_size))) - set(self._adopted))
         if missing:
             raise ValueError(f"batch {self.batch_id}: shards {missing[:5]} never arrived")
         for i in sorted(self._adopted):
-            entry, rows = self._adopted[i]
-            self._shards.append(entry)
-            self._rows.append(rows)
-            self._written += entry["n"]
+            self._shards.append(self._adopted[i])
+            self._written += self._adopted[i]["n"]
 
     def add_extra_file(self, relpath: str) -> None:
         """List a file written under :attr:`tmp` in the manifest (sha256 and size are
@@ -294,26 +293,31 @@ class BatchWriter:
     def _flush(self, k: int) -> None:
         data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
         shard, rest = data[:k], data[k:]
-        self._shards.append(save_shard(self.tmp, len(self._shards), shard))
+        index = len(self._shards)
+        self._shards.append(save_shard(self.tmp, index, shard))
+        self._meta.write(self._take_rows(k), f"shard {index}")
         self._written += len(shard)
         self._buf = [rest] if len(rest) else []
         self._buffered = len(rest)
+
+    def _take_rows(self, k: int) -> pa.Table:
+        """The first ``k`` streamed rows not yet written (a shard's)."""
+        import pyarrow as pa
+
+        table = pa.concat_tables(self._rows) if len(self._rows) > 1 else self._rows[0]
+        head, rest = table.slice(0, k), table.slice(k)
+        self._rows = [rest] if rest.num_rows else []
+        return head
 
     def _finish(self) -> None:
         if self._adopted:
             self._take_adopted()
         if self._buffered:
             self._flush(self._buffered)
-        if self._written != self.n:
-            raise ValueError(f"batch {self.batch_id}: wrote {self._written} samples, expected {self.n}")
-        import pandas as pd
-
-        meta = pd.concat(self._rows, ignore_index=True)
-        meta.insert(0, "sample", np.arange(len(meta), dtype=np.int64))
-        # no dictionary encoding: the factor columns are continuous draws, so pyarrow
-        # builds a dictionary per column only to abandon it (5x slower to write, 3x to
-        # read, and a larger file; measured on 200,000 eyes)
-        meta.to_parquet(self.tmp / METADATA, index=False, use_dictionary=False)
+        if self._written != self.n or self._meta.rows != self.n:
+            raise ValueError(f"batch {self.batch_id}: wrote {self._written} samples and "
+                             f"{self._meta.rows} metadata rows, expected {self.n}")
+        metadata_sha = self._meta.close()
         (self.tmp / DISTRIBUTION).write_text(self.dist.dumps() + "\n")
         self.write_extra_files(self.tmp)
         extra = self._extra_entries()
@@ -329,8 +333,7 @@ class BatchWriter:
             "shard_size": self.shard_size,
             "generator": self.generator,
             "shards": self._shards,
-            "metadata": {"file": METADATA, "sha256": sha256_file(self.tmp / METADATA),
-                         "columns": list(meta.columns)},
+            "metadata": {"file": METADATA, "sha256": metadata_sha, "columns": self._meta.columns},
             "distribution": {"file": DISTRIBUTION, "sha256": sha256_file(self.tmp / DISTRIBUTION)},
         }
         if extra:

@@ -55,12 +55,17 @@ def cluster_kwargs(workers: int = 0, env: dict[str, str] | None = None,
     import dask
 
     dask.config.set({NANNY_MALLOC_TRIM: None, **QUIET_MONITORS})
-    kw = {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1,
+    kw = {"n_workers": local_worker_count(workers), "threads_per_worker": 1,
           "processes": True, "dashboard_address": None, "silence_logs": logging.WARNING,
           "preload": [*preload, WORKER_EXIT]}
     if env:
         kw["env"] = dict(env)
     return kw
+
+
+def local_worker_count(workers: int = 0) -> int:
+    """The processes of a local cluster asked for ``workers`` (0: one per core)."""
+    return workers or os.cpu_count() or 1
 
 
 def default_workers(n: int, shard_size: int, fan_out_from: int | None, cores: int | None) -> int:
@@ -79,12 +84,15 @@ def client_shard_map(workers: int = 0, address: str | None = None,
     """A ``map_shards`` for the batch writers on a Dask cluster: ``address``'s, else a
     LocalCluster of ``workers`` processes (importing ``preload`` as they start) that lives
     as long as the block. Shards are yielded as they finish, so progress moves while the
-    batch renders.
+    batch renders. The shards of the last round are rendered in halves (joined by the
+    writer), so that the workers finish together (:func:`synth.shard_jobs.split_tail`).
 
     The cluster starts in a background thread as the block is entered and the first
     ``map_shards`` call waits for it: its workers start and import the renderer while this
     process imports its own (on 2 cores a second or two of every fanned-out batch)."""
     from distributed import Client, LocalCluster, as_completed
+
+    local_workers = local_worker_count(workers)
 
     def connect() -> tuple[Any, Any]:
         if address:
@@ -100,7 +108,10 @@ def client_shard_map(workers: int = 0, address: str | None = None,
         started = pool.submit(connect)
 
         def map_shards(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Any]:
+            from synth.shard_jobs import split_tail
+
             _, client = started.result()  # a failed start is raised here
+            jobs = split_tail(jobs, len(client.scheduler_info()["workers"]) if address else local_workers)
             with warnings.catch_warnings():
                 # eye jobs carry their shard's scenes by design (~1.5 MB each, ~70 MB for
                 # 200,000 eyes); Dask warns about any graph over 10 MB

@@ -18,6 +18,9 @@ from typing import Any
 
 from prefect import flow, task
 
+from synth.shard_jobs import split_tail
+from synthloop.dask_cluster import local_worker_count
+
 
 def _resolve(ref: str) -> Callable[[Any], Any]:
     """``module:function`` -> the function. Only names inside this project's renderer and
@@ -71,6 +74,8 @@ def dask_shard_map(workers: int = 0, address: str | None = None):
         ref = f"{fn.__module__}:{fn.__name__}"
         _resolve(ref)  # refuse before a cluster starts
         runner = dask_runner(workers, address, preload=(fn.__module__,))
+        if not address:  # a cluster's size is known once connected; a local one's now
+            jobs = split_tail(jobs, local_worker_count(workers))
         return render_shards.with_options(task_runner=runner)(ref, list(jobs))
 
     return map_shards

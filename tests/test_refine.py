@@ -47,6 +47,7 @@ def test_refined_batch_keeps_labels_and_names_its_parent(refined):
     assert child.manifest["refiner"]["mlflow_run_id"] == rec["mlflow_run"]
     assert {"refiner/refiner.pt", "refiner/label_probe.pt"} <= set(child.extra_files)
     assert child.metadata.equals(parent.metadata)  # labels and factors carried unchanged
+    assert (refined["child"] / "metadata.parquet").read_bytes() == (refined["parent"] / "metadata.parquet").read_bytes()
     assert child.distribution.id == parent.distribution.id and child.n == parent.n
     assert child.status.status == "accepted"
     shift = json.loads((refined["child"] / "validation" / "result.json").read_text())

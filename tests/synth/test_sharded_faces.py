@@ -19,6 +19,7 @@ from synth.generate_faces import (
     read_face_labels,
     render_face_shard,
 )
+from synth.shard_jobs import split_tail
 from synth.shards import BatchReader
 from tests.batch_digest import batch_digest
 
@@ -104,3 +105,12 @@ def test_writing_a_face_batch_never_imports_torch(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["False"]
+
+
+def test_face_shards_rendered_in_halves_join_into_the_streamed_batch(tmp_path):
+    head = fallback_face_model()
+    generate_face_batch(tmp_path / "a", model=head, **KW)
+    generate_face_batch(tmp_path / "b", model=head, map_shards=lambda fn, jobs: map(fn, split_tail(jobs, 3)),
+                        **KW)
+    assert batch_digest(tmp_path / "b") == batch_digest(tmp_path / "a")
+    assert not list((tmp_path / "b").rglob("*part*"))  # the parts' files were joined and removed

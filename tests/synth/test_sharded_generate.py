@@ -7,6 +7,7 @@ import pytest
 
 from synth.eye_distribution import default_eye_distribution
 from synth.generate import EyeShardJob, eye_shard_jobs, generate_batch, render_eye_shard
+from synth.shard_jobs import split_tail
 from synth.shards import BatchReader
 from tests.batch_digest import batch_digest
 
@@ -76,3 +77,52 @@ def test_a_job_carries_only_its_own_chunks_scenes_and_needs_them(tmp_path):
     bare = EyeShardJob(str(tmp_path), dist.dumps(), n=700, seed=5, shard_size=300, index=1)
     with pytest.raises(ValueError, match="shard 1: the job carries no scenes"):
         render_eye_shard(bare)
+
+
+def _split_reversed(fn, jobs):
+    """The last two shards rendered in halves, everything finishing last-first."""
+    return [fn(j) for j in reversed(split_tail(jobs, 2))]
+
+
+def test_shards_rendered_in_halves_join_into_the_streamed_batch(tmp_path):
+    # shards of 300 in chunks of 128: each of the last two splits on the chunk edge
+    # nearest below its middle (300-384 | 384-600 and 600-640 | 640-700)
+    jobs = eye_shard_jobs(str(tmp_path), default_eye_distribution(), n=700, seed=5, shard_size=300,
+                          device="cpu", compiled=False, chunk=128)
+    split = split_tail(jobs, 2)
+    assert [(j.index, j.span) for j in split] == [(0, (0, 300)), (1, (300, 384)), (1, (384, 600)),
+                                                  (2, (600, 640)), (2, (640, 700))]
+    assert [len(j.scenes["gaze_pitch"]) for j in split] == [384, 128, 256, 128, 60]
+    streamed, _ = generate_batch(tmp_path / "a", n=700, seed=5, shard_size=300)
+    seen = []
+    fanned, _ = generate_batch(tmp_path / "b", n=700, seed=5, shard_size=300, map_shards=_split_reversed,
+                               progress=seen.append)
+    assert fanned == streamed and batch_digest(tmp_path / "b") == batch_digest(tmp_path / "a")
+    assert sorted(seen) == [40, 60, 84, 216, 300]  # progress moves with each part
+
+
+def test_split_tail_splits_only_the_last_round_and_never_a_part():
+    jobs = eye_shard_jobs("unused", default_eye_distribution(), n=2048, seed=0, shard_size=256,
+                          device="cpu", compiled=False, chunk=128)
+    assert [j.part is None for j in split_tail(jobs, 1)] == [True] * 8  # one worker: nothing to even out
+    split = split_tail(jobs, 3)
+    assert [(j.index, j.part and j.part.which) for j in split][4:] == [
+        (4, None), (5, 0), (5, 1), (6, 0), (6, 1), (7, 0), (7, 1)]
+    assert split[5].halves(128) is None
+
+
+def _lose_a_part(fn, jobs):
+    return [fn(j) for j in split_tail(jobs, 2)[:-1]]
+
+
+def test_a_missing_part_fails_the_batch_and_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"shards \[1\]: some of their parts never arrived"):
+        generate_batch(tmp_path / "b", n=1024, seed=1, shard_size=512, map_shards=_lose_a_part)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_planned_in_other_chunks_than_the_renderers_is_refused(tmp_path):
+    [job] = eye_shard_jobs(str(tmp_path), default_eye_distribution(), n=64, seed=1, shard_size=64,
+                           device="cpu", compiled=False, chunk=32)
+    with pytest.raises(ValueError, match="shard 0: planned in chunks of 32, the renderer uses 128"):
+        render_eye_shard(job)
