@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synth.shard_layout import Part, shard_count, shard_span
-from synth.shards import save_shard
+from synth.shards import part_file, save_shard
 
 __all__ = ["Part", "RenderedShard", "ShardJob", "ShardMap", "adopt_rendered", "covering_chunks",
            "join_parts", "shard_count", "shard_span", "split_tail"]
@@ -101,7 +101,7 @@ def split_tail(jobs: Sequence[Any], workers: int) -> list[Any]:
     ``grain`` attribute, 1 if it has none); jobs that cannot split stay whole. Taken in
     order by ``workers`` processes, the halves even out the last round."""
     jobs = list(jobs)
-    if workers < 2 or len(jobs) <= 1:
+    if workers < 2:
         return jobs
     head, tail = jobs[:-workers], jobs[-workers:]
     out = list(head)
@@ -122,6 +122,9 @@ def join_parts(folder: Path, parts: Sequence[RenderedShard]) -> RenderedShard:
     if any(p.index != index for p in parts) or [p.part.which for p in parts] != list(range(parts[0].part.of)) \
             or any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False)):
         raise ValueError(f"shard {index}: parts {spans} do not make one shard")
+    if any(p.entry.get("file") != part_file(index, p.part) for p in parts):
+        raise ValueError(f"shard {index}: parts written as {[p.entry.get('file') for p in parts]}, "
+                         f"not {[part_file(index, p.part) for p in parts]}")
     if any(p.stats for p in parts) or any(not isinstance(p.rows, Mapping) for p in parts):
         raise ValueError(f"shard {index}: only parts with metadata columns and no statistics can be joined")
     images = np.concatenate([np.load(folder / p.entry["file"], allow_pickle=False) for p in parts])

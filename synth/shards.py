@@ -87,10 +87,15 @@ def shard_file(index: int) -> str:
     return f"shards/images-{index:05d}.npy"
 
 
+def part_file(index: int, part: Part) -> str:
+    """Where one ``part`` of shard ``index`` is written until the writer joins the parts."""
+    return shard_file(index).replace(".npy", f".{part.suffix}.npy")
+
+
 def save_shard(folder: Path, index: int, images: np.ndarray, part: Part | None = None) -> dict[str, Any]:
-    """Write :func:`shard_file` ``(index)`` under ``folder``, or the file of one ``part``
-    of it (joined into the shard by the writer); its manifest entry."""
-    name = shard_file(index) if part is None else shard_file(index).replace(".npy", f".{part.suffix}.npy")
+    """Write :func:`shard_file` ``(index)`` under ``folder``, or :func:`part_file` for one
+    ``part`` of it (joined into the shard by the writer); its manifest entry."""
+    name = shard_file(index) if part is None else part_file(index, part)
     path = folder / name
     with open(path, "wb") as fh:
         out = HashingFile(fh)

@@ -1,13 +1,14 @@
 """A batch fanned out shard by shard (any process, any order) is the streamed batch, byte
 for byte; the writer refuses shards that do not fit and leaves nothing half-written."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from synth.eye_distribution import default_eye_distribution
 from synth.generate import EyeShardJob, eye_shard_jobs, generate_batch, render_eye_shard
-from synth.shard_jobs import split_tail
+from synth.shard_jobs import join_parts, split_tail
 from synth.shards import BatchReader
 from tests.batch_digest import batch_digest
 
@@ -126,3 +127,18 @@ def test_a_job_planned_in_other_chunks_than_the_renderers_is_refused(tmp_path):
                            device="cpu", compiled=False, chunk=32)
     with pytest.raises(ValueError, match="shard 0: planned in chunks of 32, the renderer uses 128"):
         render_eye_shard(job)
+
+
+def test_parts_that_do_not_make_their_shard_are_refused(tmp_path):
+    jobs = split_tail(eye_shard_jobs(str(tmp_path), default_eye_distribution(), n=512, seed=1,
+                                     shard_size=512, device="cpu", compiled=False, chunk=128), 2)
+    (tmp_path / "shards").mkdir()
+    first, second = (render_eye_shard(j) for j in jobs)
+    with pytest.raises(ValueError, match=r"shard 0: parts \[\(0, 256\), \(0, 256\)\] do not make one shard"):
+        join_parts(tmp_path, [first, replace(first, part=replace(first.part, which=1))])
+    renamed = replace(second, entry={**second.entry, "file": "../elsewhere.npy"})
+    with pytest.raises(ValueError, match="shard 0: parts written as"):
+        join_parts(tmp_path, [first, renamed])
+    joined = join_parts(tmp_path, [second, first])
+    assert joined.part is None and joined.entry["n"] == 512 and sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "images-00000.npy"]
