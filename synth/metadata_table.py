@@ -27,9 +27,9 @@ SAMPLE = "sample"  # the first column: the sample's index in the batch
 
 
 def as_arrow(rows: pa.Table | pd.DataFrame | Mapping[str, np.ndarray]) -> pa.Table:
-    """Metadata rows as an arrow table: a table as it is, a DataFrame's columns (its index
-    and pandas' schema notes dropped), or columns of equal length (what shard jobs send,
-    so that a worker never imports pandas or pyarrow)."""
+    """Metadata rows as an arrow table: a table as it is, a DataFrame's columns (not its
+    index), or columns of equal length (what shard jobs send, so that a worker never
+    imports pandas or pyarrow)."""
     import pyarrow as pa
 
     if isinstance(rows, pa.Table):
@@ -39,7 +39,9 @@ def as_arrow(rows: pa.Table | pd.DataFrame | Mapping[str, np.ndarray]) -> pa.Tab
         if len(set(lengths.values())) > 1:
             raise ValueError(f"metadata columns of different lengths: {lengths}")
         return pa.Table.from_arrays([_column(v) for v in rows.values()], names=list(rows))
-    return pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None)
+    # a DataFrame (a refined batch's rows, cut from its parent's table): its columns take
+    # the same path as plain columns, so NaN stays a value and the bytes match the parent's
+    return as_arrow({str(c): rows[c].to_numpy() for c in rows.columns})
 
 
 def _column(values: np.ndarray) -> pa.Array:

@@ -111,23 +111,27 @@ def split_tail(jobs: Sequence[Any], workers: int) -> list[Any]:
     return out
 
 
-def join_parts(folder: Path, parts: Sequence[RenderedShard]) -> RenderedShard:
-    """The shard made of its rendered ``parts`` (all of them): their image files joined
-    into the shard's file (and removed), their rows and labels concatenated."""
+def join_parts(folder: Path, parts: Sequence[RenderedShard], span: tuple[int, int]) -> RenderedShard:
+    """The shard of samples ``span`` made of its rendered ``parts`` (all of them): their
+    image files, checked against what their jobs wrote, joined into the shard's file (and
+    removed), their rows and labels concatenated."""
+    import io
+
     import numpy as np
 
     parts = sorted(parts, key=lambda p: p.part.which)
     index = parts[0].index
     spans = [(p.part.start, p.part.stop) for p in parts]
     if any(p.index != index for p in parts) or [p.part.which for p in parts] != list(range(parts[0].part.of)) \
-            or any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False)):
-        raise ValueError(f"shard {index}: parts {spans} do not make one shard")
+            or any(a[1] != b[0] for a, b in zip(spans, spans[1:], strict=False)) \
+            or (spans[0][0], spans[-1][1]) != tuple(span):
+        raise ValueError(f"shard {index}: parts {spans} do not make the shard of samples {tuple(span)}")
     if any(p.entry.get("file") != part_file(index, p.part) for p in parts):
         raise ValueError(f"shard {index}: parts written as {[p.entry.get('file') for p in parts]}, "
                          f"not {[part_file(index, p.part) for p in parts]}")
     if any(p.stats for p in parts) or any(not isinstance(p.rows, Mapping) for p in parts):
         raise ValueError(f"shard {index}: only parts with metadata columns and no statistics can be joined")
-    images = np.concatenate([np.load(folder / p.entry["file"], allow_pickle=False) for p in parts])
+    images = np.concatenate([np.load(io.BytesIO(_part_bytes(folder, p)), allow_pickle=False) for p in parts])
     entry = save_shard(folder, index, images)
     for p in parts:
         (folder / p.entry["file"]).unlink()
@@ -137,23 +141,39 @@ def join_parts(folder: Path, parts: Sequence[RenderedShard]) -> RenderedShard:
     return RenderedShard(index, entry, parts[0].image_shape, rows, labels)
 
 
+def _part_bytes(folder: Path, part: RenderedShard) -> bytes:
+    """A part's file as its job wrote it (size and sha256 of its entry), or ValueError: on
+    shared storage a short or stale read must not become a shard with a fresh checksum."""
+    import hashlib
+
+    path = folder / part.entry["file"]
+    data = path.read_bytes() if path.is_file() else b""
+    if len(data) != part.entry.get("bytes") or hashlib.sha256(data).hexdigest() != part.entry.get("sha256"):
+        raise ValueError(f"shard {part.index}: {path} is missing or not what its job wrote "
+                         f"({len(data)} bytes, entry {part.entry})")
+    return data
+
+
 def adopt_rendered(map_shards: ShardMap, render: Callable[[Any], RenderedShard], jobs: Sequence[Any],
                    adopt: Callable[[RenderedShard], None],
                    progress: Callable[[int], None] | None = None) -> None:
     """Run ``jobs`` through ``map_shards(render, jobs)`` and hand each rendered shard to
     the writer's ``adopt`` as it arrives, counting its samples into ``progress``. Parts
     (``map_shards`` may split jobs, :func:`split_tail`) are joined once all have come."""
-    folders = {job.index: Path(job.folder) for job in jobs}
-    waiting: dict[int, list[RenderedShard]] = {}
+    by_index = {job.index: job for job in jobs}
+    waiting: dict[int, dict[int, RenderedShard]] = {}
     for shard in map_shards(render, jobs):
         if progress is not None:
             progress(shard.entry["n"])
         if shard.part is not None:
-            parts = waiting.setdefault(shard.index, [])
-            parts.append(shard)
+            parts = waiting.setdefault(shard.index, {})
+            if shard.part.which in parts:
+                raise ValueError(f"shard {shard.index}: part {shard.part.which} of {shard.part.of} arrived twice")
+            parts[shard.part.which] = shard
             if len(parts) < shard.part.of:
                 continue
-            shard = join_parts(folders[shard.index], waiting.pop(shard.index))
+            job = by_index[shard.index]
+            shard = join_parts(Path(job.folder), list(waiting.pop(shard.index).values()), job.span)
         adopt(shard)
     if waiting:
         raise ValueError(f"shards {sorted(waiting)}: some of their parts never arrived")

@@ -111,7 +111,7 @@ def client_shard_map(workers: int = 0, address: str | None = None,
             from synth.shard_jobs import split_tail
 
             _, client = started.result()  # a failed start is raised here
-            jobs = split_tail(jobs, len(client.scheduler_info()["workers"]) if address else local_workers)
+            jobs = split_tail(jobs, sum(client.nthreads().values()) if address else local_workers)
             with warnings.catch_warnings():
                 # eye jobs carry their shard's scenes by design (~1.5 MB each, ~70 MB for
                 # 200,000 eyes); Dask warns about any graph over 10 MB
@@ -119,7 +119,9 @@ def client_shard_map(workers: int = 0, address: str | None = None,
                 warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
                 futures = client.map(fn, list(jobs), pure=False)
             for future in as_completed(futures):
-                yield future.result()
+                result = future.result()
+                future.release()  # a worker lost later must not recompute a part already joined
+                yield result
 
         try:
             yield map_shards

@@ -51,7 +51,7 @@ def test_a_shard_with_other_columns_is_refused_by_name(tmp_path):
 def test_rows_come_as_columns_or_a_table_and_must_have_one_length():
     cols = _rows(0, 4)
     frame = pd.DataFrame(cols, index=[7, 8, 9, 10])
-    assert as_arrow(frame).equals(as_arrow(cols))  # no index column, no pandas notes
+    assert as_arrow(frame).equals(as_arrow(cols))  # no index column
     assert as_arrow(frame).schema.metadata is None
     strided = {"x": np.arange(8, dtype=np.float64)[::2], "flag": np.array([True, False, True, True])}
     t = as_arrow(strided)
@@ -108,3 +108,24 @@ def test_a_batch_is_streamed_or_assembled_not_both(tmp_path):
         w.add(np.zeros((4, 2, 3), np.uint8), _rows(0, 4))
         w.adopt_shard(1, save_shard(w.tmp, 1, np.zeros((4, 2, 3), np.uint8)), (2, 3), _rows(4, 4))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_abandoned_batch_closes_its_metadata_file(tmp_path):
+    dist = default_eye_distribution()
+    with pytest.raises(RuntimeError, match="stop"), BatchWriter(
+            tmp_path / "b", task="gaze", dist=dist, seed=0, n=8, generator={"name": "t"}, shard_size=4) as w:
+        w.add(np.zeros((4, 2, 3), np.uint8), _rows(0, 4))  # one row group written, the file open
+        assert not w._meta._fh.closed
+        raise RuntimeError("stop")
+    assert w._meta._fh.closed and list(tmp_path.iterdir()) == []
+
+
+def test_a_frame_and_its_columns_write_the_same_bytes_nan_included(tmp_path):
+    cols = _rows(0, 4)
+    cols["pitch"][1] = np.nan
+    for name, rows in (("cols", cols), ("frame", pd.DataFrame(cols))):
+        w = MetadataTableWriter(tmp_path / f"{name}.parquet")
+        w.write(as_arrow(rows), "shard 0")
+        w.close()
+    assert (tmp_path / "cols.parquet").read_bytes() == (tmp_path / "frame.parquet").read_bytes()
+    assert np.isnan(pd.read_parquet(tmp_path / "frame.parquet")["pitch"][1])

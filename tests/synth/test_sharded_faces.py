@@ -110,7 +110,13 @@ def test_writing_a_face_batch_never_imports_torch(tmp_path):
 def test_face_shards_rendered_in_halves_join_into_the_streamed_batch(tmp_path):
     head = fallback_face_model()
     generate_face_batch(tmp_path / "a", model=head, **KW)
-    generate_face_batch(tmp_path / "b", model=head, map_shards=lambda fn, jobs: map(fn, split_tail(jobs, 3)),
-                        **KW)
+    split = []
+
+    def split_map(fn, jobs):
+        split.extend(split_tail(jobs, 3))
+        return map(fn, split)
+
+    generate_face_batch(tmp_path / "b", model=head, map_shards=split_map, **KW)
+    assert [j.part is not None for j in split] == [True] * 4 + [False]  # 40-50 has no chunk edge inside
     assert batch_digest(tmp_path / "b") == batch_digest(tmp_path / "a")
     assert not list((tmp_path / "b").rglob("*part*"))  # the parts' files were joined and removed

@@ -134,11 +134,27 @@ def test_parts_that_do_not_make_their_shard_are_refused(tmp_path):
                                      shard_size=512, device="cpu", compiled=False, chunk=128), 2)
     (tmp_path / "shards").mkdir()
     first, second = (render_eye_shard(j) for j in jobs)
-    with pytest.raises(ValueError, match=r"shard 0: parts \[\(0, 256\), \(0, 256\)\] do not make one shard"):
-        join_parts(tmp_path, [first, replace(first, part=replace(first.part, which=1))])
+    with pytest.raises(ValueError, match=r"shard 0: parts \[\(0, 256\), \(0, 256\)\] do not make"):
+        join_parts(tmp_path, [first, replace(first, part=replace(first.part, which=1))], (0, 512))
+    with pytest.raises(ValueError, match=r"do not make the shard of samples \(0, 600\)"):
+        join_parts(tmp_path, [first, second], (0, 600))
     renamed = replace(second, entry={**second.entry, "file": "../elsewhere.npy"})
     with pytest.raises(ValueError, match="shard 0: parts written as"):
-        join_parts(tmp_path, [first, renamed])
-    joined = join_parts(tmp_path, [second, first])
-    assert joined.part is None and joined.entry["n"] == 512 and sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
-        "images-00000.npy"]
+        join_parts(tmp_path, [first, renamed], (0, 512))
+    stale = replace(second, entry={**second.entry, "sha256": "0" * 64})
+    with pytest.raises(ValueError, match="not what its job wrote"):
+        join_parts(tmp_path, [first, stale], (0, 512))
+    joined = join_parts(tmp_path, [second, first], (0, 512))
+    assert joined.part is None and joined.entry["n"] == 512
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == ["images-00000.npy"]
+
+
+def _first_part_twice(fn, jobs):
+    done = [fn(j) for j in split_tail(jobs, 2)]
+    return [done[0], done[0], *done[1:]]
+
+
+def test_a_part_delivered_twice_fails_the_batch_by_name(tmp_path):
+    with pytest.raises(ValueError, match="shard 0: part 0 of 2 arrived twice"):
+        generate_batch(tmp_path / "b", n=512, seed=1, shard_size=512, map_shards=_first_part_twice)
+    assert list(tmp_path.iterdir()) == []
