@@ -29,8 +29,8 @@ from synth.shard_jobs import (
     ShardMap,
     adopt_rendered,
     covering_chunks,
-    shard_count,
 )
+from synth.shard_layout import shard_count
 from synth.shards import BatchWriter, batch_id_for, save_shard
 
 #: Below this many samples the one-off torch.compile (~10-40 s on 2 cores) costs more
@@ -120,7 +120,7 @@ def render_eye_shard(job: EyeShardJob) -> RenderedShard:
     if gen.chunk != job.chunk:
         raise ValueError(f"shard {job.index}: planned in chunks of {job.chunk}, the renderer uses {gen.chunk}")
     covering, cut = covering_chunks(start, stop, gen.chunk)
-    offset = job.scenes_from
+    offset = covering.start * gen.chunk  # where the job's scenes begin in the batch
     chunks = list(gen.iter_chunks(job.n, job.seed, scenes=job.scenes, chunks=covering,
                                   offset=offset))
     images = np.concatenate([c.images for c in chunks])[cut]

@@ -50,8 +50,8 @@ from synth.shard_jobs import (
     ShardMap,
     adopt_rendered,
     covering_chunks,
-    shard_count,
 )
+from synth.shard_layout import shard_count
 from synth.shards import BatchWriter, batch_id_for, save_shard, sha256_file
 
 if TYPE_CHECKING:

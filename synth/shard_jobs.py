@@ -19,11 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from synth.shard_layout import Part, shard_count, shard_span
+from synth.shard_layout import Part, shard_span
 from synth.shards import part_file, save_shard
-
-__all__ = ["Part", "RenderedShard", "ShardJob", "ShardMap", "adopt_rendered", "covering_chunks",
-           "join_parts", "shard_count", "shard_span", "split_tail"]
 
 if TYPE_CHECKING:  # a worker rendering shards never imports pandas (synth.metadata_table.as_arrow)
     import numpy as np
@@ -50,15 +47,20 @@ class ShardJob:
             return self.part.start, self.part.stop
         return shard_span(self.index, self.shard_size, self.n)
 
-    def halves(self, grain: int) -> tuple[ShardJob, ShardJob] | None:
+    @property
+    def grain(self) -> int:
+        """Parts split on multiples of this (a task's render chunk, so that no chunk is
+        rendered by both halves)."""
+        return 1
+
+    def halves(self) -> tuple[ShardJob, ShardJob] | None:
         """This job as two jobs, each rendering half of its samples, split on a multiple
-        of ``grain`` (the render chunk, so that no chunk is rendered twice); None where
-        the job is a part already or too small to split. A job that carries data for its
-        samples overrides :meth:`narrowed`."""
+        of :attr:`grain`; None where the job is a part already or too small to split. A
+        job that carries data for its samples overrides :meth:`narrowed`."""
         if self.part is not None:
             return None
         start, stop = self.span
-        mid = (start + stop) // 2 // grain * grain
+        mid = (start + stop) // 2 // self.grain * self.grain
         if not start < mid < stop:
             return None
         return (self.narrowed(Part(0, 2, start, mid)), self.narrowed(Part(1, 2, mid, stop)))
@@ -97,16 +99,16 @@ def covering_chunks(start: int, stop: int, chunk: int) -> tuple[range, slice]:
 
 def split_tail(jobs: Sequence[Any], workers: int) -> list[Any]:
     """``jobs`` with the last ``workers`` of them (those that make the last round) split in
-    halves where they can be (:meth:`ShardJob.halves`, on a multiple of the job's
-    ``grain`` attribute, 1 if it has none); jobs that cannot split stay whole. Taken in
-    order by ``workers`` processes, the halves even out the last round."""
+    halves where they can be (:meth:`ShardJob.halves`); other jobs (refinement's) and
+    those too small stay whole. Taken in order by ``workers`` processes, the halves even
+    out the last round."""
     jobs = list(jobs)
     if workers < 2:
         return jobs
     head, tail = jobs[:-workers], jobs[-workers:]
     out = list(head)
     for job in tail:
-        halves = job.halves(getattr(job, "grain", 1)) if hasattr(job, "halves") else None
+        halves = job.halves() if isinstance(job, ShardJob) else None
         out.extend(halves or (job,))
     return out
 

@@ -232,7 +232,8 @@ def _write_child(parent, out: Path, lineage: dict[str, Any], refiner_path: Path,
     absolute change in gray levels."""
     from models.refine_shards import RefineShardJob, refine_shard
     from synth.refined_writer import RefinedBatchWriter
-    from synth.shard_jobs import adopt_rendered, shard_span
+    from synth.shard_jobs import adopt_rendered
+    from synth.shard_layout import shard_span
     from synth.shards import sha256_file
 
     files = {REFINER_FILE: refiner_path, **({PROBE_FILE: probe} if probe else {})}

@@ -109,7 +109,7 @@ def test_split_tail_splits_only_the_last_round_and_never_a_part():
     split = split_tail(jobs, 3)
     assert [(j.index, j.part and j.part.which) for j in split][4:] == [
         (4, None), (5, 0), (5, 1), (6, 0), (6, 1), (7, 0), (7, 1)]
-    assert split[5].halves(128) is None
+    assert split[5].halves() is None
 
 
 def _lose_a_part(fn, jobs):
