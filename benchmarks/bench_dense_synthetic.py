@@ -4,7 +4,7 @@ seed, normalised by the inter-ocular distance of its iBug eye corners (a dense s
 first 68 points are the iBug vertices). Issue 13's goal: <= 3% for the 500-point head.
 
     python -m benchmarks.bench_dense_synthetic --model RUN_OR_CKPT [RUN ...] [--n 500]
-        [--seed 1] [--name dense_synthetic]
+        [--seed 1] [--shape-prior [--prior-n 4000] [--prior-seed 2]] [--name dense_synthetic]
 
 Each ``--model`` is a checkpoint (or a run folder with ``last.pt``) of a model trained on
 a dense set alone, e.g. arm (b) or the pre-training of arm (c) of
@@ -12,7 +12,11 @@ a dense set alone, e.g. arm (b) or the pre-training of arm (c) of
 batch is ``--n`` faces of the default face distribution at ``--seed`` (the training
 batches there use seed 0), written once under the project home and validated like any
 batch. Predictions are flip-averaged with the batch's mirror permutation, as the real
-faces are scored. Prints a table; writes benchmarks/results/<name>.json.
+faces are scored. ``--shape-prior`` also scores the points constrained by a linear shape
+prior (:mod:`models.shape_prior`) with each point weighted by a visibility probe
+(:mod:`models.visibility_probe`), both fitted on a third batch of ``--prior-n`` faces
+(``--prior-seed``), neither the training nor the test faces. Prints a table; writes
+benchmarks/results/<name>.json.
 """
 
 from __future__ import annotations
@@ -46,7 +50,23 @@ def fresh_faces(n: int, seed: int, crop_size: int, log=print):
     return batch, labels
 
 
-def score(model_path: str, n: int, seed: int) -> dict:
+def _constrained(net, batch, prior_faces, pred):
+    """``pred`` constrained by the shape prior and visibility probe fitted on ``prior_faces``
+    (a batch and its labels, as :func:`fresh_faces` returns), and the probe's accuracy."""
+    from models.shape_prior import ShapePrior, constrain_points
+    from models.visibility_probe import fit_visibility_probe, flip_pooled_features
+
+    pbatch, plabels = prior_faces
+    probe = fit_visibility_probe(flip_pooled_features(net, pbatch["image"]), pbatch["visible"])
+    prior = ShapePrior.fit(pbatch["points"], mirror=plabels.mirror, width=int(net.input_size))
+    vis = probe.visibility(flip_pooled_features(net, batch["image"]))
+    accuracy = float(((vis > 0.5).float() == batch["visible"].float()).float().mean())
+    return constrain_points(pred, vis, prior), accuracy
+
+
+def score(model_path: str, n: int, seed: int, prior: tuple[int, int] | None = None) -> list[dict]:
+    """One row for the model's flip-averaged points; with ``prior`` (faces, seed) a second
+    with the shape prior and visibility probe fitted on such a batch."""
     from models.landmark_losses import nme
     from models.predict import predict_points_flip_averaged
     from models.registry import load_model
@@ -63,16 +83,25 @@ def score(model_path: str, n: int, seed: int) -> dict:
     # error per face from it and divide by the distance of the set's iBug corners 36, 45
     ocular = (true[:, 36] - true[:, 45]).norm(dim=-1).double()
 
-    def io(visible=None):
-        px = nme(pred, true, norm="crop", crop_size=100.0, visible=visible, reduction="none")
+    def io(points, visible=None):
+        px = nme(points, true, norm="crop", crop_size=100.0, visible=visible, reduction="none")
         return 100.0 * px / ocular
 
-    every, seen = io(), io(batch["visible"])
-    return {"model": str(model_path), "point_set": labels.name, "n": int(len(true)),
-            "nme_io_all": float(every.nanmean()), "nme_io_visible": float(seen.nanmean()),
-            "nme_io_68": float(nme(pred[:, :68], true[:, :68], norm="inter_ocular")),
-            "median_io_all": float(every.nanmedian()), "median_io_visible": float(seen.nanmedian()),
-            "failure_010_all": float((every > 10).double().mean())}
+    def row(points, decoding, **extra):
+        every, seen, hidden = io(points), io(points, batch["visible"]), io(points, 1 - batch["visible"])
+        return {"model": str(model_path), "decoding": decoding, "point_set": labels.name,
+                "n": int(len(true)), "nme_io_all": float(every.nanmean()),
+                "nme_io_visible": float(seen.nanmean()), "nme_io_hidden": float(hidden.nanmean()),
+                "nme_io_68": float(nme(points[:, :68], true[:, :68], norm="inter_ocular")),
+                "median_io_all": float(every.nanmedian()),
+                "median_io_visible": float(seen.nanmedian()),
+                "failure_010_all": float((every > 10).double().mean()), **extra}
+
+    rows = [row(pred, "heatmaps")]
+    if prior is not None:
+        constrained, accuracy = _constrained(net, batch, fresh_faces(*prior, int(net.input_size)), pred)
+        rows.append(row(constrained, "shape prior", visibility_accuracy=accuracy))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,14 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", nargs="+", required=True)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--shape-prior", action="store_true",
+                    help="also score the points constrained by a shape prior and visibility probe")
+    ap.add_argument("--prior-n", type=int, default=4000, help="faces the prior and probe are fitted on")
+    ap.add_argument("--prior-seed", type=int, default=2)
     ap.add_argument("--name", default="dense_synthetic")
     a = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "2")))
-    rows = [score(m, a.n, a.seed) for m in a.model]
+    if a.shape_prior and a.prior_seed == a.seed:
+        ap.error("--prior-seed must differ from --seed: the prior is fitted on other faces")
+    prior = (a.prior_n, a.prior_seed) if a.shape_prior else None
+    rows = [r for m in a.model for r in score(m, a.n, a.seed, prior)]
     print_table([{**r, "model": Path(r["model"]).name} for r in rows],
-                ["model", "point_set", "n", "nme_io_all", "nme_io_visible", "nme_io_68",
+                ["model", "decoding", "point_set", "n", "nme_io_all", "nme_io_visible",
+                 "nme_io_hidden", "nme_io_68",
                  "median_io_all", "median_io_visible", "failure_010_all"])
     print("goal: <= 3% inter-ocular NME on fresh synthetic faces for the 500-point head")
     save(a.name, {"machine": machine(), "args": vars(a), "rows": rows})

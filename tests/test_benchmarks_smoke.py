@@ -170,12 +170,16 @@ def test_dense_synthetic_benchmark_scores_a_dense_model_on_fresh_faces(tmp_path)
                            None, None, 0, {"model": "landmark_resnet_s", "task": "landmarks",
                                            "model_kwargs": tiny})
     out = _run("benchmarks.bench_dense_synthetic", "--model", str(ckpt.parent), "--n", "6",
-               tmp_path=tmp_path, SYNTHLOOP_HOME=str(tmp_path / "home"))
+               "--shape-prior", "--prior-n", "48", tmp_path=tmp_path,
+               SYNTHLOOP_HOME=str(tmp_path / "home"))
     assert "nme_io_all" in out
-    (row,) = json.loads((tmp_path / "dense_synthetic.json").read_text())["rows"]
+    row, constrained = json.loads((tmp_path / "dense_synthetic.json").read_text())["rows"]
     assert row["point_set"] == "dense500" and row["n"] == 6
     # an untrained model puts every point near the crop centre: far from the faces' points
     assert row["nme_io_visible"] > 20 and row["median_io_all"] > 20
+    # the shape prior (fitted on 48 other faces) moves the points toward face shapes
+    assert constrained["decoding"] == "shape prior" and 0 <= constrained["visibility_accuracy"] <= 1
+    assert constrained["nme_io_hidden"] != row["nme_io_hidden"]
 
 
 def test_refine_faces_benchmark(tmp_path):
