@@ -22,6 +22,7 @@ benchmarks/results/<name>.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -50,18 +51,27 @@ def fresh_faces(n: int, seed: int, crop_size: int, log=print):
     return batch, labels
 
 
-def _constrained(net, batch, prior_faces, pred):
-    """``pred`` constrained by the shape prior and visibility probe fitted on ``prior_faces``
-    (a batch and its labels, as :func:`fresh_faces` returns), and the probe's accuracy."""
-    from models.shape_prior import ShapePrior, constrain_points
+@functools.cache
+def _prior_faces(n: int, seed: int, crop_size: int):
+    """The faces the prior and the probe are fitted on, and the prior: read and fitted once
+    per crop size, however many models are scored."""
+    from models.shape_prior import ShapePrior
+
+    batch, labels = fresh_faces(n, seed, crop_size)
+    return batch, ShapePrior.fit(batch["points"], mirror=labels.mirror, width=crop_size)
+
+
+def _constrained(net, batch, prior: tuple[int, int], pred):
+    """``pred`` constrained by the shape prior and a visibility probe for ``net``, both
+    fitted on ``prior`` = (faces, seed), and the probe's accuracy on ``batch``."""
+    from models.shape_prior import constrain_points
     from models.visibility_probe import fit_visibility_probe, flip_pooled_features
 
-    pbatch, plabels = prior_faces
+    pbatch, shape_prior = _prior_faces(*prior, int(net.input_size))
     probe = fit_visibility_probe(flip_pooled_features(net, pbatch["image"]), pbatch["visible"])
-    prior = ShapePrior.fit(pbatch["points"], mirror=plabels.mirror, width=int(net.input_size))
     vis = probe.visibility(flip_pooled_features(net, batch["image"]))
     accuracy = float(((vis > 0.5).float() == batch["visible"].float()).float().mean())
-    return constrain_points(pred, vis, prior), accuracy
+    return constrain_points(pred, vis, shape_prior), accuracy
 
 
 def score(model_path: str, n: int, seed: int, prior: tuple[int, int] | None = None) -> list[dict]:
@@ -99,7 +109,7 @@ def score(model_path: str, n: int, seed: int, prior: tuple[int, int] | None = No
 
     rows = [row(pred, "heatmaps")]
     if prior is not None:
-        constrained, accuracy = _constrained(net, batch, fresh_faces(*prior, int(net.input_size)), pred)
+        constrained, accuracy = _constrained(net, batch, prior, pred)
         rows.append(row(constrained, "shape prior", visibility_accuracy=accuracy))
     return rows
 

@@ -30,16 +30,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.landmark_augment import hflip_points
+
 __all__ = ["ShapePrior", "constrain_points"]
-
-
-def _mirrored(points: Tensor, width: float, mirror: Sequence[int] | np.ndarray | Tensor) -> Tensor:
-    m = torch.as_tensor(np.asarray(mirror), dtype=torch.long, device=points.device)
-    if m.shape != (points.shape[1],) or sorted(m.tolist()) != list(range(points.shape[1])):
-        raise ValueError(f"mirror must be a permutation of the {points.shape[1]} points")
-    out = points[:, m].clone()
-    out[..., 0] = (width - 1) - out[..., 0]
-    return out
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ class ShapePrior:
     @classmethod
     def fit(cls, points: Tensor | np.ndarray, components: int = 40, *,
             mirror: Sequence[int] | np.ndarray | Tensor | None = None,
-            width: float | None = None) -> ShapePrior:
+            width: int | None = None) -> ShapePrior:
         """Principal components of ``points`` ``(N, K, 2)``; with ``mirror`` (the layout's
         left/right permutation) and ``width`` (the crop's), every set's mirror image too,
         since training flips faces."""
@@ -70,7 +63,7 @@ class ShapePrior:
         if mirror is not None:
             if width is None:
                 raise ValueError("mirror needs the crop width")
-            p = torch.cat([p, _mirrored(p, width, mirror)])
+            p = torch.cat([p, hflip_points(p, int(width), mirror)])
         if not 1 <= components < min(len(p), p.shape[1] * 2):
             raise ValueError(f"components must be in [1, {min(len(p), p.shape[1] * 2) - 1}] "
                              f"for {len(p)} sets of {p.shape[1]} points, got {components}")
