@@ -31,7 +31,10 @@ syn+real_1``) with the same seed's model, its labeled people keeping their true 
 per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance.
 ``--init-from ARM`` pre-trains then fine-tunes: ARM (the first trained arm) trains as
 usual, every later arm starts from ARM's model of the same seed (``--finetune-steps``,
-``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``.
+``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``. ``--mirror-eye L|R`` mirrors that
+side's real patches onto the other's (yaw negated; ``meta.csv``'s ``eye`` column) for
+training and prediction, and maps the predictions back before scoring
+(:mod:`realdata.eye_side`).
 Writes benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
 """
 
@@ -270,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="peak learning rate of those arms (default: TrainConfig's)")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score the mean of each arm's per-seed predictions")
+    ap.add_argument("--mirror-eye", choices=["L", "R"], default=None,
+                    help="mirror this side's real patches onto the other's (yaw negated), "
+                         "predictions mapped back before scoring")
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
@@ -284,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from realdata.eye_side import unmirror_pitchyaw
     from realdata.eyes import read_eye_folder
 
     if a.centre is None:  # recorded with the results: what the patches really were
@@ -296,6 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     analysis, held = _split(eyes)
     n_pool = len({eyes.groups[i] for i in analysis})
     truth, people = eyes.pitchyaw[held].astype("float64"), [eyes.groups[i] for i in held]
+    mirrored = np.zeros(len(eyes), dtype=bool)
+    if a.mirror_eye:
+        from realdata.eye_side import mirror_side, mirrored_mask
+
+        try:
+            mirrored = mirrored_mask(eyes, a.mirror_eye)
+        except ValueError as e:
+            print(f"--mirror-eye: {e}", file=sys.stderr)
+            return 2
+        eyes = mirror_side(eyes, a.mirror_eye)  # truth above keeps the labels as stated
     print(f"{a.real}: {len(analysis)} analysis eyes ({n_pool} subjects), {len(held)} held-out "
           f"({len({*people})} subjects); {len(a.seeds)} seed(s), {a.steps} steps")
     runs: dict[str, list[dict]] = {}
@@ -307,12 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                     pred, info = np.zeros((len(eyes), 2)), {}
                 else:
                     pred, info = _train_and_predict(arm, seed, eyes, analysis, a, Path(tmp), preds)
-                preds.setdefault(arm, {})[seed] = pred
-                _score(runs, arm, seed, pred[held], truth, people, info)
+                preds.setdefault(arm, {})[seed] = pred  # in the training frame (teachers)
+                _score(runs, arm, seed, unmirror_pitchyaw(pred, mirrored)[held], truth, people,
+                       info)
             if a.ensemble and len(preds[arm]) > 1:
-                _score(runs, f"{arm}@ensemble", -1,
-                       np.mean(list(preds[arm].values()), axis=0)[held], truth, people,
-                       {"members": sorted(preds[arm])})
+                mean = np.mean(list(preds[arm].values()), axis=0)
+                _score(runs, f"{arm}@ensemble", -1, unmirror_pitchyaw(mean, mirrored)[held],
+                       truth, people, {"members": sorted(preds[arm])})
     rows = []
     for arm, rs in runs.items():
         errs = [r["mean_deg"] for r in rs]
@@ -337,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
+                        "mirror_eye": a.mirror_eye,
                         "real_share": a.real_share, "trade_off": a.trade_off,
                         "init_from": a.init_from,
                         "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,

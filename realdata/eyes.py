@@ -38,6 +38,10 @@ LABELS_NAME = "labels.csv"
 #: per-subject errors group by it), any other numeric columns (kept for slicing).
 META_NAME = "meta.csv"
 GROUP_COLUMN = "subject"
+#: Optional ``meta.csv`` column naming which eye each patch shows, ``L`` or ``R``: patches of
+#: one side can then be mirrored onto the other's (:mod:`realdata.eye_side`).
+SIDE_COLUMN = "eye"
+SIDES = ("L", "R")
 #: Optional head-pose columns of labels.csv (radians; both or neither).
 HEAD_COLUMNS = ("head_pitch", "head_yaw")
 
@@ -63,6 +67,8 @@ class EyeImages:
               ``subject`` column. Splits of real data keep a person on one side.
     meta:     further numeric per-image columns of ``meta.csv`` (e.g. head pose in
               degrees), for slicing errors; empty without one.
+    sides:    ``"L"`` or ``"R"`` per image (which eye it shows, as the data names it), or
+              None: from ``meta.csv``'s ``eye`` column.
     """
 
     images: np.ndarray
@@ -72,6 +78,7 @@ class EyeImages:
     headpose: np.ndarray | None = None
     groups: tuple[str, ...] | None = None
     meta: dict[str, np.ndarray] = field(default_factory=dict)
+    sides: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 3 or self.images.dtype != np.uint8:
@@ -99,6 +106,9 @@ class EyeImages:
         for name, col in self.meta.items():
             if col.shape != (n,):
                 raise ValueError(f"meta column {name!r} must be ({n},), got {col.shape}")
+        if self.sides is not None and (len(self.sides) != n or not set(self.sides) <= set(SIDES)):
+            raise ValueError(f"sides must be {n} of {SIDES}, got {len(self.sides)} "
+                             f"({sorted(set(self.sides) - set(SIDES))[:3]} besides)")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -114,6 +124,7 @@ class EyeImages:
             headpose=None if self.headpose is None else self.headpose[idx],
             groups=None if self.groups is None else tuple(self.groups[i] for i in idx),
             meta={k: v[idx] for k, v in self.meta.items()},
+            sides=None if self.sides is None else tuple(self.sides[i] for i in idx),
         )
 
 
@@ -180,7 +191,8 @@ def read_eye_folder(dir: str | Path, *, size: tuple[int, int] = DEFAULT_SIZE) ->
     if not (folder / META_NAME).exists():
         return eyes
     groups, meta = read_eye_meta(folder / META_NAME, eyes.paths)
-    return dataclasses.replace(eyes, groups=groups, meta=meta)
+    sides = read_eye_sides(folder / META_NAME, eyes.paths)
+    return dataclasses.replace(eyes, groups=groups, meta=meta, sides=sides)
 
 
 def read_eye_meta(csv_path: str | Path, paths: tuple[str, ...]
@@ -224,6 +236,23 @@ def read_eye_meta(csv_path: str | Path, paths: tuple[str, ...]
         if np.all(np.isfinite(col)):
             meta[name] = col
     return groups, meta
+
+
+def read_eye_sides(csv_path: str | Path, paths: tuple[str, ...]) -> tuple[str, ...] | None:
+    """Which eye each image shows, from the ``eye`` column of a ``meta.csv`` (``L`` or
+    ``R``), in the order of ``paths``; None without the column. (:func:`read_eye_meta`
+    has checked that the rows and the images match one to one.)"""
+    csv_path = Path(csv_path)
+    rows = list(_read_csv_rows(csv_path, required=("image",)))
+    if not rows or SIDE_COLUMN not in rows[0][1]:
+        return None
+    side = {}
+    for line, rec in rows:
+        if rec[SIDE_COLUMN] not in SIDES:
+            raise DataFormatError(csv_path, f"{SIDE_COLUMN} must be L or R, got "
+                                  f"{printable(rec[SIDE_COLUMN])}", line)
+        side[rec["image"]] = rec[SIDE_COLUMN]
+    return tuple(side[p] for p in paths)
 
 
 def _resolve_csv(dir_or_csv: str | Path, default_name: str) -> Path:

@@ -77,6 +77,29 @@ def test_real_gaze_benchmark_scores_held_out_people(tmp_path):
     assert run["subject_offsets_removed_deg"] >= 0.0 and run["recalibrated_deg"] >= 0.0
 
 
+def test_real_gaze_benchmark_mirrors_one_eye_side(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    args = ["--real", str(real), "--quick", "--arms", "constant", "syn+real_1", "--mirror-eye", "R"]
+    # without an eye column the option is refused, naming the folder, and nothing is written
+    r = subprocess.run([sys.executable, "-m", "benchmarks.bench_real_gaze", *args, "--name", "rg_no"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)})
+    assert r.returncode == 2 and "no eye side per image" in r.stderr and str(real) in r.stderr
+    assert not (tmp_path / "rg_no_quick.json").exists()
+    meta = (real / "meta.csv").read_text().splitlines()
+    (real / "meta.csv").write_text("\n".join([meta[0] + ",eye"] + [
+        f"{row},{'LR'[i % 2]}" for i, row in enumerate(meta[1:])]) + "\n")
+    _run("benchmarks.bench_real_gaze", *args, "--name", "rg_side", tmp_path=tmp_path)
+    res = json.loads((tmp_path / "rg_side_quick.json").read_text())
+    assert res["mirror_eye"] == "R"
+    # scored against the labels as stated: the constant answer is unchanged by mirroring
+    _run("benchmarks.bench_real_gaze", *args[:5], "--name", "rg_plain", tmp_path=tmp_path)
+    plain = json.loads((tmp_path / "rg_plain_quick.json").read_text())
+    assert res["runs"]["constant"] == plain["runs"]["constant"] and plain["mirror_eye"] is None
+
+
 def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
     from tests.test_loop_real import _eyes
 

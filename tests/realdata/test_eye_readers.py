@@ -369,7 +369,24 @@ def test_meta_errors_name_the_file_and_line(tmp_path, rows, message, line):
 
 @pytest.mark.skipif(not (SHARED / "data/real/columbia-gaze-eyes/meta.csv").is_file(),
                     reason="columbia-gaze-eyes not in ../shared")
-def test_columbia_eyes_carry_24_subjects_and_head_pose():
+def test_columbia_eyes_carry_24_subjects_head_pose_and_sides():
     eyes = read_eye_folder(SHARED / "data/real/columbia-gaze-eyes")
     assert len(eyes) == 2462 and len(set(eyes.groups)) == 24
     assert set(np.unique(eyes.meta["head_pose_P_deg"])) == {-30.0, -15.0, 0.0, 15.0, 30.0}
+    assert set(eyes.sides) == {"L", "R"} and "eye" not in eyes.meta
+
+
+def test_meta_eye_column_gives_each_patch_its_side(tmp_path):
+    _labeled_with_meta(tmp_path, ["images/c.png,s2,R", "images/a.png,s1,L", "images/b.png,s1,R"],
+                       header="image,subject,eye")
+    eyes = read_eye_folder(tmp_path)
+    assert eyes.sides == ("L", "R", "R") and eyes.meta == {}
+    assert eyes.subset([2, 0]).sides == ("R", "L")
+
+
+def test_meta_eye_column_refuses_other_values(tmp_path):
+    _labeled_with_meta(tmp_path, ["images/a.png,s1,L", "images/b.png,s1,left", "images/c.png,s1,R"],
+                       header="image,subject,eye")
+    with pytest.raises(DataFormatError, match="eye must be L or R, got left") as err:
+        read_eye_folder(tmp_path)
+    assert err.value.path == tmp_path / "meta.csv" and err.value.line == 3
