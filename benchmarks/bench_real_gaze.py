@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from realdata.errors import DataFormatError
     from realdata.eye_side import unmirror_pitchyaw
     from realdata.eyes import read_eye_folder
 
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             mirrored = mirrored_mask(eyes, a.mirror_eye)
-        except ValueError as e:
+        except DataFormatError as e:
             print(f"--mirror-eye: {e}", file=sys.stderr)
             return 2
         eyes = mirror_side(eyes, a.mirror_eye)  # truth above keeps the labels as stated

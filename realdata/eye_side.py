@@ -15,21 +15,24 @@ as the data states them.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
-from realdata.eyes import SIDES, EyeImages
+from realdata.errors import DataFormatError
+from realdata.eyes import META_NAME, SIDE_COLUMN, SIDES, EyeImages
 
 __all__ = ["mirror_side", "mirrored_mask", "unmirror_pitchyaw"]
 
 
 def mirrored_mask(eyes: EyeImages, side: str) -> np.ndarray:
-    """``(N,)`` bool: the images that show ``side`` (``"L"`` or ``"R"``)."""
+    """``(N,)`` bool: the images that show ``side`` (``"L"`` or ``"R"``); eyes without
+    sides raise :class:`~realdata.errors.DataFormatError` naming where they came from."""
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     if eyes.sides is None:
-        raise ValueError(f"{eyes.source}: no eye side per image (meta.csv needs an 'eye' column "
-                         "of L or R to mirror one side)")
+        raise DataFormatError(Path(eyes.source), f"no eye side per image ({META_NAME} needs an "
+                              f"'{SIDE_COLUMN}' column of L or R to mirror one side)")
     return np.array([s == side for s in eyes.sides], dtype=bool)
 
 

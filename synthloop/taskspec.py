@@ -118,6 +118,7 @@ class TrainRequest:
     device: str = "cpu"
     register: bool = True
     refiner: str | None = None  # a refiner.pt applied to the synthetic images on the fly
+    mirror_eye: str | None = None  # gaze: real eyes of this side mirrored onto the other's
 
 
 @dataclass(frozen=True)

@@ -48,11 +48,18 @@ class GazeTaskConfig:
     ``mirror``: the probability that a training patch is flipped left to right with its
     yaw negated (a mirrored right eye is a left eye looking the other way; labels stay
     exact). 0 draws nothing, so training is bit for bit what it was without it.
+
+    ``mirror_eye``: ``"L"`` or ``"R"`` when the real eyes of that side were mirrored onto
+    the other side's for training (yaw negated; :mod:`realdata.eye_side`), else None. It
+    is the model's input convention, not a training step: ``synthloop train`` mirrors
+    the real folders and ``synthloop evaluate`` mirrors the same side and maps the
+    predictions back, reading it from the checkpoint.
     """
 
     reg: str = "l1"
     reg_alpha: float = 0.1
     mirror: float = 0.0
+    mirror_eye: str | None = None
 
     def __post_init__(self) -> None:
         if self.reg not in ("mse", "l1"):
@@ -61,6 +68,8 @@ class GazeTaskConfig:
             raise ValueError(f"reg_alpha must be >= 0, got {self.reg_alpha}")
         if not 0.0 <= self.mirror <= 1.0:
             raise ValueError(f"mirror must be a probability in [0, 1], got {self.mirror}")
+        if self.mirror_eye not in (None, "L", "R"):
+            raise ValueError(f"mirror_eye must be None, 'L' or 'R', got {self.mirror_eye!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GazeTaskConfig:

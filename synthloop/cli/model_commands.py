@@ -25,7 +25,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         real_labeled=a.real_labeled, real_subjects=a.real_subjects, source=a.source,
         n_source=a.n_source, **given,
         batch_size=a.batch_size, lr=a.lr, trade_off=a.trade_off, model=a.model,
-        device=a.device, register=not a.no_register, refiner=a.refiner), log=log)
+        device=a.device, register=not a.no_register, refiner=a.refiner,
+        mirror_eye=a.mirror_eye), log=log)
     for key, value in spec.describe_run(run):
         print(f"{key}\t{value}")
     return EXIT_OK
@@ -99,6 +100,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="share of each batch taken from --real-labeled (default 0.5; with one "
                         "labeled person 0.125 did better on held-out people, docs/gaze.md); "
                         "landmarks: 0 fits only the label transfer")
+    t.add_argument("--mirror-eye", choices=["L", "R"],
+                   help="gaze: mirror the real eyes of this side (meta.csv eye column) onto the "
+                        "other side's, yaw negated, in --target and --real-labeled; the model "
+                        "records it and `synthloop evaluate` does the same (docs/gaze.md)")
     t.add_argument("--steps", type=positive_int, required=True, help="optimiser steps")
     t.add_argument("--seed", type=int, required=True,
                    help="random seed for the model, the batches and the augmentation")

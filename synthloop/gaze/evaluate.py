@@ -10,19 +10,35 @@ import numpy as np
 
 from synthloop.gaze.source import load_target
 
-__all__ = ["evaluate_gaze_model", "load_gaze_model", "predict_eyes", "slice_variables"]
+__all__ = ["evaluate_gaze_model", "load_gaze_model", "load_gaze_model_and_side", "predict_eyes",
+           "slice_variables"]
 
 
 def load_gaze_model(ref: str):
     """A GazeNet from a checkpoint file or folder, or an MLflow model URI
     (``models:/synthloop-gaze@champion``): the checkpoint the registered model carries,
     read weights-only (:func:`synthloop.model_refs.load_model_reference`)."""
+    return load_gaze_model_and_side(ref)[0]
+
+
+def _with_side(folder) -> tuple[Any, str | None]:
+    from models.checkpoint import load_checkpoint, resolve_checkpoint
     from models.registry import load_model
+    from models.tasks.gaze import GazeTaskConfig
+
+    net = load_model(folder, task="gaze")
+    task_kwargs = load_checkpoint(resolve_checkpoint(folder))["train_config"].get("task_kwargs")
+    return net, GazeTaskConfig.from_dict(task_kwargs or {}).mirror_eye
+
+
+def load_gaze_model_and_side(ref: str) -> tuple[Any, str | None]:
+    """:func:`load_gaze_model` and the eye side its training mirrored onto the other
+    (``GazeTaskConfig.mirror_eye``: ``"L"``, ``"R"`` or None)."""
     from synthloop.model_refs import is_model_uri, load_model_reference
 
     if is_model_uri(ref):
-        return load_model_reference(ref, lambda folder: load_model(folder, task="gaze"))
-    return load_model(ref, task="gaze")
+        return load_model_reference(ref, _with_side)
+    return _with_side(ref)
 
 
 def predict_eyes(net, images: np.ndarray):
@@ -58,11 +74,18 @@ def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024,
     from analysis.gaze_eval import evaluate_gaze
     from synth.targets import is_simulated
 
-    net = load_gaze_model(model_ref)
+    net, side = load_gaze_model_and_side(model_ref)
     ds = load_target(data)
-    pred, feats, logits = predict_eyes(net, ds.images)
+    if side is None:
+        pred, feats, logits = predict_eyes(net, ds.images)
+    else:  # the model saw this side mirrored: show it the same, score in the data's frame
+        from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
+
+        pred, feats, logits = predict_eyes(net, mirror_side(ds, side).images)
+        pred = unmirror_pitchyaw(pred, mirrored_mask(ds, side))
     out: dict[str, Any] = {"model": model_ref, "data": str(Path(data).resolve()), "n": len(ds.images),
-                           "data_kind": "simulated" if is_simulated(data) else "real"}
+                           "data_kind": "simulated" if is_simulated(data) else "real",
+                           **({"mirror_eye": side} if side else {})}
     if ds.pitchyaw is not None:
         out.update(evaluate_gaze(pred, ds.pitchyaw, groups=ds.groups, slice_by=slice_variables(ds)))
         out["labeled"] = True

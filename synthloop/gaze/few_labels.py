@@ -45,7 +45,8 @@ class FewLabels:
 
     @classmethod
     def read(cls, path: str | None, subjects: int | None, fraction: float, batch_size: int,
-             seed: int) -> FewLabels | None:
+             seed: int, mirror_eye: str | None = None) -> FewLabels | None:
+        """``mirror_eye``: this side's eyes mirrored onto the other's (yaw negated)."""
         if path is None:
             if subjects is not None:
                 raise UsageError("--real-subjects needs --real-labeled")
@@ -62,6 +63,10 @@ class FewLabels:
         eyes = read_eye_folder(path)
         if eyes.pitchyaw is None:
             raise DataFormatError(Path(path), "labeled real eyes need labels.csv (pitch, yaw)")
+        if mirror_eye is not None:
+            from realdata.eye_side import mirror_side
+
+            eyes = mirror_side(eyes, mirror_eye)
         groups = eyes.groups
         if groups is None:
             if subjects is not None:

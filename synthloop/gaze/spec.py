@@ -202,7 +202,7 @@ class GazeSpec(TaskSpec):
                           model=request.model or self.default_model, device=request.device,
                           register=request.register, log=log, real_labeled=request.real_labeled,
                           real_subjects=request.real_subjects, refiner=request.refiner,
-                          real_fraction=request.real_fraction)
+                          real_fraction=request.real_fraction, mirror_eye=request.mirror_eye)
 
     def describe_run(self, run) -> list[tuple[str, str]]:
         lines = super().describe_run(run)

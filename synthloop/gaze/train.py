@@ -32,7 +32,7 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
                tags: dict[str, str] | None = None, on_metrics=None,
                score_target_labels: bool = False, real_labeled: str | None = None,
                real_subjects: int | None = None, real_fraction: float = 0.5,
-               refiner: str | None = None) -> TrainedRun:
+               refiner: str | None = None, mirror_eye: str | None = None) -> TrainedRun:
     """Train a gaze model on a synthetic batch (``source``, or ``n_source`` fresh eyes)
     with the unlabeled ``target`` eyes; a fifth of the target (at most 512 eyes, or a fifth
     of its people when meta.csv names them) is held out for label-free checkpoint
@@ -50,6 +50,11 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     or more people, a fifth of them (at least one) is held out and selects the checkpoint
     (``source_error`` on real eyes) instead of the label-free target score.
 
+    ``mirror_eye`` (``"L"`` or ``"R"``): the real eyes of that side, in the target and in
+    ``real_labeled``, are mirrored onto the other side's (yaw negated; both folders need
+    meta.csv's ``eye`` column), and the checkpoint records it so that evaluation does
+    the same (:mod:`realdata.eye_side`).
+
     ``refiner`` (a refiner.pt from ``synthloop refine``): the synthetic eyes are refined
     on the fly on ``device`` as batches are drawn, no refined copy on disk: the GPU path.
     On a CPU a batch refined once by ``synthloop refine`` costs less (this repeats the
@@ -65,7 +70,12 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     # the user's folders first: a bad one fails in a second, before a source batch is made
     check_output_dir(out)
     tgt = load_target(target)
-    real = FewLabels.read(real_labeled, real_subjects, real_fraction, batch_size, seed)
+    if mirror_eye is not None:
+        from realdata.eye_side import mirror_side
+
+        tgt = mirror_side(tgt, mirror_eye)
+    real = FewLabels.read(real_labeled, real_subjects, real_fraction, batch_size, seed,
+                          mirror_eye=mirror_eye)
     refiner_net = _refiner_on(refiner, device, log)
     reader = prepare_training_batch(settings, "gaze", source=source, n=n_source, seed=seed, log=log)
     train_idx, val_idx = split_target(len(tgt.images), seed, tgt.groups)
@@ -77,10 +87,13 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     if lr is not None:
         kw["lr"] = lr
     kw.update(train_overrides or {})
+    if mirror_eye is not None:  # the model's input convention travels in its checkpoint
+        kw["task_kwargs"] = {**kw.get("task_kwargs", {}), "mirror_eye": mirror_eye}
     cfg = TrainConfig(**kw)
     target_key = str(Path(target).resolve())
     claim_output_dir(Path(out), {"source_batch": reader.batch_id, "target": target_key,
                                  "target_n": len(tgt.images), "target_paths": fingerprint(tgt.paths),
+                                 **({"mirror_eye": mirror_eye} if mirror_eye else {}),
                                  **(real.record() if real is not None else {})})
     simulated = is_simulated(target)
     metric, mode = GAZE_SELECTORS[cfg.select]

@@ -164,6 +164,9 @@ class LandmarksSpec(TaskSpec):
         if request.real_subjects is not None:
             raise UsageError("--real-subjects applies to --task gaze; landmark training uses "
                              "every face of --real-labeled")
+        if request.mirror_eye is not None:
+            raise UsageError("--mirror-eye (eye patches of one side mirrored onto the other's) "
+                             "applies to --task gaze")
         if request.refiner is not None:
             raise UsageError("--refiner (on-the-fly refinement) applies to --task gaze; for "
                              "faces, refine the batch with `synthloop refine` and train on it "

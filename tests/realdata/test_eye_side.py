@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from realdata.errors import DataFormatError
 from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
 from realdata.eyes import EyeImages
 
@@ -53,7 +54,8 @@ def test_predictions_map_back_to_the_stated_frame():
 
 
 def test_needs_sides_and_a_known_side():
-    with pytest.raises(ValueError, match="folder: no eye side per image"):
+    with pytest.raises(DataFormatError, match="no eye side per image .meta.csv needs an 'eye'") as e:
         mirror_side(_eyes(sides=None), "L")
+    assert str(e.value.path) == "folder"
     with pytest.raises(ValueError, match="side must be one of"):
         mirrored_mask(_eyes(), "left")
