@@ -95,3 +95,12 @@ def test_train_refuses_a_target_without_sides_before_making_a_batch(tmp_path, ca
     code = main(["train", "--task", "landmarks", "--method", "source_only", "--mirror-eye", "L",
                  "--steps", "1", "--seed", "0", "--out", str(out), "--no-register"])
     assert code == 2 and "applies to --task gaze" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_a_checkpoint_with_a_bad_side(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SYNTHLOOP_HOME", str(tmp_path / "home"))
+    data = _with_sides(_eyes(tmp_path / "real", n=6, subjects=3))
+    _model(tmp_path / "m", "left")
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "best.pt" in err and "mirror_eye must be None, 'L' or 'R'" in err

@@ -25,10 +25,15 @@ def _with_side(folder) -> tuple[Any, str | None]:
     from models.checkpoint import load_checkpoint, resolve_checkpoint
     from models.registry import load_model
     from models.tasks.gaze import GazeTaskConfig
+    from realdata.errors import DataFormatError
 
     net = load_model(folder, task="gaze")
-    task_kwargs = load_checkpoint(resolve_checkpoint(folder))["train_config"].get("task_kwargs")
-    return net, GazeTaskConfig.from_dict(task_kwargs or {}).mirror_eye
+    path = resolve_checkpoint(folder)
+    train_config = load_checkpoint(path)["train_config"]
+    try:
+        return net, GazeTaskConfig.from_dict(train_config.get("task_kwargs") or {}).mirror_eye
+    except (AttributeError, TypeError, ValueError) as e:
+        raise DataFormatError(path, f"train_config task_kwargs: {e}") from None
 
 
 def load_gaze_model_and_side(ref: str) -> tuple[Any, str | None]:
