@@ -74,6 +74,9 @@ def test_evaluate_mirrors_the_side_the_checkpoint_names(tmp_path, capsys, monkey
                              np.cos(py[:, 0]) * np.cos(py[:, 1])], 1)
     want = np.degrees(np.arccos(np.clip((g(pred) * g(truth)).sum(1), -1, 1))).mean()
     assert res["mean_angular_error_deg"] == pytest.approx(want, abs=1e-3)
+    # the plain report says so too
+    assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data)]) == 0
+    assert "eyes of side R mirrored onto the other's" in capsys.readouterr().out
     # a folder that cannot say which eye a patch is gets a clear refusal
     bare = _eyes(tmp_path / "bare", n=6, subjects=3)
     assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(bare), "--json"]) == 2

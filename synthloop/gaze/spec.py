@@ -218,6 +218,9 @@ class GazeSpec(TaskSpec):
 
     def evaluation_lines(self, res: dict[str, Any]) -> list[str]:
         lines = [f"model {res['model']} on {res['data']} ({res['data_kind']}, n={res['n']})"]
+        if res.get("mirror_eye"):
+            lines.append(f"  eyes of side {res['mirror_eye']} mirrored onto the other's, as the model "
+                         "was trained; scored in the data's own frame")
         if res.get("labeled"):
             bias, spread = res["bias_deg"], res["spread_deg"]
             lines.append(f"  mean angular error   {res['mean_angular_error_deg']:.2f} deg")
