@@ -31,10 +31,10 @@ syn+real_1``) with the same seed's model, its labeled people keeping their true 
 per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance.
 ``--init-from ARM`` pre-trains then fine-tunes: ARM (the first trained arm) trains as
 usual, every later arm starts from ARM's model of the same seed (``--finetune-steps``,
-``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``. ``--mirror-eye L|R`` mirrors that
-side's real patches onto the other's (yaw negated; ``meta.csv``'s ``eye`` column) for
-training and prediction, and maps the predictions back before scoring
-(:mod:`realdata.eye_side`).
+``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``.
+``--mirror-eye L|R`` mirrors that side's real patches onto the other's (yaw negated;
+``meta.csv``'s ``eye`` column) for training and prediction, and maps the predictions back
+before scoring (:mod:`realdata.eye_side`).
 Writes benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
 """
 
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from realdata.errors import DataFormatError
-    from realdata.eye_side import unmirror_pitchyaw
+    from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
     from realdata.eyes import read_eye_folder
 
     if a.centre is None:  # recorded with the results: what the patches really were
@@ -306,8 +306,6 @@ def main(argv: list[str] | None = None) -> int:
     truth, people = eyes.pitchyaw[held].astype("float64"), [eyes.groups[i] for i in held]
     mirrored = np.zeros(len(eyes), dtype=bool)
     if a.mirror_eye:
-        from realdata.eye_side import mirror_side, mirrored_mask
-
         try:
             mirrored = mirrored_mask(eyes, a.mirror_eye)
         except DataFormatError as e:

@@ -49,6 +49,7 @@ __all__ = [
     "create_task",
     "list_methods",
     "list_models",
+    "model_from_checkpoint",
     "list_tasks",
     "load_model",
     "method_needs_target",
@@ -126,7 +127,14 @@ def load_model(path_or_dir: str | Path, map_location: str | torch.device = "cpu"
     ``last.pt``), load its weights and return it in eval mode. ``task`` (``"gaze"``,
     ``"landmarks"``...): refuse a checkpoint of another task's model."""
     path = resolve_checkpoint(path_or_dir)
-    ck = load_checkpoint(path, map_location=map_location)
+    return model_from_checkpoint(load_checkpoint(path, map_location=map_location), path,
+                                 map_location, task=task)
+
+
+def model_from_checkpoint(ck: dict[str, Any], path: Path, map_location: str | torch.device = "cpu",
+                          *, task: str | None = None) -> nn.Module:
+    """:func:`load_model` from a checkpoint already read from ``path`` (named in errors),
+    for a caller that needs more of the checkpoint than the model."""
     try:
         model = create_model(ck["model_name"], **ck["model_config"])
     except (KeyError, TypeError, ValueError) as e:

@@ -190,17 +190,17 @@ def read_eye_folder(dir: str | Path, *, size: tuple[int, int] = DEFAULT_SIZE) ->
         raise DataFormatError(folder, f"holds neither {LABELS_NAME} nor {MANIFEST_NAME}")
     if not (folder / META_NAME).exists():
         return eyes
-    groups, meta = read_eye_meta(folder / META_NAME, eyes.paths)
-    sides = read_eye_sides(folder / META_NAME, eyes.paths)
+    groups, meta, sides = read_eye_meta(folder / META_NAME, eyes.paths)
     return dataclasses.replace(eyes, groups=groups, meta=meta, sides=sides)
 
 
 def read_eye_meta(csv_path: str | Path, paths: tuple[str, ...]
-                  ) -> tuple[tuple[str, ...] | None, dict[str, np.ndarray]]:
-    """``(groups, numeric columns)`` of a ``meta.csv``, in the order of ``paths`` (the
-    image column of labels.csv / manifest.csv). Every image must have exactly one row and
-    every row an image of the folder; the ``subject`` column, when present, must not be
-    empty. A column is numeric when every value parses as a finite number."""
+                  ) -> tuple[tuple[str, ...] | None, dict[str, np.ndarray], tuple[str, ...] | None]:
+    """``(groups, numeric columns, sides)`` of a ``meta.csv``, in the order of ``paths``
+    (the image column of labels.csv / manifest.csv). Every image must have exactly one row
+    and every row an image of the folder; the ``subject`` column, when present, must not
+    be empty, and the ``eye`` column, when present, must be ``L`` or ``R`` on every row. A
+    column is numeric when every value parses as a finite number."""
     csv_path = Path(csv_path)
     rows = list(_read_csv_rows(csv_path, required=("image",)))
     where: dict[str, int] = {}
@@ -225,9 +225,16 @@ def read_eye_meta(csv_path: str | Path, paths: tuple[str, ...]
             if not rec[GROUP_COLUMN]:
                 raise DataFormatError(csv_path, f"empty {GROUP_COLUMN}", line)
         groups = tuple(rec[GROUP_COLUMN] for _, rec in ordered)
+    sides = None
+    if SIDE_COLUMN in ordered[0][1]:
+        for line, rec in ordered:
+            if rec[SIDE_COLUMN] not in SIDES:
+                raise DataFormatError(csv_path, f"{SIDE_COLUMN} must be L or R, got "
+                                      f"{printable(rec[SIDE_COLUMN])}", line)
+        sides = tuple(rec[SIDE_COLUMN] for _, rec in ordered)
     meta: dict[str, np.ndarray] = {}
     for name in ordered[0][1]:
-        if name in ("image", GROUP_COLUMN):
+        if name in ("image", GROUP_COLUMN, SIDE_COLUMN):
             continue
         try:
             col = np.array([float(rec[name]) for _, rec in ordered], dtype=np.float64)
@@ -235,24 +242,7 @@ def read_eye_meta(csv_path: str | Path, paths: tuple[str, ...]
             continue  # a text column (a source path): provenance, not a variable
         if np.all(np.isfinite(col)):
             meta[name] = col
-    return groups, meta
-
-
-def read_eye_sides(csv_path: str | Path, paths: tuple[str, ...]) -> tuple[str, ...] | None:
-    """Which eye each image shows, from the ``eye`` column of a ``meta.csv`` (``L`` or
-    ``R``), in the order of ``paths``; None without the column. (:func:`read_eye_meta`
-    has checked that the rows and the images match one to one.)"""
-    csv_path = Path(csv_path)
-    rows = list(_read_csv_rows(csv_path, required=("image",)))
-    if not rows or SIDE_COLUMN not in rows[0][1]:
-        return None
-    side = {}
-    for line, rec in rows:
-        if rec[SIDE_COLUMN] not in SIDES:
-            raise DataFormatError(csv_path, f"{SIDE_COLUMN} must be L or R, got "
-                                  f"{printable(rec[SIDE_COLUMN])}", line)
-        side[rec["image"]] = rec[SIDE_COLUMN]
-    return tuple(side[p] for p in paths)
+    return groups, meta, sides
 
 
 def _resolve_csv(dir_or_csv: str | Path, default_name: str) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.gaze_eval import angular_errors_deg
 from models.checkpoint import save_checkpoint
 from models.registry import create_model
 from synthloop.cli import main
@@ -69,10 +70,7 @@ def test_evaluate_mirrors_the_side_the_checkpoint_names(tmp_path, capsys, monkey
     with torch.no_grad():
         pred = net(torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1)).pitchyaw.double().numpy()
     pred[right, 1] *= -1
-    truth = eyes.pitchyaw.astype(np.float64)
-    g = lambda py: np.stack([np.cos(py[:, 0]) * np.sin(py[:, 1]), np.sin(py[:, 0]),  # noqa: E731
-                             np.cos(py[:, 0]) * np.cos(py[:, 1])], 1)
-    want = np.degrees(np.arccos(np.clip((g(pred) * g(truth)).sum(1), -1, 1))).mean()
+    want = angular_errors_deg(pred, eyes.pitchyaw).mean()
     assert res["mean_angular_error_deg"] == pytest.approx(want, abs=1e-3)
     # the plain report says so too
     assert main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data)]) == 0

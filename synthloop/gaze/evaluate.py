@@ -23,15 +23,16 @@ def load_gaze_model(ref: str):
 
 def _with_side(folder) -> tuple[Any, str | None]:
     from models.checkpoint import load_checkpoint, resolve_checkpoint
-    from models.registry import load_model
+    from models.registry import model_from_checkpoint
     from models.tasks.gaze import GazeTaskConfig
     from realdata.errors import DataFormatError
 
-    net = load_model(folder, task="gaze")
     path = resolve_checkpoint(folder)
-    train_config = load_checkpoint(path)["train_config"]
+    ck = load_checkpoint(path)
+    net = model_from_checkpoint(ck, path, task="gaze")
     try:
-        return net, GazeTaskConfig.from_dict(train_config.get("task_kwargs") or {}).mirror_eye
+        task_kwargs = (ck.get("train_config") or {}).get("task_kwargs") or {}
+        return net, GazeTaskConfig.from_dict(task_kwargs).mirror_eye
     except (AttributeError, TypeError, ValueError) as e:
         raise DataFormatError(path, f"train_config task_kwargs: {e}") from None
 
@@ -86,8 +87,9 @@ def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024,
     else:  # the model saw this side mirrored: show it the same, score in the data's frame
         from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
 
+        mask = mirrored_mask(ds, side)
         pred, feats, logits = predict_eyes(net, mirror_side(ds, side).images)
-        pred = unmirror_pitchyaw(pred, mirrored_mask(ds, side))
+        pred = unmirror_pitchyaw(pred, mask)
     out: dict[str, Any] = {"model": model_ref, "data": str(Path(data).resolve()), "n": len(ds.images),
                            "data_kind": "simulated" if is_simulated(data) else "real",
                            **({"mirror_eye": side} if side else {})}
