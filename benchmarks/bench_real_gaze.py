@@ -34,7 +34,9 @@ usual, every later arm starts from ARM's model of the same seed (``--finetune-st
 ``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``.
 ``--mirror-eye L|R`` mirrors that side's real patches onto the other's (yaw negated;
 ``meta.csv``'s ``eye`` column) for training and prediction, and maps the predictions back
-before scoring (:mod:`realdata.eye_side`).
+before scoring (:mod:`realdata.eye_side`). ``--refine mean-patch [--strength S]`` moves
+every arm's synthetic eyes by the analysis people's mean eye minus theirs
+(:mod:`models.mean_patch`; the analysis images only, unlabeled, after any mirroring).
 Writes benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
 """
 
@@ -99,6 +101,56 @@ def _synthetic(dist_name: str, n: int, seed: int, centre: str):
     return images, np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype("float32")
 
 
+def _synthetic_for(a, seed: int, eyes, analysis):
+    """The synthetic part of an arm: ``--distribution``'s eyes, moved by the mean patch
+    fitted toward the analysis people's eyes (unlabeled) when ``--refine mean-patch``."""
+    images, pitchyaw = _synthetic(a.distribution, a.n_synthetic, seed, a.centre)
+    if a.refine == "mean-patch":
+        from models.mean_patch import fit_mean_patch
+        from models.simgan import refine_images
+
+        refiner = fit_mean_patch(images, eyes.images[analysis], a.strength)
+        refined = refine_images(refiner, images)
+        if seed == a.seeds[0]:
+            _plot_mean_patch(images, refined, eyes.images[analysis], refiner,
+                             results_dir() / f"{a.name}_samples.png")
+        images = refined
+    return images, pitchyaw
+
+
+def _plot_mean_patch(synthetic, refined, real, refiner, path: Path) -> None:
+    """The two mean eyes and their difference, then synthetic eyes over their refined
+    twins, over real eyes (each arm redraws it: the first seed's eyes are every arm's)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cols = 8
+    fig, ax = plt.subplots(4, cols, figsize=(1.5 * cols, 4.4))
+    for x in ax.ravel():
+        x.axis("off")
+    means = [("synthetic mean", synthetic.mean(0)), ("real mean (unlabeled)", real.mean(0))]
+    for j, (title, m) in enumerate(means):
+        ax[0, j].imshow(m, cmap="gray", vmin=0, vmax=255)
+        ax[0, j].set_title(title, fontsize=7)
+    d = refiner.delta[0].numpy() * 255.0
+    ax[0, 2].imshow(d, cmap="RdBu_r", vmin=-80, vmax=80)
+    ax[0, 2].set_title("real - synthetic (+-80)", fontsize=7)
+    for j, i in enumerate(rng.choice(len(synthetic), cols, replace=False)):
+        for r, (title, im) in enumerate((("synthetic", synthetic[i]), ("mean patch", refined[i])), 1):
+            ax[r, j].imshow(im, cmap="gray", vmin=0, vmax=255)
+            ax[r, j].set_title(title, fontsize=7)
+    for j, i in enumerate(rng.choice(len(real), cols, replace=False)):
+        ax[3, j].imshow(real[i], cmap="gray", vmin=0, vmax=255)
+        ax[3, j].set_title("real", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds: dict):
     if arm == "selftrain":
         return _self_train(seed, eyes, analysis, a, work, preds)
@@ -107,7 +159,7 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
     real_k = _labeled_k(arm)
     parts, info = [], {}
     if not arm.startswith("real_"):
-        parts.append(_synthetic(a.distribution, a.n_synthetic, seed, a.centre))
+        parts.append(_synthetic_for(a, seed, eyes, analysis))
     if real_k is not None:
         idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
         parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
@@ -148,7 +200,7 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
     if real_k is not None:
         idx, info["labeled_subjects"] = _labeled_subjects(eyes, analysis, real_k, seed)
         pseudo[idx] = eyes.pitchyaw[idx]
-    parts = [_synthetic(a.distribution, a.n_synthetic, seed, a.centre),
+    parts = [_synthetic_for(a, seed, eyes, analysis),
              (eyes.images[analysis], pseudo[analysis])]
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method="source_only",
                                               seed=seed, out=work / f"selftrain-s{seed}",
@@ -276,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mirror-eye", choices=["L", "R"], default=None,
                     help="mirror this side's real patches onto the other's (yaw negated), "
                          "predictions mapped back before scoring")
+    ap.add_argument("--refine", choices=["none", "mean-patch"], default="none",
+                    help="mean-patch: move the synthetic eyes by the analysis people's mean "
+                         "eye (unlabeled) minus theirs (models.mean_patch)")
+    ap.add_argument("--strength", type=float, default=1.0,
+                    help="--refine mean-patch: how far toward the real mean (1: all the way)")
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
@@ -354,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
-                        "mirror_eye": a.mirror_eye,
+                        "mirror_eye": a.mirror_eye, "refine": a.refine,
+                        **({"strength": a.strength} if a.refine != "none" else {}),
                         "real_share": a.real_share, "trade_off": a.trade_off,
                         "init_from": a.init_from,
                         "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,

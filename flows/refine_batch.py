@@ -40,6 +40,13 @@ class RefineParams(BaseModel):
     refiner: EmptyText = Field("", title="Refiner to reuse",
                                description="A refiner.pt (e.g. <refined batch>/refiner/"
                                "refiner.pt). Leave empty to train a new one.")
+    method: Literal["simgan", "mean-patch"] = Field(
+        "simgan", title="Method",
+        description="simgan: an adversarially trained refiner; mean-patch: every image moved "
+        "by the real mean image minus the batch's (seconds, no training; the SimGAN fields "
+        "below do not apply).")
+    strength: float = Field(1.0, ge=0.0, le=4.0, title="Mean-patch strength",
+                            description="How far toward the real mean image (1: all the way).")
     steps: int = Field(1000, ge=1, le=1_000_000, title="Refiner steps",
                        description="Training steps of the refiner (32 images each); ignored "
                        "when a refiner is reused.")
@@ -78,8 +85,8 @@ def refine_batch(params: RefineParams):
     request = {"batch": params.batch, "real": params.real, "out": str(out),
                "refiner": params.refiner or None, "steps": params.steps,
                "self_reg": params.self_reg, "consistency": params.consistency,
-               "probe_steps": params.probe_steps,
-               "seed": params.seed, "device": params.device}
+               "probe_steps": params.probe_steps, "method": params.method,
+               "strength": params.strength, "seed": params.seed, "device": params.device}
     try:
         with transaction():
             made = write_refined(request, params.dask_workers, params.dask_address or None)

@@ -1,5 +1,6 @@
-"""A batch source refined on the fly: each drawn batch goes through a frozen SimGAN
-refiner on the training device before the model sees it.
+"""A batch source refined on the fly: each drawn batch goes through a frozen refiner
+(SimGAN's or a mean patch, :mod:`models.refiners`) on the training device before the
+model sees it.
 
 This is the GPU path of refinement (no refined copy on disk: the refiner's forward pass
 costs little next to the training step there). On a CPU the refined batch written once
@@ -20,9 +21,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from models.refiner import Refiner, to_uint8
+from models.refiner import to_uint8
+from models.refiners import REFINER_TYPES
 
 __all__ = ["RefinedSource"]
 
@@ -31,9 +33,9 @@ class RefinedSource:
     """``source``'s batches with their ``image`` refined by ``refiner`` on ``device``
     (the images stay there); labels and other keys pass through untouched."""
 
-    def __init__(self, source, refiner: Refiner, device: str | torch.device | None = None):
-        if not isinstance(refiner, Refiner):
-            raise TypeError(f"expected a SimGAN Refiner, got {type(refiner).__name__}")
+    def __init__(self, source, refiner: nn.Module, device: str | torch.device | None = None):
+        if not isinstance(refiner, REFINER_TYPES):
+            raise TypeError(f"expected a refiner (SimGAN or mean patch), got {type(refiner).__name__}")
         self.device = torch.device(device) if device is not None else \
             next(refiner.parameters()).device
         self.source, self.refiner = source, refiner.to(self.device).eval()

@@ -58,6 +58,8 @@ class _Block(nn.Module):
 
 
 class Refiner(nn.Module):
+    model_name = "simgan_refiner"
+
     def __init__(self, cfg: RefinerConfig | None = None):
         super().__init__()
         self.cfg = cfg or RefinerConfig()

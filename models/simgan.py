@@ -37,6 +37,7 @@ from torch import Tensor
 from models.data import ArraySource
 from models.ema import WeightEMA
 from models.history_buffer import ImageHistory
+from models.mean_patch import MeanPatchRefiner
 from models.patch_discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from models.precision import use_bf16
 from models.refiner import Refiner, RefinerConfig, to_uint8
@@ -243,18 +244,19 @@ def _discriminator_step(disc, opt, refiner, real: Tensor, syn: Tensor, history: 
             "d_acc_refined": (fake_logits < 0).float().mean().item()}
 
 
-def load_refiner(path, channels: int | None = None) -> Refiner:
-    """The SimGAN refiner in ``path`` (a refiner.pt), in eval mode, checked to take
+def load_refiner(path, channels: int | None = None) -> Refiner | MeanPatchRefiner:
+    """The refiner in ``path`` (a refiner.pt: SimGAN's or a mean patch), in eval mode, checked to take
     ``channels``-channel images when given; anything else is a DataFormatError naming the
     file. Weights only: a checkpoint never runs code."""
     from pathlib import Path
 
+    from models.refiners import REFINER_TYPES
     from models.registry import load_model
     from realdata.errors import DataFormatError
 
     net = load_model(path)
-    if not isinstance(net, Refiner):
-        raise DataFormatError(Path(path), f"holds a {type(net).__name__}, not a SimGAN refiner")
+    if not isinstance(net, REFINER_TYPES):
+        raise DataFormatError(Path(path), f"holds a {type(net).__name__}, not a refiner")
     if channels is not None and net.cfg.channels != channels:
         raise DataFormatError(Path(path), f"refines {net.cfg.channels}-channel images; the batch "
                               f"has {channels}")

@@ -65,6 +65,8 @@ class RefineRequest:
     overwrite: bool = False
     real_indices: tuple[int, ...] | list[int] | None = None  # only these real images (the
     # loop's analysis part); None: all of them
+    method: str = "simgan"  # how the refiner is made (synthloop.refine_methods)
+    strength: float = 1.0  # mean-patch: how far toward the real mean image
 
 
 @dataclass(frozen=True)
@@ -104,45 +106,39 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     default, or fanned out (a Dask cluster) with the same bytes. Validation is the caller's
     next step (:func:`synthloop.refine.validate_refined`, or the flow's GX task)."""
     from models.checkpoint import save_checkpoint
-    from models.simgan import SimGANConfig, load_refiner, train_refiner
+    from models.simgan import load_refiner
     from synth.shards import open_for_training, sha256_file
+    from synthloop.refine_methods import REFINE_METHODS, FitContext
     from synthloop.taskspec import get_task
 
     t0 = time.perf_counter()
     out = Path(req.out)
     if out.exists() and not req.overwrite:
         raise UsageError(f"{out}: already exists (choose another --out or pass --overwrite)")
+    if req.method not in REFINE_METHODS:
+        raise UsageError(f"refine method must be one of {', '.join(REFINE_METHODS)}, got "
+                         f"{req.method!r}")
     parent = open_for_training(req.batch, allow_unvalidated=True)
     spec = get_task(parent.task)
     real = _real_images(spec, req.real, parent.image_shape, req.real_indices)
     channels = 1 if len(parent.image_shape) == 2 else parent.image_shape[-1]
     reused = load_refiner(req.refiner, channels) if req.refiner else None
-    cfg = SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,
-                       refiner_blocks=req.blocks, batch_size=req.batch_size, seed=req.seed,
-                       pretrain_discriminator=req.pretrain_discriminator, bf16=req.bf16,
-                       ema=req.ema, consistency=req.consistency,
-                       device=req.device, log_every=max(1, min(50, req.steps // 20)))
+    method = REFINE_METHODS[req.method]
+    cfg = method.config(req)
     log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
         f"{len(real):,} real images from {req.real}")
     seconds: dict[str, float] = {}
-    consistency = None
-    if cfg.consistency > 0 and reused is None:  # a reused refiner is not trained again
-        t = time.perf_counter()
-        consistency = _consistency_probe(settings, spec, parent, req, log)
-        seconds["consistency_probe"] = time.perf_counter() - t
     with _RefineRun(settings, parent, req, cfg) as run:
         if reused is None:
-            t = time.perf_counter()
-            refiner = train_refiner(parent.images(), real, cfg, probe=consistency,
-                                    on_log=run.on_log(log, cfg.steps)).refiner
-            seconds["train_refiner"] = time.perf_counter() - t
+            refiner = method.fit(FitContext(req, spec, parent, real, settings.outputs_dir, log,
+                                            lambda steps: run.on_log(log, steps), seconds), cfg)
         else:
             refiner = reused
             log(f"reusing refiner {req.refiner}")
         work = Path(tempfile.mkdtemp(prefix="refine-", dir=settings.outputs_dir))
         try:
             refiner_path = save_checkpoint(work / "refiner.pt", refiner.cpu(), None, None,
-                                           cfg.steps, cfg.to_dict(), model_name="simgan_refiner")
+                                           cfg.steps, cfg.to_dict(), model_name=refiner.model_name)
             t = time.perf_counter()
             probe = spec.label_probe(parent, work / "probe", seed=req.seed, steps=req.probe_steps,
                                      log=log)
@@ -209,17 +205,6 @@ def record_verdict(run_id: str, status: str, failing: list[str],
                                      if isinstance(v, (int, float))})
     tracking.log_dict_to(run_id, {"status": status, "failing": failing,
                                   "label_preservation": label_shift}, "validation.json")
-
-
-def _consistency_probe(settings: Settings, spec, parent, req: RefineRequest, log):
-    """The frozen function the refiner keeps still (``req.consistency``): a label probe
-    trained on the unrefined parent under ``seed + 1``; the task says no where it has none."""
-    work = Path(tempfile.mkdtemp(prefix="consistency-", dir=settings.outputs_dir))
-    try:
-        return spec.consistency_probe(parent, work, seed=req.seed + 1, steps=req.probe_steps,
-                                      log=log)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _in_process(fn, jobs):

@@ -124,6 +124,38 @@ def test_a_reused_refiner_refines_the_same_way_on_dask_workers(refined, tmp_path
     assert BatchReader(again).metadata.equals(BatchReader(child).metadata)
 
 
+def test_the_mean_patch_method_moves_every_eye_by_the_real_mean_minus_the_batch_s(
+        refined, tmp_path, monkeypatch):
+    from models.mean_patch import MeanPatchRefiner
+    from models.simgan import load_refiner
+    from realdata.eyes import read_eye_folder
+
+    out = tmp_path / "mean-patch"
+    r = run("refine", str(refined["parent"]), "--real", str(refined["real"]), "--out", str(out),
+            "--method", "mean-patch", "--strength", "0.5", "--probe-steps", "60", "--json",
+            env=refined["env"])
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == (0 if rec["status"] == "accepted" else 1), r.stderr
+    assert "mean patch fitted" in r.stderr and "refiner step" not in r.stderr  # nothing trained
+    parent, child = BatchReader(refined["parent"]), BatchReader(out)
+    assert child.manifest["refiner"]["config"] == {"method": "mean-patch", "strength": 0.5}
+    net = load_refiner(out / "refiner" / "refiner.pt", channels=1)
+    assert isinstance(net, MeanPatchRefiner) and net.cfg.strength == 0.5
+    real = read_eye_folder(refined["real"]).images.astype(float)
+    half_way = parent.images().astype(float) + 0.5 * (real.mean(0) - parent.images().mean(0))
+    # every image moved by the same patch: what clipping to 0..255 and rounding leave of it
+    assert np.abs(child.images() - np.clip(half_way, 0, 255)).max() <= 0.5 + 1e-6
+    assert child.metadata.equals(parent.metadata)
+    monkeypatch.setenv("SYNTHLOOP_HOME", refined["env"]["SYNTHLOOP_HOME"])
+    import mlflow
+
+    from synthloop.settings import get_settings
+
+    run_ = mlflow.MlflowClient(get_settings().tracking_uri).get_run(rec["mlflow_run"])
+    assert run_.data.params["method"] == "mean-patch" and run_.data.params["strength"] == "0.5"
+    assert "seconds_fit_refiner" in run_.data.metrics
+
+
 def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
     parent, env = refined["parent"], refined["env"]
     wrong = tmp_path / "not-eyes"
@@ -136,7 +168,7 @@ def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
     probe = refined["child"] / "refiner" / "label_probe.pt"  # a gaze model, not a refiner
     r = run("refine", str(parent), "--real", str(refined["real"]), "--out", str(tmp_path / "o2"),
             "--refiner", str(probe), env=env)
-    assert r.returncode == 2 and "not a SimGAN refiner" in r.stderr and str(probe) in r.stderr
+    assert r.returncode == 2 and "not a refiner" in r.stderr and str(probe) in r.stderr
     assert not (tmp_path / "o2").exists()
 
     r = run("refine", str(parent), "--real", str(refined["real"]), "--out", str(refined["child"]),

@@ -60,7 +60,7 @@ def test_a_file_that_is_not_a_refiner_is_refused_before_any_work(target, tmp_pat
     save_checkpoint(gaze, create_model("gaze_resnet_s"), None, None, 0, {},
                     model_name="gaze_resnet_s")
     r = _train(target, tmp_path / "ckpt", "--refiner", gaze)
-    assert r.returncode == 2 and "not a SimGAN refiner" in r.stderr and str(gaze) in r.stderr
+    assert r.returncode == 2 and "not a refiner" in r.stderr and str(gaze) in r.stderr
     assert not (tmp_path / "ckpt").exists()
     batches = _isolated_home / "batches"
     assert not batches.exists() or not any(batches.iterdir())

@@ -1,4 +1,5 @@
-"""``synthloop refine``: a synthetic batch refined toward unlabeled real images (SimGAN)."""
+"""``synthloop refine``: a synthetic batch refined toward unlabeled real images (SimGAN, or
+the mean-patch shift)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def cmd_refine(a: argparse.Namespace) -> int:
                         self_reg=a.self_reg, consistency=a.consistency, width=a.width, blocks=a.blocks,
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
                         pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, ema=a.ema, seed=a.seed,
-                        device=a.device, overwrite=a.overwrite)
+                        device=a.device, overwrite=a.overwrite, method=a.method,
+                        strength=a.strength)
     with contextlib.ExitStack() as stack:
         map_shards = None
         if a.workers or a.dask_address:
@@ -64,10 +66,12 @@ def _decay(text: str) -> float:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser(
-        "refine", help="refine a synthetic batch toward unlabeled real images (SimGAN): a new "
-        "batch with the same labels, validated, recorded as the parent's child",
+        "refine", help="refine a synthetic batch toward unlabeled real images (SimGAN or the "
+        "mean patch): a new batch with the same labels, validated, recorded as the parent's child",
         description="Train a SimGAN refiner from the batch's images toward the real images "
-        "(their labels, if any, are ignored), or reuse one (--refiner), and write every image "
+        "(their labels, if any, are ignored), fit the mean-patch shift (--method mean-patch: "
+        "every image moved by the real mean image minus the batch's), or reuse a refiner "
+        "(--refiner), and write every image "
         "refined into a new batch with the parent's labels and metadata. The new batch is "
         "validated with the parent's checks plus a label-preservation check, and recorded in "
         "the catalog and in MLflow (experiment synthloop-refine). Exit 0 accepted, 1 "
@@ -79,6 +83,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", required=True, help="folder of the refined batch to create")
     r.add_argument("--refiner", help="a refiner.pt to reuse (e.g. OUT/refiner/refiner.pt of an "
                                      "earlier refined batch) instead of training one")
+    r.add_argument("--method", choices=["simgan", "mean-patch"], default="simgan",
+                   help="simgan: an adversarially trained refiner (default); mean-patch: add "
+                        "the difference of the real and synthetic mean images (seconds, no "
+                        "training; the SimGAN options below do not apply)")
+    r.add_argument("--strength", type=at_least(0.0, float), default=1.0,
+                   help="mean-patch: how far toward the real mean image (1: all the way)")
     r.add_argument("--steps", type=positive_int, default=1000, help="refiner training steps")
     r.add_argument("--self-reg", type=at_least(0.0, float), default=10.0,
                    help="weight of the L1 distance to the synthetic image (higher: closer to it)")

@@ -67,7 +67,7 @@ def test_the_refiner_stays_frozen_while_a_model_trains_on_its_output(one_thread,
 
 def test_wrong_inputs_are_refused():
     images, labels = _eyes()
-    with pytest.raises(TypeError, match="SimGAN Refiner"):
+    with pytest.raises(TypeError, match="expected a refiner"):
         RefinedSource(ArraySource(images, 4, seed=0), torch.nn.Identity())
     rgb = RefinedSource(ArraySource(images, 4, seed=0), _refiner(channels=3))
     with pytest.raises(ValueError, match="3-channel images, the source gives 1"):

@@ -1,0 +1,111 @@
+"""How ``synthloop refine`` gets its refiner, per ``--method``: each entry turns the
+request into the configuration the MLflow run and the batch's lineage record, and fits
+the refiner from the parent's images and the unlabeled real ones.
+
+* ``simgan``: a SimGAN refiner trained adversarially (:mod:`models.simgan`), optionally
+  holding a frozen label probe's answer still (``consistency``).
+* ``mean-patch``: the difference of the two sets' mean images, added to every synthetic
+  image (:mod:`models.mean_patch`); no training, a few seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REFINE_METHODS", "FitContext", "RefineMethod"]
+
+
+@dataclass
+class FitContext:
+    """What a method's fit may use: the request, the task, the parent batch, the real
+    images (uint8, the parent's image shape), where to put scratch files, a logger, the
+    MLflow run's step reporter and the timings dict to add to."""
+
+    req: Any
+    spec: Any
+    parent: Any
+    real: Any
+    scratch: Path
+    log: Callable[[str], None]
+    report: Callable[[int], Callable[[dict[str, float]], None]]
+    seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RefineMethod:
+    config: Callable[[Any], Any]  # request -> config with to_dict() (and steps)
+    fit: Callable[[FitContext, Any], Any]  # (context, config) -> refiner
+
+
+def _simgan_config(req):
+    from models.simgan import SimGANConfig
+
+    return SimGANConfig(steps=req.steps, self_reg=req.self_reg, refiner_width=req.width,
+                        refiner_blocks=req.blocks, batch_size=req.batch_size, seed=req.seed,
+                        pretrain_discriminator=req.pretrain_discriminator, bf16=req.bf16,
+                        ema=req.ema, consistency=req.consistency,
+                        device=req.device, log_every=max(1, min(50, req.steps // 20)))
+
+
+def _consistency_probe(ctx: FitContext):
+    """The frozen function the refiner keeps still (``consistency``): a label probe trained
+    on the unrefined parent under ``seed + 1``, so validation's probe is not the function
+    the refiner was fitted to; the task says no where it has none."""
+    t = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="consistency-", dir=ctx.scratch))
+    try:
+        return ctx.spec.consistency_probe(ctx.parent, work, seed=ctx.req.seed + 1,
+                                          steps=ctx.req.probe_steps, log=ctx.log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        ctx.seconds["consistency_probe"] = time.perf_counter() - t
+
+
+def _simgan_fit(ctx: FitContext, cfg):
+    from models.simgan import train_refiner
+
+    probe = _consistency_probe(ctx) if cfg.consistency > 0 else None
+    t = time.perf_counter()
+    refiner = train_refiner(ctx.parent.images(), ctx.real, cfg, probe=probe,
+                            on_log=ctx.report(cfg.steps)).refiner
+    ctx.seconds["train_refiner"] = time.perf_counter() - t
+    return refiner
+
+
+@dataclass(frozen=True)
+class MeanPatchSettings:
+    """The mean-patch method's record (``steps`` 0: nothing is trained)."""
+
+    strength: float = 1.0
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "mean-patch", "strength": self.strength}
+
+
+def _mean_patch_config(req):
+    return MeanPatchSettings(strength=req.strength)
+
+
+def _mean_patch_fit(ctx: FitContext, cfg: MeanPatchSettings):
+    from models.mean_patch import fit_mean_patch
+
+    t = time.perf_counter()
+    refiner = fit_mean_patch(ctx.parent.images(), ctx.real, cfg.strength)
+    ctx.seconds["fit_refiner"] = time.perf_counter() - t
+    ctx.log(f"mean patch fitted: the real mean image differs from the synthetic one by "
+            f"{float(refiner.delta.abs().mean()) * 255.0:.1f} gray levels per pixel on "
+            f"average; strength {cfg.strength:g}")
+    return refiner
+
+
+REFINE_METHODS: dict[str, RefineMethod] = {
+    "simgan": RefineMethod(_simgan_config, _simgan_fit),
+    "mean-patch": RefineMethod(_mean_patch_config, _mean_patch_fit),
+}
