@@ -4,6 +4,7 @@
     python -m benchmarks.bench_feedback_loop --real DIR      # labeled real eyes (labels.csv)
     python -m benchmarks.bench_feedback_loop --real DIR --distribution FILE.json  # start elsewhere
     python -m benchmarks.bench_feedback_loop --task landmarks --real ../shared/data/real/lfpw-train
+    python -m benchmarks.bench_feedback_loop --real DIR --refine-method mean-patch  # both arms refine
 
 Both arms run the same flow (``feedback-loop``) with the same number of rounds, synthetic
 samples per round and training steps per round; the open loop keeps the initial
@@ -37,7 +38,8 @@ from pathlib import Path
 from benchmarks.common import machine, print_table, results_dir, save
 from synth.targets import target_name
 from synthloop.gaze.spec import LOOP_TARGET_VERSION
-from synthloop.loop.config import TRANSFER_FIT_NAMES
+from synthloop.loop.config import REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.taskspec import get_task
 
 
@@ -95,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-n", type=int, default=3000, help="size of the simulated target")
     ap.add_argument("--target-version", default=LOOP_TARGET_VERSION, choices=["v1", "v2"],
                     help="simulated target version (synth/targets.py; the loop's default: v2)")
+    ap.add_argument("--refine-method", choices=REFINE_METHOD_NAMES,
+                    help="refine every round's batch toward the analysis part in both arms "
+                         "(mean-patch; simgan takes --refine-steps)")
+    ap.add_argument("--refine-steps", type=int, default=0, help="SimGAN refiner steps a round")
+    ap.add_argument("--refine-strength", type=float, default=MEAN_PATCH_STRENGTH,
+                    help="mean-patch: how far toward the analysis part's mean image")
     ap.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a result")
     ap.add_argument("--name", help="results file name (default: from the task and target)")
     a = ap.parse_args(argv)
@@ -150,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                                open_loop=open_loop, transfer_steps=a.transfer_steps,
                                transfer_fit=a.transfer_fit,
                                n_per_round=a.n_per_round, steps_per_round=a.steps_per_round,
-                               patience=None, distribution_path=dist_path)
+                               patience=None, distribution_path=dist_path,
+                               refine_steps=a.refine_steps,
+                               refine_method=a.refine_method or "simgan",
+                               refine_strength=a.refine_strength)
                 res, dt = _run(p)
                 errors = [r["real_error"] for r in res["rounds"]]
                 rows.append({"mode": mode, "seed": seed, "errors": errors,

@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine, print_table, results_dir, save
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "columbia-gaze-eyes"
 DA_ARMS = ("source_only", "dann", "daln", "iwdan", "rsd")
@@ -331,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refine", choices=["none", "mean-patch"], default="none",
                     help="mean-patch: move the synthetic eyes by the analysis people's mean "
                          "eye (unlabeled) minus theirs (models.mean_patch)")
-    ap.add_argument("--strength", type=float, default=1.0,
-                    help="--refine mean-patch: how far toward the real mean (1: all the way)")
+    ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
+                    help="--refine mean-patch: how far toward the real mean (1: all the way; "
+                         "default: the product's, %(default)s)")
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)

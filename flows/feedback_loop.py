@@ -20,9 +20,10 @@ from analysis.stopping import StoppingRule, should_stop
 from flows.forms import EmptyDict, EmptyText, ZeroInt
 from models.names import METHODS
 from synthloop.errors import BatchRejected
-from synthloop.loop.config import LOOP_DEFAULTS, TRANSFER_FIT_NAMES, LoopConfig
+from synthloop.loop.config import LOOP_DEFAULTS, REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES, LoopConfig
 from synthloop.loop.rounds import round_dir, round_seed
 from synthloop.loop.routing import CHOICES
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.settings import get_settings
 from synthloop.taskspec import TASK_NAMES, get_task
 from tasks.batches import validate_batch, write_batch
@@ -116,6 +117,15 @@ class LoopParams(BaseModel):
         0, ge=0, le=1_000_000, title="Refiner steps",
         description="Refine each round's batch toward the analysis part's real images (SimGAN) "
         "before training, for this many refiner steps; 0 = train on the rendered batch.")
+    refine_method: Literal[REFINE_METHOD_NAMES] = Field(
+        "simgan", title="Refinement",
+        description="simgan: refine with a SimGAN refiner when Refiner steps is above 0; "
+        "mean-patch: move each round's batch by the analysis part's mean image minus its own "
+        "(seconds, no training; leave Refiner steps at 0).")
+    refine_strength: float = Field(
+        MEAN_PATCH_STRENGTH, gt=0.0, le=4.0, title="Mean-patch strength",
+        description="With mean-patch: how far toward the analysis part's mean image (1: all "
+        "the way). A refined batch whose labels a frozen probe sees move is quarantined.")
     train_on: Literal[CHOICES] = Field(
         "auto", title="Where to train",
         description="auto: each round trains on the gpu work pool when one of its workers is "
@@ -139,7 +149,9 @@ class LoopParams(BaseModel):
                           model_kwargs=self.model_kwargs or None,
                           transfer_steps=self.transfer_steps or None,
                           transfer_fit=self.transfer_fit,
-                          refine_steps=self.refine_steps or None)
+                          refine_steps=self.refine_steps or None,
+                          **({"refine_method": "mean-patch", "refine_strength": self.refine_strength}
+                             if self.refine_method == "mean-patch" else {}))
 
 
 def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: str) -> dict:
@@ -216,7 +228,7 @@ def feedback_loop(params: LoopParams) -> dict:
                     f"{cfg.n_per_round:,}", get_task(cfg.task).samples, dist_id)
         rnd = open_round(cfg, lid, k, dist_id, parent)
         batch = rnd["batch"] or _accepted_batch(cfg, lid, k, rnd["distribution_json"], dist_id)
-        if cfg.refine_steps:
+        if cfg.refines:
             batch = _refined_batch(cfg, lid, k, batch)
         train = train_round_on_gpu if where_to_train(params.train_on) == "gpu" else train_round
         trained = train(cfg, lid, k, batch["batch_dir"], batch["batch_id"], prev_ckpt,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from flows.forms import EmptyText
 from synthloop.errors import BatchRejected
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.settings import get_settings
 from tasks.batches import catalog_batch, validate_batch
 from tasks.refining import record_refinement, write_refined
@@ -45,7 +46,7 @@ class RefineParams(BaseModel):
         description="simgan: an adversarially trained refiner; mean-patch: every image moved "
         "by the real mean image minus the batch's (seconds, no training; the SimGAN fields "
         "below do not apply).")
-    strength: float = Field(1.0, ge=0.0, le=4.0, title="Mean-patch strength",
+    strength: float = Field(MEAN_PATCH_STRENGTH, ge=0.0, le=4.0, title="Mean-patch strength",
                             description="How far toward the real mean image (1: all the way).")
     steps: int = Field(1000, ge=1, le=1_000_000, title="Refiner steps",
                        description="Training steps of the refiner (32 images each); ignored "

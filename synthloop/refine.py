@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from expectations.refined import PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class RefineRequest:
     real_indices: tuple[int, ...] | list[int] | None = None  # only these real images (the
     # loop's analysis part); None: all of them
     method: str = "simgan"  # how the refiner is made (synthloop.refine_methods)
-    strength: float = 1.0  # mean-patch: how far toward the real mean image
+    strength: float = MEAN_PATCH_STRENGTH  # mean-patch: how far toward the real mean image
 
 
 @dataclass(frozen=True)

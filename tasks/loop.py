@@ -190,7 +190,9 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, A
         out = f"{batch_dir}-refined-{n}"
     real = load_real(cfg)
     return {"batch": batch_dir, "real": real.path, "out": out,
-            "real_indices": [int(i) for i in real.analysis], "steps": cfg.refine_steps,
+            "real_indices": [int(i) for i in real.analysis],
+            **({"method": cfg.refine_method, "strength": cfg.refine_strength} if cfg.refine_method
+               else {"steps": cfg.refine_steps}),
             "seed": round_seed(cfg, k, 300)}
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from models.names import METHODS
 from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_with_home
 from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
-from synthloop.loop.config import LOOP_DEFAULTS
+from synthloop.loop.config import LOOP_DEFAULTS, REFINE_METHOD_NAMES
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.taskspec import TASK_NAMES
 
 
@@ -20,7 +21,9 @@ def cmd_loop(a: argparse.Namespace) -> int:
         task=a.task, real=a.real, rounds=a.rounds, seed=a.seed, open_loop=a.open_loop,
         n_per_round=a.n_per_round, steps_per_round=a.steps_per_round, method=a.method,
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
-        holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, fresh=a.fresh, as_json=a.json,
+        holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, refine_method=a.refine_method,
+        refine_strength=a.refine_strength,
+        fresh=a.fresh, as_json=a.json,
         verbose=a.verbose)
 
 
@@ -142,6 +145,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--refine-steps", type=int, default=0,
                     help="refine each round's batch toward the analysis part's real images "
                          "(SimGAN) for this many refiner steps before training; 0 = no refinement")
+    lp.add_argument("--refine-method", choices=REFINE_METHOD_NAMES, default="simgan",
+                    help="mean-patch: instead, move each round's batch by the analysis part's "
+                         "mean image minus its own (seconds, no training; no --refine-steps)")
+    lp.add_argument("--refine-strength", type=float, default=MEAN_PATCH_STRENGTH,
+                    help="--refine-method mean-patch: how far toward the analysis part's mean "
+                         "image (1: all the way; default %(default)s)")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     _output_options(lp)
     lp.set_defaults(func=cmd_loop)

@@ -9,6 +9,7 @@ import json
 import sys
 
 from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, log, positive_int
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 
 #: what a worker refines shards with (:func:`models.refine_shards.refine_shard`)
 REFINE_SHARD_MODULES = ("models.refine_shards",)
@@ -87,8 +88,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="simgan: an adversarially trained refiner (default); mean-patch: add "
                         "the difference of the real and synthetic mean images (seconds, no "
                         "training; the SimGAN options below do not apply)")
-    r.add_argument("--strength", type=at_least(0.0, float), default=1.0,
-                   help="mean-patch: how far toward the real mean image (1: all the way)")
+    r.add_argument("--strength", type=at_least(0.0, float), default=MEAN_PATCH_STRENGTH,
+                   help="mean-patch: how far toward the real mean image (1: all the way; "
+                        "default %(default)s)")
     r.add_argument("--steps", type=positive_int, default=1000, help="refiner training steps")
     r.add_argument("--self-reg", type=at_least(0.0, float), default=10.0,
                    help="weight of the L1 distance to the synthetic image (higher: closer to it)")

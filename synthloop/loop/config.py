@@ -9,15 +9,20 @@ from typing import Any
 from synthloop.errors import UsageError
 from synthloop.taskspec import TASK_NAMES, get_task
 
-__all__ = ["LOOP_DEFAULTS", "TRANSFER_FIT_NAMES", "LoopConfig"]
+__all__ = ["LOOP_DEFAULTS", "REFINE_METHOD_NAMES", "TRANSFER_FIT_NAMES", "LoopConfig"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
-_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_steps", "restart")
+_OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_steps", "restart",
+                    "refine_method", "refine_strength")
 
 #: landmarks: the label-transfer fits (the keys of ``models.transfer_fits.TRANSFER_FITS``,
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
 TRANSFER_FIT_NAMES = ("ridge", "mlp")
+
+#: how a round's batch may be refined (the keys of ``synthloop.refine_methods.REFINE_METHODS``,
+#: written out for the same reason; a test keeps them equal)
+REFINE_METHOD_NAMES = ("simgan", "mean-patch")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class LoopConfig:
     refine_steps: int | None = None  # SimGAN steps refining each round's batch toward the
     # analysis part before training (None: no refinement)
     restart: int | None = None  # n >= 1: the n-th fresh loop with otherwise equal settings
+    refine_method: str | None = None  # "mean-patch": each round's batch moved by the analysis
+    # part's mean image minus its own (no steps); None: SimGAN when refine_steps is set
+    refine_strength: float | None = None  # mean-patch: how far (None: the refine command's
+    # default, written into the configuration so that the loop's id records it)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -74,8 +83,31 @@ class LoopConfig:
                              f"{', '.join(TRANSFER_FIT_NAMES)}")
         if self.refine_steps is not None and self.refine_steps < 1:
             raise UsageError(f"refine_steps must be positive (or None), got {self.refine_steps}")
+        if self.refine_method not in (None, *REFINE_METHOD_NAMES):
+            raise UsageError(f"refine_method {self.refine_method!r}: choose from "
+                             f"{', '.join(REFINE_METHOD_NAMES)}")
+        if self.refine_method == "simgan":  # one spelling per loop: the id depends on it
+            if self.refine_steps is None:
+                raise UsageError("refine_method simgan needs refine_steps (the refiner's steps)")
+            object.__setattr__(self, "refine_method", None)
+        if self.refine_method == "mean-patch" and self.refine_steps is not None:
+            raise UsageError("the mean patch trains nothing: leave refine_steps unset")
+        if self.refine_method != "mean-patch" and self.refine_strength is not None:
+            raise UsageError("refine_strength is the mean patch's: set refine_method mean-patch")
+        if self.refine_method == "mean-patch":
+            from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+
+            strength = MEAN_PATCH_STRENGTH if self.refine_strength is None else self.refine_strength
+            if not 0.0 < strength <= 4.0:
+                raise UsageError(f"refine_strength must be in (0, 4], got {strength}")
+            object.__setattr__(self, "refine_strength", float(strength))
         if not 0.05 <= self.holdout_frac <= 0.95:
             raise UsageError(f"holdout_frac must be in [0.05, 0.95], got {self.holdout_frac}")
+
+    @property
+    def refines(self) -> bool:
+        """Whether each round's batch is refined before training."""
+        return self.refine_steps is not None or self.refine_method is not None
 
     @property
     def mode(self) -> str:

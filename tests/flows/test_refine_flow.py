@@ -4,6 +4,7 @@ whose labels moved is quarantined by the rollback and the run fails with the rea
 import pytest
 
 from synth.shards import BatchReader, open_for_training
+from synthloop.errors import UsageError
 
 pytestmark = [pytest.mark.flow, pytest.mark.gx, pytest.mark.slow]  # trains a refiner and a probe, twice
 
@@ -79,3 +80,24 @@ def test_loop_rounds_train_on_batches_refined_toward_the_analysis_part(prefect_h
     assert refiner["real_n"] == 60  # the analysis half of 120, not the held-out half
     again = feedback_loop(params, return_state=True)  # finished: read back, nothing redone
     assert again.is_completed() and cat.rounds(lid)[0]["batch_id"] == child["id"]
+
+
+def test_loop_rounds_can_train_on_the_mean_patch_of_the_analysis_part(prefect_harness, tmp_path):
+    """--refine-method mean-patch: the round's batch is moved by the analysis part's mean
+    image minus its own (nothing trained) and validated like any refined batch."""
+    from flows.feedback_loop import LoopParams, feedback_loop
+    from synth.targets import write_simulated_target
+    from synthloop.lineage import open_catalog
+
+    real = write_simulated_target(tmp_path / "sim", 120, 3, labeled=True)
+    params = LoopParams(task="gaze", real=str(real), rounds=1, n_per_round=300,
+                        steps_per_round=4, patience=None, refine_method="mean-patch",
+                        refine_strength=0.25)
+    state = feedback_loop(params, return_state=True)
+    assert state.is_completed(), state.message
+    (rnd,) = open_catalog().rounds(state.result()["loop_id"])
+    child = BatchReader(open_catalog().get_batch(rnd["batch_id"])["path"])
+    assert child.manifest["refiner"]["config"] == {"method": "mean-patch", "strength": 0.25}
+    assert child.manifest["refiner"]["real_n"] == 60  # the analysis half only
+    with pytest.raises(UsageError, match="trains nothing"):
+        LoopParams(task="gaze", real=str(real), refine_steps=5, refine_method="mean-patch").config()

@@ -1,0 +1,66 @@
+"""The loop's refinement setting: SimGAN with steps, or the mean patch without."""
+
+from __future__ import annotations
+
+import pytest
+
+from synthloop.errors import UsageError
+from synthloop.loop.config import REFINE_METHOD_NAMES, LoopConfig
+
+
+def test_the_loop_names_the_refine_command_s_methods():
+    from synthloop.refine_methods import REFINE_METHODS
+
+    assert tuple(REFINE_METHODS) == REFINE_METHOD_NAMES
+
+
+def test_a_loop_without_refinement_keeps_its_identity():
+    plain = LoopConfig(task="gaze", real="/eyes")
+    assert not plain.refines and "refine_method" not in plain.to_dict()
+    # SimGAN is spelled one way whichever way it was asked for, so its id does not split
+    simgan = LoopConfig(task="gaze", real="/eyes", refine_steps=500, refine_method="simgan")
+    assert simgan == LoopConfig(task="gaze", real="/eyes", refine_steps=500)
+    assert simgan.refines and "refine_method" not in simgan.to_dict()
+    patch = LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch")
+    assert patch.refines and patch.to_dict()["refine_method"] == "mean-patch"
+    assert patch.to_dict() != plain.to_dict()
+    from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+
+    # the strength in use is part of the id, so a new default cannot pass for an old loop
+    assert patch.to_dict()["refine_strength"] == MEAN_PATCH_STRENGTH
+    half = LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch", refine_strength=0.25)
+    assert half.to_dict()["refine_strength"] == 0.25 != patch.to_dict()["refine_strength"]
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"refine_method": "cyclegan"}, "refine_method 'cyclegan': choose from simgan, mean-patch"),
+    ({"refine_method": "simgan"}, "needs refine_steps"),
+    ({"refine_method": "mean-patch", "refine_steps": 100}, "trains nothing"),
+    ({"refine_strength": 0.5}, "set refine_method mean-patch"),
+    ({"refine_method": "mean-patch", "refine_strength": 0.0}, r"must be in \(0, 4\]"),
+])
+def test_refinement_settings_that_cannot_run_are_refused(kwargs, says):
+    with pytest.raises(UsageError, match=says):
+        LoopConfig(task="gaze", real="/eyes", **kwargs)
+
+
+def test_the_round_s_refine_request_asks_for_the_method(tmp_path, monkeypatch):
+    import tasks.loop as loop_tasks
+    from synth.eye_distribution import default_eye_distribution
+    from synth.generate import generate_batch
+
+    batch = tmp_path / "b"
+    generate_batch(batch, n=8, seed=0, dist=default_eye_distribution())
+
+    class Split:
+        path, analysis = "/eyes", [3, 1]
+
+    monkeypatch.setattr(loop_tasks, "load_real", lambda cfg: Split)
+    patch = loop_tasks.round_refine_request.fn(
+        LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch"), 0, str(batch))
+    assert patch["method"] == "mean-patch" and "steps" not in patch
+    assert patch["strength"] == LoopConfig(task="gaze", real="/e", refine_method="mean-patch").refine_strength
+    assert patch["real_indices"] == [3, 1] and patch["out"] == f"{batch}-refined"
+    simgan = loop_tasks.round_refine_request.fn(
+        LoopConfig(task="gaze", real="/eyes", refine_steps=7), 0, str(batch))
+    assert simgan["steps"] == 7 and "method" not in simgan
