@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from flows.forms import EmptyText
 from synthloop.errors import BatchRejected
+from synthloop.loop.config import REFINE_METHOD_NAMES
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.settings import get_settings
 from tasks.batches import catalog_batch, validate_batch
@@ -41,7 +42,7 @@ class RefineParams(BaseModel):
     refiner: EmptyText = Field("", title="Refiner to reuse",
                                description="A refiner.pt (e.g. <refined batch>/refiner/"
                                "refiner.pt). Leave empty to train a new one.")
-    method: Literal["simgan", "mean-patch"] = Field(
+    method: Literal[REFINE_METHOD_NAMES] = Field(
         "simgan", title="Method",
         description="simgan: an adversarially trained refiner; mean-patch: every image moved "
         "by the real mean image minus the batch's (seconds, no training; the SimGAN fields "

@@ -17,6 +17,7 @@ The child is written atomically like any batch; a failed check quarantines it in
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -68,6 +69,22 @@ class RefineRequest:
     # loop's analysis part); None: all of them
     method: str = "simgan"  # how the refiner is made (synthloop.refine_methods)
     strength: float = MEAN_PATCH_STRENGTH  # mean-patch: how far toward the real mean image
+
+    def __post_init__(self) -> None:
+        """A setting of the other method would be silently ignored: refuse it instead."""
+        changed = [f.name for f in dataclasses.fields(self)
+                   if f.name in _SIMGAN_ONLY and getattr(self, f.name) != f.default]
+        if self.method == "mean-patch" and changed:
+            raise UsageError(f"--method mean-patch trains nothing; these are SimGAN settings: "
+                             f"{', '.join('--' + _OPTION.get(n, n).replace('_', '-') for n in changed)}")
+        if self.method != "mean-patch" and self.strength != MEAN_PATCH_STRENGTH:
+            raise UsageError("--strength is the mean patch's: add --method mean-patch")
+
+
+#: RefineRequest fields that only the SimGAN method reads, and their command-line names
+_SIMGAN_ONLY = ("steps", "self_reg", "width", "blocks", "batch_size", "pretrain_discriminator",
+                "bf16", "ema", "consistency")
+_OPTION = {"pretrain_discriminator": "pretrain_steps"}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import json
 import sys
 
 from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, log, positive_int
+from synthloop.loop.config import REFINE_METHOD_NAMES
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 
 #: what a worker refines shards with (:func:`models.refine_shards.refine_shard`)
@@ -84,7 +85,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", required=True, help="folder of the refined batch to create")
     r.add_argument("--refiner", help="a refiner.pt to reuse (e.g. OUT/refiner/refiner.pt of an "
                                      "earlier refined batch) instead of training one")
-    r.add_argument("--method", choices=["simgan", "mean-patch"], default="simgan",
+    r.add_argument("--method", choices=REFINE_METHOD_NAMES, default="simgan",
                    help="simgan: an adversarially trained refiner (default); mean-patch: add "
                         "the difference of the real and synthetic mean images (seconds, no "
                         "training; the SimGAN options below do not apply)")

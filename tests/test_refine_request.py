@@ -1,0 +1,33 @@
+"""A refine request refuses settings its method would ignore."""
+
+from __future__ import annotations
+
+import pytest
+
+from synthloop.errors import UsageError
+from synthloop.refine import RefineRequest
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+
+
+def test_simgan_settings_with_the_mean_patch_are_named_and_refused():
+    ok = RefineRequest(batch="b", real="r", out="o", method="mean-patch", strength=1.0)
+    assert ok.strength == 1.0
+    with pytest.raises(UsageError, match="SimGAN settings: --steps, --pretrain-steps"):
+        RefineRequest(batch="b", real="r", out="o", method="mean-patch", steps=50,
+                      pretrain_discriminator=3)
+
+
+def test_a_strength_without_the_mean_patch_is_refused():
+    assert RefineRequest(batch="b", real="r", out="o").strength == MEAN_PATCH_STRENGTH
+    with pytest.raises(UsageError, match="add --method mean-patch"):
+        RefineRequest(batch="b", real="r", out="o", strength=0.3)
+
+
+def test_the_command_line_says_so_before_reading_anything(tmp_path):
+    from tests.cli_inprocess import run_cli
+
+    r = run_cli("refine", str(tmp_path / "no-batch"), "--real", str(tmp_path), "--out",
+                str(tmp_path / "o"), "--method", "mean-patch", "--consistency", "0.3",
+                env={"SYNTHLOOP_HOME": str(tmp_path / "home")})
+    assert r.returncode == 2 and "--consistency" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
