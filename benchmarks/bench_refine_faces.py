@@ -3,6 +3,7 @@ half of issue 14's benchmark.
 
     python -m benchmarks.bench_refine_faces [--seeds 0 1 2] [--n 100 645] [--steps 3000]
         [--refiner-steps 1000] [--refiner-width 16] [--refiner-batch 8]
+    python -m benchmarks.bench_refine_faces --refine-method mean-patch [--strength 0.5]
     python -m benchmarks.bench_refine_faces --quick     # a smoke run, not results
 
 Per seed, at an equal training budget:
@@ -34,7 +35,8 @@ import numpy as np
 from benchmarks.bench_landmark_label_efficiency import LFPW, Bench, lfpw_split
 from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
-from synthloop.loop.config import TRANSFER_FIT_NAMES
+from synthloop.loop.config import REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 
 
 def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path) -> tuple[str, dict]:
@@ -46,10 +48,13 @@ def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path) -> tu
 
     info: dict = {}
     if not (out / "manifest.json").is_file():
-        req = RefineRequest(batch=bench.batch, real=a.real, out=str(out), steps=a.refiner_steps,
-                            self_reg=a.self_reg, width=a.refiner_width, blocks=a.refiner_blocks,
-                            batch_size=a.refiner_batch, seed=seed, bf16=True,
-                            real_indices=real_train.tolist())
+        common = dict(batch=bench.batch, real=a.real, out=str(out), seed=seed,
+                      real_indices=real_train.tolist())
+        req = (RefineRequest(**common, method="mean-patch", strength=a.strength)
+               if a.refine_method == "mean-patch" else
+               RefineRequest(**common, steps=a.refiner_steps, self_reg=a.self_reg,
+                             width=a.refiner_width, blocks=a.refiner_blocks,
+                             batch_size=a.refiner_batch, bf16=True))
         t0 = time.perf_counter()
         made = write_refined_batch(bench.settings, req, log=lambda m: print("   ", m, flush=True))
         validate_refined(made)
@@ -77,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transfer-steps", type=int, default=2000, help="the mlp fit's steps")
     ap.add_argument("--distribution", help="the synthetic faces' scene distribution (JSON; "
                     "default: the built-in one)")
+    ap.add_argument("--refine-method", choices=REFINE_METHOD_NAMES, default="simgan",
+                    help="mean-patch: move every synthetic face by the training faces' mean "
+                         "crop minus theirs (the SimGAN options below do not apply)")
+    ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
+                    help="mean-patch: how far toward the real mean crop")
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--self-reg", type=float, default=10.0,
                     help="refiner self-regularisation weight (10: quarantined on seeds 0-2)")
@@ -113,10 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     plain.root = settings.root / ("refine-faces" + ("-quick" if a.quick else ""))
     rows, refinements = [], []
     for seed in a.seeds:
-        child, info = _refine(plain, a, seed, real_train,
-                              plain.root / f"refined-s{seed}-steps{a.refiner_steps}"
-                                           f"-w{a.refiner_width}-b{a.refiner_batch}"
-                                           f"-reg{a.self_reg:g}")
+        tag = (f"meanpatch{a.strength:g}" if a.refine_method == "mean-patch" else
+               f"steps{a.refiner_steps}-w{a.refiner_width}-b{a.refiner_batch}-reg{a.self_reg:g}")
+        child, info = _refine(plain, a, seed, real_train, plain.root / f"refined-s{seed}-{tag}")
         refinements.append({"seed": seed, "batch": child, **info})
         print(f"  seed {seed}: refined batch {info['status']} (label check "
               f"{info['label_check']})", flush=True)

@@ -1,9 +1,10 @@
-"""Refine a synthetic batch toward unlabeled real images (SimGAN): a batch transform with
-lineage, what ``synthloop refine`` and the ``refine-batch`` flow run.
+"""Refine a synthetic batch toward unlabeled real images (SimGAN, or the mean patch): a
+batch transform with lineage, what ``synthloop refine`` and the ``refine-batch`` flow run.
 
     parent batch (accepted or not yet validated; never a quarantined one)
       + unlabeled real images (the task reads them; labels, if any, are ignored)
-      -> refiner: trained here (models.simgan) or reused (``refiner=`` a refiner.pt)
+      -> refiner: made here (``method``: SimGAN trained, models.simgan, or the mean patch
+         fitted, models.mean_patch; synthloop.refine_methods) or reused (``refiner=``)
       -> label probe: a frozen model trained on the *unrefined* parent (tasks whose labels
          need one: gaze), which validation re-runs on both batches
       -> child batch: every image refined, the parent's labels, metadata, distribution and
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from expectations.refined import PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
 from synthloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,7 +72,11 @@ class RefineRequest:
     strength: float = MEAN_PATCH_STRENGTH  # mean-patch: how far toward the real mean image
 
     def __post_init__(self) -> None:
-        """A setting of the other method would be silently ignored: refuse it instead."""
+        """An unknown method, or a setting of the other method (which would be silently
+        ignored), is refused here, before anything is read."""
+        if self.method not in REFINE_METHODS:
+            raise UsageError(f"refine method must be one of {', '.join(REFINE_METHODS)}, got "
+                             f"{self.method!r}")
         changed = [f.name for f in dataclasses.fields(self)
                    if f.name in _SIMGAN_ONLY and getattr(self, f.name) != f.default]
         if self.method == "mean-patch" and changed:
@@ -126,16 +131,13 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     from models.checkpoint import save_checkpoint
     from models.simgan import load_refiner
     from synth.shards import open_for_training, sha256_file
-    from synthloop.refine_methods import REFINE_METHODS, FitContext
+    from synthloop.refine_methods import FitContext
     from synthloop.taskspec import get_task
 
     t0 = time.perf_counter()
     out = Path(req.out)
     if out.exists() and not req.overwrite:
         raise UsageError(f"{out}: already exists (choose another --out or pass --overwrite)")
-    if req.method not in REFINE_METHODS:
-        raise UsageError(f"refine method must be one of {', '.join(REFINE_METHODS)}, got "
-                         f"{req.method!r}")
     parent = open_for_training(req.batch, allow_unvalidated=True)
     spec = get_task(parent.task)
     real = _real_images(spec, req.real, parent.image_shape, req.real_indices)

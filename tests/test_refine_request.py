@@ -31,3 +31,8 @@ def test_the_command_line_says_so_before_reading_anything(tmp_path):
                 env={"SYNTHLOOP_HOME": str(tmp_path / "home")})
     assert r.returncode == 2 and "--consistency" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_method_is_refused_with_the_known_ones():
+    with pytest.raises(UsageError, match="one of simgan, mean-patch, got 'cyclegan'"):
+        RefineRequest(batch="b", real="r", out="o", method="cyclegan")
