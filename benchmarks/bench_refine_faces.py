@@ -123,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     plain.root = settings.root / ("refine-faces" + ("-quick" if a.quick else ""))
     rows, refinements = [], []
     for seed in a.seeds:
-        tag = (f"meanpatch{a.strength:g}" if a.refine_method == "mean-patch" else
-               f"steps{a.refiner_steps}-w{a.refiner_width}-b{a.refiner_batch}-reg{a.self_reg:g}")
-        child, info = _refine(plain, a, seed, real_train, plain.root / f"refined-s{seed}-{tag}")
+        # the mean patch has no seed: every seed trains on the one refined batch (a second
+        # folder of the same bytes would be the same batch id at another path)
+        folder = (f"refined-meanpatch{a.strength:g}" if a.refine_method == "mean-patch" else
+                  f"refined-s{seed}-steps{a.refiner_steps}-w{a.refiner_width}-b{a.refiner_batch}"
+                  f"-reg{a.self_reg:g}")
+        child, info = _refine(plain, a, seed, real_train, plain.root / folder)
         refinements.append({"seed": seed, "batch": child, **info})
         print(f"  seed {seed}: refined batch {info['status']} (label check "
               f"{info['label_check']})", flush=True)
