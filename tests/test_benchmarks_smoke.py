@@ -100,6 +100,18 @@ def test_real_gaze_benchmark_mirrors_one_eye_side(tmp_path):
     assert res["runs"]["constant"] == plain["runs"]["constant"] and plain["mirror_eye"] is None
 
 
+def test_real_gaze_benchmark_refines_the_synthetic_eyes_with_the_mean_patch(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    _run("benchmarks.bench_real_gaze", "--real", str(real), "--quick", "--arms", "source_only",
+         "--refine", "mean-patch", "--strength", "0.7", "--name", "rg_patch", tmp_path=tmp_path)
+    res = json.loads((tmp_path / "rg_patch_quick.json").read_text())
+    assert res["refine"] == "mean-patch" and res["strength"] == 0.7
+    assert res["rows"][0]["arm"] == "source_only" and res["rows"][0]["mean_deg"] > 0
+    assert (tmp_path / "rg_patch_quick_samples.png").is_file()
+
+
 def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
     from tests.test_loop_real import _eyes
 
