@@ -37,7 +37,6 @@ from torch import Tensor
 from models.data import ArraySource
 from models.ema import WeightEMA
 from models.history_buffer import ImageHistory
-from models.mean_patch import MeanPatchRefiner
 from models.patch_discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from models.precision import use_bf16
 from models.refiner import Refiner, RefinerConfig, to_uint8
@@ -244,8 +243,9 @@ def _discriminator_step(disc, opt, refiner, real: Tensor, syn: Tensor, history: 
             "d_acc_refined": (fake_logits < 0).float().mean().item()}
 
 
-def load_refiner(path, channels: int | None = None) -> Refiner | MeanPatchRefiner:
-    """The refiner in ``path`` (a refiner.pt: SimGAN's or a mean patch), in eval mode, checked to take
+def load_refiner(path, channels: int | None = None) -> torch.nn.Module:
+    """The refiner in ``path`` (a refiner.pt: SimGAN's or a mean patch, one of
+    :data:`models.refiners.REFINER_TYPES`), in eval mode, checked to take
     ``channels``-channel images when given; anything else is a DataFormatError naming the
     file. Weights only: a checkpoint never runs code."""
     from pathlib import Path
