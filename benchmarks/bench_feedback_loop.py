@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refine-steps", type=int, default=0, help="SimGAN refiner steps a round")
     ap.add_argument("--refine-strength", type=float, default=MEAN_PATCH_STRENGTH,
                     help="mean-patch: how far toward the analysis part's mean image")
+    ap.add_argument("--mirror-eye", choices=["L", "R"],
+                    help="gaze, both arms: the real eyes of this side mirrored onto the other's")
     ap.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a result")
     ap.add_argument("--name", help="results file name (default: from the task and target)")
     a = ap.parse_args(argv)
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                                patience=None, distribution_path=dist_path,
                                refine_steps=a.refine_steps,
                                refine_method=a.refine_method or "simgan",
-                               refine_strength=a.refine_strength)
+                               refine_strength=a.refine_strength,
+                               mirror_eye=a.mirror_eye or "none")
                 res, dt = _run(p)
                 errors = [r["real_error"] for r in res["rounds"]]
                 rows.append({"mode": mode, "seed": seed, "errors": errors,

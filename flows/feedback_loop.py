@@ -126,6 +126,11 @@ class LoopParams(BaseModel):
         MEAN_PATCH_STRENGTH, gt=0.0, le=4.0, title="Mean-patch strength",
         description="With mean-patch: how far toward the analysis part's mean image (1: all "
         "the way). A refined batch whose labels a frozen probe sees move is quarantined.")
+    mirror_eye: Literal["none", "L", "R"] = Field(
+        "none", title="Mirror one eye side (gaze)",
+        description="Gaze only: the real eyes of this side mirrored left to right onto the "
+        "other's, yaw negated (needs meta.csv's 'eye' column), so every model sees one kind "
+        "of eye; errors stay those of the eyes as stated.")
     train_on: Literal[CHOICES] = Field(
         "auto", title="Where to train",
         description="auto: each round trains on the gpu work pool when one of its workers is "
@@ -150,6 +155,7 @@ class LoopParams(BaseModel):
                           transfer_steps=self.transfer_steps or None,
                           transfer_fit=self.transfer_fit,
                           refine_steps=self.refine_steps or None,
+                          mirror_eye=None if self.mirror_eye == "none" else self.mirror_eye,
                           **({"refine_method": "mean-patch", "refine_strength": self.refine_strength}
                              if self.refine_method == "mean-patch" else {}))
 

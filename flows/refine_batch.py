@@ -49,6 +49,10 @@ class RefineParams(BaseModel):
         "below do not apply).")
     strength: float = Field(MEAN_PATCH_STRENGTH, ge=0.0, le=4.0, title="Mean-patch strength",
                             description="How far toward the real mean image (1: all the way).")
+    mirror_eye: Literal["none", "L", "R"] = Field(
+        "none", title="Mirror one eye side",
+        description="Eyes: mirror the real eyes of this side onto the other's first (meta.csv "
+        "'eye' column), as models trained with that side mirrored see them.")
     steps: int = Field(1000, ge=1, le=1_000_000, title="Refiner steps",
                        description="Training steps of the refiner (32 images each); ignored "
                        "when a refiner is reused.")
@@ -88,7 +92,8 @@ def refine_batch(params: RefineParams):
                "refiner": params.refiner or None, "steps": params.steps,
                "self_reg": params.self_reg, "consistency": params.consistency,
                "probe_steps": params.probe_steps, "method": params.method,
-               "strength": params.strength, "seed": params.seed, "device": params.device}
+               "strength": params.strength, "seed": params.seed, "device": params.device,
+               **({"mirror_eye": params.mirror_eye} if params.mirror_eye != "none" else {})}
     try:
         with transaction():
             made = write_refined(request, params.dask_workers, params.dask_address or None)

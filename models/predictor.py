@@ -30,9 +30,17 @@ ROUTES = ("dense68", "transfer", "head68")
 
 
 class GazePredictor(nn.Module):
-    def __init__(self, net: nn.Module):
+    """``mirror_eye``: the eye side (``"L"`` or ``"R"``) whose patches the model saw mirrored
+    onto the other side's in training (``GazeTaskConfig.mirror_eye``). The served model
+    takes bare images, so that convention is the caller's to apply; :meth:`serving_notes`
+    writes it onto the registered version, where a user of the registry reads it."""
+
+    def __init__(self, net: nn.Module, mirror_eye: str | None = None):
         super().__init__()
+        if mirror_eye not in (None, "L", "R"):
+            raise ValueError(f"mirror_eye must be None, 'L' or 'R', got {mirror_eye!r}")
         self.net = net
+        self.mirror_eye = mirror_eye
 
     def forward(self, x: Tensor) -> Tensor:
         """x: uint8 (B,1,H,W) or float in [0,1] -> (B, 2) pitch, yaw in radians."""
@@ -42,6 +50,19 @@ class GazePredictor(nn.Module):
     def predict_batches(self, images: Tensor, batch_size: int = 512) -> Tensor:
         self.eval()
         return torch.cat([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+    def serving_notes(self) -> dict[str, str]:
+        """What a caller must do beyond the signature, as model-version tags (and a
+        ``description``); empty when the model takes every eye as it comes."""
+        side = getattr(self, "mirror_eye", None)  # pickles from before the field existed
+        if side is None:
+            return {}
+        return {"mirror_eye": side,
+                "description": f"Trained with every {side} eye mirrored left to right onto the "
+                               f"other side. Mirror {side} eye patches left to right before "
+                               f"predicting and negate the predicted yaw; pass the other "
+                               f"eyes as they are. synthloop evaluate does this itself from "
+                               f"meta.csv's eye column."}
 
 
 class LandmarkPredictor(nn.Module):

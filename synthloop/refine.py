@@ -70,6 +70,8 @@ class RefineRequest:
     # loop's analysis part); None: all of them
     method: str = "simgan"  # how the refiner is made (synthloop.refine_methods)
     strength: float = MEAN_PATCH_STRENGTH  # mean-patch: how far toward the real mean image
+    mirror_eye: str | None = None  # eyes: that side of the real eyes mirrored onto the other's
+    # first (as the models trained on the batch will see them)
 
     def __post_init__(self) -> None:
         """An unknown method, or a setting of the other method (which would be silently
@@ -84,6 +86,8 @@ class RefineRequest:
                              f"{', '.join('--' + _OPTION.get(n, n).replace('_', '-') for n in changed)}")
         if self.method != "mean-patch" and self.strength != MEAN_PATCH_STRENGTH:
             raise UsageError("--strength is the mean patch's: add --method mean-patch")
+        if self.mirror_eye not in (None, "L", "R"):
+            raise UsageError(f"--mirror-eye must be L or R, got {self.mirror_eye!r}")
 
 
 #: RefineRequest fields that only the SimGAN method reads, and their command-line names
@@ -104,10 +108,14 @@ class RefinedBatch:
     mean_change: float  # mean |refined - parent| in gray levels
 
 
-def _real_images(spec, path: str, shape: tuple[int, ...], indices=None):
+def _real_images(spec, path: str, shape: tuple[int, ...], indices=None, mirror_eye=None):
     import numpy as np
 
-    images = spec.refine_target_images(path)
+    if mirror_eye is not None and not spec.mirrors_eye_sides:
+        raise UsageError(f"--mirror-eye (one eye side mirrored onto the other's) applies to eye "
+                         f"patches, not to {spec.samples}")
+    images = (spec.refine_target_images(path, mirror_eye) if mirror_eye
+              else spec.refine_target_images(path))
     if indices is not None:
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size == 0 or idx.min() < 0 or idx.max() >= len(images):
@@ -140,13 +148,14 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
         raise UsageError(f"{out}: already exists (choose another --out or pass --overwrite)")
     parent = open_for_training(req.batch, allow_unvalidated=True)
     spec = get_task(parent.task)
-    real = _real_images(spec, req.real, parent.image_shape, req.real_indices)
+    real = _real_images(spec, req.real, parent.image_shape, req.real_indices, req.mirror_eye)
     channels = 1 if len(parent.image_shape) == 2 else parent.image_shape[-1]
     reused = load_refiner(req.refiner, channels) if req.refiner else None
     method = REFINE_METHODS[req.method]
     cfg = method.config(req)
     log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
-        f"{len(real):,} real images from {req.real}")
+        f"{len(real):,} real images from {req.real}"
+        + (f", the {req.mirror_eye} eyes mirrored" if req.mirror_eye else ""))
     seconds: dict[str, float] = {}
     with _RefineRun(settings, parent, req, cfg) as run:
         if reused is None:
@@ -170,6 +179,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
                                    "reused_from": str(Path(req.refiner).resolve()) if req.refiner else None,
                                    "config": cfg.to_dict(), "real": str(Path(req.real).resolve()),
                                    "real_n": int(len(real)),
+                                   **({"real_mirror_eye": req.mirror_eye} if req.mirror_eye else {}),
                                    "label_probe": PROBE_FILE if probe else None}}
             t = time.perf_counter()
             batch_id, change = _write_child(parent, out, lineage, refiner_path, probe, req,
@@ -292,8 +302,9 @@ class _RefineRun:
         mlflow.set_tags({"task": self.parent.task, "parent_batch": self.parent.batch_id,
                          "real": str(Path(self.req.real).resolve()),
                          "refiner_reused": str(bool(self.req.refiner))})
-        mlflow.log_params(tracking.flat_params({**self.cfg.to_dict(), "parent_n": self.parent.n,
-                                                "probe_steps": self.req.probe_steps}))
+        mlflow.log_params(tracking.flat_params({
+            **self.cfg.to_dict(), "parent_n": self.parent.n, "probe_steps": self.req.probe_steps,
+            **({"real_mirror_eye": self.req.mirror_eye} if self.req.mirror_eye else {})}))
         return self
 
     def __exit__(self, *exc: Any) -> bool | None:

@@ -156,6 +156,9 @@ class TaskSpec:
     #: whether real labels reach the model through a fitted label transfer (the loop's
     #: ``transfer_fit`` then belongs to its configuration)
     label_transfer: bool = False
+    #: whether real samples name their eye side and one side can be mirrored onto the
+    #: other (``mirror_eye`` of training and of the loop)
+    mirrors_eye_sides: bool = False
 
     # ------------------------------------------------------------ distribution
 
@@ -175,9 +178,10 @@ class TaskSpec:
 
     # ------------------------------------------------------------ refinement
 
-    def refine_target_images(self, path: str) -> Any:
+    def refine_target_images(self, path: str, mirror_eye: str | None = None) -> Any:
         """Real images a refiner trains toward, as uint8 arrays shaped like the task's
-        batch images; labels, if the folder has any, are not read into it."""
+        batch images; labels, if the folder has any, are not read into it. ``mirror_eye``:
+        that side mirrored onto the other's (tasks with ``mirrors_eye_sides``)."""
         raise NotImplementedError(f"task {self.name} cannot refine batches yet")
 
     def label_probe(self, reader: Any, out: Path, *, seed: int, steps: int,
@@ -224,9 +228,10 @@ class TaskSpec:
                              f"there is no built-in simulated target for {self.name}")
         return str(target)
 
-    def read_real(self, path: str) -> RealData:
+    def read_real(self, path: str, mirror_eye: str | None = None) -> RealData:
         """The labeled real data the loop scores and analyses (DataFormatError when the
-        folder cannot serve)."""
+        folder cannot serve); ``mirror_eye``: that side mirrored onto the other's (tasks
+        with ``mirrors_eye_sides``)."""
         raise NotImplementedError
 
     def analysis_evidence(self, real: RealSplit, indices: Any) -> AnalysisEvidence:

@@ -284,7 +284,9 @@ def log_model_and_register(predictor, example, task: str, run_id: str,
 
     The flavour is ``pt2`` (module docstring); a model torch.export cannot trace falls
     back to ``pickle``, which synthloop never loads either (the run's ``serving_format``
-    tag says which)."""
+    tag says which). What the predictor's ``serving_notes()`` says a caller must do beyond
+    the signature (a gaze model trained with one eye side mirrored) becomes the version's
+    description and tags."""
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
@@ -311,8 +313,16 @@ def log_model_and_register(predictor, example, task: str, run_id: str,
         log.warning("torch.export cannot trace %s (%s); logging the serving model as pickle",
                     type(predictor).__name__, first_line(e))
         info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
-    MlflowClient().set_tag(run_id, SERVING_FORMAT_TAG, fmt)
-    return info.model_uri, str(info.registered_model_version)
+    client = MlflowClient()
+    client.set_tag(run_id, SERVING_FORMAT_TAG, fmt)
+    version = str(info.registered_model_version)
+    notes = dict(getattr(predictor, "serving_notes", dict)())
+    if "description" in notes:  # the registry page shows it above everything else
+        client.update_model_version(kw["registered_model_name"], version,
+                                    description=notes.pop("description"))
+    for key, value in notes.items():
+        client.set_model_version_tag(kw["registered_model_name"], version, key, value)
+    return info.model_uri, version
 
 
 def maybe_promote(task: str, version: str, metric: str, value: float, higher_is_better: bool,

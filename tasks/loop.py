@@ -193,6 +193,7 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, A
             "real_indices": [int(i) for i in real.analysis],
             **({"method": cfg.refine_method, "strength": cfg.refine_strength} if cfg.refine_method
                else {"steps": cfg.refine_steps}),
+            **({"mirror_eye": cfg.mirror_eye} if cfg.mirror_eye else {}),
             "seed": round_seed(cfg, k, 300)}
 
 

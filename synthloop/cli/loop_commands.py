@@ -22,7 +22,7 @@ def cmd_loop(a: argparse.Namespace) -> int:
         n_per_round=a.n_per_round, steps_per_round=a.steps_per_round, method=a.method,
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
         holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, refine_method=a.refine_method,
-        refine_strength=a.refine_strength,
+        refine_strength=a.refine_strength, mirror_eye=a.mirror_eye or "none",
         fresh=a.fresh, as_json=a.json,
         verbose=a.verbose)
 
@@ -151,6 +151,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--refine-strength", type=float, default=MEAN_PATCH_STRENGTH,
                     help="--refine-method mean-patch: how far toward the analysis part's mean "
                          "image (1: all the way; default %(default)s)")
+    lp.add_argument("--mirror-eye", choices=["L", "R"],
+                    help="gaze: mirror the real eyes of this side onto the other's, yaw negated "
+                         "(meta.csv 'eye' column), for training, analysis and refinement; the "
+                         "models record it and `synthloop evaluate` does the same")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     _output_options(lp)
     lp.set_defaults(func=cmd_loop)

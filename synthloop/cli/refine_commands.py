@@ -27,7 +27,7 @@ def cmd_refine(a: argparse.Namespace) -> int:
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
                         pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, ema=a.ema, seed=a.seed,
                         device=a.device, overwrite=a.overwrite, method=a.method,
-                        strength=a.strength)
+                        strength=a.strength, mirror_eye=a.mirror_eye)
     with contextlib.ExitStack() as stack:
         map_shards = None
         if a.workers or a.dask_address:
@@ -92,6 +92,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--strength", type=at_least(0.0, float), default=MEAN_PATCH_STRENGTH,
                    help="mean-patch: how far toward the real mean image (1: all the way; "
                         "default %(default)s)")
+    r.add_argument("--mirror-eye", choices=["L", "R"],
+                   help="eyes: mirror the real eyes of this side onto the other's first (meta.csv "
+                        "'eye' column), as models trained with --mirror-eye see them")
     r.add_argument("--steps", type=positive_int, default=1000, help="refiner training steps")
     r.add_argument("--self-reg", type=at_least(0.0, float), default=10.0,
                    help="weight of the L1 distance to the synthetic image (higher: closer to it)")

@@ -11,7 +11,7 @@ import numpy as np
 from synthloop.gaze.source import load_target
 
 __all__ = ["evaluate_gaze_model", "load_gaze_model", "load_gaze_model_and_side", "predict_eyes",
-           "slice_variables"]
+           "serving_predictor", "slice_variables"]
 
 
 def load_gaze_model(ref: str):
@@ -45,6 +45,15 @@ def load_gaze_model_and_side(ref: str) -> tuple[Any, str | None]:
     if is_model_uri(ref):
         return load_model_reference(ref, _with_side)
     return _with_side(ref)
+
+
+def serving_predictor(checkpoint: str | Path):
+    """The model the registry serves for a gaze checkpoint (file or folder), carrying the
+    eye side its training mirrored, so that the registered version says so."""
+    from models.predictor import GazePredictor
+
+    net, side = _with_side(checkpoint)
+    return GazePredictor(net.eval(), mirror_eye=side)
 
 
 def predict_eyes(net, images: np.ndarray):

@@ -32,7 +32,9 @@ def train_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, batch_
     from synthloop.gaze.source import val_source
 
     reader = open_for_training(batch_dir)
-    cfg_t = round_train_config(cfg, k, settings.device)
+    # the real eyes' side convention travels in the checkpoint, as `synthloop train` writes it
+    side = {"task_kwargs": {"mirror_eye": cfg.mirror_eye}} if cfg.mirror_eye else {}
+    cfg_t = round_train_config(cfg, k, settings.device, **side)
     target_images = real.images[real.analysis]
     return train_in_round(
         settings, lid=lid, k=k, train_config=cfg_t,
@@ -49,11 +51,10 @@ def serving_model(*, checkpoint: str, real: RealSplit) -> tuple[Any, Any, list[P
     checkpoint it carries: the one the round evaluated (``last.pt``)."""
     import torch
 
-    from models.predictor import GazePredictor
-    from models.registry import load_model
+    from synthloop.gaze.evaluate import serving_predictor
 
     example = torch.from_numpy(real.images[real.analysis[:4]]).unsqueeze(1)
-    return GazePredictor(load_model(checkpoint).eval()), example, [Path(checkpoint)]
+    return serving_predictor(checkpoint), example, [Path(checkpoint)]
 
 
 def evaluate_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int, checkpoint: str,

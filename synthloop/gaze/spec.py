@@ -66,6 +66,7 @@ class GazeSpec(TaskSpec):
     error_unit = "deg"
     validation_metric = "real_error_analysis_deg"
     real_data_hint = "labels.csv with pitch and yaw"
+    mirrors_eye_sides = True
 
     # ------------------------------------------------------------ distribution
 
@@ -93,10 +94,15 @@ class GazeSpec(TaskSpec):
 
     # ------------------------------------------------------------ refinement
 
-    def refine_target_images(self, path):
+    def refine_target_images(self, path, mirror_eye=None):
         from realdata.eyes import read_eye_folder
 
-        return read_eye_folder(path).images
+        eyes = read_eye_folder(path)
+        if mirror_eye is not None:
+            from realdata.eye_side import mirror_side
+
+            eyes = mirror_side(eyes, mirror_eye)
+        return eyes.images
 
     def label_probe(self, reader, out, *, seed, steps, log=print):
         from synthloop.gaze.refining import train_label_probe
@@ -143,10 +149,14 @@ class GazeSpec(TaskSpec):
         folder = settings.shared / "data" / "real" / "columbia-gaze-eyes"
         return folder if (folder / "labels.csv").is_file() else None
 
-    def read_real(self, path: str):
+    def read_real(self, path: str, mirror_eye: str | None = None):
         """Labeled eyes (``labels.csv``; head pose too when it has ``head_pitch,head_yaw``;
         the people from ``meta.csv``, which the split then respects); the fingerprint
-        hashes the images, the gaze labels, the head pose and the people."""
+        hashes the images, the gaze labels, the head pose and the people.
+
+        ``mirror_eye``: that side's eyes mirrored onto the other's with their yaw negated
+        (:mod:`realdata.eye_side`), images and labels alike, so every error is the one
+        the unmirrored eye would score and the model sees one kind of eye."""
         from realdata.eyes import read_eye_folder
         from synth.targets import is_simulated
         from synthloop.loop.real import RealData
@@ -155,6 +165,10 @@ class GazeSpec(TaskSpec):
         if data.pitchyaw is None:
             raise DataFormatError(Path(path), "the loop needs labeled real data (labels.csv with "
                                   "pitch and yaw); this folder has only a manifest")
+        if mirror_eye is not None:
+            from realdata.eye_side import mirror_side
+
+            data = mirror_side(data, mirror_eye)
         pitchyaw = np.asarray(data.pitchyaw, np.float64)
         h = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())
         h.update(np.ascontiguousarray(pitchyaw).tobytes())

@@ -127,12 +127,10 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         uri = version = None
         promoted = False
         if register:
-            from models.predictor import GazePredictor
-            from models.registry import load_model
+            from synthloop.gaze.evaluate import serving_predictor
 
             example = torch.from_numpy(tgt.images[val_idx[:4]]).unsqueeze(1)
-            uri, version = run.register(GazePredictor(load_model(out).eval()), example,
-                                        serving_files(out))
+            uri, version = run.register(serving_predictor(out), example, serving_files(out))
             score = float(result.best_score) if result.best_score is not None else float("nan")
             promoted = run.promote(version, metric + "_best", score,
                                    higher_is_better=(mode == "max"),

@@ -131,7 +131,7 @@ class LandmarksSpec(TaskSpec):
         folder = settings.shared / "data" / "real" / "lfpw-train"
         return folder if folder.is_dir() and any(folder.glob("*.pts")) else None
 
-    def read_real(self, path: str):
+    def read_real(self, path: str, mirror_eye: str | None = None):
         """Labeled real faces cropped by the shared protocol; the fingerprint hashes the
         crops and the points (in the original images, where NMEs are measured)."""
         from realdata.real_faces import load_real_faces

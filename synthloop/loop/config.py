@@ -14,7 +14,7 @@ __all__ = ["LOOP_DEFAULTS", "REFINE_METHOD_NAMES", "TRANSFER_FIT_NAMES", "LoopCo
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
 _OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_steps", "restart",
-                    "refine_method", "refine_strength")
+                    "refine_method", "refine_strength", "mirror_eye")
 
 #: landmarks: the label-transfer fits (the keys of ``models.transfer_fits.TRANSFER_FITS``,
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
@@ -63,6 +63,8 @@ class LoopConfig:
     # part's mean image minus its own (no steps); None: SimGAN when refine_steps is set
     refine_strength: float | None = None  # mean-patch: how far (None: the refine command's
     # default, written into the configuration so that the loop's id records it)
+    mirror_eye: str | None = None  # "L" or "R": the real eyes of that side mirrored onto the
+    # other's (yaw negated) everywhere the loop reads them; the models record it
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -101,6 +103,12 @@ class LoopConfig:
             if not 0.0 < strength <= 4.0:
                 raise UsageError(f"refine_strength must be in (0, 4], got {strength}")
             object.__setattr__(self, "refine_strength", float(strength))
+        if self.mirror_eye is not None:
+            if not spec.mirrors_eye_sides:
+                raise UsageError(f"mirror_eye (one eye side mirrored onto the other's) applies to "
+                                 f"eye patches, not to the {self.task} loop")
+            if self.mirror_eye not in ("L", "R"):
+                raise UsageError(f"mirror_eye must be L or R, got {self.mirror_eye!r}")
         if not 0.05 <= self.holdout_frac <= 0.95:
             raise UsageError(f"holdout_frac must be in [0.05, 0.95], got {self.holdout_frac}")
 

@@ -97,16 +97,17 @@ def load_real(cfg: LoopConfig) -> RealSplit:
     folder changed on disk is read again)."""
     folder = Path(cfg.real).resolve()
     stamps = tuple(p.stat().st_mtime_ns for p in (folder, folder / "labels.csv") if p.exists())
-    key = (cfg.task, str(folder), stamps, cfg.split_seed, cfg.holdout_frac)
+    key = (cfg.task, str(folder), stamps, cfg.split_seed, cfg.holdout_frac, cfg.mirror_eye)
     if key not in _CACHE:
         _CACHE.clear()  # one real dataset at a time: they can be large
-        _CACHE[key] = _split(cfg.task, cfg.real, cfg.split_seed, cfg.holdout_frac)
+        _CACHE[key] = _split(cfg.task, cfg.real, cfg.split_seed, cfg.holdout_frac, cfg.mirror_eye)
     return _CACHE[key]
 
 
-def _split(task: str, real: str, split_seed: int, holdout_frac: float) -> RealSplit:
+def _split(task: str, real: str, split_seed: int, holdout_frac: float,
+           mirror_eye: str | None) -> RealSplit:
     spec = get_task(task)
-    data = spec.read_real(real)
+    data = spec.read_real(real, mirror_eye) if mirror_eye else spec.read_real(real)
     n = len(data.images)
     if n < MIN_REAL:
         raise DataFormatError(Path(real), f"only {n} labeled {spec.samples}; the loop needs "

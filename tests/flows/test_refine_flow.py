@@ -101,3 +101,36 @@ def test_loop_rounds_can_train_on_the_mean_patch_of_the_analysis_part(prefect_ha
     assert child.manifest["refiner"]["real_n"] == 60  # the analysis half only
     with pytest.raises(UsageError, match="trains nothing"):
         LoopParams(task="gaze", real=str(real), refine_steps=5, refine_method="mean-patch").config()
+
+
+def test_a_loop_with_one_eye_side_mirrored_refines_trains_and_registers_that_way(
+        prefect_harness, tmp_path):
+    """--mirror-eye L: the mean patch is fitted on the mirrored analysis eyes, the round's
+    checkpoint records the side (so `synthloop evaluate` mirrors too), and the registered
+    version says what a caller of the served model must do."""
+    import mlflow
+
+    from flows.feedback_loop import LoopParams, feedback_loop
+    from models.checkpoint import load_checkpoint
+    from synth.targets import write_simulated_target
+    from synthloop.lineage import open_catalog
+
+    real = write_simulated_target(tmp_path / "sim", 120, 3, labeled=True)
+    images = [ln.split(",")[0] for ln in (real / "labels.csv").read_text().splitlines()[1:]]
+    (real / "meta.csv").write_text("image,eye\n" + "".join(
+        f"{im},{'LR'[i % 2]}\n" for i, im in enumerate(images)))
+    params = LoopParams(task="gaze", real=str(real), rounds=1, n_per_round=300,
+                        steps_per_round=4, patience=None, refine_method="mean-patch",
+                        refine_strength=0.25, mirror_eye="L")
+    state = feedback_loop(params, return_state=True)
+    assert state.is_completed(), state.message
+    res = state.result()
+    (rnd,) = open_catalog().rounds(res["loop_id"])
+    child = BatchReader(open_catalog().get_batch(rnd["batch_id"])["path"])
+    assert child.manifest["refiner"]["real_mirror_eye"] == "L"
+    run = open_catalog().get_training_run(rnd["run_id"])
+    ck = load_checkpoint(run["checkpoint"])
+    assert ck["train_config"]["task_kwargs"]["mirror_eye"] == "L"
+    version = res["registered"]["model"].rsplit("/", 1)[1]
+    tags = mlflow.MlflowClient().get_model_version("synthloop-gaze", version).tags
+    assert tags["mirror_eye"] == "L"

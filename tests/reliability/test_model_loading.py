@@ -184,6 +184,36 @@ def test_a_registered_gaze_model_loads_from_its_checkpoint_without_pickle(
     assert results[0]["mean_angular_error_deg"] == results[1]["mean_angular_error_deg"]
 
 
+def test_a_gaze_model_trained_with_one_side_mirrored_says_so_on_its_version(home, tmp_path):
+    """The served model takes bare patches, so the side to mirror is written where a
+    user of the registry reads: the version's description and its ``mirror_eye`` tag."""
+    import mlflow
+
+    from synthloop.gaze.evaluate import serving_predictor
+    from synthloop.runs import serving_files
+
+    versions = {}
+    for side in ("R", None):
+        out = tmp_path / f"ckpt-{side}"
+        config = {"model": "gaze_resnet_s", "task": "gaze",
+                  **({"task_kwargs": {"mirror_eye": side}} if side else {})}
+        save_checkpoint(out / "best.pt", create_model("gaze_resnet_s", widths=(8,), depths=(1,),
+                                                      feature_dim=16), None, None, 3, config)
+        predictor = serving_predictor(out)
+        assert predictor.mirror_eye == side
+        x = torch.randint(0, 256, (2, 1, 36, 60), dtype=torch.uint8)
+        versions[side] = _register(home, "gaze", predictor, x, serving_files(out))[2]
+    client = mlflow.MlflowClient()
+    mirrored = client.get_model_version("synthloop-gaze", versions["R"])
+    assert mirrored.tags["mirror_eye"] == "R"
+    assert "Mirror R eye patches left to right before predicting" in mirrored.description
+    assert "negate the predicted yaw" in mirrored.description
+    plain = client.get_model_version("synthloop-gaze", versions[None])
+    assert "mirror_eye" not in plain.tags and not plain.description
+    with pytest.raises(ValueError, match="mirror_eye must be None, 'L' or 'R'"):
+        GazePredictor(predictor.net, mirror_eye="left")
+
+
 def test_a_version_registered_before_models_carried_a_checkpoint_loads_its_runs(
         home, tmp_path, monkeypatch):
     """Registered as training did before (a pickled model, the checkpoint logged to the
