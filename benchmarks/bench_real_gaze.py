@@ -21,7 +21,8 @@ subjects, no synthetic eyes);
 batch real, half by default);
 ``<da>+real_<k>`` (the same with a DA method, e.g. ``dann+real_1``: the analysis subjects'
 images, those k labeled ones included, as the unlabeled target); ``k`` is a number or
-``all``. The k subjects are drawn per seed. ``selftrain`` (self-training): the analysis
+``all``. The k subjects are drawn per seed (``--rotate-people``: taken in turn, so
+that seeds ``0..n/k-1`` label every analysis person once). ``selftrain`` (self-training): the analysis
 subjects' eyes labeled with an earlier arm's predictions (``--teacher``, default
 ``source_only``, which must run first in the same command), trained beside synthetic eyes
 half and half, like ``syn+real_all`` with pseudo-labels. A label-free teacher labels with
@@ -70,13 +71,18 @@ def _labeled_k(arm: str) -> str | None:
     return arm.split("_", 1)[1] if arm.startswith("real_") or tail.startswith("real_") else None
 
 
-def _labeled_subjects(eyes, pool, k: str, seed: int):
-    """Indices of ``k`` subjects' eyes (``all``: every one) of the pool, drawn with ``seed``."""
+def _labeled_subjects(eyes, pool, k: str, seed: int, rotate: bool = False):
+    """Indices of ``k`` subjects' eyes (``all``: every one) of the pool, drawn with ``seed``;
+    ``rotate``: the sorted people in turn instead, seed s taking the k from position s * k
+    (wrapping), so that consecutive seeds cover every person before any repeats."""
     import numpy as np
 
     people = sorted({eyes.groups[i] for i in pool})
     n = len(people) if k == "all" else int(k)
-    chosen = set(np.random.default_rng([seed, 31]).permutation(people)[:n].tolist())
+    if rotate:
+        chosen = {people[(seed * n + j) % len(people)] for j in range(n)}
+    else:
+        chosen = set(np.random.default_rng([seed, 31]).permutation(people)[:n].tolist())
     return np.array([i for i in pool if eyes.groups[i] in chosen]), sorted(chosen)
 
 
@@ -162,7 +168,7 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
     if not arm.startswith("real_"):
         parts.append(_synthetic_for(a, seed, eyes, analysis))
     if real_k is not None:
-        idx, people = _labeled_subjects(eyes, analysis, real_k, seed)
+        idx, people = _labeled_subjects(eyes, analysis, real_k, seed, a.rotate_people)
         parts.append((eyes.images[idx], eyes.pitchyaw[idx]))
         info["labeled_subjects"] = people
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
@@ -199,7 +205,8 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
     pseudo = pseudo.astype("float32")
     info = {"teacher": a.teacher, "teacher_seeds": used}
     if real_k is not None:
-        idx, info["labeled_subjects"] = _labeled_subjects(eyes, analysis, real_k, seed)
+        idx, info["labeled_subjects"] = _labeled_subjects(eyes, analysis, real_k, seed,
+                                                          a.rotate_people)
         pseudo[idx] = eyes.pitchyaw[idx]
     parts = [_synthetic_for(a, seed, eyes, analysis),
              (eyes.images[analysis], pseudo[analysis])]
@@ -335,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
                     help="--refine mean-patch: how far toward the real mean (1: all the way; "
                          "default: the product's, %(default)s)")
+    ap.add_argument("--rotate-people", action="store_true",
+                    help="the arms with k labeled people take the analysis people in turn (seed s: "
+                         "the k from position s * k of the sorted list) instead of a random draw, "
+                         "so that seeds 0..n/k-1 label every person once")
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
@@ -416,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                         "mirror_eye": a.mirror_eye, "refine": a.refine,
                         **({"strength": a.strength} if a.refine != "none" else {}),
                         "real_share": a.real_share, "trade_off": a.trade_off,
+                        "rotate_people": a.rotate_people,
                         "init_from": a.init_from,
                         "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,
                         "seeds": a.seeds,

@@ -77,21 +77,13 @@ def test_the_refiner_sees_the_real_eyes_mirrored(tmp_path):
 
 
 def test_the_round_s_refine_request_and_training_carry_the_side(tmp_path, monkeypatch):
-    import tasks.loop as loop_tasks
-    from synth.eye_distribution import default_eye_distribution
-    from synth.generate import generate_batch
+    from tests.test_loop_refine_method import round_request_on_a_batch
 
-    batch = tmp_path / "b"
-    generate_batch(batch, n=8, seed=0, dist=default_eye_distribution())
-
-    class Split:
-        path, analysis = "/eyes", [3, 1]
-
-    monkeypatch.setattr(loop_tasks, "load_real", lambda cfg: Split)
+    batch, request = round_request_on_a_batch(tmp_path, monkeypatch)
     cfg = LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch", mirror_eye="R")
-    assert loop_tasks.round_refine_request.fn(cfg, 0, str(batch))["mirror_eye"] == "R"
+    assert request(cfg, 0, str(batch))["mirror_eye"] == "R"
     plain = LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch")
-    assert "mirror_eye" not in loop_tasks.round_refine_request.fn(plain, 0, str(batch))
+    assert "mirror_eye" not in request(plain, 0, str(batch))
     # the round's training config records the side in the checkpoint's task settings
     import synthloop.gaze.rounds as gaze_rounds
     from synth.shards import BatchReader

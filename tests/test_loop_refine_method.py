@@ -44,7 +44,9 @@ def test_refinement_settings_that_cannot_run_are_refused(kwargs, says):
         LoopConfig(task="gaze", real="/eyes", **kwargs)
 
 
-def test_the_round_s_refine_request_asks_for_the_method(tmp_path, monkeypatch):
+def round_request_on_a_batch(tmp_path, monkeypatch):
+    """``(batch folder, the round's refine-request function)`` with the loop's real split
+    stubbed: analysis indices [3, 1] of "/eyes"."""
     import tasks.loop as loop_tasks
     from synth.eye_distribution import default_eye_distribution
     from synth.generate import generate_batch
@@ -56,11 +58,14 @@ def test_the_round_s_refine_request_asks_for_the_method(tmp_path, monkeypatch):
         path, analysis = "/eyes", [3, 1]
 
     monkeypatch.setattr(loop_tasks, "load_real", lambda cfg: Split)
-    patch = loop_tasks.round_refine_request.fn(
-        LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch"), 0, str(batch))
+    return batch, loop_tasks.round_refine_request.fn
+
+
+def test_the_round_s_refine_request_asks_for_the_method(tmp_path, monkeypatch):
+    batch, request = round_request_on_a_batch(tmp_path, monkeypatch)
+    patch = request(LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch"), 0, str(batch))
     assert patch["method"] == "mean-patch" and "steps" not in patch
     assert patch["strength"] == LoopConfig(task="gaze", real="/e", refine_method="mean-patch").refine_strength
     assert patch["real_indices"] == [3, 1] and patch["out"] == f"{batch}-refined"
-    simgan = loop_tasks.round_refine_request.fn(
-        LoopConfig(task="gaze", real="/eyes", refine_steps=7), 0, str(batch))
+    simgan = request(LoopConfig(task="gaze", real="/eyes", refine_steps=7), 0, str(batch))
     assert simgan["steps"] == 7 and "method" not in simgan
