@@ -48,6 +48,10 @@ class TuneParams(BaseModel):
                           "is given.")
     batch_size: int = Field(64, ge=2, le=4096, title="Batch size",
                             description="Synthetic images per step.")
+    mirror_eye: Literal["none", "L", "R"] = Field(
+        "none", title="Mirror one eye side",
+        description="The target's eyes of this side mirrored left to right onto the other's, "
+        "yaw negated, in every trial (needs meta.csv's 'eye' column).")
 
     @field_validator("objective", mode="before")
     @classmethod
@@ -60,7 +64,8 @@ def tune_gaze(params: TuneParams) -> dict:
     target = params.target or builtin_target_path()
     objective = None if params.objective == "auto" else params.objective
     ctx = open_tuning(params.method, target, params.steps, params.seed, params.source or None,
-                      params.n_source, objective, params.batch_size)
+                      params.n_source, objective, params.batch_size,
+                      None if params.mirror_eye == "none" else params.mirror_eye)
     finished = ctx["finished"]
     while finished < params.trials:
         finished = tuning_trial(ctx)["finished"]

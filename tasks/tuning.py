@@ -27,7 +27,8 @@ def builtin_target_path() -> str:
 @task(name="open-optuna-study", retries=2, retry_delay_seconds=3,
       retry_condition_fn=retry_unless_deterministic)
 def open_tuning(method: str, target: str, steps: int, seed: int, source: str | None,
-                n_source: int, objective: str | None, batch_size: int) -> dict[str, Any]:
+                n_source: int, objective: str | None, batch_size: int,
+                mirror_eye: str | None = None) -> dict[str, Any]:
     from synthloop.tuning import jobs as tune_jobs
 
     settings = get_settings()
@@ -35,7 +36,7 @@ def open_tuning(method: str, target: str, steps: int, seed: int, source: str | N
     logger = get_run_logger()
     return tune_jobs.open_tuning(settings, method=method, target=target, steps=steps, seed=seed,
                                  source=source, n_source=n_source, objective=objective,
-                                 batch_size=batch_size, log=logger.info)
+                                 batch_size=batch_size, mirror_eye=mirror_eye, log=logger.info)
 
 
 # Never cached: every call has the same inputs and must run a new trial.

@@ -53,8 +53,10 @@ def test_study_identity_and_default_objective(sim_target):
                   study_name("dann", "batch-1", "f" * 16, 600, "target_error", 0),
                   study_name("dann", "batch-1", fp, 300, "target_error", 0),
                   study_name("dann", "batch-1", fp, 600, "entropy", 0),
-                  study_name("dann", "batch-1", fp, 600, "target_error", 0, batch_size=32)):
+                  study_name("dann", "batch-1", fp, 600, "target_error", 0, batch_size=32),
+                  study_name("dann", "batch-1", fp, 600, "target_error", 0, mirror_eye="L")):
         assert other != a
+    assert a == study_name("dann", "batch-1", fp, 600, "target_error", 0, mirror_eye=None)
     unlabeled = read_eye_manifest(sim_target)
     assert default_objective(labeled) == "target_error"
     assert default_objective(unlabeled) == "entropy"
@@ -164,3 +166,31 @@ def test_tune_refuses_a_labelled_objective_without_labels(tmp_path):
     assert r.returncode != 0
     assert str(unlabeled) in r.stderr and "labels.csv" in r.stderr
     assert not (tmp_path / "home" / "optuna.db").exists()  # refused before anything was made
+
+
+def test_tuning_with_one_eye_side_mirrored_trains_every_trial_that_way(tmp_path, monkeypatch):
+    """--mirror-eye: its own study, every trial's checkpoint records the side (so its model
+    is evaluated that way), and a target that cannot name its sides is refused, naming it."""
+    from models.checkpoint import load_checkpoint, resolve_checkpoint
+    from synthloop.errors import DataFormatError
+    from synthloop.settings import Settings
+    from synthloop.tuning.jobs import tune_gaze
+    from tests.test_gaze_mirror_eye import _with_sides
+    from tests.test_loop_real import _eyes
+
+    monkeypatch.setenv("SYNTHLOOP_HOME", str(tmp_path / "home"))
+    settings = Settings(home=tmp_path / "home")
+    settings.ensure_home()
+    target = _with_sides(_eyes(tmp_path / "eyes", n=24, subjects=4), sides="LR")
+    kw = dict(method="source_only", target=str(target), trials=1, steps=2, n_source=64,
+              batch_size=8, log=lambda *_: None)
+    mirrored = tune_gaze(settings, mirror_eye="L", **kw)
+    (trial,) = mirrored["trials"]
+    ck = load_checkpoint(resolve_checkpoint(settings.root / "tuning" / mirrored["study"]
+                                            / f"trial-{trial['number']:04d}"))
+    assert ck["train_config"]["task_kwargs"]["mirror_eye"] == "L"
+    assert tune_gaze(settings, **kw)["study"] != mirrored["study"]
+    bare = _eyes(tmp_path / "bare", n=24, subjects=4)
+    with pytest.raises(DataFormatError, match="needs an 'eye' column") as e:
+        tune_gaze(settings, mirror_eye="L", **{**kw, "target": str(bare)})
+    assert e.value.path == bare

@@ -64,7 +64,7 @@ def cmd_tune(a: argparse.Namespace) -> int:
     target = a.target or str(get_task("gaze").builtin_target(settings))
     res = tune_gaze(settings, method=a.method, target=target, trials=a.trials, steps=a.steps,
                     seed=a.seed, source=a.source, n_source=a.n_source, objective=a.objective,
-                    batch_size=a.batch_size, log=log)
+                    batch_size=a.batch_size, mirror_eye=a.mirror_eye, log=log)
     if a.json:
         print(json.dumps(res, default=str), flush=True)
         return EXIT_OK
@@ -140,6 +140,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tu.add_argument("--n-source", type=positive_int, default=20_000,
                     help="size of the generated source batch")
     tu.add_argument("--batch-size", type=positive_int, default=64, help="source images per step")
+    tu.add_argument("--mirror-eye", choices=["L", "R"],
+                    help="every trial as `synthloop train --mirror-eye`: the target's eyes of this "
+                         "side mirrored onto the other's (meta.csv 'eye' column)")
     tu.add_argument("--json", action="store_true", help="one JSON object on stdout")
     tu.set_defaults(func=cmd_tune)
 

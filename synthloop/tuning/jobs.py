@@ -42,9 +42,12 @@ def _parent_run(settings: Settings, name: str, params: dict[str, Any]) -> str:
 
 def open_tuning(settings: Settings, *, method: str, target: str, steps: int, seed: int = 0,
                 source: str | None = None, n_source: int = 20_000, objective: str | None = None,
-                batch_size: int = 64, log: Callable[[str], None] = print) -> dict[str, Any]:
+                batch_size: int = 64, mirror_eye: str | None = None,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Check the arguments and the target (before anything is made), make (or find) the
-    source batch, the study and its MLflow parent run. Returns the study's context
+    source batch, the study and its MLflow parent run. ``mirror_eye``: every trial trains
+    and scores with the target's eyes of that side mirrored (``synthloop train
+    --mirror-eye``). Returns the study's context
     (small, JSON-able: it crosses task boundaries): ``study``, ``mlflow_run_id``,
     ``source``, ``objective``, ``metric``, ``direction``, ``finished`` (trials already
     finished) and the arguments the trials need."""
@@ -59,6 +62,10 @@ def open_tuning(settings: Settings, *, method: str, target: str, steps: int, see
     if objective is not None and objective not in OBJECTIVES:
         raise UsageError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     eyes = load_target(target)  # a missing or malformed folder fails here, naming the file
+    if mirror_eye is not None:  # a folder that cannot name its eye sides fails here too
+        from realdata.eye_side import mirror_side
+
+        eyes = mirror_side(eyes, mirror_eye)
     objective = objective or default_objective(eyes)
     if objective == "target_error" and eyes.pitchyaw is None:
         raise DataFormatError(Path(target), "objective target_error needs labels.csv (labeled "
@@ -66,21 +73,22 @@ def open_tuning(settings: Settings, *, method: str, target: str, steps: int, see
     reader = prepare_training_batch(settings, "gaze", source=source, n=n_source, seed=seed, log=log)
     metric, direction = OBJECTIVES[objective]
     name = study_name(method, reader.batch_id, target_fingerprint(eyes), steps, objective, seed,
-                      batch_size)
+                      batch_size, mirror_eye)
     study = open_study(settings, name, direction, seed)
     parent = _parent_run(settings, name, {
         "method": method, "source_batch": reader.batch_id, "target": str(Path(target).resolve()),
         "target_fingerprint": target_fingerprint(eyes), "steps": steps, "seed": seed,
         "batch_size": batch_size, "objective": objective, "metric": metric,
         "direction": direction, "storage": redact(settings.optuna_storage),
-        "search_space": json.dumps(SEARCH_SPACES[method])})
+        "search_space": json.dumps(SEARCH_SPACES[method]),
+        **({"mirror_eye": mirror_eye} if mirror_eye else {})})
     done = len(finished_trials(study))
     if done:
         log(f"study {name}: {done} trial(s) already finished")
     return {"study": name, "mlflow_run_id": parent, "source": str(reader.path),
             "objective": objective, "metric": metric, "direction": direction, "finished": done,
             "method": method, "target": target, "steps": steps, "seed": seed,
-            "batch_size": batch_size}
+            "batch_size": batch_size, "mirror_eye": mirror_eye}
 
 
 def tuning_trial(settings: Settings, ctx: dict[str, Any], *,
@@ -91,7 +99,7 @@ def tuning_trial(settings: Settings, ctx: dict[str, Any], *,
     rec = run_trial(settings, study, method=ctx["method"], target=ctx["target"],
                     steps=ctx["steps"], seed=ctx["seed"], source=ctx["source"],
                     objective=ctx["objective"], parent_run=ctx["mlflow_run_id"],
-                    batch_size=ctx["batch_size"], log=log)
+                    batch_size=ctx["batch_size"], mirror_eye=ctx.get("mirror_eye"), log=log)
     rec["finished"] = len(finished_trials(study))
     shown = "pruned" if rec["value"] is None else f"{ctx['metric']} {rec['value']:.4g}"
     log(f"trial {rec['number']} (finished: {rec['finished']}): {shown}  "
@@ -129,7 +137,7 @@ def close_tuning(settings: Settings, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def tune_gaze(settings: Settings, *, method: str, target: str, trials: int, steps: int,
               seed: int = 0, source: str | None = None, n_source: int = 20_000,
-              objective: str | None = None, batch_size: int = 64,
+              objective: str | None = None, batch_size: int = 64, mirror_eye: str | None = None,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the study until it holds ``trials`` finished trials (the CLI's path; the
     Prefect flow calls the same three steps as tasks); returns :func:`close_tuning`'s
@@ -140,7 +148,7 @@ def tune_gaze(settings: Settings, *, method: str, target: str, trials: int, step
         raise UsageError("trials must be positive")
     ctx = open_tuning(settings, method=method, target=target, steps=steps, seed=seed,
                       source=source, n_source=n_source, objective=objective,
-                      batch_size=batch_size, log=log)
+                      batch_size=batch_size, mirror_eye=mirror_eye, log=log)
     finished = ctx["finished"]
     while finished < trials:
         finished = tuning_trial(settings, ctx, log=log)["finished"]

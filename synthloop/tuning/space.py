@@ -56,12 +56,12 @@ def suggest(trial, method: str) -> dict[str, float]:
 
 
 def study_name(method: str, source_batch: str, target_fingerprint: str, steps: int,
-               objective: str, seed: int, batch_size: int = 64) -> str:
-    """Same method, source batch, target *content*, budget, objective, seed and batch
-    size: the same study (so it resumes, and workers on other machines, where the path
-    differs, join it)."""
+               objective: str, seed: int, batch_size: int = 64, mirror_eye: str | None = None) -> str:
+    """Same method, source batch, target *content*, budget, objective, seed, batch size
+    and mirrored eye side: the same study (so it resumes, and workers on other machines,
+    where the path differs, join it)."""
     key = json.dumps([method, source_batch, target_fingerprint, steps, objective, seed,
-                      batch_size])
+                      batch_size, *([mirror_eye] if mirror_eye else [])])
     return f"gaze-{method}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 

@@ -85,7 +85,7 @@ class _Diverged(Exception):
 
 def run_trial(settings: Settings, study, *, method: str, target: str, steps: int, seed: int,
               source: str, objective: str, parent_run: str | None, batch_size: int = 64,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              mirror_eye: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Ask the study for one trial, train it (an MLflow run nested under ``parent_run``)
     with intermediate reports, tell the study, and return the trial's record."""
     import mlflow
@@ -126,7 +126,8 @@ def run_trial(settings: Settings, study, *, method: str, target: str, steps: int
                    source=source, batch_size=batch_size, register=False,
                    run_name=f"trial-{trial.number}", log=log,
                    train_overrides={**params, "eval_every": max(1, steps // 5)},
-                   tags=tags, on_metrics=report, score_target_labels=(objective == "target_error"))
+                   tags=tags, on_metrics=report, score_target_labels=(objective == "target_error"),
+                   mirror_eye=mirror_eye)
         value = seen["last"]
         if value is None:
             raise RuntimeError(f"trial {trial.number}: no evaluation reported {metric!r}")
