@@ -114,8 +114,7 @@ def _real_images(spec, path: str, shape: tuple[int, ...], indices=None, mirror_e
     if mirror_eye is not None and not spec.mirrors_eye_sides:
         raise UsageError(f"--mirror-eye (one eye side mirrored onto the other's) applies to eye "
                          f"patches, not to {spec.samples}")
-    images = (spec.refine_target_images(path, mirror_eye) if mirror_eye
-              else spec.refine_target_images(path))
+    images = spec.refine_target_images(path, mirror_eye)
     if indices is not None:
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size == 0 or idx.min() < 0 or idx.max() >= len(images):

@@ -114,7 +114,8 @@ class LandmarksSpec(TaskSpec):
 
     # ------------------------------------------------------------ refinement
 
-    def refine_target_images(self, path):
+    def refine_target_images(self, path, mirror_eye=None):
+        # mirror_eye is refused before this is called: faces do not mirror (mirrors_eye_sides)
         from synthloop.landmarks.refining import refine_target_images
 
         return refine_target_images(path)
@@ -133,7 +134,8 @@ class LandmarksSpec(TaskSpec):
 
     def read_real(self, path: str, mirror_eye: str | None = None):
         """Labeled real faces cropped by the shared protocol; the fingerprint hashes the
-        crops and the points (in the original images, where NMEs are measured)."""
+        crops and the points (in the original images, where NMEs are measured).
+        ``mirror_eye`` is refused before this is called (LoopConfig: faces do not mirror)."""
         from realdata.real_faces import load_real_faces
         from synthloop.loop.real import RealData
 

@@ -107,7 +107,7 @@ def load_real(cfg: LoopConfig) -> RealSplit:
 def _split(task: str, real: str, split_seed: int, holdout_frac: float,
            mirror_eye: str | None) -> RealSplit:
     spec = get_task(task)
-    data = spec.read_real(real, mirror_eye) if mirror_eye else spec.read_real(real)
+    data = spec.read_real(real, mirror_eye)
     n = len(data.images)
     if n < MIN_REAL:
         raise DataFormatError(Path(real), f"only {n} labeled {spec.samples}; the loop needs "
