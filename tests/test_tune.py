@@ -168,13 +168,8 @@ def test_tune_refuses_a_labelled_objective_without_labels(tmp_path):
     assert not (tmp_path / "home" / "optuna.db").exists()  # refused before anything was made
 
 
-def test_tuning_with_one_eye_side_mirrored_trains_every_trial_that_way(tmp_path, monkeypatch):
-    """--mirror-eye: its own study, every trial's checkpoint records the side (so its model
-    is evaluated that way), and a target that cannot name its sides is refused, naming it."""
-    from models.checkpoint import load_checkpoint, resolve_checkpoint
-    from synthloop.errors import DataFormatError
+def _sided_tuning(tmp_path, monkeypatch):
     from synthloop.settings import Settings
-    from synthloop.tuning.jobs import tune_gaze
     from tests.test_gaze_mirror_eye import _with_sides
     from tests.test_loop_real import _eyes
 
@@ -182,15 +177,36 @@ def test_tuning_with_one_eye_side_mirrored_trains_every_trial_that_way(tmp_path,
     settings = Settings(home=tmp_path / "home")
     settings.ensure_home()
     target = _with_sides(_eyes(tmp_path / "eyes", n=24, subjects=4), sides="LR")
-    kw = dict(method="source_only", target=str(target), trials=1, steps=2, n_source=64,
-              batch_size=8, log=lambda *_: None)
+    return settings, dict(method="source_only", target=str(target), trials=1, steps=2,
+                          n_source=64, batch_size=8, log=lambda *_: None)
+
+
+def test_tuning_refuses_to_mirror_a_target_without_eye_sides_before_making_anything(
+        tmp_path, monkeypatch):
+    from synthloop.errors import DataFormatError
+    from synthloop.tuning.jobs import tune_gaze
+    from tests.test_loop_real import _eyes
+
+    settings, kw = _sided_tuning(tmp_path, monkeypatch)
+    bare = _eyes(tmp_path / "bare", n=24, subjects=4)
+    with pytest.raises(DataFormatError, match="needs an 'eye' column") as e:
+        tune_gaze(settings, mirror_eye="L", **{**kw, "target": str(bare)})
+    assert e.value.path == bare
+    batches = settings.root / "batches"
+    assert not batches.exists() or not any(batches.iterdir())
+
+
+@pytest.mark.slow  # a batch validated with GX and a trial trained (~15 s)
+@pytest.mark.gx
+def test_tuning_with_one_eye_side_mirrored_trains_every_trial_that_way(tmp_path, monkeypatch):
+    """--mirror-eye: every trial's checkpoint records the side, so its model is evaluated
+    that way (the study's own identity is tested above)."""
+    from models.checkpoint import load_checkpoint, resolve_checkpoint
+    from synthloop.tuning.jobs import tune_gaze
+
+    settings, kw = _sided_tuning(tmp_path, monkeypatch)
     mirrored = tune_gaze(settings, mirror_eye="L", **kw)
     (trial,) = mirrored["trials"]
     ck = load_checkpoint(resolve_checkpoint(settings.root / "tuning" / mirrored["study"]
                                             / f"trial-{trial['number']:04d}"))
     assert ck["train_config"]["task_kwargs"]["mirror_eye"] == "L"
-    assert tune_gaze(settings, **kw)["study"] != mirrored["study"]
-    bare = _eyes(tmp_path / "bare", n=24, subjects=4)
-    with pytest.raises(DataFormatError, match="needs an 'eye' column") as e:
-        tune_gaze(settings, mirror_eye="L", **{**kw, "target": str(bare)})
-    assert e.value.path == bare

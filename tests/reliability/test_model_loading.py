@@ -192,24 +192,23 @@ def test_a_gaze_model_trained_with_one_side_mirrored_says_so_on_its_version(home
     from synthloop.gaze.evaluate import serving_predictor
     from synthloop.runs import serving_files
 
-    versions = {}
+    predictors = {}
     for side in ("R", None):
         out = tmp_path / f"ckpt-{side}"
         config = {"model": "gaze_resnet_s", "task": "gaze",
                   **({"task_kwargs": {"mirror_eye": side}} if side else {})}
         save_checkpoint(out / "best.pt", create_model("gaze_resnet_s", widths=(8,), depths=(1,),
                                                       feature_dim=16), None, None, 3, config)
-        predictor = serving_predictor(out)
-        assert predictor.mirror_eye == side
-        x = torch.randint(0, 256, (2, 1, 36, 60), dtype=torch.uint8)
-        versions[side] = _register(home, "gaze", predictor, x, serving_files(out))[2]
-    client = mlflow.MlflowClient()
-    mirrored = client.get_model_version("synthloop-gaze", versions["R"])
+        predictors[side] = (serving_predictor(out), serving_files(out))
+        assert predictors[side][0].mirror_eye == side
+    assert predictors[None][0].serving_notes() == {}  # nothing to add to a plain version
+    predictor, files = predictors["R"]
+    x = torch.randint(0, 256, (2, 1, 36, 60), dtype=torch.uint8)
+    version = _register(home, "gaze", predictor, x, files)[2]
+    mirrored = mlflow.MlflowClient().get_model_version("synthloop-gaze", version)
     assert mirrored.tags["mirror_eye"] == "R"
     assert "Mirror R eye patches left to right before predicting" in mirrored.description
     assert "negate the predicted yaw" in mirrored.description
-    plain = client.get_model_version("synthloop-gaze", versions[None])
-    assert "mirror_eye" not in plain.tags and not plain.description
     with pytest.raises(ValueError, match="mirror_eye must be None, 'L' or 'R'"):
         GazePredictor(predictor.net, mirror_eye="left")
 
