@@ -17,7 +17,7 @@ from prefect.transactions import transaction
 from pydantic import BaseModel, Field
 
 from analysis.stopping import StoppingRule, should_stop
-from flows.forms import EmptyDict, EmptyText, ZeroInt
+from flows.forms import EmptyDict, EmptyText, EyeSide, ZeroInt, eye_side
 from models.names import METHODS
 from synthloop.errors import BatchRejected
 from synthloop.loop.config import LOOP_DEFAULTS, REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES, LoopConfig
@@ -126,7 +126,7 @@ class LoopParams(BaseModel):
         MEAN_PATCH_STRENGTH, gt=0.0, le=4.0, title="Mean-patch strength",
         description="With mean-patch: how far toward the analysis part's mean image (1: all "
         "the way). A refined batch whose labels a frozen probe sees move is quarantined.")
-    mirror_eye: Literal["none", "L", "R"] = Field(
+    mirror_eye: EyeSide = Field(
         "none", title="Mirror one eye side (gaze)",
         description="Gaze only: the real eyes of this side mirrored left to right onto the "
         "other's, yaw negated (needs meta.csv's 'eye' column), so every model sees one kind "
@@ -155,7 +155,7 @@ class LoopParams(BaseModel):
                           transfer_steps=self.transfer_steps or None,
                           transfer_fit=self.transfer_fit,
                           refine_steps=self.refine_steps or None,
-                          mirror_eye=None if self.mirror_eye == "none" else self.mirror_eye,
+                          mirror_eye=eye_side(self.mirror_eye),
                           **({"refine_method": "mean-patch", "refine_strength": self.refine_strength}
                              if self.refine_method == "mean-patch" else {}))
 

@@ -8,11 +8,11 @@ default". Python callers may still pass None for that: it is read as the empty v
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator
 
-__all__ = ["EmptyDict", "EmptyText", "ZeroInt", "none_as"]
+__all__ = ["EmptyDict", "EmptyText", "EyeSide", "ZeroInt", "eye_side", "none_as"]
 
 
 def none_as(empty: Any) -> BeforeValidator:
@@ -23,3 +23,10 @@ def none_as(empty: Any) -> BeforeValidator:
 EmptyText = Annotated[str, none_as("")]
 ZeroInt = Annotated[int, none_as(0)]
 EmptyDict = Annotated[dict[str, Any], none_as({})]
+#: an eye side to mirror onto the other ("L" or "R"), or "none"
+EyeSide = Annotated[Literal["none", "L", "R"], none_as("none")]
+
+
+def eye_side(value: str) -> str | None:
+    """An :data:`EyeSide` field's value as the jobs take it: None for "none"."""
+    return None if value == "none" else value

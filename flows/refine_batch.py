@@ -13,7 +13,7 @@ from prefect.states import Failed
 from prefect.transactions import transaction
 from pydantic import BaseModel, Field
 
-from flows.forms import EmptyText
+from flows.forms import EmptyText, EyeSide, eye_side
 from synthloop.errors import BatchRejected
 from synthloop.loop.config import REFINE_METHOD_NAMES
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH
@@ -49,7 +49,7 @@ class RefineParams(BaseModel):
         "below do not apply).")
     strength: float = Field(MEAN_PATCH_STRENGTH, ge=0.0, le=4.0, title="Mean-patch strength",
                             description="How far toward the real mean image (1: all the way).")
-    mirror_eye: Literal["none", "L", "R"] = Field(
+    mirror_eye: EyeSide = Field(
         "none", title="Mirror one eye side",
         description="Eyes: mirror the real eyes of this side onto the other's first (meta.csv "
         "'eye' column), as models trained with that side mirrored see them.")
@@ -93,7 +93,7 @@ def refine_batch(params: RefineParams):
                "self_reg": params.self_reg, "consistency": params.consistency,
                "probe_steps": params.probe_steps, "method": params.method,
                "strength": params.strength, "seed": params.seed, "device": params.device,
-               **({"mirror_eye": params.mirror_eye} if params.mirror_eye != "none" else {})}
+               "mirror_eye": eye_side(params.mirror_eye)}
     try:
         with transaction():
             made = write_refined(request, params.dask_workers, params.dask_address or None)

@@ -9,7 +9,7 @@ from typing import Literal
 from prefect import flow
 from pydantic import BaseModel, Field, field_validator
 
-from flows.forms import EmptyText
+from flows.forms import EmptyText, EyeSide, eye_side
 from models.names import METHODS
 from synthloop.tuning.space import OBJECTIVE_NAMES
 from tasks.tuning import builtin_target_path, close_tuning, open_tuning, tuning_trial
@@ -48,7 +48,7 @@ class TuneParams(BaseModel):
                           "is given.")
     batch_size: int = Field(64, ge=2, le=4096, title="Batch size",
                             description="Synthetic images per step.")
-    mirror_eye: Literal["none", "L", "R"] = Field(
+    mirror_eye: EyeSide = Field(
         "none", title="Mirror one eye side",
         description="The target's eyes of this side mirrored left to right onto the other's, "
         "yaw negated, in every trial (needs meta.csv's 'eye' column).")
@@ -65,7 +65,7 @@ def tune_gaze(params: TuneParams) -> dict:
     objective = None if params.objective == "auto" else params.objective
     ctx = open_tuning(params.method, target, params.steps, params.seed, params.source or None,
                       params.n_source, objective, params.batch_size,
-                      None if params.mirror_eye == "none" else params.mirror_eye)
+                      eye_side(params.mirror_eye))
     finished = ctx["finished"]
     while finished < params.trials:
         finished = tuning_trial(ctx)["finished"]

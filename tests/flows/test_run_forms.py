@@ -103,6 +103,10 @@ def test_empty_form_fields_mean_the_defaults():
     assert cfg.patience == 2 and cfg.transfer_steps == 50 and cfg.model_kwargs == {"c": 1}
     assert GenerateParams(out=None).out == "" and GenerateParams(landmark_set=None) == GenerateParams()
     assert TuneParams(objective=None).objective == "auto" and TuneParams(target=None).target == ""
+    # one eye side to mirror: "none" (or None) is no mirroring, L / R reach the loop as given
+    assert LoopParams(mirror_eye=None) == LoopParams() and TuneParams(mirror_eye=None) == TuneParams()
+    assert LoopParams(real="/data/eyes", mirror_eye="none").config().mirror_eye is None
+    assert LoopParams(real="/data/eyes", mirror_eye="L").config().mirror_eye == "L"
 
 
 def test_the_loop_form_states_the_label_transfer_default():
