@@ -37,7 +37,11 @@ usual, every later arm starts from ARM's model of the same seed (``--finetune-st
 ``meta.csv``'s ``eye`` column) for training and prediction, and maps the predictions back
 before scoring (:mod:`realdata.eye_side`). ``--refine mean-patch [--strength S]`` moves
 every arm's synthetic eyes by the analysis people's mean eye minus theirs
-(:mod:`models.mean_patch`; the analysis images only, unlabeled, after any mirroring).
+(:mod:`models.mean_patch`; the analysis images only, unlabeled, after any mirroring);
+``--refine pose-mean-patch`` by that difference at each eye's head pose
+(:mod:`models.pose_mean_patch`; the real poses from meta.csv's ``--pose-column``).
+For every trained arm alike, ``--ema DECAY`` scores an average of the weights and
+``--tta-shift PX`` the mean prediction over the patch shifted by up to PX px per axis.
 Writes benchmarks/results/real_gaze.json (and a plot of error against labeled subjects).
 """
 
@@ -93,10 +97,9 @@ def _distribution(name: str):
     return default_eye_distribution() if name == "default" else read_distribution(name)
 
 
-def _synthetic(dist_name: str, n: int, seed: int, centre: str):
+def _render(dist_name: str, n: int, seed: int, centre: str):
+    """``n`` eyes of the distribution with their scene factors."""
     import dataclasses
-
-    import numpy as np
 
     from synth.eye_generator import EyeGenerator
 
@@ -104,13 +107,39 @@ def _synthetic(dist_name: str, n: int, seed: int, centre: str):
     if centre != dist.image.centre:
         dist = dist.derive(f"patches centred on the {centre}",
                            image=dataclasses.replace(dist.image, centre=centre))
-    images, scenes = EyeGenerator(dist).render_all(n, seed)
-    return images, np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype("float32")
+    return EyeGenerator(dist).render_all(n, seed)
+
+
+def _gaze_of(scenes):
+    import numpy as np
+
+    return np.stack([scenes["gaze_pitch"], scenes["gaze_yaw"]], 1).astype("float32")
+
+
+def _synthetic(dist_name: str, n: int, seed: int, centre: str):
+    images, scenes = _render(dist_name, n, seed, centre)
+    return images, _gaze_of(scenes)
 
 
 def _synthetic_for(a, seed: int, eyes, analysis):
     """The synthetic part of an arm: ``--distribution``'s eyes, moved by the mean patch
-    fitted toward the analysis people's eyes (unlabeled) when ``--refine mean-patch``."""
+    fitted toward the analysis people's eyes (unlabeled) when ``--refine mean-patch``, or
+    by the mean patch of each head pose (``pose-mean-patch``: ``a.real_pose_deg`` holds
+    the real eyes' head poses, in the frame of the eyes as mirrored)."""
+    if a.refine == "pose-mean-patch":
+        import numpy as np
+
+        from models.pose_mean_patch import fit_pose_mean_patch
+
+        images, scenes = _render(a.distribution, a.n_synthetic, seed, a.centre)
+        yaw = np.degrees(scenes["head_yaw"])
+        patch = fit_pose_mean_patch(images, yaw, eyes.images[analysis],
+                                    a.real_pose_deg[analysis], a.strength)
+        if seed == a.seeds[0]:
+            print(f"  pose mean patch: real poses {patch.poses_deg.tolist()} deg paired with "
+                  f"{patch.sign:+d} x the synthetic head yaw")
+            _plot_pose_patch(patch, results_dir() / f"{a.name}_pose_patch.png")
+        return patch.apply(images, yaw), _gaze_of(scenes)
     images, pitchyaw = _synthetic(a.distribution, a.n_synthetic, seed, a.centre)
     if a.refine == "mean-patch":
         from models.mean_patch import fit_mean_patch
@@ -123,6 +152,26 @@ def _synthetic_for(a, seed: int, eyes, analysis):
                              results_dir() / f"{a.name}_samples.png")
         images = refined
     return images, pitchyaw
+
+
+def _plot_pose_patch(patch, path: Path) -> None:
+    """Each head pose's real-minus-synthetic mean eye, on one colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(patch.poses_deg)
+    fig, ax = plt.subplots(1, k, figsize=(1.8 * k, 1.4), squeeze=False)
+    for j, (pose, d) in enumerate(zip(patch.poses_deg, patch.deltas, strict=True)):
+        ax[0, j].imshow(d, cmap="RdBu_r", vmin=-80, vmax=80)
+        ax[0, j].set_title(f"real pose {pose:+g} deg", fontsize=7)
+        ax[0, j].axis("off")
+    fig.suptitle(f"real - synthetic mean eye per head pose (+-80; synthetic yaw x {patch.sign:+d})",
+                 fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _plot_mean_patch(synthetic, refined, real, refiner, path: Path) -> None:
@@ -174,6 +223,7 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method=method, seed=seed,
                                               out=work / f"{arm}-s{seed}", mirror=a.mirror,
                                               second_share=a.real_share, trade_off=a.trade_off,
+                                              ema=a.ema, tta_shift=a.tta_shift,
                                               **_start(arm, seed, a, work, info))
     return pred, info
 
@@ -213,6 +263,7 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method="source_only",
                                               seed=seed, out=work / f"selftrain-s{seed}",
                                               mirror=a.mirror, second_share=a.real_share,
+                                              ema=a.ema, tta_shift=a.tta_shift,
                                               **_start("selftrain", seed, a, work, info))
     return pred, info
 
@@ -220,16 +271,17 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
 def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: int, out: Path,
                       batch: int = 64, mirror: float = 0.0, second_share: float = 0.5,
                       init: Path | None = None, lr: float | None = None,
-                      trade_off: float = 1.0):
+                      trade_off: float = 1.0, ema: float | None = None, tta_shift: int = 0):
     """Train a gaze model on ``parts`` (``[(images, pitchyaw), ...]``; of two parts the
     second fills ``second_share`` of each batch), the analysis eyes unlabeled as the target,
-    from scratch or from the checkpoint ``init`` (at ``lr`` when given); returns its
-    predictions for every eye of ``eyes`` (radians) and the training seconds."""
+    from scratch or from the checkpoint ``init`` (at ``lr`` when given), keeping an average
+    of its weights when ``ema`` is a decay; returns its predictions for every eye of
+    ``eyes`` (radians; averaged over every shift of up to ``tta_shift`` px when given) and
+    the training seconds."""
     import numpy as np
     import torch
 
     from models.data import ArraySource, ConcatSource
-    from models.predict import predict
     from models.registry import load_model
     from models.train import TrainConfig, train
 
@@ -242,7 +294,7 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     target = ArraySource(target_images, batch, seed + 1) if method != "source_only" else None
     cfg = TrainConfig(method=method, steps=steps, batch_size=batch, seed=seed,
                       task_kwargs={"mirror": mirror}, **({} if lr is None else {"lr": lr}),
-                      trade_off=trade_off,
+                      trade_off=trade_off, ema=ema,
                       warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
                       log_every=max(1, steps // 10), select="source_error")
     t0 = time.perf_counter()
@@ -252,8 +304,25 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
           init_weights=init)
     seconds = time.perf_counter() - t0
     net = load_model(out / "last.pt").eval()
-    pred = predict(net, torch.from_numpy(eyes.images).unsqueeze(1), amp=False).pitchyaw
-    return pred.numpy().astype("float64"), seconds
+    return _predict_shifted(net, eyes.images, tta_shift), seconds
+
+
+def _predict_shifted(net, images, shift: int):
+    """``net``'s pitch and yaw for uint8 ``images`` (N, H, W), averaged over every integer
+    shift of up to ``shift`` px in each axis (edge-replicated, as training's augmentation
+    shifts them; 0: the images as they are)."""
+    import torch
+
+    from models.augment import translate
+    from models.predict import predict
+
+    x = torch.from_numpy(images).unsqueeze(1).float() / 255.0
+    preds = []
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            d = torch.full((len(x),), dy), torch.full((len(x),), dx)
+            preds.append(predict(net, translate(x, *d, max(shift, 1)), amp=False).pitchyaw)
+    return torch.stack(preds).mean(0).numpy().astype("float64")
 
 
 def _score(runs: dict, arm: str, seed: int, pred, truth, people, info: dict) -> None:
@@ -336,9 +405,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mirror-eye", choices=["L", "R"], default=None,
                     help="mirror this side's real patches onto the other's (yaw negated), "
                          "predictions mapped back before scoring")
-    ap.add_argument("--refine", choices=["none", "mean-patch"], default="none",
+    ap.add_argument("--refine", choices=["none", "mean-patch", "pose-mean-patch"], default="none",
                     help="mean-patch: move the synthetic eyes by the analysis people's mean "
-                         "eye (unlabeled) minus theirs (models.mean_patch)")
+                         "eye (unlabeled) minus theirs (models.mean_patch); pose-mean-patch: "
+                         "the same per head pose (--pose-column; models.pose_mean_patch)")
+    ap.add_argument("--pose-column", default="head_pose_P_deg",
+                    help="--refine pose-mean-patch: meta.csv's column of the real eyes' head "
+                         "yaw in degrees (default: Columbia's %(default)s)")
     ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
                     help="--refine mean-patch: how far toward the real mean (1: all the way; "
                          "default: the product's, %(default)s)")
@@ -346,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the arms with k labeled people take the analysis people in turn (seed s: "
                          "the k from position s * k of the sorted list) instead of a random draw, "
                          "so that seeds 0..n/k-1 label every person once")
+    ap.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                    help="evaluate an exponential moving average of the weights (TrainConfig.ema)")
+    ap.add_argument("--tta-shift", type=int, default=0, metavar="PX",
+                    help="average each prediction over every shift of up to PX px per axis")
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
@@ -382,6 +459,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--mirror-eye: {e}", file=sys.stderr)
             return 2
         eyes = mirror_side(eyes, a.mirror_eye)  # truth above keeps the labels as stated
+    if a.refine == "pose-mean-patch":
+        if a.pose_column not in eyes.meta:
+            print(f"{a.real}: --refine pose-mean-patch needs meta.csv's numeric column "
+                  f"{a.pose_column!r}", file=sys.stderr)
+            return 2
+        a.real_pose_deg = np.where(mirrored, -1.0, 1.0) * eyes.meta[a.pose_column]
     print(f"{a.real}: {len(analysis)} analysis eyes ({n_pool} subjects), {len(held)} held-out "
           f"({len({*people})} subjects); {len(a.seeds)} seed(s), {a.steps} steps")
     runs: dict[str, list[dict]] = {}
@@ -426,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
                         "mirror_eye": a.mirror_eye, "refine": a.refine,
                         **({"strength": a.strength} if a.refine != "none" else {}),
+                        **({"pose_column": a.pose_column} if a.refine == "pose-mean-patch" else {}),
                         "real_share": a.real_share, "trade_off": a.trade_off,
-                        "rotate_people": a.rotate_people,
+                        "rotate_people": a.rotate_people, "ema": a.ema, "tta_shift": a.tta_shift,
                         "init_from": a.init_from,
                         "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,
                         "seeds": a.seeds,

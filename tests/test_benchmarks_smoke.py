@@ -19,12 +19,22 @@ def _needs_lfpw() -> None:
         pytest.skip("needs ../shared (LFPW)")
 
 
-def _run(module, *args, tmp_path, **env_vars):
+def _call(module, *args, tmp_path, **env_vars) -> subprocess.CompletedProcess:
     env = {**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path), **env_vars}
-    r = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _run(module, *args, tmp_path, **env_vars):
+    r = _call(module, *args, tmp_path=tmp_path, **env_vars)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
+
+
+def _add_meta_column(real: Path, name: str, value_of_row) -> None:
+    meta = (real / "meta.csv").read_text().splitlines()
+    (real / "meta.csv").write_text("\n".join([f"{meta[0]},{name}"] + [
+        f"{row},{value_of_row(i)}" for i, row in enumerate(meta[1:])]) + "\n")
 
 
 def test_eye_generation_benchmark_prints_a_table_and_writes_json(tmp_path):
@@ -83,14 +93,10 @@ def test_real_gaze_benchmark_mirrors_one_eye_side(tmp_path):
     real = _eyes(tmp_path / "real", n=48, subjects=6)
     args = ["--real", str(real), "--quick", "--arms", "constant", "syn+real_1", "--mirror-eye", "R"]
     # without an eye column the option is refused, naming the folder, and nothing is written
-    r = subprocess.run([sys.executable, "-m", "benchmarks.bench_real_gaze", *args, "--name", "rg_no"],
-                       cwd=REPO, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)})
+    r = _call("benchmarks.bench_real_gaze", *args, "--name", "rg_no", tmp_path=tmp_path)
     assert r.returncode == 2 and "no eye side per image" in r.stderr and str(real) in r.stderr
     assert not (tmp_path / "rg_no_quick.json").exists()
-    meta = (real / "meta.csv").read_text().splitlines()
-    (real / "meta.csv").write_text("\n".join([meta[0] + ",eye"] + [
-        f"{row},{'LR'[i % 2]}" for i, row in enumerate(meta[1:])]) + "\n")
+    _add_meta_column(real, "eye", lambda i: "LR"[i % 2])
     _run("benchmarks.bench_real_gaze", *args, "--name", "rg_side", tmp_path=tmp_path)
     res = json.loads((tmp_path / "rg_side_quick.json").read_text())
     assert res["mirror_eye"] == "R"
@@ -110,6 +116,24 @@ def test_real_gaze_benchmark_refines_the_synthetic_eyes_with_the_mean_patch(tmp_
     assert res["refine"] == "mean-patch" and res["strength"] == 0.7
     assert res["rows"][0]["arm"] == "source_only" and res["rows"][0]["mean_deg"] > 0
     assert (tmp_path / "rg_patch_quick_samples.png").is_file()
+
+
+def test_real_gaze_benchmark_patches_each_head_pose(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    args = ["--real", str(real), "--quick", "--arms", "source_only", "--refine", "pose-mean-patch",
+            "--pose-column", "head_deg"]
+    # without the pose column: refused naming the folder and the column, nothing written
+    r = _call("benchmarks.bench_real_gaze", *args, "--name", "rg_nopose", tmp_path=tmp_path)
+    assert r.returncode == 2 and "'head_deg'" in r.stderr and str(real) in r.stderr
+    assert not (tmp_path / "rg_nopose_quick.json").exists()
+    _add_meta_column(real, "head_deg", lambda i: (-15, 15)[i // 6 % 2])  # both poses per person
+    out = _run("benchmarks.bench_real_gaze", *args, "--name", "rg_pose", tmp_path=tmp_path)
+    assert "pose mean patch: real poses [-15.0, 15.0]" in out
+    res = json.loads((tmp_path / "rg_pose_quick.json").read_text())
+    assert res["refine"] == "pose-mean-patch" and res["pose_column"] == "head_deg"
+    assert res["rows"][0]["mean_deg"] > 0 and (tmp_path / "rg_pose_quick_pose_patch.png").is_file()
 
 
 def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
@@ -135,9 +159,8 @@ def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
     assert runs["selftrain"][0]["teacher_seeds"] == [0]
     assert runs["selftrain"][0]["labeled_subjects"] == runs["syn+real_1"][0]["labeled_subjects"]
     # a student without its teacher is refused, naming the missing arm
-    r = subprocess.run([sys.executable, "-m", "benchmarks.bench_real_gaze", *common, "--arms",
-                        "selftrain", "--name", "rg_bad"], cwd=REPO, capture_output=True, text=True,
-                       env={**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)}, timeout=300)
+    r = _call("benchmarks.bench_real_gaze", *common, "--arms", "selftrain", "--name", "rg_bad",
+              tmp_path=tmp_path)
     assert r.returncode != 0 and "teacher arm 'source_only'" in r.stderr
     assert not (tmp_path / "rg_bad.json").exists()
 
@@ -158,11 +181,8 @@ def test_real_gaze_benchmark_fine_tunes_from_an_earlier_arm(tmp_path):
         assert abs(ft["bias_deg"][k] - pre["bias_deg"][k]) < 0.2
         assert abs(ft["spread_deg"][k] - pre["spread_deg"][k]) < 0.2
     # the arm to start from must train first
-    r = subprocess.run([sys.executable, "-m", "benchmarks.bench_real_gaze", "--real", str(real),
-                        "--quick", "--arms", "real_1", "source_only", "--init-from",
-                        "source_only", "--name", "rg_ft_bad"], cwd=REPO, capture_output=True,
-                       text=True, env={**os.environ, "SYNTHLOOP_BENCH_DIR": str(tmp_path)},
-                       timeout=300)
+    r = _call("benchmarks.bench_real_gaze", "--real", str(real), "--quick", "--arms", "real_1",
+              "source_only", "--init-from", "source_only", "--name", "rg_ft_bad", tmp_path=tmp_path)
     assert r.returncode != 0 and "first trained arm" in r.stderr
 
 
