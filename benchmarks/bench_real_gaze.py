@@ -133,8 +133,12 @@ def _synthetic_for(a, seed: int, eyes, analysis):
 
         images, scenes = _render(a.distribution, a.n_synthetic, seed, a.centre)
         yaw = np.degrees(scenes["head_yaw"])
-        patch = fit_pose_mean_patch(images, yaw, eyes.images[analysis],
-                                    a.real_pose_deg[analysis], a.strength)
+        try:
+            patch = fit_pose_mean_patch(images, yaw, eyes.images[analysis],
+                                        a.real_pose_deg[analysis], a.strength)
+        except ValueError as e:
+            print(f"{a.real}: --refine pose-mean-patch: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
         if seed == a.seeds[0]:
             print(f"  pose mean patch: real poses {patch.poses_deg.tolist()} deg paired with "
                   f"{patch.sign:+d} x the synthetic head yaw")
@@ -413,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="--refine pose-mean-patch: meta.csv's column of the real eyes' head "
                          "yaw in degrees (default: Columbia's %(default)s)")
     ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
-                    help="--refine mean-patch: how far toward the real mean (1: all the way; "
+                    help="--refine mean-patch / pose-mean-patch: how far toward the real mean "
+                         "(1: all the way; "
                          "default: the product's, %(default)s)")
     ap.add_argument("--rotate-people", action="store_true",
                     help="the arms with k labeled people take the analysis people in turn (seed s: "
@@ -428,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if not 1 / 64 <= a.real_share <= 63 / 64:
         ap.error(f"--real-share {a.real_share}: needs at least one eye of each kind in a batch of 64")
+    if a.tta_shift < 0 or (a.ema is not None and not 0 < a.ema < 1):
+        ap.error(f"--tta-shift {a.tta_shift} / --ema {a.ema}: a shift >= 0 px, a decay in (0, 1)")
     if "selftrain" in a.arms and a.teacher not in a.arms[:a.arms.index("selftrain")]:
         ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
     if a.init_from and [x for x in a.arms if x != "constant"][:1] != [a.init_from]:

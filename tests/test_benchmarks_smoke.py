@@ -128,6 +128,12 @@ def test_real_gaze_benchmark_patches_each_head_pose(tmp_path):
     r = _call("benchmarks.bench_real_gaze", *args, "--name", "rg_nopose", tmp_path=tmp_path)
     assert r.returncode == 2 and "'head_deg'" in r.stderr and str(real) in r.stderr
     assert not (tmp_path / "rg_nopose_quick.json").exists()
+    # a pose too rare for its mean: refused naming the pose, nothing written
+    _add_meta_column(real, "rare_deg", lambda i: 30 if i < 2 else 0)
+    r = _call("benchmarks.bench_real_gaze", *args[:-1], "rare_deg", "--name", "rg_rare",
+              tmp_path=tmp_path)
+    assert r.returncode == 2 and "at head pose 30 deg" in r.stderr and str(real) in r.stderr
+    assert not (tmp_path / "rg_rare_quick.json").exists()
     _add_meta_column(real, "head_deg", lambda i: (-15, 15)[i // 6 % 2])  # both poses per person
     out = _run("benchmarks.bench_real_gaze", *args, "--name", "rg_pose", tmp_path=tmp_path)
     assert "pose mean patch: real poses [-15.0, 15.0]" in out
