@@ -40,8 +40,7 @@ class PoseMeanPatch:
     strength: float
 
     def pose_index(self, synthetic_yaw_deg: np.ndarray) -> np.ndarray:
-        y = self.sign * np.asarray(synthetic_yaw_deg, dtype=np.float64)
-        return np.abs(y[:, None] - self.poses_deg[None, :]).argmin(1)
+        return _nearest_pose(self.poses_deg, self.sign, synthetic_yaw_deg)
 
     def apply(self, images: np.ndarray, synthetic_yaw_deg: np.ndarray) -> np.ndarray:
         """uint8 ``(N, H, W)`` eyes moved by their pose's difference, clipped, uint8."""
@@ -49,6 +48,11 @@ class PoseMeanPatch:
             raise ValueError(f"{len(images)} images but {len(synthetic_yaw_deg)} head yaws")
         moved = images.astype(np.float32) + self.strength * self.deltas[self.pose_index(synthetic_yaw_deg)]
         return np.clip(np.rint(moved), 0, 255).astype(np.uint8)
+
+
+def _nearest_pose(poses: np.ndarray, sign: int, synthetic_yaw_deg: np.ndarray) -> np.ndarray:
+    y = sign * np.asarray(synthetic_yaw_deg, dtype=np.float64)
+    return np.abs(y[:, None] - poses[None, :]).argmin(1)
 
 
 def _pose_means(images: np.ndarray, index: np.ndarray, poses: np.ndarray, what: str) -> np.ndarray:
@@ -82,7 +86,7 @@ def fit_pose_mean_patch(synthetic: np.ndarray, synthetic_yaw_deg: np.ndarray, re
     real_means = _pose_means(real, np.searchsorted(poses, real_pose_deg), poses, "real")
     fits, errors = [], []
     for sign in (1, -1):
-        index = PoseMeanPatch(poses, real_means, sign, strength).pose_index(synthetic_yaw_deg)
+        index = _nearest_pose(poses, sign, synthetic_yaw_deg)
         try:
             deltas = real_means - _pose_means(synthetic, index, poses,
                                               f"synthetic, head yaw read as {sign:+d} x pose")
