@@ -325,7 +325,7 @@ def _predict_shifted(net, images, shift: int):
     for dy in range(-shift, shift + 1):
         for dx in range(-shift, shift + 1):
             d = torch.full((len(x),), dy), torch.full((len(x),), dx)
-            preds.append(predict(net, translate(x, *d, max(shift, 1)), amp=False).pitchyaw)
+            preds.append(predict(net, translate(x, *d, shift), amp=False).pitchyaw)
     return torch.stack(preds).mean(0).numpy().astype("float64")
 
 
