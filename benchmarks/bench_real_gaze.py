@@ -135,7 +135,8 @@ def _synthetic_for(a, seed: int, eyes, analysis):
         yaw = np.degrees(scenes["head_yaw"])
         try:
             patch = fit_pose_mean_patch(images, yaw, eyes.images[analysis],
-                                        a.real_pose_deg[analysis], a.strength)
+                                        a.real_pose_deg[analysis], a.strength,
+                                        interpolate=a.pose_interpolate)
         except ValueError as e:
             print(f"{a.real}: --refine pose-mean-patch: {e}", file=sys.stderr)
             raise SystemExit(2) from None
@@ -416,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pose-column", default="head_pose_P_deg",
                     help="--refine pose-mean-patch: meta.csv's column of the real eyes' head "
                          "yaw in degrees (default: Columbia's %(default)s)")
+    ap.add_argument("--pose-interpolate", action="store_true",
+                    help="--refine pose-mean-patch: blend the two nearest poses' differences "
+                         "linearly in head yaw instead of taking the nearest one")
     ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
                     help="--refine mean-patch / pose-mean-patch: how far toward the real mean "
                          "(1: all the way; "
@@ -516,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
                         "mirror_eye": a.mirror_eye, "refine": a.refine,
                         **({"strength": a.strength} if a.refine != "none" else {}),
-                        **({"pose_column": a.pose_column} if a.refine == "pose-mean-patch" else {}),
+                        **({"pose_column": a.pose_column, "pose_interpolate": a.pose_interpolate}
+                           if a.refine == "pose-mean-patch" else {}),
                         "real_share": a.real_share, "trade_off": a.trade_off,
                         "rotate_people": a.rotate_people, "ema": a.ema, "tta_shift": a.tta_shift,
                         "init_from": a.init_from,

@@ -3,7 +3,9 @@ mean real eye and the mean synthetic eye *at its head pose*,
 
     refined = image + strength * (mean(real at pose b) - mean(synthetic at pose b)),
 
-with b the real head pose nearest to the synthetic eye's head yaw. A turned head changes
+with b the real head pose nearest to the synthetic eye's head yaw (or, ``interpolate``,
+the two differences either side of it blended linearly in yaw, so that an eye at 7 deg
+and one at 8 deg do not get patches of poses 15 deg apart). A turned head changes
 an eye patch as much as the shading the plain mean patch (:mod:`models.mean_patch`) adds
 (the nose's shadow, the foreshortened lids, where the iris sits between the corners), and
 the real-minus-synthetic difference is not the same at every pose (on Columbia's eyes it
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_POSES", "MIN_PER_POSE", "PoseMeanPatch", "fit_pose_mean_patch"]
+__all__ = ["MAX_POSES", "MIN_PER_POSE", "PoseMeanPatch", "fit_pose_mean_patch", "pose_weights"]
 
 MAX_POSES = 15  # more distinct real poses than this: a continuous pose, bin it first
 MIN_PER_POSE = 8  # images of each kind a pose's mean needs
@@ -32,22 +34,50 @@ MIN_PER_POSE = 8  # images of each kind a pose's mean needs
 class PoseMeanPatch:
     """``deltas[k]``: real minus synthetic mean eye at real pose ``poses_deg[k]`` (grey
     levels, float32 ``(K, H, W)``); a synthetic eye with head yaw ``y`` takes the pose
-    nearest ``sign * y``."""
+    nearest ``sign * y``, or with ``interpolate`` the linear blend of the two poses
+    either side of it (the end poses beyond the range)."""
 
     poses_deg: np.ndarray
     deltas: np.ndarray
     sign: int
     strength: float
+    interpolate: bool = False
 
     def pose_index(self, synthetic_yaw_deg: np.ndarray) -> np.ndarray:
         return _nearest_pose(self.poses_deg, self.sign, synthetic_yaw_deg)
+
+    def pose_weights(self, synthetic_yaw_deg: np.ndarray) -> np.ndarray:
+        """``(N, K)`` float32: how much of each pose's difference each eye takes."""
+        return pose_weights(self.poses_deg, self.sign, synthetic_yaw_deg, self.interpolate)
 
     def apply(self, images: np.ndarray, synthetic_yaw_deg: np.ndarray) -> np.ndarray:
         """uint8 ``(N, H, W)`` eyes moved by their pose's difference, clipped, uint8."""
         if len(images) != len(synthetic_yaw_deg):
             raise ValueError(f"{len(images)} images but {len(synthetic_yaw_deg)} head yaws")
-        moved = images.astype(np.float32) + self.strength * self.deltas[self.pose_index(synthetic_yaw_deg)]
+        shift = np.tensordot(self.pose_weights(synthetic_yaw_deg), self.deltas, axes=1)
+        moved = images.astype(np.float32) + self.strength * shift
         return np.clip(np.rint(moved), 0, 255).astype(np.uint8)
+
+
+def pose_weights(poses_deg: np.ndarray, sign: int, synthetic_yaw_deg: np.ndarray,
+                 interpolate: bool = False) -> np.ndarray:
+    """``(N, K)`` float32 rows summing to 1: one-hot on the real pose (sorted
+    ``poses_deg``) nearest ``sign * yaw``, or with ``interpolate`` the linear blend of the
+    two poses either side of it (the end poses beyond the range)."""
+    poses = np.asarray(poses_deg, np.float64)
+    n, k = len(synthetic_yaw_deg), len(poses)
+    if not interpolate or k == 1:
+        w = np.zeros((n, k), np.float32)
+        w[np.arange(n), _nearest_pose(poses, sign, synthetic_yaw_deg)] = 1.0
+        return w
+    y = np.clip(sign * np.asarray(synthetic_yaw_deg, np.float64), poses[0], poses[-1])
+    hi = np.clip(np.searchsorted(poses, y, side="right"), 1, k - 1)
+    lo = hi - 1
+    t = (y - poses[lo]) / (poses[hi] - poses[lo])
+    w = np.zeros((n, k), np.float64)
+    w[np.arange(n), lo] = 1.0 - t
+    w[np.arange(n), hi] += t
+    return w.astype(np.float32)
 
 
 def _nearest_pose(poses: np.ndarray, sign: int, synthetic_yaw_deg: np.ndarray) -> np.ndarray:
@@ -67,7 +97,8 @@ def _pose_means(images: np.ndarray, index: np.ndarray, poses: np.ndarray, what: 
 
 
 def fit_pose_mean_patch(synthetic: np.ndarray, synthetic_yaw_deg: np.ndarray, real: np.ndarray,
-                        real_pose_deg: np.ndarray, strength: float = 1.0) -> PoseMeanPatch:
+                        real_pose_deg: np.ndarray, strength: float = 1.0,
+                        interpolate: bool = False) -> PoseMeanPatch:
     """Fit on uint8 ``(N, H, W)`` synthetic eyes with their head yaw (deg) and real eyes
     with their head pose (deg, a few distinct values, e.g. Columbia's 0, +-15, +-30)."""
     if synthetic.shape[1:] != real.shape[1:]:
@@ -97,4 +128,4 @@ def fit_pose_mean_patch(synthetic: np.ndarray, synthetic_yaw_deg: np.ndarray, re
     if not fits:
         raise ValueError("; ".join(errors))
     _, sign, deltas = min(fits, key=lambda f: f[0])
-    return PoseMeanPatch(poses, deltas.astype(np.float32), sign, float(strength))
+    return PoseMeanPatch(poses, deltas.astype(np.float32), sign, float(strength), interpolate)

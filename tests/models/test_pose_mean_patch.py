@@ -69,3 +69,23 @@ def test_what_cannot_be_fitted_is_refused_naming_the_problem():
     # synthetic eyes at level heads only: no pairing covers the turned poses
     with pytest.raises(ValueError, match="head yaw read as"):
         fit_pose_mean_patch(synthetic, np.zeros(len(yaw)), real, real_pose)
+
+
+def test_interpolation_blends_the_two_poses_either_side_and_clamps_beyond_them():
+    synthetic, yaw, real, real_pose = _sets(1)
+    nearest = fit_pose_mean_patch(synthetic, yaw, real, real_pose)
+    blended = fit_pose_mean_patch(synthetic, yaw, real, real_pose, interpolate=True)
+    assert np.array_equal(blended.deltas, nearest.deltas)  # the fit itself is the same
+    w = blended.pose_weights(np.array([-45.0, -30.0, -20.0, 0.0, 7.5, 30.0, 50.0]))
+    assert np.allclose(w.sum(1), 1.0)
+    expected = [[1, 0, 0], [1, 0, 0], [2 / 3, 1 / 3, 0], [0, 1, 0], [0, 0.75, 0.25],
+                [0, 0, 1], [0, 0, 1]]
+    assert np.allclose(w, expected, atol=1e-6)
+    # an eye a third of the way from -30 to 0 takes a third of pose -30's left column
+    probe = np.full((1, 6, 10), 100, np.uint8)
+    left = blended.apply(probe, np.array([-20.0])).astype(float)[0, :, 0] - 100
+    assert left.mean() == pytest.approx(10 + 20 * 2 / 3, abs=2)
+    # mirrored conventions: the weights follow sign * yaw
+    flipped = fit_pose_mean_patch(*_sets(-1), interpolate=True)
+    assert flipped.sign == -1
+    assert np.allclose(flipped.pose_weights(np.array([-20.0])), [[0, 1 / 3, 2 / 3]], atol=1e-6)
