@@ -121,7 +121,8 @@ class LoopParams(BaseModel):
         "simgan", title="Refinement",
         description="simgan: refine with a SimGAN refiner when Refiner steps is above 0; "
         "mean-patch: move each round's batch by the analysis part's mean image minus its own "
-        "(seconds, no training; leave Refiner steps at 0).")
+        "(seconds, no training; leave Refiner steps at 0); pose-mean-patch: the same at each "
+        "head pose of the real eyes (gaze; meta.csv's head_pose_P_deg).")
     refine_strength: float = Field(
         MEAN_PATCH_STRENGTH, gt=0.0, le=4.0, title="Mean-patch strength",
         description="With mean-patch: how far toward the analysis part's mean image (1: all "
@@ -156,8 +157,9 @@ class LoopParams(BaseModel):
                           transfer_fit=self.transfer_fit,
                           refine_steps=self.refine_steps or None,
                           mirror_eye=eye_side(self.mirror_eye),
-                          **({"refine_method": "mean-patch", "refine_strength": self.refine_strength}
-                             if self.refine_method == "mean-patch" else {}))
+                          **({"refine_method": self.refine_method,
+                              "refine_strength": self.refine_strength}
+                             if self.refine_method != "simgan" else {}))
 
 
 def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: str) -> dict:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from flows.forms import EmptyText, EyeSide, eye_side
 from synthloop.errors import BatchRejected
 from synthloop.loop.config import REFINE_METHOD_NAMES
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH
 from synthloop.settings import get_settings
 from tasks.batches import catalog_batch, validate_batch
 from tasks.refining import record_refinement, write_refined
@@ -46,9 +46,13 @@ class RefineParams(BaseModel):
         "simgan", title="Method",
         description="simgan: an adversarially trained refiner; mean-patch: every image moved "
         "by the real mean image minus the batch's (seconds, no training; the SimGAN fields "
-        "below do not apply).")
+        "below do not apply); pose-mean-patch: the same at each head pose of the real eyes, "
+        "each synthetic eye moved by the pose nearest its head yaw.")
     strength: float = Field(MEAN_PATCH_STRENGTH, ge=0.0, le=4.0, title="Mean-patch strength",
                             description="How far toward the real mean image (1: all the way).")
+    pose_column: str = Field(DEFAULT_POSE_COLUMN, min_length=1, title="Head-pose column",
+                             description="pose-mean-patch: the real folder's meta.csv column "
+                             "of each eye's head yaw in degrees.")
     mirror_eye: EyeSide = Field(
         "none", title="Mirror one eye side",
         description="Eyes: mirror the real eyes of this side onto the other's first (meta.csv "
@@ -92,7 +96,8 @@ def refine_batch(params: RefineParams):
                "refiner": params.refiner or None, "steps": params.steps,
                "self_reg": params.self_reg, "consistency": params.consistency,
                "probe_steps": params.probe_steps, "method": params.method,
-               "strength": params.strength, "seed": params.seed, "device": params.device,
+               "strength": params.strength, "pose_column": params.pose_column,
+               "seed": params.seed, "device": params.device,
                "mirror_eye": eye_side(params.mirror_eye)}
     try:
         with transaction():

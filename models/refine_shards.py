@@ -37,6 +37,8 @@ class RefineShardJob:
     refiner_sha256: str
     index: int
     device: str = "cpu"
+    condition: np.ndarray | None = None  # the shard's rows of the metadata column a
+    # conditioned refiner reads (models.refiners.conditioned_on); None for the others
 
 
 @functools.lru_cache(maxsize=2)
@@ -60,7 +62,8 @@ def refine_shard(job: RefineShardJob) -> RenderedShard:
                               "the parent's manifest as first read)")
     start = int(np.sum([s["n"] for s in parent.manifest["shards"][:job.index]]))
     images = parent.images(slice(start, start + entry["n"]))
-    refined = refine_images(_refiner(job.refiner, job.refiner_sha256, job.device), images)
+    refined = refine_images(_refiner(job.refiner, job.refiner_sha256, job.device), images,
+                            condition=job.condition)
     out = save_shard(Path(job.folder), job.index, refined)
     change = float(np.abs(images.astype(np.int16) - refined).sum())
     return RenderedShard(job.index, out, tuple(refined.shape[1:]), None,

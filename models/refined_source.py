@@ -1,6 +1,7 @@
 """A batch source refined on the fly: each drawn batch goes through a frozen refiner
 (SimGAN's or a mean patch, :mod:`models.refiners`) on the training device before the
-model sees it.
+model sees it. A refiner that reads each image's metadata (the per-pose mean patch) is
+refused: training batches carry images and labels, so refine the batch on disk instead.
 
 This is the GPU path of refinement (no refined copy on disk: the refiner's forward pass
 costs little next to the training step there). On a CPU the refined batch written once
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from models.refiner import to_uint8
-from models.refiners import REFINER_TYPES
+from models.refiners import REFINER_TYPES, conditioned_on
 
 __all__ = ["RefinedSource"]
 
@@ -36,6 +37,10 @@ class RefinedSource:
     def __init__(self, source, refiner: nn.Module, device: str | torch.device | None = None):
         if not isinstance(refiner, REFINER_TYPES):
             raise TypeError(f"expected a refiner (SimGAN or mean patch), got {type(refiner).__name__}")
+        if conditioned_on(refiner) is not None:
+            raise ValueError(f"this refiner reads each image's {conditioned_on(refiner)!r}, which "
+                             "training batches do not carry: refine the batch with "
+                             "`synthloop refine` and train on the refined batch")
         self.device = torch.device(device) if device is not None else \
             next(refiner.parameters()).device
         self.source, self.refiner = source, refiner.to(self.device).eval()

@@ -27,6 +27,7 @@ import models.label_transfer  # noqa: F401  registers the label-transfer net
 import models.landmark_resnet  # noqa: F401  registers the CPU-sized landmark models
 import models.mean_patch  # noqa: F401  registers the mean-patch refiner
 import models.patch_discriminator  # noqa: F401  registers the SimGAN discriminator
+import models.pose_mean_patch_refiner  # noqa: F401  registers the per-pose mean patch
 import models.refiner  # noqa: F401  registers the SimGAN refiner
 import models.rsd  # noqa: F401  registers RSD
 import models.tasks.gaze  # noqa: F401  registers the gaze task

@@ -264,10 +264,20 @@ def load_refiner(path, channels: int | None = None) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def refine_images(refiner: Refiner, images: np.ndarray, chunk: int = 512) -> np.ndarray:
+def refine_images(refiner: Refiner, images: np.ndarray, chunk: int = 512,
+                  condition: np.ndarray | None = None) -> np.ndarray:
     """Refine uint8 images ``(N, H, W)`` or ``(N, H, W, 3)``; returns uint8 of the same
-    shape (rounded, clipped to [0, 255])."""
+    shape (rounded, clipped to [0, 255]). ``condition``: the ``(N,)`` metadata column a
+    conditioned refiner reads (:func:`models.refiners.conditioned_on`), which it needs."""
+    from models.refiners import conditioned_on
+
     _channels(images)
+    column = conditioned_on(refiner)
+    if column is not None and (condition is None or len(condition) != len(images)):
+        raise ValueError(f"this refiner needs each image's {column!r} (the batch metadata "
+                         f"column) beside the {len(images)} images")
+    if column is None and condition is not None:
+        raise ValueError("this refiner takes images alone, not a metadata column")
     dev = next(refiner.parameters()).device
     was_training = refiner.training
     refiner.eval()
@@ -275,7 +285,8 @@ def refine_images(refiner: Refiner, images: np.ndarray, chunk: int = 512) -> np.
     for i in range(0, len(images), chunk):
         x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk]))
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        y = to_uint8(refiner(x.to(dev)))
+        y = to_uint8(refiner(x.to(dev)) if column is None
+                     else refiner(x.to(dev), np.asarray(condition[i:i + chunk])))
         y = y[:, 0] if images.ndim == 3 else y.permute(0, 2, 3, 1)
         out[i:i + chunk] = y.cpu().numpy()
     refiner.train(was_training)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from expectations.refined import PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
+from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH, REFINE_METHODS
 from synthloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ class RefineRequest:
     real_indices: tuple[int, ...] | list[int] | None = None  # only these real images (the
     # loop's analysis part); None: all of them
     method: str = "simgan"  # how the refiner is made (synthloop.refine_methods)
-    strength: float = MEAN_PATCH_STRENGTH  # mean-patch: how far toward the real mean image
+    strength: float = MEAN_PATCH_STRENGTH  # the mean patches: how far toward the real mean
+    pose_column: str = DEFAULT_POSE_COLUMN  # pose-mean-patch: the real eyes' head yaw (deg)
     mirror_eye: str | None = None  # eyes: that side of the real eyes mirrored onto the other's
     # first (as the models trained on the batch will see them)
 
@@ -79,21 +80,29 @@ class RefineRequest:
         if self.method not in REFINE_METHODS:
             raise UsageError(f"refine method must be one of {', '.join(REFINE_METHODS)}, got "
                              f"{self.method!r}")
+        method = REFINE_METHODS[self.method]
+        others = {name for m in REFINE_METHODS.values() for name in m.reads} - set(method.reads)
         changed = [f.name for f in dataclasses.fields(self)
-                   if f.name in _SIMGAN_ONLY and getattr(self, f.name) != f.default]
-        if self.method == "mean-patch" and changed:
-            raise UsageError(f"--method mean-patch trains nothing; these are SimGAN settings: "
-                             f"{', '.join('--' + _OPTION.get(n, n).replace('_', '-') for n in changed)}")
-        if self.method != "mean-patch" and self.strength != MEAN_PATCH_STRENGTH:
-            raise UsageError("--strength is the mean patch's: add --method mean-patch")
+                   if f.name in others and getattr(self, f.name) != f.default]
+        if changed:
+            owners: dict[tuple[str, ...], list[str]] = {}  # the methods that read them
+            for n in changed:
+                owners.setdefault(tuple(k for k, m in REFINE_METHODS.items() if n in m.reads),
+                                  []).append(_option(n))
+            head = (f"--method {self.method} trains nothing; these are" if "steps" not in method.reads
+                    else f"--method {self.method} does not read these:")
+            raise UsageError(f"{head} " + "; ".join(f"{' and '.join(o)} settings: {', '.join(opts)}"
+                                                    for o, opts in owners.items())
+                             + f" (add --method {next(iter(owners))[0]} or leave them out)")
         if self.mirror_eye not in (None, "L", "R"):
             raise UsageError(f"--mirror-eye must be L or R, got {self.mirror_eye!r}")
 
 
-#: RefineRequest fields that only the SimGAN method reads, and their command-line names
-_SIMGAN_ONLY = ("steps", "self_reg", "width", "blocks", "batch_size", "pretrain_discriminator",
-                "bf16", "ema", "consistency")
-_OPTION = {"pretrain_discriminator": "pretrain_steps"}
+_OPTION = {"pretrain_discriminator": "pretrain_steps"}  # command-line names that differ
+
+
+def _option(field: str) -> str:
+    return "--" + _OPTION.get(field, field).replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -108,18 +117,23 @@ class RefinedBatch:
     mean_change: float  # mean |refined - parent| in gray levels
 
 
-def _real_images(spec, path: str, shape: tuple[int, ...], indices=None, mirror_eye=None):
+def _picked(values, path: str, indices):
+    """``values`` at ``indices`` (the real images a request names), all where None."""
     import numpy as np
 
+    if indices is None:
+        return values
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(values):
+        raise UsageError(f"{path}: real_indices must pick some of its {len(values)} images")
+    return values[idx]
+
+
+def _real_images(spec, path: str, shape: tuple[int, ...], indices=None, mirror_eye=None):
     if mirror_eye is not None and not spec.mirrors_eye_sides:
         raise UsageError(f"--mirror-eye (one eye side mirrored onto the other's) applies to eye "
                          f"patches, not to {spec.samples}")
-    images = spec.refine_target_images(path, mirror_eye)
-    if indices is not None:
-        idx = np.asarray(indices, dtype=np.int64)
-        if idx.size == 0 or idx.min() < 0 or idx.max() >= len(images):
-            raise UsageError(f"{path}: real_indices must pick some of its {len(images)} images")
-        images = images[idx]
+    images = _picked(spec.refine_target_images(path, mirror_eye), path, indices)
     if tuple(images.shape[1:]) != tuple(shape):
         raise DataFormatError(Path(path), f"images are {tuple(images.shape[1:])}, the batch's are "
                               f"{tuple(shape)}: a refiner keeps the size, so they must match")
@@ -156,13 +170,20 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
         f"{len(real):,} real images from {req.real}"
         + (f", the {req.mirror_eye} eyes mirrored" if req.mirror_eye else ""))
     seconds: dict[str, float] = {}
+
+    def real_head_yaw(column: str):
+        return _picked(spec.refine_target_head_yaw(req.real, column, req.mirror_eye),
+                       req.real, req.real_indices)
+
     with _RefineRun(settings, parent, req, cfg) as run:
         if reused is None:
             refiner = method.fit(FitContext(req, spec, parent, real, settings.outputs_dir, log,
-                                            lambda steps: run.on_log(log, steps), seconds), cfg)
+                                            lambda steps: run.on_log(log, steps), seconds,
+                                            real_head_yaw), cfg)
         else:
             refiner = reused
             log(f"reusing refiner {req.refiner}")
+        condition = _condition(parent, refiner)  # before the label probe's minutes
         work = Path(tempfile.mkdtemp(prefix="refine-", dir=settings.outputs_dir))
         try:
             refiner_path = save_checkpoint(work / "refiner.pt", refiner.cpu(), None, None,
@@ -182,7 +203,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
                                    "label_probe": PROBE_FILE if probe else None}}
             t = time.perf_counter()
             batch_id, change = _write_child(parent, out, lineage, refiner_path, probe, req,
-                                            map_shards or _in_process)
+                                            map_shards or _in_process, condition)
             seconds["refine"] = time.perf_counter() - t  # refining and writing the shards
             log(f"refined {parent.n:,} {spec.samples} in {seconds['refine']:.1f} s "
                 f"({parent.n / max(seconds['refine'], 1e-9):,.0f} img/s); mean change "
@@ -240,10 +261,21 @@ def _in_process(fn, jobs):
     return map(fn, jobs)
 
 
+def _condition(parent, refiner):
+    """The parent's metadata column ``refiner`` reads per image (float64), or None."""
+    from models.refiners import conditioned_on
+    from synthloop.refine_methods import metadata_column
+
+    column = conditioned_on(refiner)
+    return None if column is None else metadata_column(parent, column, "this refiner reads it")
+
+
 def _write_child(parent, out: Path, lineage: dict[str, Any], refiner_path: Path,
-                 probe: Path | None, req: RefineRequest, map_shards: ShardMap) -> tuple[str, float]:
+                 probe: Path | None, req: RefineRequest, map_shards: ShardMap,
+                 condition=None) -> tuple[str, float]:
     """Refine every shard of ``parent`` into a new batch at ``out``; its id and the mean
-    absolute change in gray levels."""
+    absolute change in gray levels. ``condition``: the metadata column a conditioned
+    refiner reads, one value per parent image (each job gets its shard's)."""
     from models.refine_shards import RefineShardJob, refine_shard
     from synth.refined_writer import RefinedBatchWriter
     from synth.shard_jobs import adopt_rendered
@@ -266,7 +298,9 @@ def _write_child(parent, out: Path, lineage: dict[str, Any], refiner_path: Path,
     with RefinedBatchWriter(out, parent=parent, files=files, generator=generator,
                             lineage=lineage, overwrite=req.overwrite) as w:
         jobs = [RefineShardJob(str(w.tmp.resolve()), str(parent.path.resolve()), e["sha256"],
-                               str(refiner_path.resolve()), refiner_sha, i, req.device)
+                               str(refiner_path.resolve()), refiner_sha, i, req.device,
+                               None if condition is None
+                               else condition[slice(*shard_span(i, w.shard_size, parent.n))])
                 for i, e in enumerate(parent.manifest["shards"])]
         adopt_rendered(map_shards, refine_shard, jobs, adopt)
     return w.batch_id, total["abs_change"] / max(total["pixels"], 1)

@@ -6,6 +6,12 @@ the refiner from the parent's images and the unlabeled real ones.
   holding a frozen label probe's answer still (``consistency``).
 * ``mean-patch``: the difference of the two sets' mean images, added to every synthetic
   image (:mod:`models.mean_patch`); no training, a few seconds.
+* ``pose-mean-patch``: the same difference taken at each head pose of the real eyes
+  (``meta.csv``'s ``--pose-column``), each synthetic eye moved by the one nearest its own
+  head yaw (:mod:`models.pose_mean_patch_refiner`); eyes only, no training.
+
+Each method names the request fields it reads beyond the shared ones (``reads``), so
+that a setting of another method is refused instead of silently ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MEAN_PATCH_STRENGTH", "REFINE_METHODS", "FitContext", "RefineMethod"]
+__all__ = ["DEFAULT_POSE_COLUMN", "MEAN_PATCH_STRENGTH", "REFINE_METHODS", "FitContext",
+           "RefineMethod", "metadata_column"]
 
 #: The mean patch's default strength: half way to the real mean. On Columbia eyes
 #: (corner-centred, Columbia-range, 3 seeds) half way gave source-only 9.25 deg and all
@@ -26,12 +33,18 @@ __all__ = ["MEAN_PATCH_STRENGTH", "REFINE_METHODS", "FitContext", "RefineMethod"
 #: on average (quarantined: the bound is 2), at 0.5 1.43 (accepted). docs/refinement.md.
 MEAN_PATCH_STRENGTH = 0.5
 
+#: where the per-pose mean patch reads each real eye's head yaw (degrees): Columbia Gaze's
+#: horizontal head pose, as its ``meta.csv`` names it
+DEFAULT_POSE_COLUMN = "head_pose_P_deg"
+
 
 @dataclass
 class FitContext:
     """What a method's fit may use: the request, the task, the parent batch, the real
     images (uint8, the parent's image shape), where to put scratch files, a logger, the
-    MLflow run's step reporter and the timings dict to add to."""
+    MLflow run's step reporter, the timings dict to add to, and the real images' head
+    yaw (degrees) read from a ``meta.csv`` column, in the frame of ``real`` (mirrored
+    eyes negated)."""
 
     req: Any
     spec: Any
@@ -41,12 +54,24 @@ class FitContext:
     log: Callable[[str], None]
     report: Callable[[int], Callable[[dict[str, float]], None]]
     seconds: dict[str, float]
+    real_head_yaw: Callable[[str], Any]
 
 
 @dataclass(frozen=True)
 class RefineMethod:
     config: Callable[[Any], Any]  # request -> config with to_dict() (and steps)
     fit: Callable[[FitContext, Any], Any]  # (context, config) -> refiner
+    reads: tuple[str, ...]  # the request fields it reads beyond the shared ones
+
+
+def metadata_column(parent, column: str, why: str):
+    """``parent``'s per-image metadata ``column`` as float64; a DataFormatError naming the
+    batch's metadata file (and ``why`` it is needed) where it has none."""
+    if column not in parent.metadata.columns:
+        from synthloop.errors import DataFormatError
+
+        raise DataFormatError(parent.path / "metadata.parquet", f"has no {column!r} column: {why}")
+    return parent.metadata[column].to_numpy(dtype="float64")
 
 
 def _simgan_config(req):
@@ -111,7 +136,52 @@ def _mean_patch_fit(ctx: FitContext, cfg: MeanPatchSettings):
     return refiner
 
 
+@dataclass(frozen=True)
+class PoseMeanPatchSettings:
+    """The per-pose mean patch's record (``steps`` 0: nothing is trained)."""
+
+    strength: float = MEAN_PATCH_STRENGTH
+    pose_column: str = DEFAULT_POSE_COLUMN
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "pose-mean-patch", "strength": self.strength,
+                "pose_column": self.pose_column}
+
+
+def _pose_mean_patch_config(req):
+    return PoseMeanPatchSettings(strength=req.strength, pose_column=req.pose_column)
+
+
+def _pose_mean_patch_fit(ctx: FitContext, cfg: PoseMeanPatchSettings):
+    from models.pose_mean_patch_refiner import PoseMeanPatchConfig, fit_pose_mean_patch_refiner
+    from synthloop.errors import UsageError
+
+    synthetic_yaw = metadata_column(ctx.parent, PoseMeanPatchConfig.conditioned_on,
+                                    "the per-pose mean patch needs each synthetic eye's head yaw")
+    real_yaw = ctx.real_head_yaw(cfg.pose_column)
+    t = time.perf_counter()
+    try:
+        refiner = fit_pose_mean_patch_refiner(ctx.parent.images(), synthetic_yaw, ctx.real,
+                                              real_yaw, cfg.strength)
+    except ValueError as e:
+        raise UsageError(f"--method pose-mean-patch cannot be fitted on {ctx.parent.path} "
+                         f"toward {ctx.req.real}: {e}") from None
+    ctx.seconds["fit_refiner"] = time.perf_counter() - t
+    c = refiner.cfg
+    ctx.log(f"pose mean patch fitted: real head poses {list(c.poses_deg)} deg paired with "
+            f"{c.sign:+d} x the synthetic head yaw; the pose differences move an eye by "
+            f"{float(refiner.deltas.abs().mean()) * 255.0:.1f} gray levels per pixel on "
+            f"average; strength {cfg.strength:g}")
+    return refiner
+
+
+_SIMGAN_READS = ("steps", "self_reg", "width", "blocks", "batch_size", "pretrain_discriminator",
+                 "bf16", "ema", "consistency")
+
 REFINE_METHODS: dict[str, RefineMethod] = {
-    "simgan": RefineMethod(_simgan_config, _simgan_fit),
-    "mean-patch": RefineMethod(_mean_patch_config, _mean_patch_fit),
+    "simgan": RefineMethod(_simgan_config, _simgan_fit, _SIMGAN_READS),
+    "mean-patch": RefineMethod(_mean_patch_config, _mean_patch_fit, ("strength",)),
+    "pose-mean-patch": RefineMethod(_pose_mean_patch_config, _pose_mean_patch_fit,
+                                    ("strength", "pose_column")),
 }

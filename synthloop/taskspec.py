@@ -184,6 +184,14 @@ class TaskSpec:
         that side mirrored onto the other's (tasks with ``mirrors_eye_sides``)."""
         raise NotImplementedError(f"task {self.name} cannot refine batches yet")
 
+    def refine_target_head_yaw(self, path: str, column: str, mirror_eye: str | None = None) -> Any:
+        """``(N,)`` float degrees: each real image's head yaw from the folder's per-image
+        metadata ``column``, in the order and frame of :meth:`refine_target_images` (a
+        mirrored image's yaw negated), for refiners that work per head pose."""
+        from synthloop.errors import UsageError
+
+        raise UsageError(f"task {self.name}: its real images carry no head yaw to refine per pose")
+
     def label_probe(self, reader: Any, out: Path, *, seed: int, steps: int,
                     log: Any = print) -> Path | None:
         """A checkpoint of a model trained on the unrefined batch ``reader``, frozen, that

@@ -1,4 +1,5 @@
-"""The loop's refinement setting: SimGAN with steps, or the mean patch without."""
+"""The loop's refinement setting: SimGAN with steps, or a mean patch (shared or per head
+pose) without."""
 
 from __future__ import annotations
 
@@ -33,11 +34,14 @@ def test_a_loop_without_refinement_keeps_its_identity():
 
 
 @pytest.mark.parametrize("kwargs, says", [
-    ({"refine_method": "cyclegan"}, "refine_method 'cyclegan': choose from simgan, mean-patch"),
+    ({"refine_method": "cyclegan"},
+     "refine_method 'cyclegan': choose from simgan, mean-patch, pose-mean-patch"),
     ({"refine_method": "simgan"}, "needs refine_steps"),
-    ({"refine_method": "mean-patch", "refine_steps": 100}, "trains nothing"),
-    ({"refine_strength": 0.5}, "set refine_method mean-patch"),
+    ({"refine_method": "mean-patch", "refine_steps": 100}, "mean-patch trains nothing"),
+    ({"refine_method": "pose-mean-patch", "refine_steps": 100}, "pose-mean-patch trains nothing"),
+    ({"refine_strength": 0.5}, "set refine_method mean-patch or pose-mean-patch"),
     ({"refine_method": "mean-patch", "refine_strength": 0.0}, r"must be in \(0, 4\]"),
+    ({"refine_method": "pose-mean-patch", "refine_strength": 5.0}, r"must be in \(0, 4\]"),
 ])
 def test_refinement_settings_that_cannot_run_are_refused(kwargs, says):
     with pytest.raises(UsageError, match=says):
@@ -67,5 +71,9 @@ def test_the_round_s_refine_request_asks_for_the_method(tmp_path, monkeypatch):
     assert patch["method"] == "mean-patch" and "steps" not in patch
     assert patch["strength"] == LoopConfig(task="gaze", real="/e", refine_method="mean-patch").refine_strength
     assert patch["real_indices"] == [3, 1] and patch["out"] == f"{batch}-refined"
+    posed = request(LoopConfig(task="gaze", real="/eyes", refine_method="pose-mean-patch",
+                               refine_strength=1.0, mirror_eye="L"), 0, str(batch))
+    assert posed["method"] == "pose-mean-patch" and posed["strength"] == 1.0
+    assert posed["mirror_eye"] == "L" and "steps" not in posed
     simgan = request(LoopConfig(task="gaze", real="/eyes", refine_steps=7), 0, str(batch))
     assert simgan["steps"] == 7 and "method" not in simgan

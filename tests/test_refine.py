@@ -156,6 +156,61 @@ def test_the_mean_patch_method_moves_every_eye_by_the_real_mean_minus_the_batch_
     assert "seconds_fit_refiner" in run_.data.metrics
 
 
+def _real_with_head_poses(real: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of the simulated real folder with a meta.csv of head poses (-15, 0, +15
+    deg) and eye sides; returns both, in the manifest's order."""
+    import csv
+
+    shutil.copytree(real, out)
+    with (real / "manifest.csv").open(newline="") as f:
+        images = [row["image"] for row in csv.DictReader(f)]
+    rng = np.random.default_rng(3)
+    poses, sides = rng.choice([-15.0, 0.0, 15.0], len(images)), rng.choice(["L", "R"], len(images))
+    with (out / "meta.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "head_pose_P_deg", "eye"])
+        w.writerows(zip(images, poses, sides, strict=True))
+    return poses, sides
+
+
+def test_the_pose_mean_patch_moves_each_eye_by_its_head_pose_s_difference(refined, tmp_path):
+    from models.pose_mean_patch import fit_pose_mean_patch
+    from models.pose_mean_patch_refiner import PoseMeanPatchRefiner
+    from models.simgan import load_refiner
+    from realdata.eyes import read_eye_folder
+
+    real = tmp_path / "real-posed"
+    poses, sides = _real_with_head_poses(refined["real"], real)
+    out = tmp_path / "pose-patch"
+    r = run("refine", str(refined["parent"]), "--real", str(real), "--out", str(out),
+            "--method", "pose-mean-patch", "--strength", "1", "--mirror-eye", "L",
+            "--probe-steps", "60", "--json", env=refined["env"])
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == (0 if rec["status"] == "accepted" else 1), r.stderr
+    assert "pose mean patch fitted: real head poses [-15.0, 0.0, 15.0]" in r.stderr
+    parent, child = BatchReader(refined["parent"]), BatchReader(out)
+    assert child.manifest["refiner"]["config"] == {
+        "method": "pose-mean-patch", "strength": 1.0, "pose_column": "head_pose_P_deg"}
+    assert isinstance(load_refiner(out / "refiner" / "refiner.pt", 1), PoseMeanPatchRefiner)
+    # what the fit on the same eyes gives: the left eyes mirrored, their head pose negated
+    left = sides == "L"
+    eyes = read_eye_folder(real).images.copy()
+    eyes[left] = eyes[left][:, :, ::-1]
+    yaw = np.degrees(parent.metadata["head_yaw"].to_numpy())
+    expected = fit_pose_mean_patch(parent.images(), yaw, eyes, np.where(left, -poses, poses),
+                                   1.0).apply(parent.images(), yaw)
+    assert np.abs(child.images().astype(int) - expected).max() <= 1
+    assert child.metadata.equals(parent.metadata)
+
+
+def test_the_pose_mean_patch_refuses_real_eyes_without_the_pose_column(refined, tmp_path):
+    r = run("refine", str(refined["parent"]), "--real", str(refined["real"]), "--out",
+            str(tmp_path / "o"), "--method", "pose-mean-patch", env=refined["env"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "meta.csv" in r.stderr and "'head_pose_P_deg'" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
     parent, env = refined["parent"], refined["env"]
     wrong = tmp_path / "not-eyes"

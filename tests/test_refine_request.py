@@ -12,15 +12,28 @@ from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 def test_simgan_settings_with_the_mean_patch_are_named_and_refused():
     ok = RefineRequest(batch="b", real="r", out="o", method="mean-patch", strength=1.0)
     assert ok.strength == 1.0
-    with pytest.raises(UsageError, match="SimGAN settings: --steps, --pretrain-steps"):
+    with pytest.raises(UsageError, match="trains nothing; these are simgan settings: --steps, "
+                                         "--pretrain-steps"):
         RefineRequest(batch="b", real="r", out="o", method="mean-patch", steps=50,
                       pretrain_discriminator=3)
 
 
 def test_a_strength_without_the_mean_patch_is_refused():
     assert RefineRequest(batch="b", real="r", out="o").strength == MEAN_PATCH_STRENGTH
-    with pytest.raises(UsageError, match="add --method mean-patch"):
+    with pytest.raises(UsageError, match="mean-patch and pose-mean-patch settings: --strength "
+                                         r"\(add --method mean-patch"):
         RefineRequest(batch="b", real="r", out="o", strength=0.3)
+
+
+def test_the_pose_column_belongs_to_the_per_pose_patch_alone():
+    ok = RefineRequest(batch="b", real="r", out="o", method="pose-mean-patch", strength=1.0,
+                       pose_column="yaw_deg")
+    assert ok.pose_column == "yaw_deg"
+    with pytest.raises(UsageError, match="pose-mean-patch settings: --pose-column"):
+        RefineRequest(batch="b", real="r", out="o", method="mean-patch", pose_column="yaw_deg")
+    with pytest.raises(UsageError, match="pose-mean-patch trains nothing; these are simgan "
+                                         "settings: --steps"):
+        RefineRequest(batch="b", real="r", out="o", method="pose-mean-patch", steps=10)
 
 
 def test_the_command_line_says_so_before_reading_anything(tmp_path):
@@ -34,5 +47,5 @@ def test_the_command_line_says_so_before_reading_anything(tmp_path):
 
 
 def test_an_unknown_method_is_refused_with_the_known_ones():
-    with pytest.raises(UsageError, match="one of simgan, mean-patch, got 'cyclegan'"):
+    with pytest.raises(UsageError, match="one of simgan, mean-patch, pose-mean-patch, got 'cyclegan'"):
         RefineRequest(batch="b", real="r", out="o", method="cyclegan")

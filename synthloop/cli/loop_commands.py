@@ -147,9 +147,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "(SimGAN) for this many refiner steps before training; 0 = no refinement")
     lp.add_argument("--refine-method", choices=REFINE_METHOD_NAMES, default="simgan",
                     help="mean-patch: instead, move each round's batch by the analysis part's "
-                         "mean image minus its own (seconds, no training; no --refine-steps)")
+                         "mean image minus its own (seconds, no training; no --refine-steps); "
+                         "pose-mean-patch: the same at each head pose of the real eyes (gaze; "
+                         "meta.csv's head_pose_P_deg)")
     lp.add_argument("--refine-strength", type=float, default=MEAN_PATCH_STRENGTH,
-                    help="--refine-method mean-patch: how far toward the analysis part's mean "
+                    help="--refine-method mean-patch / pose-mean-patch: how far toward the "
+                         "analysis part's mean "
                          "image (1: all the way; default %(default)s)")
     lp.add_argument("--mirror-eye", choices=["L", "R"],
                     help="gaze: mirror the real eyes of this side onto the other's, yaw negated "

@@ -1,5 +1,5 @@
 """``synthloop refine``: a synthetic batch refined toward unlabeled real images (SimGAN, or
-the mean-patch shift)."""
+the mean-patch shift, shared or per head pose)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, log, positive_int
 from synthloop.loop.config import REFINE_METHOD_NAMES
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH
 
 #: what a worker refines shards with (:func:`models.refine_shards.refine_shard`)
 REFINE_SHARD_MODULES = ("models.refine_shards",)
@@ -27,7 +27,7 @@ def cmd_refine(a: argparse.Namespace) -> int:
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
                         pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, ema=a.ema, seed=a.seed,
                         device=a.device, overwrite=a.overwrite, method=a.method,
-                        strength=a.strength, mirror_eye=a.mirror_eye)
+                        strength=a.strength, pose_column=a.pose_column, mirror_eye=a.mirror_eye)
     with contextlib.ExitStack() as stack:
         map_shards = None
         if a.workers or a.dask_address:
@@ -72,7 +72,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "mean patch): a new batch with the same labels, validated, recorded as the parent's child",
         description="Train a SimGAN refiner from the batch's images toward the real images "
         "(their labels, if any, are ignored), fit the mean-patch shift (--method mean-patch: "
-        "every image moved by the real mean image minus the batch's), or reuse a refiner "
+        "every image moved by the real mean image minus the batch's; pose-mean-patch: the same "
+        "at each head pose of the real eyes, each eye moved by its own pose's), or reuse a refiner "
         "(--refiner), and write every image "
         "refined into a new batch with the parent's labels and metadata. The new batch is "
         "validated with the parent's checks plus a label-preservation check, and recorded in "
@@ -88,10 +89,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--method", choices=REFINE_METHOD_NAMES, default="simgan",
                    help="simgan: an adversarially trained refiner (default); mean-patch: add "
                         "the difference of the real and synthetic mean images (seconds, no "
-                        "training; the SimGAN options below do not apply)")
+                        "training; the SimGAN options below do not apply); pose-mean-patch "
+                        "(eyes): that difference at each real head pose (--pose-column), each "
+                        "synthetic eye taking the one nearest its head yaw")
     r.add_argument("--strength", type=at_least(0.0, float), default=MEAN_PATCH_STRENGTH,
-                   help="mean-patch: how far toward the real mean image (1: all the way; "
-                        "default %(default)s)")
+                   help="mean-patch, pose-mean-patch: how far toward the real mean image (1: "
+                        "all the way; default %(default)s)")
+    r.add_argument("--pose-column", default=DEFAULT_POSE_COLUMN,
+                   help="pose-mean-patch: the real folder's meta.csv column of each eye's head "
+                        "yaw in degrees (default %(default)s, Columbia Gaze's)")
     r.add_argument("--mirror-eye", choices=["L", "R"],
                    help="eyes: mirror the real eyes of this side onto the other's first (meta.csv "
                         "'eye' column), as models trained with --mirror-eye see them")

@@ -22,7 +22,9 @@ TRANSFER_FIT_NAMES = ("ridge", "mlp")
 
 #: how a round's batch may be refined (the keys of ``synthloop.refine_methods.REFINE_METHODS``,
 #: written out for the same reason; a test keeps them equal)
-REFINE_METHOD_NAMES = ("simgan", "mean-patch")
+REFINE_METHOD_NAMES = ("simgan", "mean-patch", "pose-mean-patch")
+#: the methods that fit a patch (nothing trained: no steps; a strength instead)
+_PATCH_METHODS = ("mean-patch", "pose-mean-patch")
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class LoopConfig:
     # analysis part before training (None: no refinement)
     restart: int | None = None  # n >= 1: the n-th fresh loop with otherwise equal settings
     refine_method: str | None = None  # "mean-patch": each round's batch moved by the analysis
-    # part's mean image minus its own (no steps); None: SimGAN when refine_steps is set
-    refine_strength: float | None = None  # mean-patch: how far (None: the refine command's
+    # part's mean image minus its own (no steps); "pose-mean-patch": the same per head pose
+    # (the real eyes' meta.csv head_pose_P_deg); None: SimGAN when refine_steps is set
+    refine_strength: float | None = None  # the patches: how far (None: the refine command's
     # default, written into the configuration so that the loop's id records it)
     mirror_eye: str | None = None  # "L" or "R": the real eyes of that side mirrored onto the
     # other's (yaw negated) everywhere the loop reads them; the models record it
@@ -92,11 +95,13 @@ class LoopConfig:
             if self.refine_steps is None:
                 raise UsageError("refine_method simgan needs refine_steps (the refiner's steps)")
             object.__setattr__(self, "refine_method", None)
-        if self.refine_method == "mean-patch" and self.refine_steps is not None:
-            raise UsageError("the mean patch trains nothing: leave refine_steps unset")
-        if self.refine_method != "mean-patch" and self.refine_strength is not None:
-            raise UsageError("refine_strength is the mean patch's: set refine_method mean-patch")
-        if self.refine_method == "mean-patch":
+        patch = self.refine_method in _PATCH_METHODS
+        if patch and self.refine_steps is not None:
+            raise UsageError(f"{self.refine_method} trains nothing: leave refine_steps unset")
+        if not patch and self.refine_strength is not None:
+            raise UsageError("refine_strength is the mean patches': set refine_method "
+                             + " or ".join(_PATCH_METHODS))
+        if patch:
             from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 
             strength = MEAN_PATCH_STRENGTH if self.refine_strength is None else self.refine_strength
