@@ -142,6 +142,25 @@ def test_real_gaze_benchmark_patches_each_head_pose(tmp_path):
     assert res["rows"][0]["mean_deg"] > 0 and (tmp_path / "rg_pose_quick_pose_patch.png").is_file()
 
 
+def test_patch_gap_benchmark_measures_each_patch_against_both_real_sets(tmp_path):
+    from tests.test_loop_real import _eyes
+
+    real = _eyes(tmp_path / "real", n=48, subjects=6)
+    args = ["--real", str(real), "--mpii", str(real), "--quick", "--pose-column", "head_deg"]
+    r = _call("benchmarks.bench_patch_gap", *args, tmp_path=tmp_path)
+    assert r.returncode == 2 and "head_deg" in r.stderr and str(real) in r.stderr
+    assert not (tmp_path / "patch_gap_quick.json").exists()
+    _add_meta_column(real, "head_deg", lambda i: (-15, 15)[i // 6 % 2])
+    _add_meta_column(real, "eye", lambda i: "LR"[i % 2])
+    out = _run("benchmarks.bench_patch_gap", *args, tmp_path=tmp_path)
+    assert "frechet_columbia_refined" in out
+    res = json.loads((tmp_path / "patch_gap_quick.json").read_text())
+    assert [r["refiner"] for r in res["medians"]] == ["mean patch 0.5", "pose patch 0.5",
+                                                      "pose patch 1.0"]
+    gaps = res["per_seed"]["0"]["pose patch 1.0"]
+    assert gaps["frechet_columbia_unrefined"] > 0 and gaps["label_shift_deg"] >= 0
+
+
 def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
     from tests.test_loop_real import _eyes
 
