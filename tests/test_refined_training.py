@@ -66,6 +66,19 @@ def test_a_file_that_is_not_a_refiner_is_refused_before_any_work(target, tmp_pat
     assert not batches.exists() or not any(batches.iterdir())
 
 
+def test_a_refiner_that_reads_the_head_yaw_is_refused_before_any_work(target, tmp_path,
+                                                                     _isolated_home):
+    from models.checkpoint import save_checkpoint
+    from models.pose_mean_patch_refiner import PoseMeanPatchConfig, PoseMeanPatchRefiner
+
+    net = PoseMeanPatchRefiner(PoseMeanPatchConfig(poses_deg=(-15.0, 15.0)))
+    path = save_checkpoint(tmp_path / "pose.pt", net, None, None, 0, {}, model_name=net.model_name)
+    r = _train(target, tmp_path / "ckpt", "--refiner", path)
+    assert r.returncode == 2 and "'head_yaw'" in r.stderr and "synthloop refine" in r.stderr
+    assert str(path) in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_landmark_training_points_to_the_refined_batch_instead(refiner_file, tmp_path):
     r = run_cli("train", "--task", "landmarks", "--method", "source_only", "--steps", "1",
                 "--seed", "0", "--out", tmp_path / "ckpt", "--refiner", refiner_file)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from synthloop.batches import prepare_training_batch
+from synthloop.errors import UsageError
 from synthloop.gaze.few_labels import FewLabels
 from synthloop.gaze.source import load_target, split_target, val_source
 from synthloop.runs import (
@@ -142,9 +143,14 @@ def _refiner_on(path: str | None, device: str, log):
     """The refiner for on-the-fly refinement, loaded (and checked) before any work."""
     if path is None:
         return None
+    from models.refiners import conditioned_on
     from models.simgan import load_refiner
 
     net = load_refiner(path, channels=1)
+    if conditioned_on(net) is not None:
+        raise UsageError(f"{path}: this refiner reads each eye's {conditioned_on(net)!r}, which "
+                         "training batches do not carry, so it cannot refine on the fly: refine "
+                         "the batch with `synthloop refine --refiner` and train on that batch")
     log(f"refining the synthetic eyes on the fly on {device} with {path}"
         + ("" if device.startswith("cuda") else
            " (on a CPU, a batch refined once with `synthloop refine` trains faster)"))
