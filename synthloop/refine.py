@@ -101,6 +101,18 @@ class RefineRequest:
 _OPTION = {"pretrain_discriminator": "pretrain_steps"}  # command-line names that differ
 
 
+@dataclass(frozen=True)
+class _Reused:
+    """The record of a reused refiner: its kind and its own config (nothing trained)."""
+
+    model: str
+    config: dict[str, Any]
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reused": self.model, **self.config}
+
+
 def _option(field: str) -> str:
     return "--" + _OPTION.get(field, field).replace("_", "-")
 
@@ -165,7 +177,8 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     channels = 1 if len(parent.image_shape) == 2 else parent.image_shape[-1]
     reused = load_refiner(req.refiner, channels) if req.refiner else None
     method = REFINE_METHODS[req.method]
-    cfg = method.config(req)
+    # a reused refiner is recorded as what it is, not as the request's method would make one
+    cfg = method.config(req) if reused is None else _Reused(reused.model_name, reused.config)
     log(f"parent {parent.batch_id}: {parent.n:,} {spec.samples} at {parent.path}; "
         f"{len(real):,} real images from {req.real}"
         + (f", the {req.mirror_eye} eyes mirrored" if req.mirror_eye else ""))

@@ -201,6 +201,18 @@ def test_the_pose_mean_patch_moves_each_eye_by_its_head_pose_s_difference(refine
                                    1.0).apply(parent.images(), yaw)
     assert np.abs(child.images().astype(int) - expected).max() <= 1
     assert child.metadata.equals(parent.metadata)
+    # reused (the request's method is not the refiner's): the same bytes, recorded as it is
+    again = tmp_path / "again"
+    r = run("refine", str(refined["parent"]), "--real", str(real), "--out", str(again),
+            "--refiner", str(out / "refiner" / "refiner.pt"), "--probe-steps", "60",
+            env=refined["env"])
+    assert r.returncode in (0, 1), r.stderr
+    reused = BatchReader(again)
+    assert [s["sha256"] for s in reused.manifest["shards"]] == \
+        [s["sha256"] for s in child.manifest["shards"]]
+    config = reused.manifest["refiner"]["config"]
+    assert config["reused"] == "pose_mean_patch_refiner" and config["strength"] == 1.0
+    assert config["poses_deg"] == [-15.0, 0.0, 15.0]
 
 
 def test_the_pose_mean_patch_refuses_real_eyes_without_the_pose_column(refined, tmp_path):
