@@ -23,6 +23,7 @@ def cmd_loop(a: argparse.Namespace) -> int:
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
         holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, refine_method=a.refine_method,
         refine_strength=a.refine_strength, mirror_eye=a.mirror_eye or "none",
+        distribution_path=a.distribution or "",
         fresh=a.fresh, as_json=a.json,
         verbose=a.verbose)
 
@@ -61,9 +62,12 @@ def _run_loop(*, task: str, real: str | None, as_json: bool, seed: int, open_loo
     real = get_task(task).loop_real_data(settings, real)
     from flows.feedback_loop import LoopParams, feedback_loop
     from synthloop.loop.real import load_real
+    from synthloop.loop.rounds import initial_distribution
 
     params = LoopParams(task=task, real=real, seed=seed, open_loop=open_loop, fresh=fresh, **loop)
-    load_real(params.config())  # bad real data fails here, in one line, before any server starts
+    cfg = params.config()
+    load_real(cfg)  # bad real data or a bad distribution file fails here, in one line,
+    initial_distribution(cfg)  # before any server starts
     quiet_terminal_logs(verbose)
     with prefect_api(settings):
         state = feedback_loop(params, return_state=True)
@@ -128,6 +132,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--seed", type=int, default=d["seed"],
                     help="random seed; the same seed and options continue (or repeat) the same loop")
     lp.add_argument("--open-loop", action="store_true", help="keep the initial distribution (baseline)")
+    lp.add_argument("--distribution", metavar="JSON",
+                    help="the scene distribution to start from (synthloop distribution --out "
+                         "writes one; e.g. benchmarks/distributions/eyes-columbia-gaze-corners.json)"
+                         "; default: the task's built-in one")
     lp.add_argument("--n-per-round", type=positive_int, default=d["n_per_round"],
                     help="synthetic samples per round")
     lp.add_argument("--steps-per-round", type=positive_int, default=d["steps_per_round"],
