@@ -221,6 +221,17 @@ def test_the_pose_mean_patch_refuses_real_eyes_without_the_pose_column(refined, 
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "meta.csv" in r.stderr and "'head_pose_P_deg'" in r.stderr, r.stderr
     assert not (tmp_path / "o").exists()
+    # a pose with too few eyes for its mean: refused naming the pose, nothing written
+    real = tmp_path / "rare"
+    _real_with_head_poses(refined["real"], real)
+    rows = (real / "meta.csv").read_text().splitlines()
+    rows[1:] = [",".join([r.split(",")[0], "40" if i < 3 else "0", "R"])
+                for i, r in enumerate(rows[1:])]
+    (real / "meta.csv").write_text("\n".join(rows) + "\n")
+    r = run("refine", str(refined["parent"]), "--real", str(real), "--out", str(tmp_path / "o"),
+            "--method", "pose-mean-patch", env=refined["env"])
+    assert r.returncode == 2 and "at head pose 40 deg" in r.stderr and str(real) in r.stderr
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
