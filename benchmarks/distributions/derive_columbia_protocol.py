@@ -1,7 +1,7 @@
 """Write ``eyes-columbia-protocol.json``: the Columbia-range, corner-centred eye distribution
 with its camera pipeline matched to what the real folder's README documents about its crops.
 
-    python -m benchmarks.distributions.derive_columbia_protocol [--only scale|equalise|sensor --out F]
+    python -m benchmarks.distributions.derive_columbia_protocol [--only scale|equalise|sensor|level_head --out F]
 
 Nothing here reads real labels or real pixels; each change quotes the documented protocol of
 ``../shared/data/real/columbia-gaze-eyes`` (its README):
@@ -14,6 +14,10 @@ Nothing here reads real labels or real pixels; each change quotes the documented
 - *sensor*: 64 px crops cut from 5,184 px photographs, so sensor noise is averaged away and
   no 8x8 block of the 60x36 patch is a JPEG block of the original: the cleanest noise bins
   (sigma <= 0.0125) and JPEG quality >= 82.
+- *level_head* (not part of the default set, which predates it): "each subject sits in a
+  chin rest 2 m from the camera, with five horizontal head poses", so the head is turned
+  but not tilted up or down: head pitch within +-7.5 deg (the two middle bins; ours drew
+  +-30 deg with a 10 deg spread), head yaw left as it was (+-30 deg, Columbia's range).
 
 Every other bin keeps a zero weight only until the loop re-weights it (re-weighting floors
 every bin), so the loop can still move any of these factors.
@@ -35,7 +39,10 @@ PARTS = {
               "eye_width_mm": (25.5, 28.5)},
     "equalise": {"histeq": 1.0},
     "sensor": {"noise_sigma": (0.0, 0.0125), "jpeg_quality": (82.0, 98.0)},
+    "level_head": {"head_pitch": (-0.1309, 0.1309)},  # rad: +-7.5 deg, bin mids +-3.75
 }
+#: what ``eyes-columbia-protocol.json`` matches (written before ``level_head`` existed)
+PROTOCOL_PARTS = ("scale", "equalise", "sensor")
 
 
 def _kept(factor, lo: float, hi: float):
@@ -55,7 +62,7 @@ def _only(factor, value: float):
     return dataclasses.replace(factor, weights=tuple(w))
 
 
-def derive(parts=tuple(PARTS)):
+def derive(parts=PROTOCOL_PARTS):
     from synth.distribution import read_distribution
 
     parent = read_distribution(PARENT)
@@ -66,10 +73,13 @@ def derive(parts=tuple(PARTS)):
             f = _only(f, keep[f.name]) if f.kind == "categorical" else _kept(f, *keep[f.name])
         factors.append(f)
     what = {"scale": "eye ~54 px wide (corners at ~90% of the width)",
-            "equalise": "always equalised", "sensor": "clean sensor, JPEG >= 82"}
-    name = "eyes-columbia-protocol" + ("" if len(parts) == len(PARTS) else "-" + "-".join(parts))
-    return parent.derive("camera pipeline matched to Columbia's documented crops: "
-                         + ", ".join(what[p] for p in parts), name=name, factors=tuple(factors))
+            "equalise": "always equalised", "sensor": "clean sensor, JPEG >= 82",
+            "level_head": "head level (pitch within +-7.5 deg: a chin rest, head turned only)"}
+    name = "eyes-columbia-protocol" + ("" if parts == PROTOCOL_PARTS else "-" + "-".join(parts))
+    head = ("camera pipeline matched to Columbia's documented crops: " if "level_head" not in parts
+            else "matched to Columbia's documented protocol: ")
+    return parent.derive(head + ", ".join(what[p] for p in parts), name=name,
+                         factors=tuple(factors))
 
 
 def main(argv=None) -> int:
@@ -79,7 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", choices=list(PARTS), help="match only these parts")
     ap.add_argument("--out", type=Path, default=None, help=f"default {OUT.name} beside this file")
     a = ap.parse_args(argv)
-    dist = derive(tuple(a.only) if a.only else tuple(PARTS))
+    dist = derive(tuple(a.only) if a.only else PROTOCOL_PARTS)
     out = a.out or (OUT if not a.only else HERE / f"{dist.name}.json")
     out.write_text(dist.dumps())
     print(f"wrote {out} ({dist.id})")
