@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from realdata.eye_side import mirror_side, mirrored_mask
+    from realdata.eye_side import mirror_side, mirrored_mask, mirrored_yaw
     from realdata.eyes import read_eye_folder
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", 2)))
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.mirror_eye != "none":
         mirrored = mirrored_mask(eyes, a.mirror_eye)
         eyes = mirror_side(eyes, a.mirror_eye)
-    real_pose = np.where(mirrored, -1.0, 1.0) * eyes.meta[a.pose_column]
+    real_pose = mirrored_yaw(eyes.meta[a.pose_column], mirrored)
     mpii = read_eye_folder(a.mpii).images
     per_seed = {seed: _seed(seed, eyes, analysis, real_pose, mpii, a) for seed in a.seeds}
     rows = []

@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from realdata.errors import DataFormatError
-    from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
+    from realdata.eye_side import mirror_side, mirrored_mask, mirrored_yaw, unmirror_pitchyaw
     from realdata.eyes import read_eye_folder
 
     if a.centre is None:  # recorded with the results: what the patches really were
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{a.real}: --refine pose-mean-patch needs meta.csv's numeric column "
                   f"{a.pose_column!r}", file=sys.stderr)
             return 2
-        a.real_pose_deg = np.where(mirrored, -1.0, 1.0) * eyes.meta[a.pose_column]
+        a.real_pose_deg = mirrored_yaw(eyes.meta[a.pose_column], mirrored)
     print(f"{a.real}: {len(analysis)} analysis eyes ({n_pool} subjects), {len(held)} held-out "
           f"({len({*people})} subjects); {len(a.seeds)} seed(s), {a.steps} steps")
     runs: dict[str, list[dict]] = {}

@@ -39,7 +39,6 @@ class PoseMeanPatchConfig:
     poses_deg: tuple[float, ...] = (0.0,)
     sign: int = 1
     strength: float = 1.0
-    interpolate: bool = False
     conditioned_on: str = "head_yaw"  # the batch metadata column (radians) read per image
 
     def __post_init__(self) -> None:
@@ -94,7 +93,7 @@ class PoseMeanPatchRefiner(nn.Module):
         if not np.isfinite(yaw).all():
             raise ValueError("head yaw holds missing or infinite values")
         w = torch.from_numpy(pose_weights(np.array(self.cfg.poses_deg), self.cfg.sign,
-                                          np.degrees(yaw), self.cfg.interpolate))
+                                          np.degrees(yaw)))
         shift = torch.einsum("bk,kchw->bchw", w.to(self.deltas), self.deltas)
         return x + (self.cfg.strength * shift).to(x.dtype)
 

@@ -22,7 +22,7 @@ import numpy as np
 from realdata.errors import DataFormatError
 from realdata.eyes import META_NAME, SIDE_COLUMN, SIDES, EyeImages
 
-__all__ = ["mirror_side", "mirrored_mask", "unmirror_pitchyaw"]
+__all__ = ["mirror_side", "mirrored_mask", "mirrored_yaw", "unmirror_pitchyaw"]
 
 
 def mirrored_mask(eyes: EyeImages, side: str) -> np.ndarray:
@@ -66,3 +66,10 @@ def unmirror_pitchyaw(pitchyaw: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if pitchyaw.ndim != 2 or pitchyaw.shape[1] != 2 or len(pitchyaw) != len(mask):
         raise ValueError(f"pitchyaw must be ({len(mask)}, 2), got {pitchyaw.shape}")
     return _negate_yaw(pitchyaw, np.asarray(mask, dtype=bool))
+
+
+def mirrored_yaw(yaw: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A per-image yaw-like column ``(N,)`` (e.g. meta.csv's head pose) in the frame of the
+    mirrored eyes: negated where ``mask`` (float64; a zero stays +0)."""
+    yaw = np.asarray(yaw, dtype=np.float64)
+    return np.where(np.asarray(mask, dtype=bool), 0.0 - yaw, yaw)

@@ -89,8 +89,8 @@ class RefineRequest:
             for n in changed:
                 owners.setdefault(tuple(k for k, m in REFINE_METHODS.items() if n in m.reads),
                                   []).append(_option(n))
-            head = (f"--method {self.method} trains nothing; these are" if "steps" not in method.reads
-                    else f"--method {self.method} does not read these:")
+            head = (f"--method {self.method} does not read these:" if method.trains
+                    else f"--method {self.method} trains nothing; these are")
             raise UsageError(f"{head} " + "; ".join(f"{' and '.join(o)} settings: {', '.join(opts)}"
                                                     for o, opts in owners.items())
                              + f" (add --method {next(iter(owners))[0]} or leave them out)")

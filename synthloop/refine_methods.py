@@ -63,6 +63,11 @@ class RefineMethod:
     fit: Callable[[FitContext, Any], Any]  # (context, config) -> refiner
     reads: tuple[str, ...]  # the request fields it reads beyond the shared ones
 
+    @property
+    def trains(self) -> bool:
+        """Whether it trains a refiner (takes steps); the patches are fitted in one pass."""
+        return "steps" in self.reads
+
 
 def metadata_column(parent, column: str, why: str):
     """``parent``'s per-image metadata ``column`` as float64; a DataFormatError naming the

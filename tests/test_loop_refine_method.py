@@ -6,13 +6,7 @@ from __future__ import annotations
 import pytest
 
 from synthloop.errors import UsageError
-from synthloop.loop.config import REFINE_METHOD_NAMES, LoopConfig
-
-
-def test_the_loop_names_the_refine_command_s_methods():
-    from synthloop.refine_methods import REFINE_METHODS
-
-    assert tuple(REFINE_METHODS) == REFINE_METHOD_NAMES
+from synthloop.loop.config import LoopConfig
 
 
 def test_a_loop_without_refinement_keeps_its_identity():

@@ -105,7 +105,7 @@ class GazeSpec(TaskSpec):
         return eyes.images
 
     def refine_target_head_yaw(self, path, column, mirror_eye=None):
-        from realdata.eye_side import mirrored_mask
+        from realdata.eye_side import mirrored_mask, mirrored_yaw
         from realdata.eyes import META_NAME, read_eye_folder
 
         eyes = read_eye_folder(path)
@@ -114,9 +114,7 @@ class GazeSpec(TaskSpec):
                                   "head yaw per eye (the per-pose mean patch needs one; "
                                   "--pose-column names another)")
         yaw = eyes.meta[column].astype(np.float64)
-        if mirror_eye is not None:
-            yaw = np.where(mirrored_mask(eyes, mirror_eye), 0.0 - yaw, yaw)  # no -0.0
-        return yaw
+        return yaw if mirror_eye is None else mirrored_yaw(yaw, mirrored_mask(eyes, mirror_eye))
 
     def label_probe(self, reader, out, *, seed, steps, log=print):
         from synthloop.gaze.refining import train_label_probe

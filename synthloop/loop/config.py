@@ -7,6 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from synthloop.errors import UsageError
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
 from synthloop.taskspec import TASK_NAMES, get_task
 
 __all__ = ["LOOP_DEFAULTS", "REFINE_METHOD_NAMES", "TRANSFER_FIT_NAMES", "LoopConfig"]
@@ -20,11 +21,10 @@ _OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_st
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
 TRANSFER_FIT_NAMES = ("ridge", "mlp")
 
-#: how a round's batch may be refined (the keys of ``synthloop.refine_methods.REFINE_METHODS``,
-#: written out for the same reason; a test keeps them equal)
-REFINE_METHOD_NAMES = ("simgan", "mean-patch", "pose-mean-patch")
+#: how a round's batch may be refined (``synthloop.refine_methods`` imports no torch)
+REFINE_METHOD_NAMES = tuple(REFINE_METHODS)
 #: the methods that fit a patch (nothing trained: no steps; a strength instead)
-_PATCH_METHODS = ("mean-patch", "pose-mean-patch")
+_PATCH_METHODS = tuple(name for name, m in REFINE_METHODS.items() if not m.trains)
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,6 @@ class LoopConfig:
             raise UsageError("refine_strength is the mean patches': set refine_method "
                              + " or ".join(_PATCH_METHODS))
         if patch:
-            from synthloop.refine_methods import MEAN_PATCH_STRENGTH
-
             strength = MEAN_PATCH_STRENGTH if self.refine_strength is None else self.refine_strength
             if not 0.0 < strength <= 4.0:
                 raise UsageError(f"refine_strength must be in (0, 4], got {strength}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from realdata.errors import DataFormatError
-from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
+from realdata.eye_side import mirror_side, mirrored_mask, mirrored_yaw, unmirror_pitchyaw
 from realdata.eyes import EyeImages
 
 
@@ -59,3 +59,9 @@ def test_needs_sides_and_a_known_side():
     assert str(e.value.path) == "folder"
     with pytest.raises(ValueError, match="side must be one of"):
         mirrored_mask(_eyes(), "left")
+
+
+def test_a_yaw_column_follows_the_mirrored_eyes():
+    out = mirrored_yaw([-30, 0, 15, 0], np.array([True, True, False, False]))
+    assert out.tolist() == [30.0, 0.0, 15.0, 0.0]
+    assert not np.signbit(out).any()  # a mirrored 0 stays +0, so it prints and groups as 0
