@@ -4,6 +4,7 @@ half of issue 14's benchmark.
     python -m benchmarks.bench_refine_faces [--seeds 0 1 2] [--n 100 645] [--steps 3000]
         [--refiner-steps 1000] [--refiner-width 16] [--refiner-batch 8]
     python -m benchmarks.bench_refine_faces --refine-method mean-patch [--strength 0.5]
+    python -m benchmarks.bench_refine_faces --refine-method landmark-patch [--strength 1.0]
     python -m benchmarks.bench_refine_faces --quick     # a smoke run, not results
 
 Per seed, at an equal training budget:
@@ -12,6 +13,8 @@ Per seed, at an equal training budget:
    refined by the product's own job (:func:`synthloop.refine.write_refined_batch`, bf16)
    toward the 645 LFPW training faces, unlabeled (``real_indices``: the 160 test faces
    never reach the refiner), and validated (the model-free landmark-structure check);
+   the face-aligned patch (``landmark-patch``) finds the real faces' points with the
+   seed's unrefined arm-(b) model, trained first, so no real label reaches it;
 2. arm (b) of ``bench_landmark_label_efficiency`` runs on each batch: a dense-point model
    trained on the synthetic faces alone, then the label-transfer network fitted on ``n``
    labeled training faces;
@@ -39,24 +42,31 @@ from synthloop.loop.config import REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 
 
-def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path) -> tuple[str, dict]:
+def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path,
+            landmarker: Path | None = None) -> tuple[str | None, dict]:
     """The batch refined toward the training faces and validated (kept when it exists:
-    reruns resume)."""
+    reruns resume); None and the product's reason where it refused to refine."""
     import json
 
+    from synthloop.errors import UsageError
     from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
 
     info: dict = {}
     if not (out / "manifest.json").is_file():
         common = dict(batch=bench.batch, real=a.real, out=str(out), seed=seed,
                       real_indices=real_train.tolist())
-        req = (RefineRequest(**common, method="mean-patch", strength=a.strength)
-               if a.refine_method == "mean-patch" else
+        req = (RefineRequest(**common, method=a.refine_method, strength=a.strength,
+                             **({"landmarker": str(landmarker)} if landmarker else {}))
+               if a.refine_method in ("mean-patch", "landmark-patch") else
                RefineRequest(**common, steps=a.refiner_steps, self_reg=a.self_reg,
                              width=a.refiner_width, blocks=a.refiner_blocks,
                              batch_size=a.refiner_batch, bf16=True))
         t0 = time.perf_counter()
-        made = write_refined_batch(bench.settings, req, log=lambda m: print("   ", m, flush=True))
+        try:
+            made = write_refined_batch(bench.settings, req, log=lambda m: print("   ", m, flush=True))
+        except UsageError as e:  # e.g. a landmarker whose points span no face
+            print(f"    not refined: {e}", flush=True)
+            return None, {"status": "not refined", "failing": [str(e)], "label_check": None}
         validate_refined(made)
         info["refine_minutes"] = (time.perf_counter() - t0) / 60
         info["seconds"] = made.seconds
@@ -84,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                     "default: the built-in one)")
     ap.add_argument("--refine-method", choices=REFINE_METHOD_NAMES, default="simgan",
                     help="mean-patch: move every synthetic face by the training faces' mean "
-                         "crop minus theirs (the SimGAN options below do not apply)")
+                         "crop minus theirs; landmark-patch: the same aligned by each face's 68 "
+                         "points (the SimGAN options below do not apply)")
     ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
-                    help="mean-patch: how far toward the real mean crop")
+                    help="the patch methods: how far toward the real mean crop")
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--self-reg", type=float, default=10.0,
                     help="refiner self-regularisation weight (10: quarantined on seeds 0-2)")
@@ -126,19 +137,22 @@ def main(argv: list[str] | None = None) -> int:
         # the mean patch has no seed: every seed trains on the one refined batch (a second
         # folder of the same bytes would be the same batch id at another path)
         folder = (f"refined-meanpatch{a.strength:g}" if a.refine_method == "mean-patch" else
-                  f"refined-s{seed}-steps{a.refiner_steps}-w{a.refiner_width}-b{a.refiner_batch}"
+                  f"refined-lmpatch{a.strength:g}-s{seed}" if a.refine_method == "landmark-patch"
+                  else f"refined-s{seed}-steps{a.refiner_steps}-w{a.refiner_width}-b{a.refiner_batch}"
                   f"-reg{a.self_reg:g}")
-        child, info = _refine(plain, a, seed, real_train, plain.root / folder)
+        unrefined = plain.synthetic("b", seed, a.steps)  # (the face-aligned patch's landmarker)
+        child, info = _refine(plain, a, seed, real_train, plain.root / folder,
+                              unrefined[0] if a.refine_method == "landmark-patch" else None)
         refinements.append({"seed": seed, "batch": child, **info})
         print(f"  seed {seed}: refined batch {info['status']} (label check "
               f"{info['label_check']})", flush=True)
         refined = Bench(a, settings, train_set, test_set, *faces)
         refined.root, refined._batch = plain.root, child
-        arms = [("unrefined", plain, "b")]
+        arms = [("unrefined", plain, unrefined)]
         if info["status"] == "accepted":  # the product's rule: a quarantined batch is never trained on
-            arms.append(("refined", refined, f"b-refined-{Path(child).name}"))
-        for arm, bench, name in arms:
-            run, minutes = bench.synthetic(name, seed, a.steps)
+            arms.append(("refined", refined,
+                         refined.synthetic(f"b-refined-{Path(child).name}", seed, a.steps)))
+        for arm, bench, (run, minutes) in arms:
             for r in bench.transferred(run, seed, minutes, "b"):
                 rows.append({**r, "arm": arm})
     summary = []
@@ -155,13 +169,14 @@ def main(argv: list[str] | None = None) -> int:
                             "change_vs_unrefined": f"{100 * (med[arm] / med['unrefined'] - 1):+.1f}%"})
     quarantined = [r["seed"] for r in refinements if r["status"] != "accepted"]
     if quarantined:
-        print(f"refined batches quarantined (not trained on) for seeds {quarantined}: "
-              + "; ".join(f"seed {r['seed']}: {r['label_check']}" for r in refinements
-                          if r["status"] != "accepted"))
+        print(f"refined batches quarantined or refused (not trained on) for seeds {quarantined}: "
+              + "; ".join(f"seed {r['seed']}: {r['label_check'] or r['failing'][0]}"
+                          for r in refinements if r["status"] != "accepted"))
     print_table(summary, list(summary[0]))
     results = results_dir()
     real128 = load_real_faces(train_set.subset(list(range(8))), 128).images  # the refiner's size
-    _grid(refinements[0]["batch"], real128, results / f"{a.name}_samples.png")
+    if refinements[0]["batch"] is not None:
+        _grid(refinements[0]["batch"], real128, results / f"{a.name}_samples.png")
     path = save(a.name + ("_quick" if a.quick else ""),
                 {"machine": machine(), "args": vars(a), "refinements": refinements, "rows": rows,
                  "summary": summary})

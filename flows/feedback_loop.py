@@ -20,7 +20,12 @@ from analysis.stopping import StoppingRule, should_stop
 from flows.forms import EmptyDict, EmptyText, EyeSide, ZeroInt, eye_side
 from models.names import METHODS
 from synthloop.errors import BatchRejected
-from synthloop.loop.config import LOOP_DEFAULTS, REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES, LoopConfig
+from synthloop.loop.config import (
+    LOOP_DEFAULTS,
+    LOOP_REFINE_METHOD_NAMES,
+    TRANSFER_FIT_NAMES,
+    LoopConfig,
+)
 from synthloop.loop.rounds import round_dir, round_seed
 from synthloop.loop.routing import CHOICES
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH
@@ -117,7 +122,7 @@ class LoopParams(BaseModel):
         0, ge=0, le=1_000_000, title="Refiner steps",
         description="Refine each round's batch toward the analysis part's real images (SimGAN) "
         "before training, for this many refiner steps; 0 = train on the rendered batch.")
-    refine_method: Literal[REFINE_METHOD_NAMES] = Field(
+    refine_method: Literal[LOOP_REFINE_METHOD_NAMES] = Field(
         "simgan", title="Refinement",
         description="simgan: refine with a SimGAN refiner when Refiner steps is above 0; "
         "mean-patch: move each round's batch by the analysis part's mean image minus its own "

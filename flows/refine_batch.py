@@ -47,12 +47,18 @@ class RefineParams(BaseModel):
         description="simgan: an adversarially trained refiner; mean-patch: every image moved "
         "by the real mean image minus the batch's (seconds, no training; the SimGAN fields "
         "below do not apply); pose-mean-patch: the same at each head pose of the real eyes, "
-        "each synthetic eye moved by the pose nearest its head yaw.")
+        "each synthetic eye moved by the pose nearest its head yaw; landmark-patch (faces): "
+        "the difference of the mean faces aligned by their 68 points, warped onto each face "
+        "(needs a landmark model).")
     strength: float = Field(MEAN_PATCH_STRENGTH, ge=0.0, le=4.0, title="Mean-patch strength",
                             description="How far toward the real mean image (1: all the way).")
     pose_column: str = Field(DEFAULT_POSE_COLUMN, min_length=1, title="Head-pose column",
                              description="pose-mean-patch: the real folder's meta.csv column "
                              "of each eye's head yaw in degrees.")
+    landmarker: EmptyText = Field("", title="Landmark model",
+                                  description="landmark-patch: the landmark model (run folder, "
+                                  "checkpoint or models:/ URI) that finds the real faces' 68 "
+                                  "points.")
     mirror_eye: EyeSide = Field(
         "none", title="Mirror one eye side",
         description="Eyes: mirror the real eyes of this side onto the other's first (meta.csv "
@@ -97,7 +103,7 @@ def refine_batch(params: RefineParams):
                "self_reg": params.self_reg, "consistency": params.consistency,
                "probe_steps": params.probe_steps, "method": params.method,
                "strength": params.strength, "pose_column": params.pose_column,
-               "seed": params.seed, "device": params.device,
+               "landmarker": params.landmarker or None, "seed": params.seed, "device": params.device,
                "mirror_eye": eye_side(params.mirror_eye)}
     try:
         with transaction():

@@ -24,6 +24,7 @@ import models.gaze_net  # noqa: F401  registers the gaze models
 import models.hourglass  # noqa: F401  registers the landmark models
 import models.iwdan  # noqa: F401  registers IWDAN
 import models.label_transfer  # noqa: F401  registers the label-transfer net
+import models.landmark_patch  # noqa: F401  registers the face-aligned mean patch
 import models.landmark_resnet  # noqa: F401  registers the CPU-sized landmark models
 import models.mean_patch  # noqa: F401  registers the mean-patch refiner
 import models.patch_discriminator  # noqa: F401  registers the SimGAN discriminator

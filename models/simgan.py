@@ -267,17 +267,17 @@ def load_refiner(path, channels: int | None = None) -> torch.nn.Module:
 def refine_images(refiner: Refiner, images: np.ndarray, chunk: int = 512,
                   condition: np.ndarray | None = None) -> np.ndarray:
     """Refine uint8 images ``(N, H, W)`` or ``(N, H, W, 3)``; returns uint8 of the same
-    shape (rounded, clipped to [0, 255]). ``condition``: the ``(N,)`` metadata column a
+    shape (rounded, clipped to [0, 255]). ``condition``: the ``(N, ...)`` per-image values a
     conditioned refiner reads (:func:`models.refiners.conditioned_on`), which it needs."""
     from models.refiners import conditioned_on
 
     _channels(images)
     column = conditioned_on(refiner)
     if column is not None and (condition is None or len(condition) != len(images)):
-        raise ValueError(f"this refiner needs each image's {column!r} (the batch metadata "
-                         f"column) beside the {len(images)} images")
+        raise ValueError(f"this refiner needs each image's {column!r} beside the "
+                         f"{len(images)} images")
     if column is None and condition is not None:
-        raise ValueError("this refiner takes images alone, not a metadata column")
+        raise ValueError("this refiner takes images alone, not a per-image condition")
     dev = next(refiner.parameters()).device
     was_training = refiner.training
     refiner.eval()

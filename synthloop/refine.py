@@ -73,6 +73,8 @@ class RefineRequest:
     pose_column: str = DEFAULT_POSE_COLUMN  # pose-mean-patch: the real eyes' head yaw (deg)
     mirror_eye: str | None = None  # eyes: that side of the real eyes mirrored onto the other's
     # first (as the models trained on the batch will see them)
+    landmarker: str | None = None  # landmark-patch: the landmark model that places the real
+    # faces' 68 points (the real faces are unlabeled here)
 
     def __post_init__(self) -> None:
         """An unknown method, or a setting of the other method (which would be silently
@@ -91,7 +93,7 @@ class RefineRequest:
                                   []).append(_option(n))
             head = (f"--method {self.method} does not read these:" if method.trains
                     else f"--method {self.method} trains nothing; these are")
-            raise UsageError(f"{head} " + "; ".join(f"{' and '.join(o)} settings: {', '.join(opts)}"
+            raise UsageError(f"{head} " + "; ".join(f"{_and(o)} settings: {', '.join(opts)}"
                                                     for o, opts in owners.items())
                              + f" (add --method {next(iter(owners))[0]} or leave them out)")
         if self.mirror_eye not in (None, "L", "R"):
@@ -111,6 +113,11 @@ class _Reused:
 
     def to_dict(self) -> dict[str, Any]:
         return {"reused": self.model, **self.config}
+
+
+def _and(names: tuple[str, ...]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(filter(None, (", ".join(names[:-1]), names[-1])))
 
 
 def _option(field: str) -> str:
@@ -188,15 +195,18 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
         return _picked(spec.refine_target_head_yaw(req.real, column, req.mirror_eye),
                        req.real, req.real_indices)
 
+    def real_points(landmarker: str):
+        return spec.refine_target_points(real, landmarker)
+
     with _RefineRun(settings, parent, req, cfg) as run:
         if reused is None:
             refiner = method.fit(FitContext(req, spec, parent, real, settings.outputs_dir, log,
                                             lambda steps: run.on_log(log, steps), seconds,
-                                            real_head_yaw), cfg)
+                                            real_head_yaw, real_points), cfg)
         else:
             refiner = reused
             log(f"reusing refiner {req.refiner}")
-        condition = _condition(parent, refiner)  # before the label probe's minutes
+        condition = _condition(spec, parent, refiner)  # before the label probe's minutes
         work = Path(tempfile.mkdtemp(prefix="refine-", dir=settings.outputs_dir))
         try:
             refiner_path = save_checkpoint(work / "refiner.pt", refiner.cpu(), None, None,
@@ -274,13 +284,12 @@ def _in_process(fn, jobs):
     return map(fn, jobs)
 
 
-def _condition(parent, refiner):
-    """The parent's metadata column ``refiner`` reads per image (float64), or None."""
+def _condition(spec, parent, refiner):
+    """What ``refiner`` reads per image of ``parent`` (the task says where it lives), or None."""
     from models.refiners import conditioned_on
-    from synthloop.refine_methods import metadata_column
 
-    column = conditioned_on(refiner)
-    return None if column is None else metadata_column(parent, column, "this refiner reads it")
+    name = conditioned_on(refiner)
+    return None if name is None else spec.refine_condition(parent, name)
 
 
 def _write_child(parent, out: Path, lineage: dict[str, Any], refiner_path: Path,

@@ -9,6 +9,10 @@ the refiner from the parent's images and the unlabeled real ones.
 * ``pose-mean-patch``: the same difference taken at each head pose of the real eyes
   (``meta.csv``'s ``--pose-column``), each synthetic eye moved by the one nearest its own
   head yaw (:mod:`models.pose_mean_patch_refiner`); eyes only, no training.
+* ``landmark-patch``: the same difference taken in the face's own coordinates, each face
+  warped onto one canonical shape by its 68 points (the real faces' found by the landmark
+  model ``--landmarker``), then warped back onto every synthetic face's points
+  (:mod:`models.landmark_patch`); faces only, no training.
 
 Each method names the request fields it reads beyond the shared ones (``reads``), so
 that a setting of another method is refused instead of silently ignored.
@@ -44,7 +48,7 @@ class FitContext:
     images (uint8, the parent's image shape), where to put scratch files, a logger, the
     MLflow run's step reporter, the timings dict to add to, and the real images' head
     yaw (degrees) read from a ``meta.csv`` column, in the frame of ``real`` (mirrored
-    eyes negated)."""
+    eyes negated), and the real images' 68 points as a landmark model finds them."""
 
     req: Any
     spec: Any
@@ -55,6 +59,7 @@ class FitContext:
     report: Callable[[int], Callable[[dict[str, float]], None]]
     seconds: dict[str, float]
     real_head_yaw: Callable[[str], Any]
+    real_points: Callable[[str], Any]
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,55 @@ def _pose_mean_patch_fit(ctx: FitContext, cfg: PoseMeanPatchSettings):
     return refiner
 
 
+@dataclass(frozen=True)
+class LandmarkPatchSettings:
+    """The face-aligned patch's record (``steps`` 0: nothing is trained)."""
+
+    strength: float = MEAN_PATCH_STRENGTH
+    landmarker: str | None = None
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "landmark-patch", "strength": self.strength,
+                "landmarker": self.landmarker}
+
+
+def _landmark_patch_config(req):
+    from synthloop.errors import UsageError
+
+    if not req.landmarker:
+        raise UsageError("--method landmark-patch needs --landmarker MODEL: a landmark model "
+                         "(run folder, checkpoint or models:/ URI) that finds the real faces' "
+                         "68 points, which are unlabeled here")
+    return LandmarkPatchSettings(strength=req.strength, landmarker=str(req.landmarker))
+
+
+def _landmark_patch_fit(ctx: FitContext, cfg: LandmarkPatchSettings):
+    from models.landmark_patch import fit_landmark_patch
+    from synthloop.errors import UsageError
+
+    t = time.perf_counter()
+    try:
+        real_points = ctx.real_points(cfg.landmarker)
+    except ValueError as e:  # a model that does not answer the 68 points
+        raise UsageError(f"--landmarker {cfg.landmarker}: {e}") from None
+    ctx.seconds["real_points"] = time.perf_counter() - t
+    labels = ctx.spec.refine_condition(ctx.parent, "points68_visible")
+    t = time.perf_counter()
+    try:
+        refiner = fit_landmark_patch(ctx.parent.images(), labels[..., :2], labels[..., 2] > 0.5,
+                                     ctx.real, real_points, cfg.strength)
+    except ValueError as e:
+        raise UsageError(f"--method landmark-patch cannot be fitted on {ctx.parent.path} "
+                         f"toward {ctx.req.real}: {e}") from None
+    ctx.seconds["fit_refiner"] = time.perf_counter() - t
+    ctx.log(f"landmark patch fitted: the real faces' points from {cfg.landmarker}; in the "
+            f"canonical face the real mean differs from the synthetic one by "
+            f"{float(refiner.delta.abs().mean()) * 255.0:.1f} gray levels per pixel on "
+            f"average (faded at the outline); strength {cfg.strength:g}")
+    return refiner
+
+
 _SIMGAN_READS = ("steps", "self_reg", "width", "blocks", "batch_size", "pretrain_discriminator",
                  "bf16", "ema", "consistency")
 
@@ -189,4 +243,6 @@ REFINE_METHODS: dict[str, RefineMethod] = {
     "mean-patch": RefineMethod(_mean_patch_config, _mean_patch_fit, ("strength",)),
     "pose-mean-patch": RefineMethod(_pose_mean_patch_config, _pose_mean_patch_fit,
                                     ("strength", "pose_column")),
+    "landmark-patch": RefineMethod(_landmark_patch_config, _landmark_patch_fit,
+                                   ("strength", "landmarker")),
 }

@@ -184,6 +184,22 @@ class TaskSpec:
         that side mirrored onto the other's (tasks with ``mirrors_eye_sides``)."""
         raise NotImplementedError(f"task {self.name} cannot refine batches yet")
 
+    def refine_target_points(self, images: Any, landmarker: str) -> Any:
+        """The 68 points ``(N, 68, 2)`` of the real ``images`` (as
+        :meth:`refine_target_images` gave them) found by the model ``landmarker``, for
+        refiners that work in the face's own coordinates."""
+        from synthloop.errors import UsageError
+
+        raise UsageError(f"task {self.name}: its real images have no 68 points to place")
+
+    def refine_condition(self, parent: Any, name: str) -> Any:
+        """What a conditioned refiner reads per image of the batch ``parent`` (its
+        ``conditioned_on``): the batch metadata column ``name`` unless the task keeps it
+        elsewhere."""
+        from synthloop.refine_methods import metadata_column
+
+        return metadata_column(parent, name, "this refiner reads it")
+
     def refine_target_head_yaw(self, path: str, column: str, mirror_eye: str | None = None) -> Any:
         """``(N,)`` float degrees: each real image's head yaw from the folder's per-image
         metadata ``column``, in the order and frame of :meth:`refine_target_images` (a

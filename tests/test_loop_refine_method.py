@@ -30,6 +30,7 @@ def test_a_loop_without_refinement_keeps_its_identity():
 @pytest.mark.parametrize("kwargs, says", [
     ({"refine_method": "cyclegan"},
      "refine_method 'cyclegan': choose from simgan, mean-patch, pose-mean-patch"),
+    ({"refine_method": "landmark-patch"}, "needs a landmark model, which the loop does not pass"),
     ({"refine_method": "simgan"}, "needs refine_steps"),
     ({"refine_method": "mean-patch", "refine_steps": 100}, "mean-patch trains nothing"),
     ({"refine_method": "pose-mean-patch", "refine_steps": 100}, "pose-mean-patch trains nothing"),

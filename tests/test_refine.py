@@ -341,3 +341,48 @@ def test_a_refined_face_batch_carries_its_landmarks_and_is_checked_without_a_mod
         write_refined_batch(face_data["settings"], replace(req, out=str(tmp_path / "g"),
                                                            consistency=1.0), log=lambda *_: None)
     assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.slow  # face crops, the face validation frame and an MLflow run
+def test_the_landmark_patch_moves_faces_in_their_own_coordinates_and_needs_a_landmarker(
+        face_data, tmp_path, one_thread, monkeypatch):
+    from realdata.real_faces import load_real_faces
+    from synthloop.errors import UsageError
+    from synthloop.landmarks import refining
+    from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
+
+    common = dict(batch=face_data["batch"], real=face_data["real"], method="landmark-patch")
+    with pytest.raises(UsageError, match="needs --landmarker"):
+        write_refined_batch(face_data["settings"], RefineRequest(**common, out=str(tmp_path / "x")),
+                            log=lambda *_: None)
+    assert not (tmp_path / "x").exists()
+    # the landmarker's answer stood in by the real faces' own points: what is under test
+    # here is the batch transform (predicted_points has its own test)
+    truth = load_real_faces(face_data["real"], 128).points
+    seen = []
+    monkeypatch.setattr(refining, "predicted_points",
+                        lambda images, model: seen.append((len(images), model)) or truth)
+    req = RefineRequest(**common, out=str(tmp_path / "f"), landmarker="some/run")
+    batch = write_refined_batch(face_data["settings"], req, log=lambda *_: None)
+    assert seen == [(6, "some/run")]
+    verdict = validate_refined(batch)
+    parent, child = BatchReader(face_data["batch"]), BatchReader(batch.path)
+    assert verdict.status == "accepted", verdict.failing
+    assert batch.mean_change > 0.5
+    assert child.manifest["refiner"]["config"] == {"method": "landmark-patch", "strength": 0.5,
+                                                   "landmarker": "some/run"}
+    before, after = parent.images().astype(int), child.images().astype(int)
+    for rel in parent.extra_files:  # the landmark arrays, byte for byte
+        assert (child.path / rel).read_bytes() == (parent.path / rel).read_bytes()
+    from synth.generate_faces import read_face_labels
+
+    labels = read_face_labels(parent.path, verify=False)
+    corner = np.abs(after - before)[:, :6, :6].max()  # far outside every face's points
+    assert corner == 0
+    moved = np.abs(after - before).sum(-1) > 0
+    for i in range(parent.n):  # a face is only moved inside the box of its 68 points
+        x0, y0 = np.floor(labels["points68"][i].min(0)).astype(int)
+        x1, y1 = np.ceil(labels["points68"][i].max(0)).astype(int)
+        outside = moved[i].copy()
+        outside[max(y0 - 3, 0):y1 + 4, max(x0 - 3, 0):x1 + 4] = False
+        assert not outside.any()

@@ -20,8 +20,8 @@ def test_simgan_settings_with_the_mean_patch_are_named_and_refused():
 
 def test_a_strength_without_the_mean_patch_is_refused():
     assert RefineRequest(batch="b", real="r", out="o").strength == MEAN_PATCH_STRENGTH
-    with pytest.raises(UsageError, match="mean-patch and pose-mean-patch settings: --strength "
-                                         r"\(add --method mean-patch"):
+    with pytest.raises(UsageError, match="mean-patch, pose-mean-patch and landmark-patch "
+                                         r"settings: --strength \(add --method mean-patch"):
         RefineRequest(batch="b", real="r", out="o", strength=0.3)
 
 
@@ -36,6 +36,13 @@ def test_the_pose_column_belongs_to_the_per_pose_patch_alone():
         RefineRequest(batch="b", real="r", out="o", method="pose-mean-patch", steps=10)
 
 
+def test_the_landmarker_belongs_to_the_face_aligned_patch_alone():
+    ok = RefineRequest(batch="b", real="r", out="o", method="landmark-patch", landmarker="run")
+    assert ok.landmarker == "run"
+    with pytest.raises(UsageError, match="landmark-patch settings: --landmarker"):
+        RefineRequest(batch="b", real="r", out="o", method="mean-patch", landmarker="run")
+
+
 def test_the_command_line_says_so_before_reading_anything(tmp_path):
     from tests.cli_inprocess import run_cli
 
@@ -47,5 +54,6 @@ def test_the_command_line_says_so_before_reading_anything(tmp_path):
 
 
 def test_an_unknown_method_is_refused_with_the_known_ones():
-    with pytest.raises(UsageError, match="one of simgan, mean-patch, pose-mean-patch, got 'cyclegan'"):
+    with pytest.raises(UsageError, match="one of simgan, mean-patch, pose-mean-patch, "
+                                         "landmark-patch, got 'cyclegan'"):
         RefineRequest(batch="b", real="r", out="o", method="cyclegan")

@@ -10,7 +10,7 @@ from typing import Any
 from models.names import METHODS
 from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_with_home
 from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
-from synthloop.loop.config import LOOP_DEFAULTS, REFINE_METHOD_NAMES
+from synthloop.loop.config import LOOP_DEFAULTS, LOOP_REFINE_METHOD_NAMES
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.taskspec import TASK_NAMES
 
@@ -153,7 +153,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--refine-steps", type=int, default=0,
                     help="refine each round's batch toward the analysis part's real images "
                          "(SimGAN) for this many refiner steps before training; 0 = no refinement")
-    lp.add_argument("--refine-method", choices=REFINE_METHOD_NAMES, default="simgan",
+    lp.add_argument("--refine-method", choices=LOOP_REFINE_METHOD_NAMES, default="simgan",
                     help="mean-patch: instead, move each round's batch by the analysis part's "
                          "mean image minus its own (seconds, no training; no --refine-steps); "
                          "pose-mean-patch: the same at each head pose of the real eyes (gaze; "

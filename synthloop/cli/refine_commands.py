@@ -1,5 +1,5 @@
 """``synthloop refine``: a synthetic batch refined toward unlabeled real images (SimGAN, or
-the mean-patch shift, shared or per head pose)."""
+the mean-patch shift: shared, per head pose, or aligned by each face's points)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def cmd_refine(a: argparse.Namespace) -> int:
                         batch_size=a.batch_size, probe_steps=a.probe_steps,
                         pretrain_discriminator=a.pretrain_steps, bf16=a.bf16, ema=a.ema, seed=a.seed,
                         device=a.device, overwrite=a.overwrite, method=a.method,
-                        strength=a.strength, pose_column=a.pose_column, mirror_eye=a.mirror_eye)
+                        strength=a.strength, pose_column=a.pose_column, mirror_eye=a.mirror_eye,
+                        landmarker=a.landmarker)
     with contextlib.ExitStack() as stack:
         map_shards = None
         if a.workers or a.dask_address:
@@ -73,7 +74,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Train a SimGAN refiner from the batch's images toward the real images "
         "(their labels, if any, are ignored), fit the mean-patch shift (--method mean-patch: "
         "every image moved by the real mean image minus the batch's; pose-mean-patch: the same "
-        "at each head pose of the real eyes, each eye moved by its own pose's), or reuse a refiner "
+        "at each head pose of the real eyes, each eye moved by its own pose's; landmark-patch: the "
+        "difference of mean faces aligned by their 68 points, warped onto each face), or reuse "
+        "a refiner "
         "(--refiner), and write every image "
         "refined into a new batch with the parent's labels and metadata. The new batch is "
         "validated with the parent's checks plus a label-preservation check, and recorded in "
@@ -91,13 +94,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "the difference of the real and synthetic mean images (seconds, no "
                         "training; the SimGAN options below do not apply); pose-mean-patch "
                         "(eyes): that difference at each real head pose (--pose-column), each "
-                        "synthetic eye taking the one nearest its head yaw")
+                        "synthetic eye taking the one nearest its head yaw; landmark-patch "
+                        "(faces): the difference of the mean faces warped onto one shape by "
+                        "their 68 points (the real ones found by --landmarker), warped back onto "
+                        "each synthetic face")
     r.add_argument("--strength", type=at_least(0.0, float), default=MEAN_PATCH_STRENGTH,
-                   help="mean-patch, pose-mean-patch: how far toward the real mean image (1: "
+                   help="the patch methods: how far toward the real mean image (1: "
                         "all the way; default %(default)s)")
     r.add_argument("--pose-column", default=DEFAULT_POSE_COLUMN,
                    help="pose-mean-patch: the real folder's meta.csv column of each eye's head "
                         "yaw in degrees (default %(default)s, Columbia Gaze's)")
+    r.add_argument("--landmarker", metavar="MODEL",
+                   help="landmark-patch: the landmark model (run folder, checkpoint or models:/ "
+                        "URI) that finds the real faces' 68 points, e.g. one trained on the "
+                        "synthetic batch")
     r.add_argument("--mirror-eye", choices=["L", "R"],
                    help="eyes: mirror the real eyes of this side onto the other's first (meta.csv "
                         "'eye' column), as models trained with --mirror-eye see them")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["refine_preview", "refine_target_images"]
+__all__ = ["points_and_visibility", "predicted_points", "refine_preview", "refine_target_images"]
 
 
 def refine_target_images(path: str, size: int = 128) -> np.ndarray:
@@ -18,6 +18,42 @@ def refine_target_images(path: str, size: int = 128) -> np.ndarray:
     from realdata.real_faces import load_real_faces
 
     return load_real_faces(path, size, require_labels=False).images
+
+
+def predicted_points(images: np.ndarray, landmarker: str, batch_size: int = 64) -> np.ndarray:
+    """The 68 points ``(N, 68, 2)`` that the landmark model ``landmarker`` (a run folder
+    or checkpoint, any route that answers 68 points) finds on the face crops ``images``
+    (uint8 ``(N, S, S, 3)``), in the crops' pixel coordinates: each crop is resized to
+    the model's input, the same protocol box at another scale."""
+    import torch
+    import torch.nn.functional as F
+
+    from synthloop.landmarks.load import load_landmark_predictor
+
+    predictor = load_landmark_predictor(landmarker).eval()
+    size = int(getattr(predictor.net, "input_size", images.shape[1]))
+    scale = images.shape[1] / size
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2)
+            x = F.interpolate(x.float() / 255.0, size=(size, size), mode="bilinear",
+                              align_corners=False, antialias=True) if size != images.shape[1] else x
+            pts = predictor(x).double()
+            if pts.shape[1:] != (68, 2):
+                raise ValueError(f"{landmarker}: answers {tuple(pts.shape[1:])} points, not the "
+                                 "68 iBug points a face-aligned refiner needs")
+            out.append(((pts + 0.5) * scale - 0.5).numpy())  # pixel centres at integers
+    return np.concatenate(out)
+
+
+def points_and_visibility(reader) -> np.ndarray:
+    """The batch's exact 68 points and visibility, ``(N, 68, 3)``: x, y, 1 where visible."""
+    from synth.generate_faces import read_face_labels
+
+    labels = read_face_labels(reader.path, verify=False)  # BatchReader checked the checksums
+    return np.concatenate([labels["points68"].astype(np.float64),
+                           labels["visible68"][..., None].astype(np.float64)], -1)
 
 
 def refine_preview(reader, refined: np.ndarray, real: np.ndarray, out: Path) -> Path:

@@ -120,6 +120,20 @@ class LandmarksSpec(TaskSpec):
 
         return refine_target_images(path)
 
+    def refine_target_points(self, images, landmarker):
+        from synthloop.landmarks.refining import predicted_points
+
+        return predicted_points(images, landmarker)
+
+    def refine_condition(self, parent, name):
+        from models.landmark_patch import CONDITION
+
+        if name != CONDITION:
+            return super().refine_condition(parent, name)
+        from synthloop.landmarks.refining import points_and_visibility
+
+        return points_and_visibility(parent)
+
     def refine_preview(self, reader, refined, real, out):
         from synthloop.landmarks.refining import refine_preview
 

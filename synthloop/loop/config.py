@@ -10,7 +10,8 @@ from synthloop.errors import UsageError
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
 from synthloop.taskspec import TASK_NAMES, get_task
 
-__all__ = ["LOOP_DEFAULTS", "REFINE_METHOD_NAMES", "TRANSFER_FIT_NAMES", "LoopConfig"]
+__all__ = ["LOOP_DEFAULTS", "LOOP_REFINE_METHOD_NAMES", "REFINE_METHOD_NAMES",
+           "TRANSFER_FIT_NAMES", "LoopConfig"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
@@ -21,10 +22,13 @@ _OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_st
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
 TRANSFER_FIT_NAMES = ("ridge", "mlp")
 
-#: how a round's batch may be refined (``synthloop.refine_methods`` imports no torch)
+#: how a batch may be refined (``synthloop.refine_methods`` imports no torch)
 REFINE_METHOD_NAMES = tuple(REFINE_METHODS)
-#: the methods that fit a patch (nothing trained: no steps; a strength instead)
-_PATCH_METHODS = tuple(name for name, m in REFINE_METHODS.items() if not m.trains)
+#: ... and a round's batch: not by the methods that need a landmark model of the user's
+#: (``synthloop refine --landmarker``), which a round does not pass
+LOOP_REFINE_METHOD_NAMES = tuple(n for n, m in REFINE_METHODS.items() if "landmarker" not in m.reads)
+#: the loop's methods that fit a patch (nothing trained: no steps; a strength instead)
+_PATCH_METHODS = tuple(n for n in LOOP_REFINE_METHOD_NAMES if not REFINE_METHODS[n].trains)
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,12 @@ class LoopConfig:
                              f"{', '.join(TRANSFER_FIT_NAMES)}")
         if self.refine_steps is not None and self.refine_steps < 1:
             raise UsageError(f"refine_steps must be positive (or None), got {self.refine_steps}")
-        if self.refine_method not in (None, *REFINE_METHOD_NAMES):
+        if self.refine_method not in (None, *LOOP_REFINE_METHOD_NAMES):
+            why = (" (it needs a landmark model, which the loop does not pass: refine a batch "
+                   "with `synthloop refine --landmarker`)" if self.refine_method in REFINE_METHOD_NAMES
+                   else "")
             raise UsageError(f"refine_method {self.refine_method!r}: choose from "
-                             f"{', '.join(REFINE_METHOD_NAMES)}")
+                             f"{', '.join(LOOP_REFINE_METHOD_NAMES)}{why}")
         if self.refine_method == "simgan":  # one spelling per loop: the id depends on it
             if self.refine_steps is None:
                 raise UsageError("refine_method simgan needs refine_steps (the refiner's steps)")
