@@ -38,7 +38,7 @@ test-slow: $(STAMP)       ## the slow tier only: end-to-end (servers, workers, w
 test-all: $(STAMP)        ## both tiers in one run
 	$(BIN)/python -m pytest -m ""
 
-bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/results/
+bench: $(STAMP)           ## the synthetic and simulated-target benchmarks (tables on stdout, JSON in benchmarks/results/); each real-data one is a command in docs/benchmarks.md
 	$(BIN)/python -m benchmarks.bench_eye_generation
 	$(BIN)/python -m benchmarks.bench_face_generation
 	$(BIN)/python -m benchmarks.bench_train_throughput
@@ -49,7 +49,7 @@ bench: $(STAMP)           ## benchmarks: tables on stdout, JSON in benchmarks/re
 	@if [ -f ../shared/data/real/mpiigaze-eyes-unlabeled/manifest.csv ]; then \
 	  $(BIN)/python -m benchmarks.bench_gaze_da --real ../shared/data/real/mpiigaze-eyes-unlabeled; fi
 
-bench-quick: $(STAMP)     ## every benchmark on a tiny budget (a smoke run, not results)
+bench-quick: $(STAMP)     ## the same set on a tiny budget (a smoke run, not results; every benchmark's --quick run is in tests/test_benchmarks_smoke.py)
 	$(BIN)/python -m benchmarks.bench_eye_generation --quick --no-compile
 	$(BIN)/python -m benchmarks.bench_face_generation --quick
 	$(BIN)/python -m benchmarks.bench_train_throughput --quick
