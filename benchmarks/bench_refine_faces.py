@@ -39,7 +39,7 @@ from benchmarks.bench_landmark_label_efficiency import LFPW, Bench, lfpw_split
 from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
 from synthloop.loop.config import REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
 
 
 def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path,
@@ -57,7 +57,7 @@ def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path,
                       real_indices=real_train.tolist())
         req = (RefineRequest(**common, method=a.refine_method, strength=a.strength,
                              **({"landmarker": str(landmarker)} if landmarker else {}))
-               if a.refine_method in ("mean-patch", "landmark-patch") else
+               if not REFINE_METHODS[a.refine_method].trains else
                RefineRequest(**common, steps=a.refiner_steps, self_reg=a.self_reg,
                              width=a.refiner_width, blocks=a.refiner_blocks,
                              batch_size=a.refiner_batch, bf16=True))

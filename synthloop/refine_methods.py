@@ -210,7 +210,7 @@ def _landmark_patch_config(req):
 
 
 def _landmark_patch_fit(ctx: FitContext, cfg: LandmarkPatchSettings):
-    from models.landmark_patch import fit_landmark_patch
+    from models.landmark_patch import CONDITION, fit_landmark_patch
     from synthloop.errors import UsageError
 
     t = time.perf_counter()
@@ -219,7 +219,7 @@ def _landmark_patch_fit(ctx: FitContext, cfg: LandmarkPatchSettings):
     except ValueError as e:  # a model that does not answer the 68 points
         raise UsageError(f"--landmarker {cfg.landmarker}: {e}") from None
     ctx.seconds["real_points"] = time.perf_counter() - t
-    labels = ctx.spec.refine_condition(ctx.parent, "points68_visible")
+    labels = ctx.spec.refine_condition(ctx.parent, CONDITION)
     t = time.perf_counter()
     try:
         refiner = fit_landmark_patch(ctx.parent.images(), labels[..., :2], labels[..., 2] > 0.5,

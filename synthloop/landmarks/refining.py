@@ -26,24 +26,22 @@ def predicted_points(images: np.ndarray, landmarker: str, batch_size: int = 64) 
     (uint8 ``(N, S, S, 3)``), in the crops' pixel coordinates: each crop is resized to
     the model's input, the same protocol box at another scale."""
     import torch
-    import torch.nn.functional as F
 
+    from models.crop_resize import resize_crops, resize_points
     from synthloop.landmarks.load import load_landmark_predictor
 
     predictor = load_landmark_predictor(landmarker).eval()
-    size = int(getattr(predictor.net, "input_size", images.shape[1]))
-    scale = images.shape[1] / size
+    crop = images.shape[1]
+    size = int(getattr(predictor.net, "input_size", crop))
     out = []
     with torch.no_grad():
         for i in range(0, len(images), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2)
-            x = F.interpolate(x.float() / 255.0, size=(size, size), mode="bilinear",
-                              align_corners=False, antialias=True) if size != images.shape[1] else x
-            pts = predictor(x).double()
+            pts = predictor(resize_crops(x, size)).double()
             if pts.shape[1:] != (68, 2):
                 raise ValueError(f"{landmarker}: answers {tuple(pts.shape[1:])} points, not the "
                                  "68 iBug points a face-aligned refiner needs")
-            out.append(((pts + 0.5) * scale - 0.5).numpy())  # pixel centres at integers
+            out.append(resize_points(pts, size, crop).numpy())
     return np.concatenate(out)
 
 
