@@ -61,12 +61,14 @@ def print_table(rows: list[dict], cols: list[str]) -> None:
 
 def results_dir() -> Path:
     """Where results go: ``SYNTHLOOP_BENCH_DIR`` (the smoke tests' temporary folder) or
-    ``benchmarks/results``."""
-    return Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+    ``benchmarks/results``; created if missing, since plots are written there before (or
+    without) :func:`save`."""
+    out = Path(os.environ.get("SYNTHLOOP_BENCH_DIR", RESULTS))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def save(name: str, payload: dict) -> Path:
     out = results_dir() / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
     return out
