@@ -144,16 +144,40 @@ ENGINE_CHATTER = ("Finished in state", "Beginning flow run", "View at ", "Runnin
                   "Commit hook ", "Created task run", "Submitting task run", "Executing ")
 
 
+#: the engine's line for a failed run; the exception line just before it says the same
+FAILED_STATE = "Finished in state Failed("
+
+TRACEBACK_HINT = "(traceback: the run's logs in the Prefect dashboard, or run again with -v)"
+
+
 class _DropEngineChatter:
-    """A logging filter for the terminal: warnings and errors always pass; INFO lines of
-    the engine (:data:`ENGINE_CHATTER`) do not."""
+    """A logging filter for the terminal: warnings and errors pass, except the failed-state
+    line that repeats the exception line before it; INFO lines of the engine
+    (:data:`ENGINE_CHATTER`) do not."""
 
     def filter(self, record) -> bool:
         import logging
 
+        message = record.getMessage()
         if record.levelno >= logging.WARNING:
-            return True
-        return not record.getMessage().startswith(ENGINE_CHATTER)
+            return not message.startswith(FAILED_STATE)
+        return not message.startswith(ENGINE_CHATTER)
+
+
+class _OneLineFormatter:
+    """``time | message`` for the terminal, one line per record: a failing task or flow
+    logs its traceback with the exception, which the command then states in one line of
+    its own; the traceback stays in the Prefect dashboard (its handler formats the
+    record separately) and with ``-v``."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self._base = logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S")
+
+    def format(self, record) -> str:
+        line = f"{self._base.formatTime(record, self._base.datefmt)} | {record.getMessage()}"
+        return f"{line} {TRACEBACK_HINT}" if record.exc_info else line
 
 
 def quiet_terminal_logs(verbose: bool) -> None:
@@ -177,7 +201,7 @@ def quiet_terminal_logs(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
             handler.addFilter(_DropEngineChatter())
-            handler.setFormatter(logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S"))
+            handler.setFormatter(_OneLineFormatter())
 
 
 @contextmanager
