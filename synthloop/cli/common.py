@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -156,27 +157,23 @@ class _DropEngineChatter:
     (:data:`ENGINE_CHATTER`) do not."""
 
     def filter(self, record) -> bool:
-        import logging
-
         message = record.getMessage()
         if record.levelno >= logging.WARNING:
             return not message.startswith(FAILED_STATE)
         return not message.startswith(ENGINE_CHATTER)
 
 
-class _OneLineFormatter:
+class _OneLineFormatter(logging.Formatter):
     """``time | message`` for the terminal, one line per record: a failing task or flow
     logs its traceback with the exception, which the command then states in one line of
     its own; the traceback stays in the Prefect dashboard (its handler formats the
     record separately) and with ``-v``."""
 
     def __init__(self) -> None:
-        import logging
+        super().__init__("%(asctime)s | %(message)s", "%H:%M:%S")
 
-        self._base = logging.Formatter("%(asctime)s | %(message)s", "%H:%M:%S")
-
-    def format(self, record) -> str:
-        line = f"{self._base.formatTime(record, self._base.datefmt)} | {record.getMessage()}"
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.formatTime(record, self.datefmt)} | {record.getMessage()}"
         return f"{line} {TRACEBACK_HINT}" if record.exc_info else line
 
 
@@ -185,8 +182,6 @@ def quiet_terminal_logs(verbose: bool) -> None:
     round's progress and results), warnings and errors, as ``time | message``. The
     Prefect dashboard still receives every line. ``verbose`` keeps Prefect's own format
     and every engine line."""
-    import logging
-
     from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
