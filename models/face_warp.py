@@ -34,9 +34,7 @@ def triangulate(points: np.ndarray) -> np.ndarray:
     except QhullError:
         raise ValueError(f"the {len(pts)} points span no area (all on one line or one spot): "
                          "no shape to triangulate") from None
-    a, b, c = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
-    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    flip = cross < 0
+    flip = (_signed_area(torch.from_numpy(pts[tri])) < 0).numpy()
     tri[flip] = tri[flip][:, [0, 2, 1]]
     return tri
 
@@ -45,6 +43,26 @@ def _signed_area(t: Tensor) -> Tensor:
     """Twice the signed area of triangles ``(..., 3, 2)``."""
     a, b, c = t[..., 0, :], t[..., 1, :], t[..., 2, :]
     return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+
+
+def _pixel_centres(height: int, width: int) -> Tensor:
+    """Every pixel's (x, y) ``(H * W, 2)``, row by row."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
+                            torch.arange(width, dtype=torch.float64), indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)
+
+
+def _barycentric(q: Tensor, t: Tensor) -> Tensor:
+    """The barycentric coordinates ``(..., HW, K, 3)`` of pixels ``q`` ``(HW, 2)`` in
+    triangles ``t`` ``(..., K, 3, 2)`` (a degenerate triangle's are finite and meaningless:
+    callers drop it by its area)."""
+    e1, e2 = t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :]  # (..., K, 2)
+    det = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
+    det = torch.where(det.abs() > 1e-9, det, torch.ones_like(det))[..., None, :]
+    r = q[:, None, :] - t[..., None, :, 0, :]  # (..., HW, K, 2)
+    l1 = (r[..., 0] * e2[..., None, :, 1] - r[..., 1] * e2[..., None, :, 0]) / det
+    l2 = (e1[..., None, :, 0] * r[..., 1] - e1[..., None, :, 1] * r[..., 0]) / det
+    return torch.stack([1.0 - l1 - l2, l1, l2], -1)
 
 
 def piecewise_affine_grid(dst: Tensor, src: Tensor, triangles: Tensor, height: int, width: int,
@@ -73,29 +91,21 @@ def piecewise_affine_grid(dst: Tensor, src: Tensor, triangles: Tensor, height: i
     if src.shape != dst.shape:
         raise ValueError(f"src points {tuple(src.shape)} do not match dst {tuple(dst.shape)}")
     dst, src = dst.double(), src.double()
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
-                            torch.arange(width, dtype=torch.float64), indexing="ij")
-    q = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)  # (HW, 2)
+    q = _pixel_centres(height, width)
     grids, masks = [], []
     for i in range(0, len(dst), chunk):
         d, s = dst[i:i + chunk][:, triangles], src[i:i + chunk][:, triangles]  # (b, K, 3, 2)
         keep = (_signed_area(d) > 0) & (_signed_area(s) > 0)  # (b, K): not folded in either
         if usable is not None:
             keep = keep & usable[i:i + chunk]
-        e1, e2 = d[..., 1, :] - d[..., 0, :], d[..., 2, :] - d[..., 0, :]  # (b, K, 2)
-        det = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
-        det = torch.where(det.abs() > 1e-9, det, torch.ones_like(det))
-        r = q[None, :, None, :] - d[:, None, :, 0, :]  # (b, HW, K, 2)
-        l1 = (r[..., 0] * e2[:, None, :, 1] - r[..., 1] * e2[:, None, :, 0]) / det[:, None]
-        l2 = (e1[:, None, :, 0] * r[..., 1] - e1[:, None, :, 1] * r[..., 0]) / det[:, None]
-        l0 = 1.0 - l1 - l2
+        lam = _barycentric(q, d)  # (b, HW, K, 3)
         # each pixel takes the kept triangle it lies deepest in (its least barycentric
         # coordinate is largest), so a pixel outside them all extends its nearest one's
         # map smoothly: what a coarse grid interpolates across the outline
-        depth = torch.minimum(torch.minimum(l0, l1), l2).masked_fill(~keep[:, None, :], -torch.inf)
+        depth = lam.amin(-1).masked_fill(~keep[:, None, :], -torch.inf)
         best, k = depth.max(-1)  # (b, HW)
         covered = best >= -_EPS
-        lam = torch.stack([l0, l1, l2], -1).gather(2, k[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
+        lam = lam.gather(2, k[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
         s_k = s.gather(1, k[..., None, None].expand(-1, -1, 3, 2))  # (b, HW, 3, 2)
         pos = (lam[..., None] * s_k).sum(-2)  # (b, HW, 2) source pixels
         grids.append(_normalised(pos, height, width))
@@ -133,18 +143,9 @@ def _onto_one_shape(dst: Tensor, src: Tensor, triangles: Tensor, height: int, wi
                     usable: Tensor | None) -> tuple[Tensor, Tensor]:
     """:func:`piecewise_affine_grid` with one ``dst`` shape: each pixel's triangle and
     barycentric coordinates are found once, then every face is a gather."""
-    d = dst.double()[None]
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),
-                            torch.arange(width, dtype=torch.float64), indexing="ij")
-    q = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)
-    t = d[:, triangles][0]  # (K, 3, 2)
-    e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
-    det = torch.where(det.abs() > 1e-9, det, torch.ones_like(det))
-    r = q[:, None, :] - t[None, :, 0]  # (HW, K, 2)
-    l1 = (r[..., 0] * e2[None, :, 1] - r[..., 1] * e2[None, :, 0]) / det
-    l2 = (e1[None, :, 0] * r[..., 1] - e1[None, :, 1] * r[..., 0]) / det
-    lam = torch.stack([1.0 - l1 - l2, l1, l2], -1)  # (HW, K, 3)
+    q = _pixel_centres(height, width)
+    t = dst.double()[triangles]  # (K, 3, 2)
+    lam = _barycentric(q, t)  # (HW, K, 3)
     inside = (lam >= -_EPS).all(-1) & (_signed_area(t) > 0)[None]
     k = inside.to(torch.int8).argmax(-1)  # (HW,)
     lam_k = lam[torch.arange(len(q)), k]  # (HW, 3)

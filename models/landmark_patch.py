@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from models.configs import strict_from_dict
 from models.face_warp import piecewise_affine_grid, triangulate, warp_images
-from models.refiner import as_float_images
+from models.refiner import ConditionedPatch, as_float_images
 from models.registration import register_model
 
 __all__ = ["CONDITION", "LandmarkPatchConfig", "LandmarkPatchRefiner", "canonical_mean",
@@ -80,7 +80,7 @@ class LandmarkPatchConfig:
         return {**asdict(self), "shape": list(self.shape), "triangles": list(self.triangles)}
 
 
-class LandmarkPatchRefiner(nn.Module):
+class LandmarkPatchRefiner(ConditionedPatch):
     model_name = "landmark_patch_refiner"
 
     def __init__(self, cfg: LandmarkPatchConfig):
@@ -93,14 +93,6 @@ class LandmarkPatchRefiner(nn.Module):
                              persistent=False)
         self.register_buffer("triangles", torch.tensor(cfg.triangles, dtype=torch.long).view(-1, 3),
                              persistent=False)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.cfg.to_dict()
-
-    @property
-    def conditioned_on(self) -> str:
-        return self.cfg.conditioned_on
 
     def residual(self, x: Tensor, points_visible: Tensor) -> Tensor:
         c = self.cfg

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from models.configs import strict_from_dict
 from models.pose_mean_patch import MAX_POSES, fit_pose_mean_patch, pose_weights
-from models.refiner import as_float_images
+from models.refiner import ConditionedPatch, as_float_images
 from models.registration import register_model
 
 __all__ = ["PoseMeanPatchConfig", "PoseMeanPatchRefiner", "fit_pose_mean_patch_refiner"]
@@ -59,7 +59,7 @@ class PoseMeanPatchConfig:
         return {**asdict(self), "poses_deg": list(self.poses_deg)}
 
 
-class PoseMeanPatchRefiner(nn.Module):
+class PoseMeanPatchRefiner(ConditionedPatch):
     model_name = "pose_mean_patch_refiner"
 
     def __init__(self, cfg: PoseMeanPatchConfig | None = None):
@@ -69,14 +69,6 @@ class PoseMeanPatchRefiner(nn.Module):
         # real minus synthetic mean image at each pose, [0, 1] intensity units (K, C, H, W)
         self.deltas = nn.Parameter(torch.zeros(len(c.poses_deg), c.channels, c.height, c.width),
                                    requires_grad=False)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.cfg.to_dict()
-
-    @property
-    def conditioned_on(self) -> str:
-        return self.cfg.conditioned_on
 
     def forward(self, x: Tensor, head_yaw: Tensor | np.ndarray) -> Tensor:
         """``x`` (B, C, H, W) uint8 or [0, 1] float; ``head_yaw`` (B,) radians. Float out,

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from models.configs import strict_from_dict
 from models.registration import register_model
 
-__all__ = ["Refiner", "RefinerConfig", "as_float_images", "simgan_refiner", "to_uint8"]
+__all__ = ["ConditionedPatch", "Refiner", "RefinerConfig", "as_float_images", "simgan_refiner",
+           "to_uint8"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,22 @@ class Refiner(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = as_float_images(x)
         return x + self.residual(x)
+
+
+class ConditionedPatch(nn.Module):
+    """Base of the fitted patches whose move depends on each image's scene (the per-pose
+    and the face-aligned mean patch): ``cfg`` is a frozen config with ``to_dict()`` and
+    ``conditioned_on``, what the refiner reads per image beside it."""
+
+    cfg: Any
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    @property
+    def conditioned_on(self) -> str:
+        return self.cfg.conditioned_on
 
 
 def as_float_images(x: Tensor) -> Tensor:
