@@ -29,7 +29,8 @@ half and half, like ``syn+real_all`` with pseudo-labels. A label-free teacher la
 its seed-ensemble mean (no real label is read); a few-label teacher (``--teacher
 syn+real_1``) with the same seed's model, its labeled people keeping their true labels
 (the student sees the same k people). ``--ensemble`` also scores the mean of each arm's
-per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance.
+per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance;
+``--ensemble-size K`` averages each K consecutive seeds instead (several ensembles).
 ``--init-from ARM`` pre-trains then fine-tunes: ARM (the first trained arm) trains as
 usual, every later arm starts from ARM's model of the same seed (``--finetune-steps``,
 ``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``.
@@ -287,6 +288,7 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
     import torch
 
     from models.data import ArraySource, ConcatSource
+    from models.predict import predict_pitchyaw_shift_averaged
     from models.registry import load_model
     from models.train import TrainConfig, train
 
@@ -309,25 +311,8 @@ def train_and_predict(parts, eyes, analysis, *, method: str, seed: int, steps: i
           init_weights=init)
     seconds = time.perf_counter() - t0
     net = load_model(out / "last.pt").eval()
-    return _predict_shifted(net, eyes.images, tta_shift), seconds
-
-
-def _predict_shifted(net, images, shift: int):
-    """``net``'s pitch and yaw for uint8 ``images`` (N, H, W), averaged over every integer
-    shift of up to ``shift`` px in each axis (edge-replicated, as training's augmentation
-    shifts them; 0: the images as they are)."""
-    import torch
-
-    from models.augment import translate
-    from models.predict import predict
-
-    x = torch.from_numpy(images).unsqueeze(1).float() / 255.0
-    preds = []
-    for dy in range(-shift, shift + 1):
-        for dx in range(-shift, shift + 1):
-            d = torch.full((len(x),), dy), torch.full((len(x),), dx)
-            preds.append(predict(net, translate(x, *d, shift), amp=False).pitchyaw)
-    return torch.stack(preds).mean(0).numpy().astype("float64")
+    x = torch.from_numpy(eyes.images).unsqueeze(1)
+    return predict_pitchyaw_shift_averaged(net, x, tta_shift, amp=False).numpy().astype("float64"), seconds
 
 
 def _score(runs: dict, arm: str, seed: int, pred, truth, people, info: dict) -> None:
@@ -345,6 +330,15 @@ def _score(runs: dict, arm: str, seed: int, pred, truth, people, info: dict) -> 
     print(f"  {arm:<14} {label}: {res['mean_angular_error_deg']:.2f} deg "
           f"(bias pitch {res['bias_deg']['pitch']:+.1f}, yaw {res['bias_deg']['yaw']:+.1f})",
           flush=True)
+
+
+def _ensembles(per_seed: dict, size: int | None) -> list[list[int]]:
+    """The seed groups whose predictions are averaged: every ``size`` consecutive seeds in
+    the order trained (all of them when ``size`` is None); a group of one is no ensemble."""
+    seeds = list(per_seed)
+    size = size or len(seeds)
+    groups = [seeds[i:i + size] for i in range(0, len(seeds) - size + 1, size)]
+    return [g for g in groups if len(g) > 1]
 
 
 def _plot(rows: list[dict], n_pool: int, path: Path) -> None:
@@ -407,6 +401,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="peak learning rate of those arms (default: TrainConfig's)")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score the mean of each arm's per-seed predictions")
+    ap.add_argument("--ensemble-size", type=int, metavar="K",
+                    help="--ensemble: score the mean of each K consecutive seeds of --seeds "
+                         "(seeds 0-8 with K = 3: three ensembles of three) instead of all")
     ap.add_argument("--mirror-eye", choices=["L", "R"], default=None,
                     help="mirror this side's real patches onto the other's (yaw negated), "
                          "predictions mapped back before scoring")
@@ -439,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--real-share {a.real_share}: needs at least one eye of each kind in a batch of 64")
     if a.tta_shift < 0 or (a.ema is not None and not 0 < a.ema < 1):
         ap.error(f"--tta-shift {a.tta_shift} / --ema {a.ema}: a shift >= 0 px, a decay in (0, 1)")
+    if a.ensemble_size is not None and not (a.ensemble and 2 <= a.ensemble_size <= len(a.seeds)):
+        ap.error(f"--ensemble-size {a.ensemble_size}: needs --ensemble and 2 to {len(a.seeds)} "
+                 "(the number of --seeds)")
     if "selftrain" in a.arms and a.teacher not in a.arms[:a.arms.index("selftrain")]:
         ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
     if a.init_from and [x for x in a.arms if x != "constant"][:1] != [a.init_from]:
@@ -490,10 +490,10 @@ def main(argv: list[str] | None = None) -> int:
                 preds.setdefault(arm, {})[seed] = pred  # in the training frame (teachers)
                 _score(runs, arm, seed, unmirror_pitchyaw(pred, mirrored)[held], truth, people,
                        info)
-            if a.ensemble and len(preds[arm]) > 1:
-                mean = np.mean(list(preds[arm].values()), axis=0)
+            for members in _ensembles(preds[arm], a.ensemble_size) if a.ensemble else ():
+                mean = np.mean([preds[arm][s] for s in members], axis=0)
                 _score(runs, f"{arm}@ensemble", -1, unmirror_pitchyaw(mean, mirrored)[held],
-                       truth, people, {"members": sorted(preds[arm])})
+                       truth, people, {"members": members})
     rows = []
     for arm, rs in runs.items():
         errs = [r["mean_deg"] for r in rs]
@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                         "rotate_people": a.rotate_people, "ema": a.ema, "tta_shift": a.tta_shift,
                         "init_from": a.init_from,
                         "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,
-                        "seeds": a.seeds,
+                        "seeds": a.seeds, "ensemble_size": a.ensemble_size,
                         "rows": rows, "runs": runs})
     print(f"\nwrote {out}")
     if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):  # after the results

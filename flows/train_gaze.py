@@ -46,13 +46,17 @@ class TrainParams(BaseModel):
                              "ignores it).")
     device: Literal["cpu", "cuda"] = Field(
         "cpu", title="Device", description="cuda trains on the GPU of a worker of the gpu pool.")
+    ema: float = Field(0.0, ge=0.0, lt=1.0, title="Weight averaging",
+                       description="Decay of a moving average of the weights, which is then what "
+                       "is scored, saved and registered (0: off; 0.99 averages about the last "
+                       "hundred steps).")
 
 
 @flow(name="train-gaze", log_prints=True)
 def train_gaze(params: TrainParams) -> dict:
     return train_gaze_task(params.method, params.target, params.steps, params.seed, params.out,
                             params.source or None, params.n_source, params.batch_size, params.trade_off,
-                            params.device)
+                            params.device, params.ema or None)
 
 
 class EvaluateParams(BaseModel):
@@ -66,8 +70,11 @@ class EvaluateParams(BaseModel):
     data: str = Field(..., title="Eyes folder",
                       description="A folder with labels.csv (errors in degrees) or manifest.csv "
                       "(unlabeled: domain gap only).")
+    tta_shift: int = Field(0, ge=0, le=4, title="Shift averaging (px)",
+                           description="Average each answer over the eye patch shifted by up to "
+                           "this many pixels per axis (0: off; 2 runs 25 passes).")
 
 
 @flow(name="evaluate-gaze", log_prints=True)
 def evaluate_gaze(params: EvaluateParams) -> dict:
-    return evaluate_gaze_task(params.model, params.data)
+    return evaluate_gaze_task(params.model, params.data, params.tta_shift)

@@ -8,7 +8,8 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
-__all__ = ["predict", "predict_points", "predict_points_flip_averaged"]
+__all__ = ["predict", "predict_pitchyaw_shift_averaged", "predict_points",
+           "predict_points_flip_averaged"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -53,3 +54,27 @@ def predict_points_flip_averaged(model: nn.Module, images: Tensor, mirror, *, am
     plain = predict_points(model, images, amp=amp, chunk=chunk)
     flipped = predict_points(model, images.flip(-1), amp=amp, chunk=chunk)
     return 0.5 * (plain + hflip_points(flipped, images.shape[-1], mirror))
+
+
+@torch.no_grad()
+def predict_pitchyaw_shift_averaged(model: nn.Module, images: Tensor, shift: int, *,
+                                    amp: bool = True, chunk: int = 512) -> Tensor:
+    """Test-time shift averaging for a gaze model: the mean ``(N, 2)`` pitch and yaw over
+    ``images`` (uint8 or float in [0, 1], ``(N, 1, H, W)``) shifted by every integer offset
+    of up to ``shift`` px per axis, edge-replicated as training's augmentation shifts them
+    (:func:`models.augment.translate`); ``(2 shift + 1)^2`` forward passes, and ``shift``
+    = 0 is plain prediction. A model that reads where the eye sits in the patch then
+    answers as for the patch's neighbourhood, which training's +-2 px shifts taught it is
+    the same gaze."""
+    from models.augment import translate
+
+    if shift < 0:
+        raise ValueError(f"shift must be >= 0 px, got {shift}")
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    n = len(x)
+    total = torch.zeros(n, 2, device=x.device)
+    for dy in range(-shift, shift + 1):
+        for dx in range(-shift, shift + 1):
+            d = torch.full((n,), dy, device=x.device), torch.full((n,), dx, device=x.device)
+            total += predict(model, translate(x, *d, shift), amp=amp, chunk=chunk).pitchyaw.to(x.device)
+    return total / (2 * shift + 1) ** 2

@@ -119,6 +119,7 @@ class TrainRequest:
     register: bool = True
     refiner: str | None = None  # a refiner.pt applied to the synthetic images on the fly
     mirror_eye: str | None = None  # gaze: real eyes of this side mirrored onto the other's
+    ema: float | None = None  # gaze: decay of the weight average that is kept and served
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,9 @@ class TaskSpec:
         """``(key, value)`` lines the command line prints for a finished run."""
         return [("checkpoint", str(run.checkpoint_dir.resolve())), ("mlflow_run", run.run_id)]
 
-    def evaluate(self, model: str, data: str) -> dict[str, Any]:
+    def evaluate(self, model: str, data: str, *, tta_shift: int = 0) -> dict[str, Any]:
+        """Score ``model`` on ``data``; ``tta_shift`` > 0 asks for test-time shift averaging
+        (a task without it refuses)."""
         raise NotImplementedError
 
     def evaluation_lines(self, result: dict[str, Any]) -> list[str]:

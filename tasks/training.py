@@ -12,7 +12,8 @@ from synthloop.settings import get_settings
 
 @task(name="train-gaze-model")
 def train_gaze_task(method: str, target: str, steps: int, seed: int, out: str, source: str | None,
-                     n_source: int, batch_size: int, trade_off: float, device: str) -> dict:
+                     n_source: int, batch_size: int, trade_off: float, device: str,
+                     ema: float | None = None) -> dict:
     from synthloop.gaze.train import train_gaze
     from synthloop.tracking import experiment_name
 
@@ -20,7 +21,7 @@ def train_gaze_task(method: str, target: str, steps: int, seed: int, out: str, s
     settings.ensure_home()
     run = train_gaze(settings, method=method, target=target, steps=steps, seed=seed, out=out,
                      source=source, n_source=n_source, batch_size=batch_size, trade_off=trade_off,
-                     device=device, log=get_run_logger().info)
+                     device=device, ema=ema, log=get_run_logger().info)
     create_markdown_artifact(
         "\n".join([f"# {method} (seed {seed})", "",
                    f"- MLflow run: `{run.run_id}` in experiment `{experiment_name('gaze')}`"
@@ -34,13 +35,13 @@ def train_gaze_task(method: str, target: str, steps: int, seed: int, out: str, s
 
 
 @task(name="evaluate-gaze-model")
-def evaluate_gaze_task(model: str, data: str) -> dict:
+def evaluate_gaze_task(model: str, data: str, tta_shift: int = 0) -> dict:
     from synthloop.gaze.evaluate import evaluate_gaze_model
     from synthloop.tracking import connect
 
     settings = get_settings()
     connect(settings.tracking_uri, create=False)
-    res = evaluate_gaze_model(model, data)
+    res = evaluate_gaze_model(model, data, tta_shift=tta_shift)
     if res.get("labeled"):
         create_table_artifact(
             [{"axis": s["axis"], "from_deg": s["lo_deg"], "to_deg": s["hi_deg"], "n": s["n"],

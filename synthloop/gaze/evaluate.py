@@ -56,16 +56,22 @@ def serving_predictor(checkpoint: str | Path):
     return GazePredictor(net.eval(), mirror_eye=side)
 
 
-def predict_eyes(net, images: np.ndarray):
+def predict_eyes(net, images: np.ndarray, tta_shift: int = 0):
     """``(pitchyaw, features, [pitch logits, yaw logits])`` of ``net`` in eval mode on
-    uint8 ``(N, H, W)`` eyes; the first two as numpy."""
+    uint8 ``(N, H, W)`` eyes; the first two as numpy. ``tta_shift`` > 0 averages the
+    pitch and yaw over every shift of up to that many px per axis
+    (:func:`models.predict.predict_pitchyaw_shift_averaged`); the features and logits
+    stay those of the patches as given."""
     import torch
 
-    from models.predict import predict
+    from models.predict import predict, predict_pitchyaw_shift_averaged
 
     net.eval()
-    out = predict(net, torch.from_numpy(images).unsqueeze(1), amp=False)
-    return out.pitchyaw.numpy(), out.features.numpy(), [out.pitch_logits, out.yaw_logits]
+    x = torch.from_numpy(images).unsqueeze(1)
+    out = predict(net, x, amp=False)
+    pitchyaw = (predict_pitchyaw_shift_averaged(net, x, tta_shift, amp=False) if tta_shift
+                else out.pitchyaw)
+    return pitchyaw.numpy(), out.features.numpy(), [out.pitch_logits, out.yaw_logits]
 
 
 def slice_variables(eyes) -> dict[str, np.ndarray]:
@@ -78,13 +84,14 @@ def slice_variables(eyes) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024,
+def evaluate_gaze_model(model_ref: str, data: str, *, tta_shift: int = 0, reference_n: int = 1024,
                         seed: int = 0) -> dict[str, Any]:
     """Labeled ``data`` (labels.csv): angular errors overall, their bias and spread, per
     slice of gaze, head pose and meta.csv variables, and per person (meta.csv
     ``subject``) with an interval over people. Unlabeled
     ``data`` (manifest.csv): domain-gap measures between synthetic eyes and ``data``, and
-    the mean prediction entropy on ``data``."""
+    the mean prediction entropy on ``data``. ``tta_shift`` > 0: each answer is the mean
+    over the patch shifted by up to that many px per axis (:func:`predict_eyes`)."""
     from analysis.domain_gap import frechet_distance, mean_prediction_entropy, mmd_rbf
     from analysis.gaze_eval import evaluate_gaze
     from synth.targets import is_simulated
@@ -92,16 +99,17 @@ def evaluate_gaze_model(model_ref: str, data: str, *, reference_n: int = 1024,
     net, side = load_gaze_model_and_side(model_ref)
     ds = load_target(data)
     if side is None:
-        pred, feats, logits = predict_eyes(net, ds.images)
+        pred, feats, logits = predict_eyes(net, ds.images, tta_shift)
     else:  # the model saw this side mirrored: show it the same, score in the data's frame
         from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
 
         mask = mirrored_mask(ds, side)
-        pred, feats, logits = predict_eyes(net, mirror_side(ds, side).images)
+        pred, feats, logits = predict_eyes(net, mirror_side(ds, side).images, tta_shift)
         pred = unmirror_pitchyaw(pred, mask)
     out: dict[str, Any] = {"model": model_ref, "data": str(Path(data).resolve()), "n": len(ds.images),
                            "data_kind": "simulated" if is_simulated(data) else "real",
-                           **({"mirror_eye": side} if side else {})}
+                           **({"mirror_eye": side} if side else {}),
+                           **({"tta_shift": tta_shift} if tta_shift else {})}
     if ds.pitchyaw is not None:
         out.update(evaluate_gaze(pred, ds.pitchyaw, groups=ds.groups, slice_by=slice_variables(ds)))
         out["labeled"] = True

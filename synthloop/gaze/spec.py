@@ -228,7 +228,8 @@ class GazeSpec(TaskSpec):
                           model=request.model or self.default_model, device=request.device,
                           register=request.register, log=log, real_labeled=request.real_labeled,
                           real_subjects=request.real_subjects, refiner=request.refiner,
-                          real_fraction=request.real_fraction, mirror_eye=request.mirror_eye)
+                          real_fraction=request.real_fraction, mirror_eye=request.mirror_eye,
+                          ema=request.ema)
 
     def describe_run(self, run) -> list[tuple[str, str]]:
         lines = super().describe_run(run)
@@ -237,16 +238,20 @@ class GazeSpec(TaskSpec):
                           + ("  (champion)" if run.promoted else "")))
         return lines
 
-    def evaluate(self, model: str, data: str) -> dict[str, Any]:
+    def evaluate(self, model: str, data: str, *, tta_shift: int = 0) -> dict[str, Any]:
         from synthloop.gaze.evaluate import evaluate_gaze_model
 
-        return evaluate_gaze_model(model, data)
+        return evaluate_gaze_model(model, data, tta_shift=tta_shift)
 
     def evaluation_lines(self, res: dict[str, Any]) -> list[str]:
         lines = [f"model {res['model']} on {res['data']} ({res['data_kind']}, n={res['n']})"]
         if res.get("mirror_eye"):
             lines.append(f"  eyes of side {res['mirror_eye']} mirrored onto the other's, as the model "
                          "was trained; scored in the data's own frame")
+        if res.get("tta_shift"):
+            k = 2 * res["tta_shift"] + 1
+            lines.append(f"  each answer the mean over the patch shifted by up to {res['tta_shift']} px "
+                         f"per axis ({k * k} passes)")
         if res.get("labeled"):
             bias, spread = res["bias_deg"], res["spread_deg"]
             lines.append(f"  mean angular error   {res['mean_angular_error_deg']:.2f} deg")

@@ -33,7 +33,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
                tags: dict[str, str] | None = None, on_metrics=None,
                score_target_labels: bool = False, real_labeled: str | None = None,
                real_subjects: int | None = None, real_fraction: float = 0.5,
-               refiner: str | None = None, mirror_eye: str | None = None) -> TrainedRun:
+               refiner: str | None = None, mirror_eye: str | None = None,
+               ema: float | None = None) -> TrainedRun:
     """Train a gaze model on a synthetic batch (``source``, or ``n_source`` fresh eyes)
     with the unlabeled ``target`` eyes; a fifth of the target (at most 512 eyes, or a fifth
     of its people when meta.csv names them) is held out for label-free checkpoint
@@ -59,7 +60,10 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
     ``refiner`` (a refiner.pt from ``synthloop refine``): the synthetic eyes are refined
     on the fly on ``device`` as batches are drawn, no refined copy on disk: the GPU path.
     On a CPU a batch refined once by ``synthloop refine`` costs less (this repeats the
-    refiner's forward pass every step)."""
+    refiner's forward pass every step).
+
+    ``ema`` (a decay in (0, 1)): an exponential moving average of the weights is what is
+    validated, saved, registered and served (``TrainConfig.ema``)."""
     import torch
 
     from models.data import ArraySource, ShardSource
@@ -87,6 +91,8 @@ def train_gaze(settings: Settings, *, method: str, target: str, steps: int, seed
         kw["select"] = "source_error"
     if lr is not None:
         kw["lr"] = lr
+    if ema is not None:
+        kw["ema"] = ema
     kw.update(train_overrides or {})
     if mirror_eye is not None:  # the model's input convention travels in its checkpoint
         kw["task_kwargs"] = {**kw.get("task_kwargs", {}), "mirror_eye": mirror_eye}

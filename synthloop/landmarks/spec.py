@@ -183,6 +183,9 @@ class LandmarksSpec(TaskSpec):
         if request.mirror_eye is not None:
             raise UsageError("--mirror-eye (eye patches of one side mirrored onto the other's) "
                              "applies to --task gaze")
+        if request.ema is not None:
+            raise UsageError("--ema applies to --task gaze; landmark training always keeps an "
+                             "average of the weights (models/landmark_recipe.py)")
         if request.refiner is not None:
             raise UsageError("--refiner (on-the-fly refinement) applies to --task gaze; for "
                              "faces, refine the batch with `synthloop refine` and train on it "
@@ -203,9 +206,12 @@ class LandmarksSpec(TaskSpec):
                           + ("  (champion)" if run.promoted else "")))
         return lines
 
-    def evaluate(self, model: str, data: str) -> dict[str, Any]:
+    def evaluate(self, model: str, data: str, *, tta_shift: int = 0) -> dict[str, Any]:
         from synthloop.landmarks.evaluate import evaluate_landmarks_model
 
+        if tta_shift:
+            raise UsageError("--tta-shift (eye patches shifted and the answers averaged) "
+                             "applies to --task gaze")
         return evaluate_landmarks_model(model, data)
 
     def evaluation_lines(self, res: dict[str, Any]) -> list[str]:

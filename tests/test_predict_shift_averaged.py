@@ -1,14 +1,21 @@
-"""Test-time shift averaging in ``bench_real_gaze`` (``--tta-shift``): every prediction is
+"""Test-time shift averaging (``models.predict.predict_pitchyaw_shift_averaged``, behind
+``synthloop evaluate --tta-shift`` and the benchmark's ``--tta-shift``): every prediction is
 the mean over the patch shifted by up to PX px per axis, so a model that reads where
 something sits in the patch answers as for the patch itself, and 0 is plain prediction."""
 
 from typing import NamedTuple
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from benchmarks.bench_real_gaze import _predict_shifted
+from models.predict import predict_pitchyaw_shift_averaged
+
+
+def _predict_shifted(net, images, shift):
+    x = torch.from_numpy(images).unsqueeze(1)
+    return predict_pitchyaw_shift_averaged(net, x, shift, amp=False).numpy()
 
 
 class _Out(NamedTuple):
@@ -64,3 +71,8 @@ def test_every_shift_in_the_square_is_taken_once():
     plain = _predict_shifted(net, images, 0)
     np.testing.assert_allclose(_predict_shifted(net, images, 1), plain + 2 / 3, rtol=1e-5)
     np.testing.assert_allclose(_predict_shifted(net, images, 2), plain + 2, rtol=1e-5)
+
+
+def test_a_negative_shift_is_refused():
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        _predict_shifted(Centroid().eval(), _blobs(), -1)
