@@ -7,6 +7,12 @@ image with its parent image:
 - gaze (suite ``refined_eyes.labels``): the label probe stored in the batch
   (``refiner/label_probe.pt``: a gaze model trained on the unrefined parent, frozen) is
   run on both images; ``label_shift_deg`` is the angle between its two answers.
+- gaze refined by a patch, which adds the same pattern whatever the eye shows (suite
+  ``refined_eyes.learnability``, where the batch carries ``refiner/learnability.csv``):
+  the frozen probe would read the pattern itself as gaze, so instead the table of two
+  fresh probes' held-out errors, one trained on the unrefined and one on the refined eyes,
+  is read; ``error_excess_deg`` is how much worse the refined eyes taught each held-out
+  eye's label.
 - landmarks (suite ``refined_faces.labels``): no model; around every visible 68-point
   landmark, the 9x9 window of gradient magnitude in the refined image is correlated with
   the parent's (normalised cross-correlation); ``landmark_structure_ncc`` is the mean over
@@ -25,10 +31,13 @@ import pandas as pd
 from realdata.errors import DataFormatError
 from synth.shards import BatchReader
 
-__all__ = ["PROBE_FILE", "LabelCheckUnavailable", "face_structure_frame", "gaze_label_shift_frame",
-           "label_check_summary", "landmark_window_ncc", "open_parent"]
+__all__ = ["LEARNABILITY_FILE", "PROBE_FILE", "LabelCheckUnavailable", "face_structure_frame",
+           "gaze_label_shift_frame", "label_check_summary", "landmark_window_ncc",
+           "learnability_frame", "open_parent"]
 
 PROBE_FILE = "refiner/label_probe.pt"
+LEARNABILITY_FILE = "refiner/learnability.csv"
+_LEARNABILITY_COLUMNS = ("sample", "parent_error_deg", "refined_error_deg")
 
 
 class LabelCheckUnavailable(Exception):
@@ -72,6 +81,35 @@ def gaze_label_shift_frame(reader: BatchReader, chunk: int = 1024) -> pd.DataFra
             shifts.append(angular_errors_deg(b.numpy(), a.numpy()))
     return pd.DataFrame({"sample": np.arange(reader.n, dtype=np.int64),
                          "label_shift_deg": np.concatenate(shifts).astype(np.float64)})
+
+
+def learnability_frame(reader: BatchReader) -> pd.DataFrame:
+    """``sample, error_excess_deg``: the refined-eye probe's held-out error minus the
+    unrefined-eye probe's, per held-out eye, from the batch's learnability table."""
+    path = reader.path / LEARNABILITY_FILE
+    if LEARNABILITY_FILE not in reader.extra_files or not path.is_file():
+        raise LabelCheckUnavailable(f"{LEARNABILITY_FILE} is not among the batch's files")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LabelCheckUnavailable(f"{path}: not a readable CSV table ({e})") from None
+    missing = [c for c in _LEARNABILITY_COLUMNS if c not in table.columns]
+    if missing or table.empty:
+        raise LabelCheckUnavailable(f"{path}: needs rows with columns {', '.join(_LEARNABILITY_COLUMNS)}"
+                                    + (f" (missing {', '.join(missing)})" if missing else ""))
+    try:
+        values = table[list(_LEARNABILITY_COLUMNS)].to_numpy(np.float64)
+    except ValueError:
+        raise LabelCheckUnavailable(f"{path}: holds values that are not numbers") from None
+    sample = values[:, 0]
+    if not np.isfinite(values).all() or (values[:, 1:] < 0).any():
+        raise LabelCheckUnavailable(f"{path}: errors must be finite and >= 0 deg")
+    if (sample != np.round(sample)).any() or sample.min() < 0 or sample.max() >= reader.n \
+            or len(np.unique(sample)) != len(sample):
+        raise LabelCheckUnavailable(f"{path}: samples must be distinct indices of the "
+                                    f"batch's {reader.n} images")
+    return pd.DataFrame({"sample": sample.astype(np.int64),
+                         "error_excess_deg": values[:, 2] - values[:, 1]})
 
 
 WINDOW = 4  # half-size of the landmark windows (9x9)

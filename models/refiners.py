@@ -16,11 +16,24 @@ from models.mean_patch import MeanPatchRefiner
 from models.pose_mean_patch_refiner import PoseMeanPatchRefiner
 from models.refiner import Refiner
 
-__all__ = ["REFINER_TYPES", "conditioned_on"]
+__all__ = ["CONTENT_BLIND", "REFINER_TYPES", "conditioned_on", "reads_image_content"]
 
 #: SimGAN's trained refiner and the fitted mean-patch shifts (shared, per head pose, and
 #: warped onto each face's points)
 REFINER_TYPES = (Refiner, MeanPatchRefiner, PoseMeanPatchRefiner, LandmarkPatchRefiner)
+
+
+#: the fitted patches: each adds one pattern (per head pose, or warped onto each face's
+#: points) whatever the image shows. They cannot move what an image shows of its labels,
+#: only hide it where the sum leaves the grey range, so what their batches are checked for
+#: is whether the labels can still be learned (``synthloop.refine``); SimGAN's refiner reads
+#: every pixel and can move the eye itself, so a frozen probe must not see its answer move.
+CONTENT_BLIND = (MeanPatchRefiner, PoseMeanPatchRefiner, LandmarkPatchRefiner)
+
+
+def reads_image_content(refiner: nn.Module) -> bool:
+    """Whether ``refiner``'s change to an image depends on what the image shows."""
+    return not isinstance(refiner, CONTENT_BLIND)
 
 
 def conditioned_on(refiner: nn.Module) -> str | None:

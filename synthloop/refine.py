@@ -6,7 +6,9 @@ batch transform with lineage, what ``synthloop refine`` and the ``refine-batch``
       -> refiner: made here (``method``: SimGAN trained, models.simgan, or the mean patch
          fitted, models.mean_patch; synthloop.refine_methods) or reused (``refiner=``)
       -> label probe: a frozen model trained on the *unrefined* parent (tasks whose labels
-         need one: gaze), which validation re-runs on both batches
+         need one: gaze), which validation re-runs on both batches; for a patch (a
+         refiner that does not read the image) instead two fresh probes, on the unrefined
+         and on the refined eyes, whose held-out errors validation compares (learnability)
       -> child batch: every image refined, the parent's labels, metadata, distribution and
          extra files unchanged; the manifest names the parent and the refiner; the refiner
          and the probe ride inside the batch (``refiner/``), checksummed like the shards
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from expectations.refined import PROBE_FILE
+from expectations.refined import LEARNABILITY_FILE, PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
 from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH, REFINE_METHODS
 from synthloop.settings import Settings
@@ -35,7 +37,7 @@ from synthloop.settings import Settings
 if TYPE_CHECKING:
     from synth.shard_jobs import ShardMap
 
-__all__ = ["PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdict",
+__all__ = ["LEARNABILITY_FILE", "PROBE_FILE", "REFINER_FILE", "RefineRequest", "RefinedBatch", "Verdict",
            "record_verdict", "validate_refined", "write_refined_batch"]
 
 REFINER_FILE = "refiner/refiner.pt"
@@ -169,6 +171,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
     default, or fanned out (a Dask cluster) with the same bytes. Validation is the caller's
     next step (:func:`synthloop.refine.validate_refined`, or the flow's GX task)."""
     from models.checkpoint import save_checkpoint
+    from models.refiners import reads_image_content
     from models.simgan import load_refiner
     from synth.shards import open_for_training, sha256_file
     from synthloop.refine_methods import FitContext
@@ -215,6 +218,12 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
             probe = spec.label_probe(parent, work / "probe", seed=req.seed, steps=req.probe_steps,
                                      log=log)
             seconds["label_probe"] = time.perf_counter() - t
+            learnability = None
+            if not reads_image_content(refiner):  # a patch: can the labels still be learned?
+                t = time.perf_counter()
+                learnability = spec.label_learnability(parent, refiner, condition, work / "learn",
+                                                       seed=req.seed, steps=req.probe_steps, log=log)
+                seconds["label_learnability"] = time.perf_counter() - t
             lineage = {"parent": {"batch_id": parent.batch_id,
                                   "path": str(parent.path.resolve()),
                                   "manifest_sha256": sha256_file(parent.path / "manifest.json")},
@@ -223,10 +232,13 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
                                    "config": cfg.to_dict(), "real": str(Path(req.real).resolve()),
                                    "real_n": int(len(real)),
                                    **({"real_mirror_eye": req.mirror_eye} if req.mirror_eye else {}),
-                                   "label_probe": PROBE_FILE if probe else None}}
+                                   "label_probe": PROBE_FILE if probe else None,
+                                   **({"label_learnability": LEARNABILITY_FILE}
+                                      if learnability else {})}}
             t = time.perf_counter()
             batch_id, change = _write_child(parent, out, lineage, refiner_path, probe, req,
-                                            map_shards or _in_process, condition)
+                                            map_shards or _in_process, condition,
+                                            learnability)
             seconds["refine"] = time.perf_counter() - t  # refining and writing the shards
             log(f"refined {parent.n:,} {spec.samples} in {seconds['refine']:.1f} s "
                 f"({parent.n / max(seconds['refine'], 1e-9):,.0f} img/s); mean change "
@@ -294,7 +306,7 @@ def _condition(spec, parent, refiner):
 
 def _write_child(parent, out: Path, lineage: dict[str, Any], refiner_path: Path,
                  probe: Path | None, req: RefineRequest, map_shards: ShardMap,
-                 condition=None) -> tuple[str, float]:
+                 condition=None, learnability: Path | None = None) -> tuple[str, float]:
     """Refine every shard of ``parent`` into a new batch at ``out``; its id and the mean
     absolute change in gray levels. ``condition``: the metadata column a conditioned
     refiner reads, one value per parent image (each job gets its shard's)."""
@@ -304,7 +316,8 @@ def _write_child(parent, out: Path, lineage: dict[str, Any], refiner_path: Path,
     from synth.shard_layout import shard_span
     from synth.shards import sha256_file
 
-    files = {REFINER_FILE: refiner_path, **({PROBE_FILE: probe} if probe else {})}
+    files = {REFINER_FILE: refiner_path, **({PROBE_FILE: probe} if probe else {}),
+             **({LEARNABILITY_FILE: learnability} if learnability else {})}
     meta = parent.metadata.drop(columns=["sample"])
     refiner_sha = sha256_file(refiner_path)
     generator = {**parent.manifest["generator"],

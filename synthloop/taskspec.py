@@ -216,6 +216,14 @@ class TaskSpec:
         move; None where the task checks its labels without a model."""
         return None
 
+    def label_learnability(self, reader: Any, refiner: Any, condition: Any, out: Path, *,
+                           seed: int, steps: int, log: Any = print) -> Path | None:
+        """For a refiner that does not read the image (:func:`models.refiners.reads_image_content`):
+        a table of how well fresh probes learn the labels from the unrefined and from the
+        refined images, which validation then bounds instead of a frozen probe's answer;
+        None where the task checks its refined labels another way."""
+        return None
+
     def consistency_probe(self, reader: Any, out: Path, *, seed: int, steps: int,
                           log: Any = print) -> Any:
         """A frozen function of float image batches in [0, 1] whose answer a refiner is

@@ -154,6 +154,16 @@ def test_the_mean_patch_method_moves_every_eye_by_the_real_mean_minus_the_batch_
     run_ = mlflow.MlflowClient(get_settings().tracking_uri).get_run(rec["mlflow_run"])
     assert run_.data.params["method"] == "mean-patch" and run_.data.params["strength"] == "0.5"
     assert "seconds_fit_refiner" in run_.data.metrics
+    # a patch is checked by whether the labels can still be learned, not by a frozen probe
+    from expectations.refined import LEARNABILITY_FILE
+
+    assert "label learnability: two gaze_resnet_s probes" in r.stderr
+    assert LEARNABILITY_FILE in child.extra_files
+    assert child.manifest["refiner"]["label_learnability"] == LEARNABILITY_FILE
+    stats = json.loads((out / "validation" / "result.json").read_text())["statistics"]
+    assert stats["label_preservation"]["column"] == rec["label_shift"]["column"] == "error_excess_deg"
+    assert stats["frozen_probe_shift"]["column"] == "label_shift_deg"  # reported, not a criterion
+    assert "seconds_label_learnability" in run_.data.metrics
 
 
 def _real_with_head_poses(real: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -264,14 +274,17 @@ def test_bad_inputs_fail_before_anything_is_written(refined, tmp_path):
     assert not (tmp_path / "o3").exists()
 
 
-def _child_with(refined, images: np.ndarray, out: Path) -> Path:
+def _child_with(refined, images: np.ndarray, out: Path, learnability: Path | None = None) -> Path:
     """A refined batch of ``images`` with the fixture child's refiner, probe, lineage and
-    generator settings, written as ``synthloop refine`` writes one."""
+    generator settings, written as ``synthloop refine`` writes one (with a learnability
+    table, as a patch's batch carries one, where given)."""
     from synth.refined_writer import RefinedBatchWriter
-    from synthloop.refine import PROBE_FILE, REFINER_FILE
+    from synthloop.refine import LEARNABILITY_FILE, PROBE_FILE, REFINER_FILE
 
     child, parent = BatchReader(refined["child"]), BatchReader(refined["parent"])
     files = {f: child.path / f for f in (REFINER_FILE, PROBE_FILE)}
+    if learnability is not None:
+        files[LEARNABILITY_FILE] = learnability
     lineage = {k: child.manifest[k] for k in ("parent", "refiner")}
     with RefinedBatchWriter(out, parent=parent, files=files, generator=child.manifest["generator"],
                             lineage=lineage) as w:
@@ -289,6 +302,24 @@ def test_refined_images_that_move_the_labels_are_quarantined(refined, tmp_path):
     assert any(f.startswith("label preservation: expect_column_mean_to_be_between(label_shift_deg)")
                for f in report.failing), report.failing
     assert report.statistics["label_preservation"]["mean"] > 2.0
+
+
+def test_a_patched_batch_that_teaches_its_labels_worse_is_quarantined(refined, tmp_path):
+    from expectations.validate import MAX_MEAN_ERROR_EXCESS_DEG, validate_batch
+
+    parent = BatchReader(refined["parent"])
+    table = tmp_path / "learnability.csv"
+    held = np.arange(9, parent.n, 10)
+    for excess, ok in ((0.5, True), (MAX_MEAN_ERROR_EXCESS_DEG + 0.5, False)):
+        table.write_text("sample,parent_error_deg,refined_error_deg\n" + "".join(
+            f"{i},8.0,{8.0 + excess}\n" for i in held))
+        report = validate_batch(_child_with(refined, parent.images(), tmp_path / f"c{excess}",
+                                            learnability=table), docs=False)
+        assert report.success == ok, report.failing
+        assert report.statistics["label_preservation"]["column"] == "error_excess_deg"
+        assert report.statistics["label_preservation"]["mean"] == pytest.approx(excess)
+    assert any(f.startswith("label preservation: expect_column_mean_to_be_between(error_excess_deg)")
+               for f in report.failing), report.failing
 
 
 def test_a_refined_batch_whose_parent_is_gone_is_not_passed(refined, tmp_path):

@@ -121,6 +121,11 @@ class GazeSpec(TaskSpec):
 
         return train_label_probe(reader, out, seed=seed, steps=steps, log=log)
 
+    def label_learnability(self, reader, refiner, condition, out, *, seed, steps, log=print):
+        from synthloop.gaze.refining import write_learnability
+
+        return write_learnability(reader, refiner, condition, out, seed=seed, steps=steps, log=log)
+
     def consistency_probe(self, reader, out, *, seed, steps, log=print):
         from synthloop.gaze.refining import load_consistency_probe, train_label_probe
 
