@@ -34,15 +34,20 @@ HOLDOUT_EVERY = 10  # every tenth eye is held out of both learnability probes
 def train_label_probe(reader, out: Path, *, seed: int, steps: int, log=print) -> Path:
     """Train the probe ``steps`` steps on ``reader``'s eyes; returns its checkpoint."""
     from models.data import ShardSource
+
+    log(f"label probe: {PROBE_MODEL}, {steps} steps on the unrefined eyes")
+    return _train_probe(ShardSource(reader, PROBE_BATCH, seed), out, seed=seed, steps=steps)
+
+
+def _train_probe(source, out: Path, *, seed: int, steps: int) -> Path:
+    """A probe trained ``steps`` steps on ``source`` (source-only); its ``last.pt``."""
     from models.train import TrainConfig, train
 
-    source = ShardSource(reader, PROBE_BATCH, seed)
     cfg = TrainConfig(model=PROBE_MODEL, method="source_only", steps=steps, batch_size=PROBE_BATCH,
                       seed=seed, warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
                       log_every=max(1, steps // 4), select="source_error")
-    val = source.gather(np.arange(min(256, reader.n)))
-    log(f"label probe: {PROBE_MODEL}, {steps} steps on the unrefined eyes")
-    train(cfg, source, None, out, val_source=val, resume=False)
+    train(cfg, source, None, out, val_source=source.gather(np.arange(min(256, len(source)))),
+          resume=False)
     return Path(out) / "last.pt"
 
 
@@ -56,15 +61,9 @@ def _held_out_errors(images: np.ndarray, pitchyaw: np.ndarray, held: np.ndarray,
     from models.data import ArraySource
     from models.predict import predict
     from models.registry import load_model
-    from models.train import TrainConfig, train
 
     source = ArraySource(images[~held], PROBE_BATCH, seed, labels={"pitchyaw": pitchyaw[~held]})
-    cfg = TrainConfig(model=PROBE_MODEL, method="source_only", steps=steps, batch_size=PROBE_BATCH,
-                      seed=seed, warmup=min(100, steps // 5), eval_every=steps, ckpt_every=steps,
-                      log_every=max(1, steps // 4), select="source_error")
-    train(cfg, source, None, out, val_source=source.gather(np.arange(min(256, len(source)))),
-          resume=False)
-    net = load_model(Path(out) / "last.pt").eval()
+    net = load_model(_train_probe(source, out, seed=seed, steps=steps)).eval()
     pred = predict(net, torch.from_numpy(images[held]).unsqueeze(1), amp=False).pitchyaw.numpy()
     return angular_errors_deg(pred, pitchyaw[held])
 
