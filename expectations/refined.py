@@ -11,8 +11,9 @@ image with its parent image:
   ``refined_eyes.learnability``, where the batch carries ``refiner/learnability.csv``):
   the frozen probe would read the pattern itself as gaze, so instead the table of two
   fresh probes' held-out errors, one trained on the unrefined and one on the refined eyes,
-  is read; ``error_excess_deg`` is how much worse the refined eyes taught each held-out
-  eye's label.
+  is read; ``relative_error_excess`` is how much worse the refined eyes taught each
+  held-out eye's label, as a fraction of the unrefined probe's mean error (so its mean is
+  the relative loss of learnability, whatever the probe's own error level).
 - landmarks (suite ``refined_faces.labels``): no model; around every visible 68-point
   landmark, the 9x9 window of gradient magnitude in the refined image is correlated with
   the parent's (normalised cross-correlation); ``landmark_structure_ncc`` is the mean over
@@ -84,8 +85,9 @@ def gaze_label_shift_frame(reader: BatchReader, chunk: int = 1024) -> pd.DataFra
 
 
 def learnability_frame(reader: BatchReader) -> pd.DataFrame:
-    """``sample, error_excess_deg``: the refined-eye probe's held-out error minus the
-    unrefined-eye probe's, per held-out eye, from the batch's learnability table."""
+    """``sample, relative_error_excess``: the refined-eye probe's held-out error minus the
+    unrefined-eye probe's, per held-out eye, over the unrefined probe's mean error, from
+    the batch's learnability table."""
     path = reader.path / LEARNABILITY_FILE
     if LEARNABILITY_FILE not in reader.extra_files or not path.is_file():
         raise LabelCheckUnavailable(f"{LEARNABILITY_FILE} is not among the batch's files")
@@ -102,14 +104,15 @@ def learnability_frame(reader: BatchReader) -> pd.DataFrame:
     except ValueError:
         raise LabelCheckUnavailable(f"{path}: holds values that are not numbers") from None
     sample = values[:, 0]
-    if not np.isfinite(values).all() or (values[:, 1:] < 0).any():
-        raise LabelCheckUnavailable(f"{path}: errors must be finite and >= 0 deg")
+    if not np.isfinite(values).all() or (values[:, 1:] < 0).any() or values[:, 1].mean() <= 0:
+        raise LabelCheckUnavailable(f"{path}: errors must be finite and >= 0 deg, the "
+                                    "unrefined probe's not all 0")
     if (sample != np.round(sample)).any() or sample.min() < 0 or sample.max() >= reader.n \
             or len(np.unique(sample)) != len(sample):
         raise LabelCheckUnavailable(f"{path}: samples must be distinct indices of the "
                                     f"batch's {reader.n} images")
     return pd.DataFrame({"sample": sample.astype(np.int64),
-                         "error_excess_deg": values[:, 2] - values[:, 1]})
+                         "relative_error_excess": (values[:, 2] - values[:, 1]) / values[:, 1].mean()})
 
 
 WINDOW = 4  # half-size of the landmark windows (9x9)

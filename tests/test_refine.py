@@ -161,7 +161,7 @@ def test_the_mean_patch_method_moves_every_eye_by_the_real_mean_minus_the_batch_
     assert LEARNABILITY_FILE in child.extra_files
     assert child.manifest["refiner"]["label_learnability"] == LEARNABILITY_FILE
     stats = json.loads((out / "validation" / "result.json").read_text())["statistics"]
-    assert stats["label_preservation"]["column"] == rec["label_shift"]["column"] == "error_excess_deg"
+    assert stats["label_preservation"]["column"] == rec["label_shift"]["column"] == "relative_error_excess"
     assert stats["frozen_probe_shift"]["column"] == "label_shift_deg"  # reported, not a criterion
     assert "seconds_label_learnability" in run_.data.metrics
 
@@ -305,21 +305,21 @@ def test_refined_images_that_move_the_labels_are_quarantined(refined, tmp_path):
 
 
 def test_a_patched_batch_that_teaches_its_labels_worse_is_quarantined(refined, tmp_path):
-    from expectations.validate import MAX_MEAN_ERROR_EXCESS_DEG, validate_batch
+    from expectations.validate import MAX_MEAN_RELATIVE_ERROR_EXCESS, validate_batch
 
     parent = BatchReader(refined["parent"])
     table = tmp_path / "learnability.csv"
     held = np.arange(9, parent.n, 10)
-    for excess, ok in ((0.5, True), (MAX_MEAN_ERROR_EXCESS_DEG + 0.5, False)):
+    for excess, ok in ((0.05, True), (MAX_MEAN_RELATIVE_ERROR_EXCESS + 0.1, False)):
         table.write_text("sample,parent_error_deg,refined_error_deg\n" + "".join(
-            f"{i},8.0,{8.0 + excess}\n" for i in held))
+            f"{i},8.0,{8.0 * (1 + excess)}\n" for i in held))
         report = validate_batch(_child_with(refined, parent.images(), tmp_path / f"c{excess}",
                                             learnability=table), docs=False)
         assert report.success == ok, report.failing
-        assert report.statistics["label_preservation"]["column"] == "error_excess_deg"
+        assert report.statistics["label_preservation"]["column"] == "relative_error_excess"
         assert report.statistics["label_preservation"]["mean"] == pytest.approx(excess)
-    assert any(f.startswith("label preservation: expect_column_mean_to_be_between(error_excess_deg)")
-               for f in report.failing), report.failing
+    assert any(f.startswith("label preservation: expect_column_mean_to_be_between("
+                            "relative_error_excess)") for f in report.failing), report.failing
 
 
 def test_a_refined_batch_whose_parent_is_gone_is_not_passed(refined, tmp_path):

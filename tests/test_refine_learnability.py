@@ -48,8 +48,9 @@ def test_both_probes_are_scored_on_the_same_held_out_eyes(parent, tmp_path, one_
     (tmp_path / "batch" / "refiner").mkdir(parents=True)
     (tmp_path / "batch" / LEARNABILITY_FILE).write_bytes(path.read_bytes())
     frame = learnability_frame(_reader(tmp_path / "batch", n=60))
-    np.testing.assert_allclose(frame["error_excess_deg"],
-                               table["refined_error_deg"] - table["parent_error_deg"])
+    np.testing.assert_allclose(frame["relative_error_excess"],
+                               (table["refined_error_deg"] - table["parent_error_deg"])
+                               / table["parent_error_deg"].mean())
     assert frame["sample"].dtype == np.int64
 
 
@@ -71,6 +72,7 @@ GOOD = "sample,parent_error_deg,refined_error_deg\n9,4.0,4.5\n"
     ("sample,parent_error_deg,refined_error_deg\n", "needs rows with columns"),
     ("sample,parent_error_deg,refined_error_deg\n9,4.0,nan\n", "finite and >= 0"),
     ("sample,parent_error_deg,refined_error_deg\n9,4.0,-1\n", "finite and >= 0"),
+    ("sample,parent_error_deg,refined_error_deg\n9,0,1\n", "not all 0"),
     ("sample,parent_error_deg,refined_error_deg\n9,4.0,five\n", "not numbers"),
     ("sample,parent_error_deg,refined_error_deg\n10,4.0,4.5\n", "distinct indices"),
     ("sample,parent_error_deg,refined_error_deg\n9,4.0,4.5\n9,4.0,4.5\n", "distinct indices"),
@@ -85,6 +87,6 @@ def test_a_damaged_table_stops_the_check_and_names_the_file(tmp_path, text, says
 
 def test_a_table_the_manifest_does_not_list_is_not_read(tmp_path):
     folder = _table(tmp_path / "b", GOOD)
-    assert learnability_frame(_reader(folder))["error_excess_deg"].tolist() == [0.5]
+    assert learnability_frame(_reader(folder))["relative_error_excess"].tolist() == [0.125]
     with pytest.raises(LabelCheckUnavailable, match="not among the batch's files"):
         learnability_frame(_reader(folder, listed=False))
