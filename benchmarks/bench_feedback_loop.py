@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if oracle_last is not None:
         print(f"oracle (open loop on the target's own scene distribution): {oracle_last:.2f} deg, "
               f"{100 * (open_last - oracle_last) / open_last:.1f}% below the open loop")
-    print(f"\nafter {a.rounds} rounds the closed loop's held-out error is {gain:.1f}% lower than "
+    print(f"\nafter {a.rounds} rounds the closed loop's held-out error is {abs(gain):.1f}% "
+          f"{'lower' if gain >= 0 else 'higher'} than "
           f"the open loop's ({closed_last:.2f} vs {open_last:.2f}; {kind} target, "
           f"{len(a.seeds)} seed(s), {a.n_per_round} samples and {a.steps_per_round} steps per round)")
     unit = get_task(a.task).error_unit
