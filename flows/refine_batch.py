@@ -74,7 +74,8 @@ class RefineParams(BaseModel):
                                "moves while the refiner trains (0: pixels only).")
     probe_steps: int = Field(400, ge=1, le=100_000, title="Label-probe steps",
                              description="Training steps of the frozen model that checks the "
-                             "labels did not move (gaze).")
+                             "labels did not move (gaze), and for the mean patches of each of "
+                             "the two models that check they can still be learned.")
     seed: int = Field(0, ge=0, title="Seed",
                       description="Random seed of the refiner and the probe: the same seed "
                       "and inputs give the same refined batch.")

@@ -130,7 +130,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="refine with a moving average of the refiner's weights (e.g. 0.999) "
                         "instead of its last weights, which drift with the adversarial game")
     r.add_argument("--probe-steps", type=positive_int, default=400,
-                   help="training steps of the label probe (gaze)")
+                   help="training steps of each label probe (gaze: the frozen probe, and for "
+                        "the patches the two learnability probes)")
     r.add_argument("--seed", type=int, default=0, help="random seed")
     r.add_argument("--device", default="cpu", help="cpu or cuda")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
