@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from realdata.errors import DataFormatError
+from realdata.errors import DataFormatError, first_line
 from synth.shards import BatchReader
 
 __all__ = ["LEARNABILITY_FILE", "PROBE_FILE", "LabelCheckUnavailable", "face_structure_frame",
@@ -94,7 +94,7 @@ def learnability_frame(reader: BatchReader) -> pd.DataFrame:
     try:
         table = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as e:
-        raise LabelCheckUnavailable(f"{path}: not a readable CSV table ({e})") from None
+        raise LabelCheckUnavailable(f"{path}: not a readable CSV table ({first_line(e)})") from None
     missing = [c for c in _LEARNABILITY_COLUMNS if c not in table.columns]
     if missing or table.empty:
         raise LabelCheckUnavailable(f"{path}: needs rows with columns {', '.join(_LEARNABILITY_COLUMNS)}"

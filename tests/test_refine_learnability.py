@@ -90,3 +90,28 @@ def test_a_table_the_manifest_does_not_list_is_not_read(tmp_path):
     assert learnability_frame(_reader(folder))["relative_error_excess"].tolist() == [0.125]
     with pytest.raises(LabelCheckUnavailable, match="not among the batch's files"):
         learnability_frame(_reader(folder, listed=False))
+
+
+def test_a_mutated_table_is_read_or_refused_naming_the_file(tmp_path):
+    from hypothesis import given
+
+    from tests.reliability.test_fuzz_readers import fuzz, mutated
+
+    good = ("sample,parent_error_deg,refined_error_deg\n"
+            + "".join(f"{i},{4 + i / 10},{4.5 + i / 9}\n" for i in range(9, 60, 10))).encode()
+    folder = tmp_path / "b"
+    (folder / "refiner").mkdir(parents=True)
+
+    @fuzz(200)
+    @given(data=mutated(good))
+    def check(data):
+        (folder / LEARNABILITY_FILE).write_bytes(data)
+        try:
+            frame = learnability_frame(_reader(folder, n=60))
+        except LabelCheckUnavailable as e:
+            assert str(folder / LEARNABILITY_FILE) in str(e) and "\n" not in str(e)
+            return
+        assert np.isfinite(frame["relative_error_excess"]).all()
+        assert frame["sample"].between(0, 59).all() and frame["sample"].is_unique
+
+    check()
