@@ -371,22 +371,23 @@ def _run_gx(suites: dict[str, dict[str, Any]], frames: dict[str, pd.DataFrame],
 
 
 def _refined_labels(reader: BatchReader, task: TaskSuites, suites: dict[str, Any],
-                    frames: dict[str, pd.DataFrame]) -> tuple[list[str], pd.DataFrame | None]:
+                    frames: dict[str, pd.DataFrame]
+                    ) -> tuple[list[str], str | None, pd.DataFrame | None]:
     """For a refined batch (its manifest names a parent): add the task's
     label-preservation suite and frame. Returns the failures that stop the check (no
     suite for the task, parent gone, no probe) and the frame."""
     if "parent" not in reader.manifest:
-        return [], None
+        return [], None, None
     name, read = _label_check(reader, task)
     if name is None:
-        return [f"label preservation: task {reader.task} has no check for refined batches"], None
+        return [f"label preservation: task {reader.task} has no check for refined batches"], None, None
     try:
         frame = read(reader)
     except LabelCheckUnavailable as e:
-        return [f"label preservation: {e}"], None
+        return [f"label preservation: {e}"], None, None
     suites[name] = load_suite_json(name)
     frames[name] = frame
-    return [], frame
+    return [], name, frame
 
 
 def _frozen_probe_shift(reader: BatchReader, task: TaskSuites) -> dict[str, Any] | None:
@@ -427,7 +428,7 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
     # failure of the batch, not a crash of the validator.
     suites = {samples_suite: load_suite_json(samples_suite), coverage_suite: load_suite_json(coverage_suite)}
     frames = {samples_suite: samples, coverage_suite: cov}
-    failing_refined, refined = _refined_labels(reader, task, suites, frames)
+    failing_refined, check, refined = _refined_labels(reader, task, suites, frames)
     missing = sorted(set().union(*(suite_parameter_names(s) for s in suites.values())) - params.keys())
     failing = [f"suite parameter {m}: not provided by batch {reader.batch_id} "
                "(its distribution lacks that factor)" for m in missing] + failing_refined
@@ -442,7 +443,6 @@ def validate_batch(batch_dir: str | Path, *, docs: bool = True) -> ValidationRep
         results, docs_path = _run_gx(suites, frames, params_gx, batch_dir / GX_ROOT if docs else None)
         failing += _failing_samples(results[samples_suite])
         if refined is not None:
-            check = _label_check(reader, task)[0]
             failing += [f"label preservation: {f}" for f in _failing_with_values(results[check])]
         failing += _failing_coverage(results[coverage_suite], cov, MIN_COVERAGE_P_VALUE)
         success = not failing and all(r.success for r in results.values())

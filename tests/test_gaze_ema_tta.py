@@ -51,8 +51,8 @@ def test_the_averaged_weights_are_what_is_saved_and_recorded(target, tmp_path, o
 
 
 @pytest.mark.parametrize(("task", "decay", "says"), [
-    ("gaze", "1", "must be a decay in (0, 1)"),
-    ("gaze", "0", "must be a decay in (0, 1)"),
+    ("gaze", "1", "must be between 0 and 1 (exclusive)"),
+    ("gaze", "0", "must be between 0 and 1 (exclusive)"),
     ("gaze", "often", "is not a number"),
     ("landmarks", "0.99", "--ema applies to --task gaze"),
 ])

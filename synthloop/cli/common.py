@@ -68,6 +68,14 @@ def progress(total: int, label: str):
     return prog, (lambda k: prog.advance(tid, k))
 
 
+def decay(text: str) -> float:
+    """argparse type: a moving-average decay, strictly between 0 and 1."""
+    value = at_least(0.0, float)(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
 def at_least(minimum: float, kind: type = int) -> Callable[[str], Any]:
     """argparse type: a number of ``kind`` (int or float) no smaller than ``minimum``."""
 

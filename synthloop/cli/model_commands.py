@@ -6,18 +6,10 @@ import argparse
 import json
 
 from models.names import METHODS
-from synthloop.cli.common import EXIT_OK, at_least, log, positive_int, settings_with_home
+from synthloop.cli.common import EXIT_OK, at_least, decay, log, positive_int, settings_with_home
 from synthloop.errors import UsageError
 from synthloop.taskspec import TASK_NAMES
 from synthloop.tuning.space import OBJECTIVE_NAMES
-
-
-def _decay(text: str) -> float:
-    """argparse type: a decay strictly between 0 and 1."""
-    value = at_least(0.0, float)(text)
-    if not value < 1.0 or value == 0.0:
-        raise argparse.ArgumentTypeError(f"must be a decay in (0, 1), got {value}")
-    return value
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -112,7 +104,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="gaze: mirror the real eyes of this side (meta.csv eye column) onto the "
                         "other side's, yaw negated, in --target and --real-labeled; the model "
                         "records it and `synthloop evaluate` does the same (docs/gaze.md)")
-    t.add_argument("--ema", type=_decay, metavar="DECAY",
+    t.add_argument("--ema", type=decay, metavar="DECAY",
                    help="gaze: keep, score and register an exponential moving average of the "
                         "weights (0.99: about the last hundred steps); with `evaluate "
                         "--tta-shift 2`, 3-4%% off the error on held-out real people (docs/gaze.md)")

@@ -8,7 +8,7 @@ import contextlib
 import json
 import sys
 
-from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, log, positive_int
+from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, decay, log, positive_int
 from synthloop.loop.config import REFINE_METHOD_NAMES
 from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH
 
@@ -57,14 +57,6 @@ def cmd_refine(a: argparse.Namespace) -> int:
         for f in verdict.failing:
             print(f"  failed: {f}", file=sys.stderr)
     return EXIT_OK if verdict.status == "accepted" else EXIT_INVALID
-
-
-def _decay(text: str) -> float:
-    """argparse type: a moving-average decay, strictly between 0 and 1."""
-    value = at_least(0.0, float)(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
-    return value
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -126,7 +118,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bf16", action="store_true",
                    help="train the refiner with bf16 convolutions and channels_last tensors "
                         "(~3x faster on CPUs with AVX512-bf16 and on GPUs)")
-    r.add_argument("--ema", type=_decay, metavar="DECAY",
+    r.add_argument("--ema", type=decay, metavar="DECAY",
                    help="refine with a moving average of the refiner's weights (e.g. 0.999) "
                         "instead of its last weights, which drift with the adversarial game")
     r.add_argument("--probe-steps", type=positive_int, default=400,
