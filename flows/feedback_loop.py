@@ -24,6 +24,7 @@ from synthloop.loop.config import (
     LOOP_DEFAULTS,
     LOOP_REFINE_METHOD_NAMES,
     TRANSFER_FIT_NAMES,
+    UPDATE_NAMES,
     LoopConfig,
 )
 from synthloop.loop.rounds import round_dir, round_seed
@@ -137,6 +138,11 @@ class LoopParams(BaseModel):
         description="Gaze only: the real eyes of this side mirrored left to right onto the "
         "other's, yaw negated (needs meta.csv's 'eye' column), so every model sees one kind "
         "of eye; errors stay those of the eyes as stated.")
+    update: Literal[UPDATE_NAMES] = Field(
+        UPDATE_NAMES[0], title="What the update moves",
+        description="all: the label factors (toward where the real errors are) and the "
+        "appearance factors (fitted to the real images' statistics); labels: the label factors "
+        "only, appearance as the starting distribution draws it. A closed loop only.")
     train_on: Literal[CHOICES] = Field(
         "auto", title="Where to train",
         description="auto: each round trains on the gpu work pool when one of its workers is "
@@ -161,7 +167,7 @@ class LoopParams(BaseModel):
                           transfer_steps=self.transfer_steps or None,
                           transfer_fit=self.transfer_fit,
                           refine_steps=self.refine_steps or None,
-                          mirror_eye=eye_side(self.mirror_eye),
+                          mirror_eye=eye_side(self.mirror_eye), update=self.update,
                           **({"refine_method": self.refine_method,
                               "refine_strength": self.refine_strength}
                              if self.refine_method != "simgan" else {}))

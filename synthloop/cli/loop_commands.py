@@ -10,7 +10,7 @@ from typing import Any
 from models.names import METHODS
 from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_with_home
 from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
-from synthloop.loop.config import LOOP_DEFAULTS, LOOP_REFINE_METHOD_NAMES
+from synthloop.loop.config import LOOP_DEFAULTS, LOOP_REFINE_METHOD_NAMES, UPDATE_NAMES
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH
 from synthloop.taskspec import TASK_NAMES
 
@@ -22,7 +22,7 @@ def cmd_loop(a: argparse.Namespace) -> int:
         n_per_round=a.n_per_round, steps_per_round=a.steps_per_round, method=a.method,
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
         holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, refine_method=a.refine_method,
-        refine_strength=a.refine_strength, mirror_eye=a.mirror_eye or "none",
+        refine_strength=a.refine_strength, mirror_eye=a.mirror_eye or "none", update=a.update,
         distribution_path=a.distribution or "",
         fresh=a.fresh, as_json=a.json,
         verbose=a.verbose)
@@ -166,6 +166,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="gaze: mirror the real eyes of this side onto the other's, yaw negated "
                          "(meta.csv 'eye' column), for training, analysis and refinement; the "
                          "models record it and `synthloop evaluate` does the same")
+    lp.add_argument("--update", choices=UPDATE_NAMES, default=UPDATE_NAMES[0],
+                    help="what a closed loop's update moves: all = the label factors (by the "
+                         "real errors) and the appearance factors (fitted to the real images' "
+                         "statistics); labels = the label factors only, appearance as the "
+                         "starting distribution draws it")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     _output_options(lp)
     lp.set_defaults(func=cmd_loop)

@@ -5,6 +5,8 @@ next to the round's other files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,9 +16,9 @@ from synthloop.loop.config import LoopConfig
 from synthloop.loop.real import RealSplit
 from synthloop.loop.rounds import ERRORS_FILE, round_dir, round_seed
 from synthloop.settings import Settings
-from synthloop.taskspec import get_task
+from synthloop.taskspec import AnalysisEvidence, get_task
 
-__all__ = ["SYN_STATS_N", "analyse_round", "changed_factors"]
+__all__ = ["SYN_STATS_N", "analyse_round", "changed_factors", "next_distribution"]
 
 SYN_STATS_N = 3000  # synthetic images whose statistics the nuisance fit compares with real
 PROBE_SALT = 17
@@ -43,7 +45,6 @@ def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
     from analysis.image_stats import image_statistics_table
     from analysis.plots import distribution_change, slice_error_bars
     from analysis.slices import slice_errors, worst
-    from analysis.update_policy import UpdatePolicy, update_distribution
 
     d = round_dir(settings, lid, k)
     errors = np.load(d / ERRORS_FILE)["errors"][real.analysis]
@@ -53,18 +54,8 @@ def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
     slices = slice_errors(errors, observed)
     worst_slices = worst(slices, k=5, min_n=max(10, len(errors) // 50))
 
-    if cfg.open_loop:
-        new, report = dist0, {"mode": "open", "changes": {}}
-    else:
-        syn_imgs, syn_values = _synthetic_probe(batch_dir, SYN_STATS_N, round_seed(cfg, k, 2))
-        new, report = update_distribution(
-            dist, errors=errors, real_values=evidence.real_values,
-            label_factors=evidence.label_factors,
-            nuisance={"syn_factor_values": syn_values,
-                      "syn_stats": image_statistics_table(syn_imgs),
-                      "real_stats": real_stats, "mapping": evidence.nuisance},
-            policy=UpdatePolicy(step=cfg.policy_step))
-        report = {"mode": "closed", **report}
+    probe = partial(_synthetic_probe, batch_dir, SYN_STATS_N, round_seed(cfg, k, 2))
+    new, report = next_distribution(cfg, dist, dist0, errors, evidence, real_stats, probe)
     plots = {"slices": d / "slice_errors.png", "distribution": d / "distribution_change.png"}
     distribution_change(dist, new, changed_factors(dist, new, fallback=evidence.label_factors),
                         path=plots["distribution"], title=f"round {k}: {dist.id} -> {new.id}")
@@ -73,6 +64,32 @@ def analyse_round(settings: Settings, cfg: LoopConfig, *, lid: str, k: int,
     return {"next_distribution": new, "report": report, "slices": slices,
             "worst_slices": worst_slices, "plots": {name: str(p) for name, p in plots.items()},
             "n_analysis": int(len(errors))}
+
+
+def next_distribution(cfg: LoopConfig, dist: SceneDistribution, dist0: SceneDistribution,
+                      errors: np.ndarray, evidence: AnalysisEvidence, real_stats: dict[str, np.ndarray],
+                      probe: Callable[[], tuple[np.ndarray, dict[str, np.ndarray]]]
+                      ) -> tuple[SceneDistribution, dict[str, Any]]:
+    """The distribution the next round draws from, and the update's report: the start
+    distribution in an open loop; in a closed one the update policy's child of ``dist``,
+    from the analysis part's ``errors`` (label factors) and, unless ``cfg.update`` is
+    ``"labels"``, the real images' statistics against those of a synthetic ``probe`` of
+    the round's batch (images and factor values; drawn only when needed)."""
+    from analysis.image_stats import image_statistics_table
+    from analysis.update_policy import UpdatePolicy, update_distribution
+
+    if cfg.open_loop:
+        return dist0, {"mode": "open", "changes": {}}
+    nuisance = None
+    if cfg.fits_appearance:
+        syn_imgs, syn_values = probe()
+        nuisance = {"syn_factor_values": syn_values, "syn_stats": image_statistics_table(syn_imgs),
+                    "real_stats": real_stats, "mapping": evidence.nuisance}
+    new, report = update_distribution(
+        dist, errors=errors, real_values=evidence.real_values,
+        label_factors=evidence.label_factors, nuisance=nuisance,
+        policy=UpdatePolicy(step=cfg.policy_step))
+    return new, {"mode": "closed", "update": cfg.update or "all", **report}
 
 
 def changed_factors(a: SceneDistribution, b: SceneDistribution, top: int = 8,

@@ -11,12 +11,17 @@ from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
 from synthloop.taskspec import TASK_NAMES, get_task
 
 __all__ = ["LOOP_DEFAULTS", "LOOP_REFINE_METHOD_NAMES", "REFINE_METHOD_NAMES",
-           "TRANSFER_FIT_NAMES", "LoopConfig"]
+           "TRANSFER_FIT_NAMES", "UPDATE_NAMES", "LoopConfig"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
 _OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_steps", "restart",
-                    "refine_method", "refine_strength", "mirror_eye")
+                    "refine_method", "refine_strength", "mirror_eye", "update")
+
+#: what a closed loop's update moves: "all" re-weights the label factors by the real
+#: errors and fits the appearance (nuisance) factors to the real images' statistics;
+#: "labels" re-weights the label factors only and leaves appearance as the start drew it
+UPDATE_NAMES = ("all", "labels")
 
 #: landmarks: the label-transfer fits (the keys of ``models.transfer_fits.TRANSFER_FITS``,
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
@@ -72,6 +77,8 @@ class LoopConfig:
     # default, written into the configuration so that the loop's id records it)
     mirror_eye: str | None = None  # "L" or "R": the real eyes of that side mirrored onto the
     # other's (yaw negated) everywhere the loop reads them; the models record it
+    update: str | None = None  # UPDATE_NAMES; None is "all", written so that a loop
+    # with the default update keeps the id it had before the choice existed
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -119,6 +126,11 @@ class LoopConfig:
                                  f"eye patches, not to the {self.task} loop")
             if self.mirror_eye not in ("L", "R"):
                 raise UsageError(f"mirror_eye must be L or R, got {self.mirror_eye!r}")
+        if self.update not in (None, *UPDATE_NAMES):
+            raise UsageError(f"update {self.update!r}: choose from {', '.join(UPDATE_NAMES)}")
+        if self.update == UPDATE_NAMES[0] or self.open_loop:  # one spelling per loop (its
+            # id depends on it); an open loop updates nothing, so the choice is no part of it
+            object.__setattr__(self, "update", None)
         if not 0.05 <= self.holdout_frac <= 0.95:
             raise UsageError(f"holdout_frac must be in [0.05, 0.95], got {self.holdout_frac}")
 
@@ -126,6 +138,11 @@ class LoopConfig:
     def refines(self) -> bool:
         """Whether each round's batch is refined before training."""
         return self.refine_steps is not None or self.refine_method is not None
+
+    @property
+    def fits_appearance(self) -> bool:
+        """Whether a closed loop's update also fits the appearance (nuisance) factors."""
+        return self.update is None
 
     @property
     def mode(self) -> str:
