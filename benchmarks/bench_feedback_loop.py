@@ -40,7 +40,7 @@ from benchmarks.common import machine, print_table, results_dir, save
 from synth.targets import target_name
 from synthloop.gaze.spec import LOOP_TARGET_VERSION
 from synthloop.loop.config import LOOP_REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES, UPDATE_NAMES
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
 from synthloop.taskspec import get_task
 
 
@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="refine every round's batch toward the analysis part in both arms "
                          "(mean-patch; simgan takes --refine-steps)")
     ap.add_argument("--refine-steps", type=int, default=0, help="SimGAN refiner steps a round")
-    ap.add_argument("--refine-strength", type=float, default=MEAN_PATCH_STRENGTH,
-                    help="mean-patch: how far toward the analysis part's mean image")
+    ap.add_argument("--refine-strength", type=float,
+                    help="mean-patch / pose-mean-patch: how far toward the analysis part's mean "
+                         f"image (default: the method's, {MEAN_PATCH_STRENGTH:g} / "
+                         f"{POSE_MEAN_PATCH_STRENGTH:g})")
     ap.add_argument("--mirror-eye", choices=["L", "R"],
                     help="gaze, both arms: the real eyes of this side mirrored onto the other's")
     ap.add_argument("--update", choices=UPDATE_NAMES, default=UPDATE_NAMES[0],
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                                patience=None, distribution_path=dist_path,
                                refine_steps=a.refine_steps,
                                refine_method=a.refine_method or "simgan",
-                               refine_strength=a.refine_strength,
+                               refine_strength=a.refine_strength or 0.0,
                                mirror_eye=a.mirror_eye or "none", update=a.update)
                 res, dt = _run(p)
                 errors = [r["real_error"] for r in res["rounds"]]

@@ -57,7 +57,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine, print_table, results_dir, save
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH, default_strength
 
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "columbia-gaze-eyes"
 DA_ARMS = ("source_only", "dann", "daln", "iwdan", "rsd")
@@ -417,10 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pose-interpolate", action="store_true",
                     help="--refine pose-mean-patch: blend the two nearest poses' differences "
                          "linearly in head yaw instead of taking the nearest one")
-    ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
+    ap.add_argument("--strength", type=float,
                     help="--refine mean-patch / pose-mean-patch: how far toward the real mean "
-                         "(1: all the way; "
-                         "default: the product's, %(default)s)")
+                         "(1: all the way; default: the product's for that method, "
+                         f"{MEAN_PATCH_STRENGTH:g} / {POSE_MEAN_PATCH_STRENGTH:g})")
     ap.add_argument("--rotate-people", action="store_true",
                     help="the arms with k labeled people take the analysis people in turn (seed s: "
                          "the k from position s * k of the sorted list) instead of a random draw, "
@@ -443,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
     if a.init_from and [x for x in a.arms if x != "constant"][:1] != [a.init_from]:
         ap.error(f"--init-from {a.init_from!r}: must be the first trained arm of --arms")
+    if a.refine != "none":
+        a.strength = default_strength(a.refine, a.strength)
     if a.quick:
         a.seeds, a.steps, a.n_synthetic, a.name = a.seeds[:1], 30, 512, a.name + "_quick"
     import numpy as np

@@ -39,7 +39,7 @@ from benchmarks.bench_landmark_label_efficiency import LFPW, Bench, lfpw_split
 from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
 from synthloop.loop.config import REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS, default_strength
 
 
 def _refine(bench: Bench, a, seed: int, real_train: np.ndarray, out: Path,
@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="mean-patch: move every synthetic face by the training faces' mean "
                          "crop minus theirs; landmark-patch: the same aligned by each face's 68 "
                          "points (the SimGAN options below do not apply)")
-    ap.add_argument("--strength", type=float, default=MEAN_PATCH_STRENGTH,
-                    help="the patch methods: how far toward the real mean crop")
+    ap.add_argument("--strength", type=float,
+                    help="the patch methods: how far toward the real mean crop (default: the "
+                         f"method's, {MEAN_PATCH_STRENGTH:g})")
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--self-reg", type=float, default=10.0,
                     help="refiner self-regularisation weight (10: quarantined on seeds 0-2)")
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="refine_faces")
     ap.add_argument("--quick", action="store_true", help="a smoke run: tiny budgets")
     a = ap.parse_args(argv)
+    if not REFINE_METHODS[a.refine_method].trains:  # a patch: its strength
+        a.strength = default_strength(a.refine_method, a.strength)
     if a.quick:
         a.n, a.seeds, a.steps, a.batch_size, a.n_source, a.transfer_steps = [8], [0], 4, 4, 16, 5
         a.refiner_steps, a.refiner_width, a.refiner_blocks, a.refiner_batch = 2, 4, 1, 4

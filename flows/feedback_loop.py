@@ -29,7 +29,7 @@ from synthloop.loop.config import (
 )
 from synthloop.loop.rounds import round_dir, round_seed
 from synthloop.loop.routing import CHOICES
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
 from synthloop.settings import get_settings
 from synthloop.taskspec import TASK_NAMES, get_task
 from tasks.batches import validate_batch, write_batch
@@ -130,9 +130,11 @@ class LoopParams(BaseModel):
         "(seconds, no training; leave Refiner steps at 0); pose-mean-patch: the same at each "
         "head pose of the real eyes (gaze; meta.csv's head_pose_P_deg).")
     refine_strength: float = Field(
-        MEAN_PATCH_STRENGTH, gt=0.0, le=4.0, title="Mean-patch strength",
-        description="With mean-patch: how far toward the analysis part's mean image (1: all "
-        "the way). A refined batch whose labels a frozen probe sees move is quarantined.")
+        0.0, ge=0.0, le=4.0, title="Mean-patch strength",
+        description="With mean-patch or pose-mean-patch: how far toward the analysis part's mean "
+        f"image (1: all the way); 0: the method's default ({POSE_MEAN_PATCH_STRENGTH:g} for "
+        f"pose-mean-patch, {MEAN_PATCH_STRENGTH:g} for mean-patch). A refined batch whose "
+        "labels can no longer be learned as well is quarantined.")
     mirror_eye: EyeSide = Field(
         "none", title="Mirror one eye side (gaze)",
         description="Gaze only: the real eyes of this side mirrored left to right onto the "
@@ -169,7 +171,7 @@ class LoopParams(BaseModel):
                           refine_steps=self.refine_steps or None,
                           mirror_eye=eye_side(self.mirror_eye), update=self.update,
                           **({"refine_method": self.refine_method,
-                              "refine_strength": self.refine_strength}
+                              "refine_strength": self.refine_strength or None}
                              if self.refine_method != "simgan" else {}))
 
 

@@ -16,7 +16,11 @@ from pydantic import BaseModel, Field
 from flows.forms import EmptyText, EyeSide, eye_side
 from synthloop.errors import BatchRejected
 from synthloop.loop.config import REFINE_METHOD_NAMES
-from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import (
+    DEFAULT_POSE_COLUMN,
+    MEAN_PATCH_STRENGTH,
+    POSE_MEAN_PATCH_STRENGTH,
+)
 from synthloop.settings import get_settings
 from tasks.batches import catalog_batch, validate_batch
 from tasks.refining import record_refinement, write_refined
@@ -50,8 +54,10 @@ class RefineParams(BaseModel):
         "each synthetic eye moved by the pose nearest its head yaw; landmark-patch (faces): "
         "the difference of the mean faces aligned by their 68 points, warped onto each face "
         "(needs a landmark model).")
-    strength: float = Field(MEAN_PATCH_STRENGTH, ge=0.0, le=4.0, title="Mean-patch strength",
-                            description="How far toward the real mean image (1: all the way).")
+    strength: float = Field(0.0, ge=0.0, le=4.0, title="Mean-patch strength",
+                            description="How far toward the real mean image (1: all the way); "
+                            f"0: the method's default ({POSE_MEAN_PATCH_STRENGTH:g} for "
+                            f"pose-mean-patch, {MEAN_PATCH_STRENGTH:g} for the others).")
     pose_column: str = Field(DEFAULT_POSE_COLUMN, min_length=1, title="Head-pose column",
                              description="pose-mean-patch: the real folder's meta.csv column "
                              "of each eye's head yaw in degrees.")
@@ -103,7 +109,7 @@ def refine_batch(params: RefineParams):
                "refiner": params.refiner or None, "steps": params.steps,
                "self_reg": params.self_reg, "consistency": params.consistency,
                "probe_steps": params.probe_steps, "method": params.method,
-               "strength": params.strength, "pose_column": params.pose_column,
+               "strength": params.strength or None, "pose_column": params.pose_column,
                "landmarker": params.landmarker or None, "seed": params.seed, "device": params.device,
                "mirror_eye": eye_side(params.mirror_eye)}
     try:

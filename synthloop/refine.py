@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from expectations.refined import LEARNABILITY_FILE, PROBE_FILE
 from synthloop.errors import DataFormatError, UsageError
-from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH, REFINE_METHODS
+from synthloop.refine_methods import DEFAULT_POSE_COLUMN, REFINE_METHODS
 from synthloop.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ class RefineRequest:
     real_indices: tuple[int, ...] | list[int] | None = None  # only these real images (the
     # loop's analysis part); None: all of them
     method: str = "simgan"  # how the refiner is made (synthloop.refine_methods)
-    strength: float = MEAN_PATCH_STRENGTH  # the mean patches: how far toward the real mean
+    strength: float | None = None  # the patches: how far toward the real mean (None: the
+    # method's own default, synthloop.refine_methods)
     pose_column: str = DEFAULT_POSE_COLUMN  # pose-mean-patch: the real eyes' head yaw (deg)
     mirror_eye: str | None = None  # eyes: that side of the real eyes mirrored onto the other's
     # first (as the models trained on the batch will see them)

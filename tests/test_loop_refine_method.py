@@ -19,10 +19,12 @@ def test_a_loop_without_refinement_keeps_its_identity():
     patch = LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch")
     assert patch.refines and patch.to_dict()["refine_method"] == "mean-patch"
     assert patch.to_dict() != plain.to_dict()
-    from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+    from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
 
     # the strength in use is part of the id, so a new default cannot pass for an old loop
     assert patch.to_dict()["refine_strength"] == MEAN_PATCH_STRENGTH
+    posed = LoopConfig(task="gaze", real="/eyes", refine_method="pose-mean-patch")
+    assert posed.to_dict()["refine_strength"] == POSE_MEAN_PATCH_STRENGTH == 1.0
     half = LoopConfig(task="gaze", real="/eyes", refine_method="mean-patch", refine_strength=0.25)
     assert half.to_dict()["refine_strength"] == 0.25 != patch.to_dict()["refine_strength"]
 
@@ -72,3 +74,23 @@ def test_the_round_s_refine_request_asks_for_the_method(tmp_path, monkeypatch):
     assert posed["mirror_eye"] == "L" and "steps" not in posed
     simgan = request(LoopConfig(task="gaze", real="/eyes", refine_steps=7), 0, str(batch))
     assert simgan["steps"] == 7 and "method" not in simgan
+
+
+def test_the_form_s_zero_strength_is_the_method_s_own_and_the_command_line_refuses_zero(
+        tmp_path, capsys):
+    from flows.feedback_loop import LoopParams
+    from synthloop.cli.parser import build_parser
+    from tests.test_loop_real import _eyes
+
+    folder = str(_eyes(tmp_path / "eyes"))
+    form = LoopParams(task="gaze", real=folder, refine_method="pose-mean-patch")
+    assert form.refine_strength == 0.0 and form.config().refine_strength == 1.0
+    assert LoopParams(task="gaze", real=folder, refine_method="mean-patch").config().refine_strength == 0.5
+    assert LoopParams(task="gaze", real=folder, refine_method="pose-mean-patch",
+                      refine_strength=0.4).config().refine_strength == 0.4
+    parser = build_parser()
+    assert parser.parse_args(["loop", "--refine-strength", "0.4"]).refine_strength == 0.4
+    assert parser.parse_args(["loop"]).refine_strength is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["loop", "--refine-strength", "0"])
+    assert "--refine-strength: must be in (0, 4], got 0" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 
 from synthloop.errors import UsageError
 from synthloop.refine import RefineRequest
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH, REFINE_METHODS
 
 
 def test_simgan_settings_with_the_mean_patch_are_named_and_refused():
@@ -19,10 +19,22 @@ def test_simgan_settings_with_the_mean_patch_are_named_and_refused():
 
 
 def test_a_strength_without_the_mean_patch_is_refused():
-    assert RefineRequest(batch="b", real="r", out="o").strength == MEAN_PATCH_STRENGTH
+    assert RefineRequest(batch="b", real="r", out="o").strength is None
     with pytest.raises(UsageError, match="mean-patch, pose-mean-patch and landmark-patch "
                                          r"settings: --strength \(add --method mean-patch"):
         RefineRequest(batch="b", real="r", out="o", strength=0.3)
+
+
+@pytest.mark.parametrize("method, default", [("mean-patch", MEAN_PATCH_STRENGTH),
+                                             ("pose-mean-patch", POSE_MEAN_PATCH_STRENGTH),
+                                             ("landmark-patch", MEAN_PATCH_STRENGTH)])
+def test_each_patch_takes_its_own_default_strength_unless_one_is_given(method, default):
+    extra = {"landmarker": "run"} if method == "landmark-patch" else {}
+    config = REFINE_METHODS[method].config
+    unset = RefineRequest(batch="b", real="r", out="o", method=method, **extra)
+    assert config(unset).strength == default
+    given = RefineRequest(batch="b", real="r", out="o", method=method, strength=0.3, **extra)
+    assert config(given).strength == 0.3 and config(given).to_dict()["strength"] == 0.3
 
 
 def test_the_pose_column_belongs_to_the_per_pose_patch_alone():

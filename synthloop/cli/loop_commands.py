@@ -11,7 +11,7 @@ from models.names import METHODS
 from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_with_home
 from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
 from synthloop.loop.config import LOOP_DEFAULTS, LOOP_REFINE_METHOD_NAMES, UPDATE_NAMES
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
 from synthloop.taskspec import TASK_NAMES
 
 
@@ -22,10 +22,21 @@ def cmd_loop(a: argparse.Namespace) -> int:
         n_per_round=a.n_per_round, steps_per_round=a.steps_per_round, method=a.method,
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
         holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, refine_method=a.refine_method,
-        refine_strength=a.refine_strength, mirror_eye=a.mirror_eye or "none", update=a.update,
+        refine_strength=a.refine_strength or 0.0, mirror_eye=a.mirror_eye or "none", update=a.update,
         distribution_path=a.distribution or "",
         fresh=a.fresh, as_json=a.json,
         verbose=a.verbose)
+
+
+def _patch_strength(text: str) -> float:
+    """A patch strength on the command line: in (0, 4] (the form's 0 means the default)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 4.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 4], got {text}")
+    return value
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -158,10 +169,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "mean image minus its own (seconds, no training; no --refine-steps); "
                          "pose-mean-patch: the same at each head pose of the real eyes (gaze; "
                          "meta.csv's head_pose_P_deg)")
-    lp.add_argument("--refine-strength", type=float, default=MEAN_PATCH_STRENGTH,
+    lp.add_argument("--refine-strength", type=_patch_strength,
                     help="--refine-method mean-patch / pose-mean-patch: how far toward the "
-                         "analysis part's mean "
-                         "image (1: all the way; default %(default)s)")
+                         "analysis part's mean image (1: all the way; default "
+                         f"{POSE_MEAN_PATCH_STRENGTH:g} for pose-mean-patch, "
+                         f"{MEAN_PATCH_STRENGTH:g} for mean-patch)")
     lp.add_argument("--mirror-eye", choices=["L", "R"],
                     help="gaze: mirror the real eyes of this side onto the other's, yaw negated "
                          "(meta.csv 'eye' column), for training, analysis and refinement; the "

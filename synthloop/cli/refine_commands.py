@@ -10,7 +10,11 @@ import sys
 
 from synthloop.cli.common import EXIT_INVALID, EXIT_OK, at_least, decay, log, positive_int
 from synthloop.loop.config import REFINE_METHOD_NAMES
-from synthloop.refine_methods import DEFAULT_POSE_COLUMN, MEAN_PATCH_STRENGTH
+from synthloop.refine_methods import (
+    DEFAULT_POSE_COLUMN,
+    MEAN_PATCH_STRENGTH,
+    POSE_MEAN_PATCH_STRENGTH,
+)
 
 #: what a worker refines shards with (:func:`models.refine_shards.refine_shard`)
 REFINE_SHARD_MODULES = ("models.refine_shards",)
@@ -90,9 +94,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "(faces): the difference of the mean faces warped onto one shape by "
                         "their 68 points (the real ones found by --landmarker), warped back onto "
                         "each synthetic face")
-    r.add_argument("--strength", type=at_least(0.0, float), default=MEAN_PATCH_STRENGTH,
-                   help="the patch methods: how far toward the real mean image (1: "
-                        "all the way; default %(default)s)")
+    r.add_argument("--strength", type=at_least(0.0, float),
+                   help="the patch methods: how far toward the real mean image (1: all the "
+                        f"way; default {POSE_MEAN_PATCH_STRENGTH:g} for pose-mean-patch, "
+                        f"{MEAN_PATCH_STRENGTH:g} for mean-patch and landmark-patch)")
     r.add_argument("--pose-column", default=DEFAULT_POSE_COLUMN,
                    help="pose-mean-patch: the real folder's meta.csv column of each eye's head "
                         "yaw in degrees (default %(default)s, Columbia Gaze's)")

@@ -7,7 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from synthloop.errors import UsageError
-from synthloop.refine_methods import MEAN_PATCH_STRENGTH, REFINE_METHODS
+from synthloop.refine_methods import REFINE_METHODS, default_strength
 from synthloop.taskspec import TASK_NAMES, get_task
 
 __all__ = ["LOOP_DEFAULTS", "LOOP_REFINE_METHOD_NAMES", "REFINE_METHOD_NAMES",
@@ -73,8 +73,8 @@ class LoopConfig:
     refine_method: str | None = None  # "mean-patch": each round's batch moved by the analysis
     # part's mean image minus its own (no steps); "pose-mean-patch": the same per head pose
     # (the real eyes' meta.csv head_pose_P_deg); None: SimGAN when refine_steps is set
-    refine_strength: float | None = None  # the patches: how far (None: the refine command's
-    # default, written into the configuration so that the loop's id records it)
+    refine_strength: float | None = None  # the patches: how far (None: the method's default,
+    # written into the configuration so that the loop's id records it)
     mirror_eye: str | None = None  # "L" or "R": the real eyes of that side mirrored onto the
     # other's (yaw negated) everywhere the loop reads them; the models record it
     update: str | None = None  # UPDATE_NAMES; None is "all", written so that a loop
@@ -116,7 +116,7 @@ class LoopConfig:
             raise UsageError("refine_strength is the mean patches': set refine_method "
                              + " or ".join(_PATCH_METHODS))
         if patch:
-            strength = MEAN_PATCH_STRENGTH if self.refine_strength is None else self.refine_strength
+            strength = default_strength(self.refine_method, self.refine_strength)
             if not 0.0 < strength <= 4.0:
                 raise UsageError(f"refine_strength must be in (0, 4], got {strength}")
             object.__setattr__(self, "refine_strength", float(strength))
