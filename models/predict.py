@@ -58,14 +58,16 @@ def predict_points_flip_averaged(model: nn.Module, images: Tensor, mirror, *, am
 
 @torch.no_grad()
 def predict_pitchyaw_shift_averaged(model: nn.Module, images: Tensor, shift: int, *,
-                                    amp: bool = True, chunk: int = 512) -> Tensor:
+                                    amp: bool = True, chunk: int = 512,
+                                    unshifted: Tensor | None = None) -> Tensor:
     """Test-time shift averaging for a gaze model: the mean ``(N, 2)`` pitch and yaw over
     ``images`` (uint8 or float in [0, 1], ``(N, 1, H, W)``) shifted by every integer offset
     of up to ``shift`` px per axis, edge-replicated as training's augmentation shifts them
     (:func:`models.augment.translate`); ``(2 shift + 1)^2`` forward passes, and ``shift``
     = 0 is plain prediction. A model that reads where the eye sits in the patch then
     answers as for the patch's neighbourhood, which training's +-2 px shifts taught it is
-    the same gaze."""
+    the same gaze. ``unshifted``: the ``(N, 2)`` answer for the patches as given, when the
+    caller has it already (that pass is then not run again)."""
     from models.augment import translate
 
     if shift < 0:
@@ -75,6 +77,9 @@ def predict_pitchyaw_shift_averaged(model: nn.Module, images: Tensor, shift: int
     total = torch.zeros(n, 2, device=x.device)
     for dy in range(-shift, shift + 1):
         for dx in range(-shift, shift + 1):
+            if dy == dx == 0 and unshifted is not None:
+                total += unshifted.to(x.device)
+                continue
             d = torch.full((n,), dy, device=x.device), torch.full((n,), dx, device=x.device)
             total += predict(model, translate(x, *d, shift), amp=amp, chunk=chunk).pitchyaw.to(x.device)
     return total / (2 * shift + 1) ** 2

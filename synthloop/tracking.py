@@ -45,7 +45,8 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -275,6 +276,35 @@ RUN_CHECKPOINT_DIR = "checkpoint"  # where TrainingRun.log_checkpoints puts them
 SERVING_FORMAT_TAG = "serving_format"
 
 
+#: what MLflow prints to stderr, below its loggers' levels, while it registers a version;
+#: our commands say which version they registered in their own words
+_REGISTRY_CHATTER = ("Successfully registered model ", "Created version ",
+                     "already exists. Creating a new version of this model")
+
+
+@contextmanager
+def _registry_chatter_off() -> Iterator[None]:
+    """Drop MLflow's registration messages from stderr and pass every other line on (a
+    warning stays a warning). Kept whole when MLflow's logger is at INFO or below
+    (``MLFLOW_LOGGING_LEVEL=INFO``). MLflow writes them through its own stream, which
+    it switches on and off itself, so stderr is what is filtered."""
+    import io
+    import sys
+    from contextlib import redirect_stderr
+
+    if logging.getLogger("mlflow").getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    buffer = io.StringIO()
+    try:
+        with redirect_stderr(buffer):
+            yield
+    finally:
+        kept = [line for line in buffer.getvalue().splitlines(keepends=True)
+                if not any(part in line for part in _REGISTRY_CHATTER)]
+        sys.stderr.write("".join(kept))
+
+
 def log_model_and_register(predictor, example, task: str, run_id: str,
                            checkpoint_files: Sequence[str | Path]) -> tuple[str, str]:
     """Log the serving model with an input example and signature, carrying
@@ -307,12 +337,14 @@ def log_model_and_register(predictor, example, task: str, run_id: str,
               extra_files=files)
     fmt = "pt2"
     try:
-        info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
+        with _registry_chatter_off():
+            info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
     except Exception as e:  # noqa: BLE001  torch.export fails in many ways on untraceable models
         fmt = "pickle"
         log.warning("torch.export cannot trace %s (%s); logging the serving model as pickle",
                     type(predictor).__name__, first_line(e))
-        info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
+        with _registry_chatter_off():
+            info = mlflow.pytorch.log_model(predictor, serialization_format=fmt, **kw)
     client = MlflowClient()
     client.set_tag(run_id, SERVING_FORMAT_TAG, fmt)
     version = str(info.registered_model_version)

@@ -73,6 +73,29 @@ def test_every_shift_in_the_square_is_taken_once():
     np.testing.assert_allclose(_predict_shifted(net, images, 2), plain + 2, rtol=1e-5)
 
 
+def test_an_answer_for_the_patch_as_given_is_used_in_place_of_that_pass():
+    class Counting(Centroid):
+        calls = 0
+
+        def forward(self, x):
+            Counting.calls += 1
+            return super().forward(x)
+
+    net = Counting(power=2).eval()
+    x = torch.from_numpy(_blobs()).unsqueeze(1)
+    plain = net(x).pitchyaw
+    Counting.calls = 0
+    again = predict_pitchyaw_shift_averaged(net, x, 1, amp=False)
+    assert Counting.calls == 9
+    Counting.calls = 0
+    reused = predict_pitchyaw_shift_averaged(net, x, 1, amp=False, unshifted=plain)
+    assert Counting.calls == 8
+    torch.testing.assert_close(reused, again)
+    # it is taken as the caller's answer, not recomputed: a wrong one shows in the mean
+    off = predict_pitchyaw_shift_averaged(net, x, 1, amp=False, unshifted=plain + 9.0)
+    torch.testing.assert_close(off, again + 1.0)
+
+
 def test_a_negative_shift_is_refused():
     with pytest.raises(ValueError, match="shift must be >= 0"):
         _predict_shifted(Centroid().eval(), _blobs(), -1)

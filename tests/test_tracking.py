@@ -74,3 +74,26 @@ def test_a_checkpoint_folder_belongs_to_one_dataset(tmp_path):
     (stray / "last.pt").write_bytes(b"x")
     with pytest.raises(ValueError, match="unknown provenance"):
         claim_output_dir(stray, data)
+
+
+@pytest.mark.parametrize("level, shown", [
+    ("WARNING", ["WARNING mlflow: the artifact store is slow\n"]),
+    ("INFO", ["Registered model 'synthloop-gaze' already exists. Creating a new version of "
+              "this model...\n", "Created version '2' of model 'synthloop-gaze'.\n",
+              "WARNING mlflow: the artifact store is slow\n"]),
+])
+def test_registration_chatter_is_dropped_and_every_other_line_kept(level, shown, capsys,
+                                                                   monkeypatch):
+    import logging
+
+    from mlflow.utils.logging_utils import eprint
+
+    from synthloop.tracking import _registry_chatter_off
+
+    monkeypatch.setattr(logging.getLogger("mlflow"), "level", getattr(logging, level))
+    with _registry_chatter_off():
+        eprint("Registered model 'synthloop-gaze' already exists. Creating a new version of "
+               "this model...")
+        eprint("Created version '2' of model 'synthloop-gaze'.")
+        eprint("WARNING mlflow: the artifact store is slow")
+    assert capsys.readouterr().err == "".join(shown)

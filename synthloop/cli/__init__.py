@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 
-from synthloop.cli.common import EXIT_BUG, EXIT_ERROR
+from synthloop.cli.common import EXIT_BUG, EXIT_ERROR, quiet_mlflow
 from synthloop.cli.parser import build_parser
 from synthloop.errors import SynthloopError
 
@@ -34,6 +34,8 @@ def _is_user_error(e: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(os.environ.get("SYNTHLOOP_DEBUG"))
+    if not (debug or getattr(args, "verbose", False)):
+        quiet_mlflow()
     try:
         return args.func(args)
     except KeyboardInterrupt:

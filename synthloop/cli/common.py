@@ -185,6 +185,17 @@ class _OneLineFormatter(logging.Formatter):
         return f"{line} {TRACEBACK_HINT}" if record.exc_info else line
 
 
+def quiet_mlflow() -> None:
+    """MLflow's own INFO lines (database set-up, artifact progress bars, run URLs) off the
+    terminal; each is a default, so the environment can bring them back
+    (``MLFLOW_LOGGING_LEVEL=INFO``). MLflow sets its logger's level when imported: the
+    environment reaches it either way."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
+
+
 def quiet_terminal_logs(verbose: bool) -> None:
     """The terminal shows what matters while flows run in this process: our own lines (each
     round's progress and results), warnings and errors, as ``time | message``. The
@@ -196,11 +207,7 @@ def quiet_terminal_logs(verbose: bool) -> None:
     if verbose:
         return
     ensure_logging_setup()  # the handlers exist from here on; later set-ups are incremental
-    # MLflow sets its logger's level when imported: the environment reaches it either way
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
+    quiet_mlflow()
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
             handler.addFilter(_DropEngineChatter())

@@ -69,7 +69,8 @@ def predict_eyes(net, images: np.ndarray, tta_shift: int = 0):
     net.eval()
     x = torch.from_numpy(images).unsqueeze(1)
     out = predict(net, x, amp=False)
-    pitchyaw = (predict_pitchyaw_shift_averaged(net, x, tta_shift, amp=False) if tta_shift
+    pitchyaw = (predict_pitchyaw_shift_averaged(net, x, tta_shift, amp=False,
+                                                unshifted=out.pitchyaw) if tta_shift
                 else out.pitchyaw)
     return pitchyaw.numpy(), out.features.numpy(), [out.pitch_logits, out.yaw_logits]
 
