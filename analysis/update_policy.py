@@ -59,10 +59,13 @@ bounded ratio and a floor:
 
 with :math:`\eta` = ``step``, :math:`R` = ``max_ratio``, :math:`\phi` = ``floor``, and
 :math:`\lambda^*` the normaliser that makes :math:`\sum_b w'_b = 1` (found by bisection;
-:math:`\sum_b w'_b` is non-decreasing in :math:`\lambda`). So every bin satisfies
-:math:`w'_b \ge \phi` and :math:`w'_b / w_b \in [1/R, R]` (a bin that starts below the
-floor may be raised further, to the floor), mass moves only between the factor's own bins
-(the support never changes), and a round can never collapse a factor. The result goes
+:math:`\sum_b w'_b` is non-decreasing in :math:`\lambda`), over the factor's *support*,
+the bins with :math:`w_b > 0`. So every bin of the support satisfies :math:`w'_b \ge \phi`
+and :math:`w'_b / w_b \in [1/R, R]` (a bin that starts below the floor may be raised
+further, to the floor), mass moves only between the support's bins, and a round can never
+collapse a factor. A bin with :math:`w_b = 0` stays at zero: the distribution's author
+left it out (a narrowed gaze range), and a floor that raised it would draw, every round,
+scenes the start excluded. The result goes
 through :meth:`SceneDistribution.reweight` with floor :math:`\phi` (a no-op guard here).
 Geometric steps compose: two steps of :math:`\eta` toward a fixed target equal one of
 :math:`1 - (1-\eta)^2` (before clipping).
@@ -154,20 +157,24 @@ class NuisanceEvidence:
 def move_weights(old: Sequence[float], target: Sequence[float], policy: UpdatePolicy) -> np.ndarray:
     """One bounded geometric step from ``old`` toward ``target`` (module docstring):
     ``clip(lambda * old^(1-step) * target^step, max(old/R, floor), max(old*R, floor))``
-    with ``lambda`` chosen so the result sums to 1."""
+    with ``lambda`` chosen so the result sums to 1, over the bins ``old`` gives weight (a
+    bin at zero stays at zero, whatever the target says)."""
     w = np.asarray(old, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
     if w.shape != t.shape or w.ndim != 1 or np.any(w < 0) or np.any(t < 0):
         raise ValueError("old and target must be non-negative vectors of one length")
-    k = len(w)
+    support = w > 0
+    k = int(support.sum())
     if policy.floor * k >= 1.0:
-        raise ValueError(f"floor {policy.floor} too high for {k} bins")
-    w, t = w / w.sum(), t / t.sum()
+        raise ValueError(f"floor {policy.floor} too high for {k} bins with weight")
+    w = w / w.sum()
+    t = np.where(support, t, 0.0)
+    t = t / t.sum() if t.sum() > 0 else w
     g = w ** (1.0 - policy.step) * t ** policy.step
     # A bin the target empties still ranks (last) by its old weight: keeps lambda finite.
     g = np.where(g > 0, g, 1e-12 * w)
-    lo = np.maximum(w / policy.max_ratio, policy.floor)
-    hi = np.maximum(w * policy.max_ratio, policy.floor)
+    lo = np.where(support, np.maximum(w / policy.max_ratio, policy.floor), 0.0)
+    hi = np.where(support, np.maximum(w * policy.max_ratio, policy.floor), 0.0)
     if lo.sum() >= 1.0:  # bounds leave no room (tiny R with many bins under the floor)
         return lo / lo.sum()
     pos = g > 0

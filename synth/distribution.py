@@ -385,19 +385,25 @@ class SceneDistribution:
     def reweight(
         self, factor: str, multipliers: Iterable[float], reason: str, floor: float = 0.01
     ) -> SceneDistribution:
-        """Multiply one factor's bin weights, renormalise, and keep every bin above ``floor``
-        (as a probability), so that no region of the support ever dies."""
+        """Multiply one factor's bin weights, renormalise, and keep every bin of its support
+        (the bins with positive weight) above ``floor`` (as a probability), so that no region
+        of the support ever dies. A bin the factor gives no weight stays at zero: whoever
+        wrote the distribution left it out, and no update brings it back."""
         f = self.factor(factor)
         m = np.asarray(list(multipliers), dtype=np.float64)
         if m.shape != (f.n_bins,) or np.any(m < 0) or not np.all(np.isfinite(m)):
             raise ValueError(f"need {f.n_bins} finite non-negative multipliers for {factor!r}")
+        support = np.asarray(f.weights) > 0
+        k = int(support.sum())
         w = np.asarray(f.weights) * m
-        w = w / w.sum() if w.sum() > 0 else np.full(f.n_bins, 1.0 / f.n_bins)
-        if floor * f.n_bins >= 1:
-            raise ValueError(f"floor {floor} too high for {f.n_bins} bins")
-        # Mixing with the uniform keeps the ranking and lifts the smallest bin to the floor.
-        lam = 0.0 if w.min() >= floor else (floor - w.min()) / (1.0 / f.n_bins - w.min())
-        w = (1 - lam) * w + lam / f.n_bins
+        w = w / w.sum() if w.sum() > 0 else support / k
+        if floor * k >= 1:
+            raise ValueError(f"floor {floor} too high for the {k} bins of {factor!r} with weight")
+        # Mixing with the uniform over the support keeps the ranking and lifts the smallest
+        # bin of the support to the floor.
+        low = w[support].min()
+        lam = 0.0 if low >= floor else (floor - low) / (1.0 / k - low)
+        w = np.where(support, (1 - lam) * w + lam / k, 0.0)
         new = replace(f, weights=tuple(w))
         factors = tuple(new if g.name == factor else g for g in self.factors)
         return self.derive(reason, factors=factors)

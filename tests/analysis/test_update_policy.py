@@ -262,3 +262,38 @@ def test_distribution_change_plots_angles_in_degrees():
     assert ax.get_xlabel() == "deg"
     xs = sorted(p.get_x() + p.get_width() / 2 for p in ax.patches)
     assert -45 <= xs[0] < -40 and 40 < xs[-1] <= 45  # +-45 deg, not +-0.79 rad
+
+
+def test_a_bin_the_distribution_leaves_out_stays_out():
+    # a narrowed range (the Columbia distributions zero the gaze bins outside +-15 deg):
+    # the floor holds on the support and never draws the excluded bins back in
+    w = np.array([0.0, 0.0, 0.5, 0.3, 0.2, 0.0])
+    t = np.array([0.3, 0.1, 0.0, 0.1, 0.2, 0.3])
+    for policy in (UpdatePolicy(), UpdatePolicy(step=1.0, floor=0.1, max_ratio=100.0)):
+        new = move_weights(w, t, policy)
+        assert new.sum() == pytest.approx(1.0)
+        assert np.all(new[[0, 1, 5]] == 0.0)
+        assert np.all(new[2:5] >= policy.floor - 1e-12)
+    # with the target on the support alone, a full unbounded step lands on it
+    loose = UpdatePolicy(step=1.0, floor=0.0, max_ratio=1e9)
+    assert move_weights(w, t, loose) == pytest.approx(np.array([0, 0, 0, 1, 2, 0]) / 3, abs=1e-8)
+    with pytest.raises(ValueError, match="too high for 3 bins with weight"):
+        move_weights(w, t, UpdatePolicy(floor=0.34))
+
+
+def test_the_loop_never_draws_the_gaze_angles_a_narrowed_start_excludes():
+    d = default_eye_distribution()
+    pitch = d.factor("gaze_pitch")
+    keep = np.abs(np.asarray(pitch.edges[:-1]) + 0.5 * np.diff(pitch.edges)) < np.radians(16)
+    narrow = d.reweight("gaze_pitch", keep.astype(float), "Columbia's range", floor=0.0)
+    assert np.count_nonzero(narrow.factor("gaze_pitch").weights) == keep.sum() < pitch.n_bins
+    rng = np.random.default_rng(0)
+    real = rng.choice([-0.175, 0.0, 0.175], 900)  # a grid of real gaze at 0 and +-10 deg
+    errors = 5.0 + 10.0 * (real != 0) + rng.random(900)
+    new, _ = label_reweight(narrow, errors, {"gaze_pitch": real})
+    w = np.asarray(new.factor("gaze_pitch").weights)
+    assert np.all(w[~keep] == 0.0) and np.all(w[keep] >= UpdatePolicy().floor - 1e-12)
+    # a multiplier of zero on the support is floored there, as before
+    dead = narrow.reweight("gaze_pitch", np.zeros(pitch.n_bins), "x", floor=0.02)
+    assert np.all(np.asarray(dead.factor("gaze_pitch").weights)[~keep] == 0.0)
+    assert np.allclose(np.asarray(dead.factor("gaze_pitch").weights)[keep], 1 / keep.sum())
