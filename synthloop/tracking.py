@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -282,12 +283,17 @@ _REGISTRY_CHATTER = ("Successfully registered model ", "Created version ",
                      "already exists. Creating a new version of this model")
 
 
+_CHATTER_LOCK = threading.Lock()
+
+
 @contextmanager
 def _registry_chatter_off() -> Iterator[None]:
     """Drop MLflow's registration messages from stderr and pass every other line on (a
     warning stays a warning). Kept whole when MLflow's logger is at INFO or below
-    (``MLFLOW_LOGGING_LEVEL=INFO``). MLflow writes them through its own stream, which
-    it switches on and off itself, so stderr is what is filtered."""
+    (``MLFLOW_LOGGING_LEVEL=INFO``). Switching MLflow's own logging stream off did not
+    silence them (MLflow 3.x, measured), so stderr is what is filtered; stderr is one per
+    process, hence the lock: two registrations in two threads must not nest their swaps
+    (the later restore would leave stderr pointing at the other's buffer)."""
     import io
     import sys
     from contextlib import redirect_stderr
@@ -296,13 +302,14 @@ def _registry_chatter_off() -> Iterator[None]:
         yield
         return
     buffer = io.StringIO()
-    try:
-        with redirect_stderr(buffer):
-            yield
-    finally:
-        kept = [line for line in buffer.getvalue().splitlines(keepends=True)
-                if not any(part in line for part in _REGISTRY_CHATTER)]
-        sys.stderr.write("".join(kept))
+    with _CHATTER_LOCK:
+        try:
+            with redirect_stderr(buffer):
+                yield
+        finally:
+            kept = [line for line in buffer.getvalue().splitlines(keepends=True)
+                    if not any(part in line for part in _REGISTRY_CHATTER)]
+            sys.stderr.write("".join(kept))
 
 
 def log_model_and_register(predictor, example, task: str, run_id: str,

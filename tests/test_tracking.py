@@ -97,3 +97,37 @@ def test_registration_chatter_is_dropped_and_every_other_line_kept(level, shown,
         eprint("Created version '2' of model 'synthloop-gaze'.")
         eprint("WARNING mlflow: the artifact store is slow")
     assert capsys.readouterr().err == "".join(shown)
+
+
+def test_registrations_in_two_threads_leave_stderr_as_it_was(monkeypatch):
+    # the first registration ends while the second is still in: unserialised, the first's
+    # restore would come first and the second's would leave stderr on the first's buffer
+    import logging
+    import sys
+    import threading
+    import time
+
+    from synthloop.tracking import _registry_chatter_off
+
+    monkeypatch.setattr(logging.getLogger("mlflow"), "level", logging.WARNING)
+    before = sys.stderr
+    first_in, second_going = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with _registry_chatter_off():
+            first_in.set()
+            second_going.wait(1.0)
+            time.sleep(0.05)
+
+    def second() -> None:
+        first_in.wait(1.0)
+        second_going.set()
+        with _registry_chatter_off():
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sys.stderr is before
