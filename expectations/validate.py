@@ -375,7 +375,7 @@ def _refined_labels(reader: BatchReader, task: TaskSuites, suites: dict[str, Any
                     ) -> tuple[list[str], str | None, pd.DataFrame | None]:
     """For a refined batch (its manifest names a parent): add the task's
     label-preservation suite and frame. Returns the failures that stop the check (no
-    suite for the task, parent gone, no probe) and the frame."""
+    suite for the task, parent gone, no probe), the suite's name and the frame."""
     if "parent" not in reader.manifest:
         return [], None, None
     name, read = _label_check(reader, task)
