@@ -6,6 +6,7 @@
     python -m benchmarks.bench_feedback_loop --task landmarks --real ../shared/data/real/lfpw-train
     python -m benchmarks.bench_feedback_loop --real DIR --refine-method mean-patch  # both arms refine
     python -m benchmarks.bench_feedback_loop --real DIR --update labels  # closed: labels only
+    python -m benchmarks.bench_feedback_loop --real DIR --round-start scratch  # fresh weights a round
 
 Both arms run the same flow (``feedback-loop``) with the same number of rounds, synthetic
 samples per round and training steps per round; the open loop keeps the initial
@@ -39,7 +40,12 @@ from pathlib import Path
 from benchmarks.common import machine, print_table, results_dir, save
 from synth.targets import target_name
 from synthloop.gaze.spec import LOOP_TARGET_VERSION
-from synthloop.loop.config import LOOP_REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES, UPDATE_NAMES
+from synthloop.loop.config import (
+    LOOP_REFINE_METHOD_NAMES,
+    ROUND_START_NAMES,
+    TRANSFER_FIT_NAMES,
+    UPDATE_NAMES,
+)
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
 from synthloop.taskspec import get_task
 
@@ -110,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="gaze, both arms: the real eyes of this side mirrored onto the other's")
     ap.add_argument("--update", choices=UPDATE_NAMES, default=UPDATE_NAMES[0],
                     help="what the closed arm's update moves (synthloop loop --update)")
+    ap.add_argument("--round-start", choices=ROUND_START_NAMES, default=ROUND_START_NAMES[0],
+                    help="both arms: where each round's training starts (synthloop loop "
+                         "--round-start)")
     ap.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a result")
     ap.add_argument("--name", help="results file name (default: from the task and target)")
     a = ap.parse_args(argv)
@@ -169,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                                refine_steps=a.refine_steps,
                                refine_method=a.refine_method or "simgan",
                                refine_strength=a.refine_strength or 0.0,
-                               mirror_eye=a.mirror_eye or "none", update=a.update)
+                               mirror_eye=a.mirror_eye or "none", update=a.update,
+                               round_start=a.round_start)
                 res, dt = _run(p)
                 errors = [r["real_error"] for r in res["rounds"]]
                 rows.append({"mode": mode, "seed": seed, "errors": errors,

@@ -23,6 +23,7 @@ from synthloop.errors import BatchRejected
 from synthloop.loop.config import (
     LOOP_DEFAULTS,
     LOOP_REFINE_METHOD_NAMES,
+    ROUND_START_NAMES,
     TRANSFER_FIT_NAMES,
     UPDATE_NAMES,
     LoopConfig,
@@ -145,6 +146,11 @@ class LoopParams(BaseModel):
         description="all: the label factors (toward where the real errors are) and the "
         "appearance factors (fitted to the real images' statistics); labels: the label factors "
         "only, appearance as the starting distribution draws it. A closed loop only.")
+    round_start: Literal[ROUND_START_NAMES] = Field(
+        ROUND_START_NAMES[0], title="Where each round's training starts",
+        description="warm: from the previous round's model (it accumulates every round's "
+        "steps); scratch: from fresh weights, so each round's model reflects its own "
+        "distribution alone at the same budget.")
     train_on: Literal[CHOICES] = Field(
         "auto", title="Where to train",
         description="auto: each round trains on the gpu work pool when one of its workers is "
@@ -170,6 +176,7 @@ class LoopParams(BaseModel):
                           transfer_fit=self.transfer_fit,
                           refine_steps=self.refine_steps or None,
                           mirror_eye=eye_side(self.mirror_eye), update=self.update,
+                          round_start=self.round_start,
                           **({"refine_method": self.refine_method,
                               "refine_strength": self.refine_strength or None}
                              if self.refine_method != "simgan" else {}))
@@ -252,8 +259,8 @@ def feedback_loop(params: LoopParams) -> dict:
         if cfg.refines:
             batch = _refined_batch(cfg, lid, k, batch)
         train = train_round_on_gpu if where_to_train(params.train_on) == "gpu" else train_round
-        trained = train(cfg, lid, k, batch["batch_dir"], batch["batch_id"], prev_ckpt,
-                        rnd["mlflow_run_id"])
+        trained = train(cfg, lid, k, batch["batch_dir"], batch["batch_id"],
+                        cfg.starting_weights(prev_ckpt), rnd["mlflow_run_id"])
         ev = evaluate_round(cfg, lid, k, trained["checkpoint"], rnd["mlflow_run_id"])
         an = analyse_round(cfg, lid, k, dist_id, batch["batch_dir"], trained["run_id"],
                            rnd["mlflow_run_id"], ev)

@@ -10,7 +10,12 @@ from typing import Any
 from models.names import METHODS
 from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_with_home
 from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
-from synthloop.loop.config import LOOP_DEFAULTS, LOOP_REFINE_METHOD_NAMES, UPDATE_NAMES
+from synthloop.loop.config import (
+    LOOP_DEFAULTS,
+    LOOP_REFINE_METHOD_NAMES,
+    ROUND_START_NAMES,
+    UPDATE_NAMES,
+)
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
 from synthloop.taskspec import TASK_NAMES
 
@@ -23,7 +28,7 @@ def cmd_loop(a: argparse.Namespace) -> int:
         patience=None if a.no_early_stop else a.patience, min_improvement=a.min_improvement,
         holdout_frac=a.holdout_frac, refine_steps=a.refine_steps, refine_method=a.refine_method,
         refine_strength=a.refine_strength or 0.0, mirror_eye=a.mirror_eye or "none", update=a.update,
-        distribution_path=a.distribution or "",
+        round_start=a.round_start, distribution_path=a.distribution or "",
         fresh=a.fresh, as_json=a.json,
         verbose=a.verbose)
 
@@ -183,6 +188,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "real errors) and the appearance factors (fitted to the real images' "
                          "statistics); labels = the label factors only, appearance as the "
                          "starting distribution draws it")
+    lp.add_argument("--round-start", choices=ROUND_START_NAMES, default=ROUND_START_NAMES[0],
+                    help="where each round's training starts: warm = the previous round's "
+                         "weights; scratch = fresh weights, so each round's model reflects its "
+                         "own distribution alone at the same budget")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     _output_options(lp)
     lp.set_defaults(func=cmd_loop)

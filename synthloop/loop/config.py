@@ -11,17 +11,24 @@ from synthloop.refine_methods import REFINE_METHODS, default_strength
 from synthloop.taskspec import TASK_NAMES, get_task
 
 __all__ = ["LOOP_DEFAULTS", "LOOP_REFINE_METHOD_NAMES", "REFINE_METHOD_NAMES",
-           "TRANSFER_FIT_NAMES", "UPDATE_NAMES", "LoopConfig"]
+           "ROUND_START_NAMES", "TRANSFER_FIT_NAMES", "UPDATE_NAMES", "LoopConfig"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
 _OPTIONAL_FIELDS = ("model_kwargs", "transfer_steps", "transfer_fit", "refine_steps", "restart",
-                    "refine_method", "refine_strength", "mirror_eye", "update")
+                    "refine_method", "refine_strength", "mirror_eye", "update",
+                    "round_start")
 
 #: what a closed loop's update moves: "all" re-weights the label factors by the real
 #: errors and fits the appearance (nuisance) factors to the real images' statistics;
 #: "labels" re-weights the label factors only and leaves appearance as the start drew it
 UPDATE_NAMES = ("all", "labels")
+
+#: where a round's training starts: "warm" from the previous round's weights (the model
+#: accumulates every round's steps), "scratch" from fresh weights, so that each round's
+#: model is the work of its own distribution alone at the same budget (on real eyes more
+#: steps on synthetic eyes made both arms worse after round 0)
+ROUND_START_NAMES = ("warm", "scratch")
 
 #: landmarks: the label-transfer fits (the keys of ``models.transfer_fits.TRANSFER_FITS``,
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
@@ -79,6 +86,7 @@ class LoopConfig:
     # other's (yaw negated) everywhere the loop reads them; the models record it
     update: str | None = None  # UPDATE_NAMES; None is "all", written so that a loop
     # with the default update keeps the id it had before the choice existed
+    round_start: str | None = None  # ROUND_START_NAMES; None is "warm" (the same reason)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
@@ -131,6 +139,11 @@ class LoopConfig:
         if self.update == UPDATE_NAMES[0] or self.open_loop:  # one spelling per loop (its
             # id depends on it); an open loop updates nothing, so the choice is no part of it
             object.__setattr__(self, "update", None)
+        if self.round_start not in (None, *ROUND_START_NAMES):
+            raise UsageError(f"round_start {self.round_start!r}: choose from "
+                             f"{', '.join(ROUND_START_NAMES)}")
+        if self.round_start == ROUND_START_NAMES[0]:
+            object.__setattr__(self, "round_start", None)
         if not 0.05 <= self.holdout_frac <= 0.95:
             raise UsageError(f"holdout_frac must be in [0.05, 0.95], got {self.holdout_frac}")
 
@@ -143,6 +156,11 @@ class LoopConfig:
     def fits_appearance(self) -> bool:
         """Whether a closed loop's update also fits the appearance (nuisance) factors."""
         return self.update is None
+
+    def starting_weights(self, previous: str | None) -> str | None:
+        """The checkpoint a round's training starts from, given the previous round's
+        (None in round 0): that one when rounds warm-start, else none (fresh weights)."""
+        return previous if self.round_start is None else None
 
     @property
     def mode(self) -> str:

@@ -1,0 +1,47 @@
+"""``synthloop loop --round-start scratch``: each round trains from fresh weights instead of
+the previous round's, so a round's model is the work of its own distribution at the same
+budget (on real eyes the warm-started rounds got worse the more synthetic steps they had)."""
+
+from __future__ import annotations
+
+import pytest
+
+from synthloop.errors import UsageError
+from synthloop.loop.config import ROUND_START_NAMES, LoopConfig
+
+
+def test_the_default_start_keeps_a_loop_s_identity_and_scratch_changes_it():
+    plain = LoopConfig(task="gaze", real="/eyes")
+    assert "round_start" not in plain.to_dict()
+    assert LoopConfig(task="gaze", real="/eyes", round_start="warm").to_dict() == plain.to_dict()
+    scratch = LoopConfig(task="gaze", real="/eyes", round_start="scratch")
+    assert scratch.to_dict()["round_start"] == "scratch"
+    # both arms of a comparison carry it: an open loop trained from scratch is another loop
+    assert (LoopConfig(task="gaze", real="/eyes", open_loop=True, round_start="scratch").to_dict()
+            != LoopConfig(task="gaze", real="/eyes", open_loop=True).to_dict())
+
+
+def test_rounds_start_from_the_previous_weights_only_when_warm():
+    previous = "/home/loops/l1/round-000/model/last.pt"
+    warm = LoopConfig(task="gaze", real="/eyes")
+    scratch = LoopConfig(task="landmarks", real="/faces", round_start="scratch")
+    assert warm.starting_weights(previous) == previous and warm.starting_weights(None) is None
+    assert scratch.starting_weights(previous) is None and scratch.starting_weights(None) is None
+
+
+def test_an_unknown_start_is_refused_naming_the_choices():
+    with pytest.raises(UsageError, match="round_start 'cold': choose from warm, scratch"):
+        LoopConfig(task="gaze", real="/eyes", round_start="cold")
+
+
+def test_the_command_line_and_the_flow_form_offer_the_choice_and_reach_the_config(tmp_path):
+    from flows.feedback_loop import LoopParams
+    from tests.test_loop_real import _eyes
+    from tests.test_names import _options
+
+    flag = _options("loop")["--round-start"]
+    assert tuple(flag.choices) == ROUND_START_NAMES and flag.default == "warm"
+    assert LoopParams.model_fields["round_start"].default == "warm"
+    folder = _eyes(tmp_path / "eyes")
+    assert LoopParams(task="gaze", real=str(folder), round_start="scratch").config().round_start == "scratch"
+    assert LoopParams(task="gaze", real=str(folder)).config().round_start is None
