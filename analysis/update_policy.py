@@ -18,7 +18,11 @@ mean error, so sparse bins are smoothed toward :math:`w` instead of trusted):
 .. math:: t_b = m_b = \frac{S_b + c K \bar\epsilon\, w_b}{\sum_{b'} S_{b'} + c K \bar\epsilon}.
 
 A bin no real sample falls in gets only its pseudo mass, so it decays toward the floor
-over rounds, never below it.
+over rounds, never below it. On a continuous factor the counts are linear-binned: a
+sample between two bin centres counts in both, in proportion to its closeness, so a
+label on an edge is half each neighbour's (real labels on a grid, such as Columbia's
+gaze at 0 and +-10 deg, otherwise land on one side by rounding and the next distribution
+draws them half a bin off).
 
 **(b) Nuisance identification** (:func:`fit_nuisance`), for appearance factors that real
 data show only through image statistics (noise, blur, JPEG, equalisation, light). For a
@@ -282,6 +286,29 @@ def _reason(dist: SceneDistribution, changes: Mapping[str, dict[str, Any]], what
 # --------------------------------------------------------------------------- (a) labels
 
 
+def _linear_bins(f: Factor, x: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's two bins and its share of each: linear binning between the centres of
+    a continuous factor's bins (a value at a bin's centre is all that bin's, one on an edge
+    half each neighbour's), so labels that sit on edges (Columbia's gaze grid of 0 and
+    +-10 deg on bins of 5) count on both sides instead of on whichever side rounding puts
+    them; the next distribution then draws them centred, not shifted by half a bin. A
+    value between a bin the distribution gives no weight and one it does is wholly the
+    latter's (so a label on the edge of a narrowed range counts inside it). Categorical
+    factors: each value wholly in its bin. Returns ``(bins, shares)``, both ``(n, 2)``."""
+    if f.kind != "continuous" or f.n_bins < 2:
+        return np.stack([idx, idx], 1), np.stack([np.ones(len(idx)), np.zeros(len(idx))], 1)
+    e = np.asarray(f.edges, dtype=np.float64)
+    centres = (e[:-1] + e[1:]) / 2
+    lo = np.clip(np.searchsorted(centres, x, side="right") - 1, 0, f.n_bins - 2)
+    frac = np.clip((x - centres[lo]) / (centres[lo + 1] - centres[lo]), 0.0, 1.0)
+    bins = np.stack([lo, lo + 1], 1)
+    share = np.stack([1.0 - frac, frac], 1)
+    out = np.asarray(f.weights)[bins] <= 0
+    one_out = out.sum(1) == 1  # beside a bin left out: all of it to the one with weight
+    share = np.where(one_out[:, None], (~out).astype(np.float64), share)
+    return bins, share
+
+
 def _label_step(dist: SceneDistribution, name: str, errors: np.ndarray, values: Any,
                 policy: UpdatePolicy) -> tuple[np.ndarray, dict[str, Any]]:
     f = dist.factor(name)
@@ -292,12 +319,13 @@ def _label_step(dist: SceneDistribution, name: str, errors: np.ndarray, values: 
     idx = f.bin_index(x)
     keep = (idx >= 0) & np.isfinite(errors)
     k = f.n_bins
-    n_b = np.bincount(idx[keep], minlength=k)
-    s_b = np.bincount(idx[keep], weights=errors[keep], minlength=k)
+    bins, share = _linear_bins(f, x[keep], idx[keep])
+    n_b = np.bincount(bins.ravel(), weights=share.ravel(), minlength=k)
+    s_b = np.bincount(bins.ravel(), weights=(share * errors[keep, None]).ravel(), minlength=k)
     n = int(keep.sum())
-    mean_b = [float(s / c) if c else None for s, c in zip(s_b, n_b, strict=True)]
+    mean_b = [float(s / c) if c > 1e-9 else None for s, c in zip(s_b, n_b, strict=True)]
     evidence: dict[str, Any] = {
-        "n": n, "n_outside": int((idx < 0).sum()), "counts": [int(c) for c in n_b],
+        "n": n, "n_outside": int((idx < 0).sum()), "counts": [round(float(c)) for c in n_b],
         "mean_error": mean_b, "error_mass": None, "target": None, "worst_bin": None,
     }
     if n < policy.min_count:

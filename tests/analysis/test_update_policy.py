@@ -297,3 +297,41 @@ def test_the_loop_never_draws_the_gaze_angles_a_narrowed_start_excludes():
     dead = narrow.reweight("gaze_pitch", np.zeros(pitch.n_bins), "x", floor=0.02)
     assert np.all(np.asarray(dead.factor("gaze_pitch").weights)[~keep] == 0.0)
     assert np.allclose(np.asarray(dead.factor("gaze_pitch").weights)[keep], 1 / keep.sum())
+
+
+def test_labels_on_bin_edges_count_on_both_sides_and_the_next_draws_centre_on_them():
+    # Columbia's gaze pitch grid (-10, 0, +10 deg) sits on the edges of 5 deg bins; each
+    # label's error mass goes half to each neighbour, whichever side rounding puts it on
+    d = default_eye_distribution()
+    pitch = d.factor("gaze_pitch")
+    edges = np.asarray(pitch.edges)
+    grid = np.radians([-10.0, 0.0, 10.0])
+    assert all(np.isclose(edges, g).any() for g in grid)
+    rng = np.random.default_rng(0)
+    real = rng.choice(grid, 900) + rng.choice([-1e-12, 1e-12], 900)  # either side of the edge
+    policy = UpdatePolicy(pseudo_count=0.0)
+    _, ch = label_reweight(d, np.ones(900), {"gaze_pitch": real}, policy)
+    target = np.asarray(ch["gaze_pitch"]["evidence"]["target"])
+    for g in grid:
+        b = int(np.argmin(np.abs(edges - g)))  # the bins [b-1, b] meet at g
+        assert target[b - 1] == pytest.approx(target[b], abs=1e-9)
+        assert target[b - 1] + target[b] == pytest.approx(np.mean(np.isclose(real, g)), abs=1e-9)
+    # after a few full steps the synthetic pitch around each grid value is centred on it
+    cur, loose = d, UpdatePolicy(step=1.0, pseudo_count=0.0, floor=0.0, max_ratio=1e9)
+    for _ in range(3):
+        cur, _ = label_reweight(cur, np.ones(900), {"gaze_pitch": real}, loose)
+    x = cur.factor("gaze_pitch").sample(rng, 20_000)
+    for g in grid:
+        near = x[np.abs(x - g) < np.radians(5)]
+        assert abs(np.degrees(near.mean() - g)) < 0.2
+
+
+def test_a_value_s_share_stays_off_the_bins_a_distribution_leaves_out():
+    d = SceneDistribution("t", "test", (Factor.uniform("a", 0.0, 5.0, 5),))
+    narrow = d.reweight("a", [0.0, 1.0, 1.0, 1.0, 0.0], "no outer bins", floor=0.0)
+    # 1.0 and 4.0 are edges to excluded bins; 2.5 is a centre; 2.0 an inner edge
+    a = np.repeat([1.0, 2.0, 2.5, 4.0], 100)
+    _, ch = label_reweight(narrow, np.ones(400), {"a": a}, UpdatePolicy(pseudo_count=0.0))
+    ev = ch["a"]["evidence"]
+    assert ev["target"] == pytest.approx([0, 0.25 + 0.125, 0.125 + 0.25, 0.25, 0])  # 4.0: bin 3
+    assert ev["counts"] == [0, 150, 150, 100, 0]

@@ -54,11 +54,26 @@ def assert_moves_toward_error_mass():
     return _assert_moves_toward
 
 
+def _binned(f, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """(bins, samples) shares: one-hot for a categorical factor; for a continuous one with
+    equal bins, a triangle one bin wide on each bin's centre (a value on an edge is half
+    each neighbour's), the outer bins taking all beyond their centres."""
+    if f.kind != "continuous":
+        return (np.arange(f.n_bins)[:, None] == idx[None, :]).astype(np.float64)
+    e = np.asarray(f.edges, np.float64)
+    c, h = (e[:-1] + e[1:]) / 2, e[1] - e[0]
+    assert np.allclose(np.diff(e), h), "the hand computation assumes equal bins"
+    share = np.clip(1.0 - np.abs(x[None, :] - c[:, None]) / h, 0.0, None)
+    share[0, x <= c[0]] = share[-1, x >= c[-1]] = 1.0
+    return share
+
+
 def _assert_moves_toward(dist0, dist1, errors, real_values: dict, pseudo_count: float = 1.0) -> None:
     """For each factor in ``real_values``, from the analysis part's per-sample ``errors``
     and the samples' true values, the target the update policy moves toward is the error
     mass per bin (analysis.update_policy, label re-weighting), computed here by hand:
-    ``t_b = (S_b + c K e w_b) / sum(...)`` with ``S_b`` the error sum in bin b, ``e`` the
+    ``t_b = (S_b + c K e w_b) / sum(...)`` with ``S_b`` the error sum in bin b (linear
+    binning on continuous factors: :func:`_binned`), ``e`` the
     mean error, ``c`` the pseudo count, ``K`` the number of bins. The round must raise the
     bin whose target most exceeds its weight (largest ``t_b / w_b``) and lower the one
     that falls shortest (smallest), and end closer to the target than it started (KL)."""
@@ -67,10 +82,11 @@ def _assert_moves_toward(dist0, dist1, errors, real_values: dict, pseudo_count: 
         f0 = dist0.factor(name)
         w = np.asarray(f0.weights, np.float64)
         new = np.asarray(dist1.factor(name).weights, np.float64)
-        idx = f0.bin_index(np.asarray(values, np.float64))
+        x = np.asarray(values, np.float64)
+        idx = f0.bin_index(x)
         keep = idx >= 0
         k = f0.n_bins
-        s = np.bincount(idx[keep], weights=errors[keep], minlength=k)
+        s = _binned(f0, x[keep], idx[keep]) @ errors[keep]
         m = s + pseudo_count * k * errors[keep].mean() * w
         t = m / m.sum()
         ratio = t / w
