@@ -1,13 +1,14 @@
 """``synthloop loop --round-start scratch``: each round trains from fresh weights instead of
 the previous round's, so a round's model is the work of its own distribution at the same
-budget (on real eyes the warm-started rounds got worse the more synthetic steps they had)."""
+budget (on real eyes the warm-started rounds got worse the more synthetic steps they had).
+The command line and the form offering it: ``test_loop_update_choice``."""
 
 from __future__ import annotations
 
 import pytest
 
 from synthloop.errors import UsageError
-from synthloop.loop.config import ROUND_START_NAMES, LoopConfig
+from synthloop.loop.config import LoopConfig
 
 
 def test_the_default_start_keeps_a_loop_s_identity_and_scratch_changes_it():
@@ -33,15 +34,3 @@ def test_an_unknown_start_is_refused_naming_the_choices():
     with pytest.raises(UsageError, match="round_start 'cold': choose from warm, scratch"):
         LoopConfig(task="gaze", real="/eyes", round_start="cold")
 
-
-def test_the_command_line_and_the_flow_form_offer_the_choice_and_reach_the_config(tmp_path):
-    from flows.feedback_loop import LoopParams
-    from tests.test_loop_real import _eyes
-    from tests.test_names import _options
-
-    flag = _options("loop")["--round-start"]
-    assert tuple(flag.choices) == ROUND_START_NAMES and flag.default == "warm"
-    assert LoopParams.model_fields["round_start"].default == "warm"
-    folder = _eyes(tmp_path / "eyes")
-    assert LoopParams(task="gaze", real=str(folder), round_start="scratch").config().round_start == "scratch"
-    assert LoopParams(task="gaze", real=str(folder)).config().round_start is None

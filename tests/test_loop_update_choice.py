@@ -89,15 +89,22 @@ def test_an_open_loop_returns_its_start_whatever_the_update():
     assert new is dist and report == {"mode": "open", "changes": {}} and calls == []
 
 
-def test_the_command_line_and_the_flow_form_offer_the_choice_and_reach_the_config(tmp_path):
+@pytest.mark.parametrize("field, names, other", [("update", "UPDATE_NAMES", "labels"),
+                                                   ("round_start", "ROUND_START_NAMES", "scratch")])
+def test_the_command_line_and_the_flow_form_offer_the_choice_and_reach_the_config(
+        tmp_path, field, names, other):
+    """The loop's later choices (the update's reach, where rounds start): offered on the
+    command line and in the flow's form with the same names and default, the default
+    written as None in the configuration (so loop ids keep), the other choice kept."""
     from flows.feedback_loop import LoopParams
-    from synthloop.loop.config import UPDATE_NAMES
+    from synthloop.loop import config
     from tests.test_loop_real import _eyes
     from tests.test_names import _options
 
-    flag = _options("loop")["--update"]
-    assert tuple(flag.choices) == UPDATE_NAMES and flag.default == "all"
-    assert LoopParams.model_fields["update"].default == "all"
+    choices = getattr(config, names)
+    flag = _options("loop")["--" + field.replace("_", "-")]
+    assert tuple(flag.choices) == choices and flag.default == choices[0]
+    assert LoopParams.model_fields[field].default == choices[0]
     folder = _eyes(tmp_path / "eyes")
-    assert LoopParams(task="gaze", real=str(folder), update="labels").config().update == "labels"
-    assert LoopParams(task="gaze", real=str(folder)).config().update is None
+    assert getattr(LoopParams(task="gaze", real=str(folder), **{field: other}).config(), field) == other
+    assert getattr(LoopParams(task="gaze", real=str(folder)).config(), field) is None
