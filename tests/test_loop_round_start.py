@@ -33,4 +33,3 @@ def test_rounds_start_from_the_previous_weights_only_when_warm():
 def test_an_unknown_start_is_refused_naming_the_choices():
     with pytest.raises(UsageError, match="round_start 'cold': choose from warm, scratch"):
         LoopConfig(task="gaze", real="/eyes", round_start="cold")
-
