@@ -42,9 +42,10 @@ from synth.targets import target_name
 from synthloop.gaze.spec import LOOP_TARGET_VERSION
 from synthloop.loop.config import (
     LOOP_REFINE_METHOD_NAMES,
-    ROUND_START_NAMES,
+    ROUND_START_CHOICES,
     TRANSFER_FIT_NAMES,
     UPDATE_NAMES,
+    resolve_round_start,
 )
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
 from synthloop.taskspec import get_task
@@ -116,12 +117,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="gaze, both arms: the real eyes of this side mirrored onto the other's")
     ap.add_argument("--update", choices=UPDATE_NAMES, default=UPDATE_NAMES[0],
                     help="what the closed arm's update moves (synthloop loop --update)")
-    ap.add_argument("--round-start", choices=ROUND_START_NAMES, default=ROUND_START_NAMES[0],
+    ap.add_argument("--round-start", choices=ROUND_START_CHOICES, default=ROUND_START_CHOICES[0],
                     help="both arms: where each round's training starts (synthloop loop "
                          "--round-start)")
     ap.add_argument("--quick", action="store_true", help="tiny budget: a smoke run, not a result")
     ap.add_argument("--name", help="results file name (default: from the task and target)")
     a = ap.parse_args(argv)
+    a.round_start = resolve_round_start(a.task, a.round_start)  # recorded as what it meant
     if a.quick:
         a.seeds, a.rounds, a.n_per_round, a.steps_per_round, a.target_n = [0], 2, 512, 20, 200
 

@@ -23,10 +23,11 @@ from synthloop.errors import BatchRejected
 from synthloop.loop.config import (
     LOOP_DEFAULTS,
     LOOP_REFINE_METHOD_NAMES,
-    ROUND_START_NAMES,
+    ROUND_START_CHOICES,
     TRANSFER_FIT_NAMES,
     UPDATE_NAMES,
     LoopConfig,
+    resolve_round_start,
 )
 from synthloop.loop.rounds import round_dir, round_seed
 from synthloop.loop.routing import CHOICES
@@ -146,11 +147,12 @@ class LoopParams(BaseModel):
         description="all: the label factors (toward where the real errors are) and the "
         "appearance factors (fitted to the real images' statistics); labels: the label factors "
         "only, appearance as the starting distribution draws it. A closed loop only.")
-    round_start: Literal[ROUND_START_NAMES] = Field(
-        ROUND_START_NAMES[0], title="Where each round's training starts",
+    round_start: Literal[ROUND_START_CHOICES] = Field(
+        ROUND_START_CHOICES[0], title="Where each round's training starts",
         description="warm: from the previous round's model (it accumulates every round's "
         "steps); scratch: from fresh weights, so each round's model reflects its own "
-        "distribution alone at the same budget.")
+        "distribution alone at the same budget; default: the task's (gaze scratch: more "
+        "steps on synthetic eyes read real eyes worse; landmarks warm).")
     train_on: Literal[CHOICES] = Field(
         "auto", title="Where to train",
         description="auto: each round trains on the gpu work pool when one of its workers is "
@@ -176,7 +178,7 @@ class LoopParams(BaseModel):
                           transfer_fit=self.transfer_fit,
                           refine_steps=self.refine_steps or None,
                           mirror_eye=eye_side(self.mirror_eye), update=self.update,
-                          round_start=self.round_start,
+                          round_start=resolve_round_start(self.task, self.round_start),
                           **({"refine_method": self.refine_method,
                               "refine_strength": self.refine_strength or None}
                              if self.refine_method != "simgan" else {}))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from synthloop.errors import UsageError
-from synthloop.loop.config import LoopConfig
+from synthloop.loop.config import LoopConfig, resolve_round_start
 
 
 def test_the_default_start_keeps_a_loop_s_identity_and_scratch_changes_it():
@@ -33,3 +33,13 @@ def test_rounds_start_from_the_previous_weights_only_when_warm():
 def test_an_unknown_start_is_refused_naming_the_choices():
     with pytest.raises(UsageError, match="round_start 'cold': choose from warm, scratch"):
         LoopConfig(task="gaze", real="/eyes", round_start="cold")
+
+
+def test_each_task_names_its_own_default_start():
+    # gaze: more synthetic steps read real eyes worse, so a round starts fresh; landmark
+    # models are far from converged after one round and live on the accumulated steps
+    assert resolve_round_start("gaze", "default") == "scratch"
+    assert resolve_round_start("landmarks", "default") == "warm"
+    assert resolve_round_start("gaze", "warm") == "warm"
+    with pytest.raises(UsageError, match="round start 'cold': choose from default, warm, scratch"):
+        resolve_round_start("gaze", "cold")

@@ -89,13 +89,16 @@ def test_an_open_loop_returns_its_start_whatever_the_update():
     assert new is dist and report == {"mode": "open", "changes": {}} and calls == []
 
 
-@pytest.mark.parametrize("field, names, other", [("update", "UPDATE_NAMES", "labels"),
-                                                   ("round_start", "ROUND_START_NAMES", "scratch")])
+@pytest.mark.parametrize("field, names, other, other_value, default_value", [
+    ("update", "UPDATE_NAMES", "labels", "labels", None),
+    # gaze's rounds start from scratch unless told; warm is the field's None
+    ("round_start", "ROUND_START_CHOICES", "warm", None, "scratch")])
 def test_the_command_line_and_the_flow_form_offer_the_choice_and_reach_the_config(
-        tmp_path, field, names, other):
+        tmp_path, field, names, other, other_value, default_value):
     """The loop's later choices (the update's reach, where rounds start): offered on the
-    command line and in the flow's form with the same names and default, the default
-    written as None in the configuration (so loop ids keep), the other choice kept."""
+    command line and in the flow's form with the same names and default, reaching the
+    configuration as the value that fixes the loop's id (the historical default as None,
+    so loop ids keep)."""
     from flows.feedback_loop import LoopParams
     from synthloop.loop import config
     from tests.test_loop_real import _eyes
@@ -106,5 +109,6 @@ def test_the_command_line_and_the_flow_form_offer_the_choice_and_reach_the_confi
     assert tuple(flag.choices) == choices and flag.default == choices[0]
     assert LoopParams.model_fields[field].default == choices[0]
     folder = _eyes(tmp_path / "eyes")
-    assert getattr(LoopParams(task="gaze", real=str(folder), **{field: other}).config(), field) == other
-    assert getattr(LoopParams(task="gaze", real=str(folder)).config(), field) is None
+    got = getattr(LoopParams(task="gaze", real=str(folder), **{field: other}).config(), field)
+    assert got == other_value
+    assert getattr(LoopParams(task="gaze", real=str(folder)).config(), field) == default_value

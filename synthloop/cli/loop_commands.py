@@ -13,7 +13,7 @@ from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
 from synthloop.loop.config import (
     LOOP_DEFAULTS,
     LOOP_REFINE_METHOD_NAMES,
-    ROUND_START_NAMES,
+    ROUND_START_CHOICES,
     UPDATE_NAMES,
 )
 from synthloop.refine_methods import MEAN_PATCH_STRENGTH, POSE_MEAN_PATCH_STRENGTH
@@ -188,10 +188,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          "real errors) and the appearance factors (fitted to the real images' "
                          "statistics); labels = the label factors only, appearance as the "
                          "starting distribution draws it")
-    lp.add_argument("--round-start", choices=ROUND_START_NAMES, default=ROUND_START_NAMES[0],
+    lp.add_argument("--round-start", choices=ROUND_START_CHOICES, default=ROUND_START_CHOICES[0],
                     help="where each round's training starts: warm = the previous round's "
                          "weights; scratch = fresh weights, so each round's model reflects its "
-                         "own distribution alone at the same budget")
+                         "own distribution alone at the same budget; default = the task's "
+                         "(gaze: scratch, landmarks: warm)")
     lp.add_argument("--json", action="store_true", help="last line of stdout: one JSON object")
     _output_options(lp)
     lp.set_defaults(func=cmd_loop)

@@ -11,7 +11,8 @@ from synthloop.refine_methods import REFINE_METHODS, default_strength
 from synthloop.taskspec import TASK_NAMES, get_task
 
 __all__ = ["LOOP_DEFAULTS", "LOOP_REFINE_METHOD_NAMES", "REFINE_METHOD_NAMES",
-           "ROUND_START_NAMES", "TRANSFER_FIT_NAMES", "UPDATE_NAMES", "LoopConfig"]
+           "ROUND_START_CHOICES", "ROUND_START_NAMES", "TRANSFER_FIT_NAMES", "UPDATE_NAMES",
+           "LoopConfig", "resolve_round_start"]
 
 #: Fields added after the gaze loop shipped: left out of ``to_dict`` while unset, so a gaze
 #: loop keeps its id (and its catalog rows and MLflow params) exactly.
@@ -29,6 +30,9 @@ UPDATE_NAMES = ("all", "labels")
 #: model is the work of its own distribution alone at the same budget (on real eyes more
 #: steps on synthetic eyes made both arms worse after round 0)
 ROUND_START_NAMES = ("warm", "scratch")
+#: what the command line and the form offer: "default" is the task's own
+#: (``TaskSpec.loop_round_start``: scratch for gaze, warm for landmarks)
+ROUND_START_CHOICES = ("default", *ROUND_START_NAMES)
 
 #: landmarks: the label-transfer fits (the keys of ``models.transfer_fits.TRANSFER_FITS``,
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
@@ -41,6 +45,13 @@ REFINE_METHOD_NAMES = tuple(REFINE_METHODS)
 LOOP_REFINE_METHOD_NAMES = tuple(n for n, m in REFINE_METHODS.items() if "landmarker" not in m.reads)
 #: the loop's methods that fit a patch (nothing trained: no steps; a strength instead)
 _PATCH_METHODS = tuple(n for n in LOOP_REFINE_METHOD_NAMES if not REFINE_METHODS[n].trains)
+
+
+def resolve_round_start(task: str, choice: str) -> str:
+    """A ``ROUND_START_CHOICES`` entry as the round start it means for ``task``."""
+    if choice not in ROUND_START_CHOICES:
+        raise UsageError(f"round start {choice!r}: choose from {', '.join(ROUND_START_CHOICES)}")
+    return get_task(task).loop_round_start if choice == "default" else choice
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,8 @@ class LoopConfig:
     # other's (yaw negated) everywhere the loop reads them; the models record it
     update: str | None = None  # UPDATE_NAMES; None is "all", written so that a loop
     # with the default update keeps the id it had before the choice existed
-    round_start: str | None = None  # ROUND_START_NAMES; None is "warm" (the same reason)
+    round_start: str | None = None  # ROUND_START_NAMES; None is "warm" (the same reason; the
+    # command line and the form pass the task's default, resolve_round_start)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:
