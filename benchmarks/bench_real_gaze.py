@@ -31,6 +31,8 @@ syn+real_1``) with the same seed's model, its labeled people keeping their true 
 (the student sees the same k people). ``--ensemble`` also scores the mean of each arm's
 per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance;
 ``--ensemble-size K`` averages each K consecutive seeds instead (several ensembles).
+``--ensemble-arms`` scores, per seed, the mean of every trained arm's predictions
+(``source_only+dann+...@mix``: one model of each method).
 ``--init-from ARM`` pre-trains then fine-tunes: ARM (the first trained arm) trains as
 usual, every later arm starts from ARM's model of the same seed (``--finetune-steps``,
 ``--finetune-lr``), e.g. ``--arms source_only real_1 --init-from source_only``.
@@ -341,6 +343,22 @@ def _ensembles(per_seed: dict, size: int | None) -> list[list[int]]:
     return [g for g in groups if len(g) > 1]
 
 
+def _score_arm_mixtures(runs: dict, preds: dict, mirrored, held, truth, people) -> None:
+    """Per seed, the mean of the trained arms' predictions (``+``-joined arms ``@mix``)."""
+    import numpy as np
+
+    from realdata.eye_side import unmirror_pitchyaw
+
+    arms = [arm for arm in preds if arm != "constant"]
+    if len(arms) < 2:
+        raise SystemExit("--ensemble-arms needs at least two trained arms in --arms")
+    name = "+".join(arms) + "@mix"
+    for seed in sorted(set.intersection(*(set(preds[arm]) for arm in arms))):
+        mean = np.mean([preds[arm][seed] for arm in arms], axis=0)
+        _score(runs, name, seed, unmirror_pitchyaw(mean, mirrored)[held], truth, people,
+               {"members": arms})
+
+
 def _plot(rows: list[dict], n_pool: int, path: Path) -> None:
     import matplotlib
 
@@ -404,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ensemble-size", type=int, metavar="K",
                     help="--ensemble: score the mean of each K consecutive seeds of --seeds "
                          "(seeds 0-8 with K = 3: three ensembles of three) instead of all")
+    ap.add_argument("--ensemble-arms", action="store_true",
+                    help="also score, per seed, the mean of every trained arm's predictions "
+                         "(one model of each method, the same seed: a mixed ensemble)")
     ap.add_argument("--mirror-eye", choices=["L", "R"], default=None,
                     help="mirror this side's real patches onto the other's (yaw negated), "
                          "predictions mapped back before scoring")
@@ -496,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
                 mean = np.mean([preds[arm][s] for s in members], axis=0)
                 _score(runs, f"{arm}@ensemble", -1, unmirror_pitchyaw(mean, mirrored)[held],
                        truth, people, {"members": members})
+    if a.ensemble_arms:
+        _score_arm_mixtures(runs, preds, mirrored, held, truth, people)
     rows = []
     for arm, rs in runs.items():
         errs = [r["mean_deg"] for r in rs]
@@ -529,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                         "init_from": a.init_from,
                         "finetune_steps": a.finetune_steps, "finetune_lr": a.finetune_lr,
                         "seeds": a.seeds, "ensemble_size": a.ensemble_size,
+                        "ensemble_arms": a.ensemble_arms,
                         "rows": rows, "runs": runs})
     print(f"\nwrote {out}")
     if any(r["arm"].startswith(("real_", "syn+real_")) for r in rows):  # after the results

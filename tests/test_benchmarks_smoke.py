@@ -167,11 +167,15 @@ def test_real_gaze_benchmark_self_training_and_seed_ensembles(tmp_path):
     real = _eyes(tmp_path / "real", n=48, subjects=6)
     common = ["--real", str(real), "--seeds", "0", "1", "--steps", "20", "--n-synthetic", "256"]
     _run("benchmarks.bench_real_gaze", *common, "--arms", "source_only", "selftrain", "real_1",
-         "--ensemble", "--name", "rg_self", tmp_path=tmp_path)
+         "--ensemble", "--ensemble-arms", "--name", "rg_self", tmp_path=tmp_path)
     res = json.loads((tmp_path / "rg_self.json").read_text())
     assert [r["arm"] for r in res["rows"]] == ["source_only", "source_only@ensemble",
                                                "selftrain", "selftrain@ensemble", "real_1",
-                                               "real_1@ensemble"]
+                                               "real_1@ensemble", "source_only+selftrain+real_1@mix"]
+    # the mixed ensemble: per seed, one model of each arm
+    mix = res["runs"]["source_only+selftrain+real_1@mix"]
+    assert sorted(r["seed"] for r in mix) == [0, 1]
+    assert all(r["members"] == ["source_only", "selftrain", "real_1"] for r in mix)
     assert (tmp_path / "rg_self.png").is_file()  # the plot leaves the ensemble rows out
     assert [r["seed"] for r in res["runs"]["selftrain"]] == [0, 1]
     assert all(r["teacher"] == "source_only" and r["teacher_seeds"] == [0, 1]
