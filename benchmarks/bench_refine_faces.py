@@ -5,6 +5,7 @@ half of issue 14's benchmark.
         [--refiner-steps 1000] [--refiner-width 16] [--refiner-batch 8]
     python -m benchmarks.bench_refine_faces --refine-method mean-patch [--strength 0.5]
     python -m benchmarks.bench_refine_faces --refine-method landmark-patch [--strength 1.0]
+    python -m benchmarks.bench_refine_faces --refine-method real-context
     python -m benchmarks.bench_refine_faces --quick     # a smoke run, not results
 
 Per seed, at an equal training budget:
@@ -13,8 +14,9 @@ Per seed, at an equal training budget:
    refined by the product's own job (:func:`synthloop.refine.write_refined_batch`, bf16)
    toward the 645 LFPW training faces, unlabeled (``real_indices``: the 160 test faces
    never reach the refiner), and validated (the model-free landmark-structure check);
-   the face-aligned patch (``landmark-patch``) finds the real faces' points with the
-   seed's unrefined arm-(b) model, trained first, so no real label reaches it;
+   the methods that align by the 68 points (``landmark-patch``, ``real-context``) find
+   the real faces' points with the seed's unrefined arm-(b) model, trained first, so no
+   real label reaches them;
 2. arm (b) of ``bench_landmark_label_efficiency`` runs on each batch: a dense-point model
    trained on the synthetic faces alone, then the label-transfer network fitted on ``n``
    labeled training faces;
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refine-method", choices=REFINE_METHOD_NAMES, default="simgan",
                     help="mean-patch: move every synthetic face by the training faces' mean "
                          "crop minus theirs; landmark-patch: the same aligned by each face's 68 "
-                         "points (the SimGAN options below do not apply)")
+                         "points; real-context: each face set into a training photograph "
+                         "aligned by the points (the SimGAN options below do not apply)")
     ap.add_argument("--strength", type=float,
                     help="the patch methods: how far toward the real mean crop (default: the "
                          f"method's, {MEAN_PATCH_STRENGTH:g})")
@@ -139,13 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     for seed in a.seeds:
         # the mean patch has no seed: every seed trains on the one refined batch (a second
         # folder of the same bytes would be the same batch id at another path)
+        aligned = "landmarker" in REFINE_METHODS[a.refine_method].reads
         folder = (f"refined-meanpatch{a.strength:g}" if a.refine_method == "mean-patch" else
                   f"refined-lmpatch{a.strength:g}-s{seed}" if a.refine_method == "landmark-patch"
+                  else f"refined-{a.refine_method}-s{seed}" if aligned
                   else f"refined-s{seed}-steps{a.refiner_steps}-w{a.refiner_width}-b{a.refiner_batch}"
                   f"-reg{a.self_reg:g}")
-        unrefined = plain.synthetic("b", seed, a.steps)  # (the face-aligned patch's landmarker)
+        unrefined = plain.synthetic("b", seed, a.steps)  # (the aligned methods' landmarker)
         child, info = _refine(plain, a, seed, real_train, plain.root / folder,
-                              unrefined[0] if a.refine_method == "landmark-patch" else None)
+                              unrefined[0] if aligned else None)
         refinements.append({"seed": seed, "batch": child, **info})
         print(f"  seed {seed}: refined batch {info['status']} (label check "
               f"{info['label_check']})", flush=True)

@@ -53,7 +53,9 @@ class RefineParams(BaseModel):
         "below do not apply); pose-mean-patch: the same at each head pose of the real eyes, "
         "each synthetic eye moved by the pose nearest its head yaw; landmark-patch (faces): "
         "the difference of the mean faces aligned by their 68 points, warped onto each face "
-        "(needs a landmark model).")
+        "(needs a landmark model); real-context (faces): each face set into a real photograph "
+        "aligned by the 68 points, its hair, neck and background around it (needs a landmark "
+        "model).")
     strength: float = Field(0.0, ge=0.0, le=4.0, title="Mean-patch strength",
                             description="How far toward the real mean image (1: all the way); "
                             f"0: the method's default ({POSE_MEAN_PATCH_STRENGTH:g} for "
@@ -62,7 +64,7 @@ class RefineParams(BaseModel):
                              description="pose-mean-patch: the real folder's meta.csv column "
                              "of each eye's head yaw in degrees.")
     landmarker: EmptyText = Field("", title="Landmark model",
-                                  description="landmark-patch: the landmark model (run folder, "
+                                  description="landmark-patch, real-context: the landmark model (run folder, "
                                   "checkpoint or models:/ URI) that finds the real faces' 68 "
                                   "points.")
     mirror_eye: EyeSide = Field(

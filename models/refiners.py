@@ -14,13 +14,15 @@ from torch import nn
 from models.landmark_patch import LandmarkPatchRefiner
 from models.mean_patch import MeanPatchRefiner
 from models.pose_mean_patch_refiner import PoseMeanPatchRefiner
+from models.real_context import RealContextRefiner
 from models.refiner import Refiner
 
 __all__ = ["CONTENT_BLIND", "REFINER_TYPES", "conditioned_on", "reads_image_content"]
 
-#: SimGAN's trained refiner and the fitted mean-patch shifts (shared, per head pose, and
-#: warped onto each face's points)
-REFINER_TYPES = (Refiner, MeanPatchRefiner, PoseMeanPatchRefiner, LandmarkPatchRefiner)
+#: SimGAN's trained refiner, the fitted mean-patch shifts (shared, per head pose, and
+#: warped onto each face's points) and faces set into real photographs
+REFINER_TYPES = (Refiner, MeanPatchRefiner, PoseMeanPatchRefiner, LandmarkPatchRefiner,
+                 RealContextRefiner)
 
 
 #: the fitted patches: each adds one pattern (per head pose, or warped onto each face's

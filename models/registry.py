@@ -29,6 +29,7 @@ import models.landmark_resnet  # noqa: F401  registers the CPU-sized landmark mo
 import models.mean_patch  # noqa: F401  registers the mean-patch refiner
 import models.patch_discriminator  # noqa: F401  registers the SimGAN discriminator
 import models.pose_mean_patch_refiner  # noqa: F401  registers the per-pose mean patch
+import models.real_context  # noqa: F401  registers faces set into real photographs
 import models.refiner  # noqa: F401  registers the SimGAN refiner
 import models.rsd  # noqa: F401  registers RSD
 import models.tasks.gaze  # noqa: F401  registers the gaze task

@@ -13,6 +13,10 @@ the refiner from the parent's images and the unlabeled real ones.
   warped onto one canonical shape by its 68 points (the real faces' found by the landmark
   model ``--landmarker``), then warped back onto every synthetic face's points
   (:mod:`models.landmark_patch`); faces only, no training.
+* ``real-context``: each synthetic face set into a real photograph aligned onto it by the
+  68 points (the real faces' found by ``--landmarker``): the face's own pixels inside its
+  outline, the photograph's hair, ears, neck and background around it
+  (:mod:`models.real_context`); faces only, no training.
 
 Each method names the request fields it reads beyond the shared ones (``reads``), so
 that a setting of another method is refused instead of silently ignored.
@@ -212,27 +216,41 @@ class LandmarkPatchSettings:
                 "landmarker": self.landmarker}
 
 
-def _landmark_patch_config(req):
+def _needs_landmarker(method: str, landmarker: str | None) -> str:
     from synthloop.errors import UsageError
 
-    if not req.landmarker:
-        raise UsageError("--method landmark-patch needs --landmarker MODEL: a landmark model "
+    if not landmarker:
+        raise UsageError(f"--method {method} needs --landmarker MODEL: a landmark model "
                          "(run folder, checkpoint or models:/ URI) that finds the real faces' "
                          "68 points, which are unlabeled here")
+    return str(landmarker)
+
+
+def _landmarker_points(ctx: FitContext, landmarker: str):
+    """The real faces' 68 points as ``landmarker`` finds them (timed); a model that does
+    not answer them is a UsageError naming it."""
+    from synthloop.errors import UsageError
+
+    t = time.perf_counter()
+    try:
+        points = ctx.real_points(landmarker)
+    except ValueError as e:
+        raise UsageError(f"--landmarker {landmarker}: {e}") from None
+    ctx.seconds["real_points"] = time.perf_counter() - t
+    return points
+
+
+def _landmark_patch_config(req):
+    landmarker = _needs_landmarker("landmark-patch", req.landmarker)
     return LandmarkPatchSettings(strength=default_strength("landmark-patch", req.strength),
-                                 landmarker=str(req.landmarker))
+                                 landmarker=landmarker)
 
 
 def _landmark_patch_fit(ctx: FitContext, cfg: LandmarkPatchSettings):
     from models.landmark_patch import CONDITION, fit_landmark_patch
     from synthloop.errors import UsageError
 
-    t = time.perf_counter()
-    try:
-        real_points = ctx.real_points(cfg.landmarker)
-    except ValueError as e:  # a model that does not answer the 68 points
-        raise UsageError(f"--landmarker {cfg.landmarker}: {e}") from None
-    ctx.seconds["real_points"] = time.perf_counter() - t
+    real_points = _landmarker_points(ctx, cfg.landmarker)
     labels = ctx.spec.refine_condition(ctx.parent, CONDITION)
     t = time.perf_counter()
     try:
@@ -249,6 +267,36 @@ def _landmark_patch_fit(ctx: FitContext, cfg: LandmarkPatchSettings):
     return refiner
 
 
+@dataclass(frozen=True)
+class RealContextSettings:
+    """The real-context method's record (``steps`` 0: nothing is trained)."""
+
+    landmarker: str | None = None
+    steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "real-context", "landmarker": self.landmarker}
+
+
+def _real_context_config(req):
+    return RealContextSettings(landmarker=_needs_landmarker("real-context", req.landmarker))
+
+
+def _real_context_fit(ctx: FitContext, cfg: RealContextSettings):
+    from models.real_context import fit_real_context
+    from synthloop.errors import UsageError
+
+    real_points = _landmarker_points(ctx, cfg.landmarker)
+    try:
+        refiner = fit_real_context(ctx.real, real_points)
+    except ValueError as e:
+        raise UsageError(f"--method real-context cannot be fitted toward {ctx.req.real}: {e}") from None
+    ctx.log(f"real context fitted: {refiner.cfg.bank_size} real photographs, their points from "
+            f"{cfg.landmarker}; each synthetic face is set into the one of its "
+            f"{refiner.cfg.choices} closest in shape that its points name")
+    return refiner
+
+
 _SIMGAN_READS = ("steps", "self_reg", "width", "blocks", "batch_size", "pretrain_discriminator",
                  "bf16", "ema", "consistency")
 
@@ -260,4 +308,5 @@ REFINE_METHODS: dict[str, RefineMethod] = {
                                     ("strength", "pose_column"), POSE_MEAN_PATCH_STRENGTH),
     "landmark-patch": RefineMethod(_landmark_patch_config, _landmark_patch_fit,
                                    ("strength", "landmarker"), MEAN_PATCH_STRENGTH),
+    "real-context": RefineMethod(_real_context_config, _real_context_fit, ("landmarker",)),
 }

@@ -290,6 +290,17 @@ def test_refine_faces_benchmark_with_the_face_aligned_patch(tmp_path):
     assert "refused" in out and {r["arm"] for r in res["rows"]} == {"unrefined"}
 
 
+def test_refine_faces_benchmark_with_the_real_context(tmp_path):
+    _needs_lfpw()
+    out = _run("benchmarks.bench_refine_faces", "--quick", "--refine-method", "real-context",
+               tmp_path=tmp_path)
+    res = json.loads((tmp_path / "refine_faces_quick.json").read_text())
+    (ref,) = res["refinements"]
+    # the 4-step landmarker puts every real face's points on one spot: refused, named
+    assert ref["status"] == "not refined" and "span no face" in ref["failing"][0]
+    assert "refused" in out and {r["arm"] for r in res["rows"]} == {"unrefined"}
+
+
 def test_refine_gaze_benchmark(tmp_path):
     from tests.test_loop_real import _eyes
 

@@ -417,3 +417,44 @@ def test_the_landmark_patch_moves_faces_in_their_own_coordinates_and_needs_a_lan
         outside = moved[i].copy()
         outside[max(y0 - 3, 0):y1 + 4, max(x0 - 3, 0):x1 + 4] = False
         assert not outside.any()
+
+
+@pytest.mark.slow  # face crops, the face validation frame and an MLflow run
+def test_the_real_context_sets_faces_into_the_photographs_and_keeps_the_labels(
+        face_data, tmp_path, one_thread, monkeypatch):
+    from realdata.real_faces import load_real_faces
+    from synth.generate_faces import read_face_labels
+    from synthloop.landmarks import refining
+    from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
+
+    # the landmarker's answer stood in by the real faces' own points, as above
+    truth = load_real_faces(face_data["real"], 128).points
+    monkeypatch.setattr(refining, "predicted_points", lambda images, model: truth)
+    req = RefineRequest(batch=face_data["batch"], real=face_data["real"], method="real-context",
+                        landmarker="some/run", out=str(tmp_path / "c"))
+    batch = write_refined_batch(face_data["settings"], req, log=lambda *_: None)
+    verdict = validate_refined(batch)
+    assert verdict.status == "accepted", verdict.failing
+    parent, child = BatchReader(face_data["batch"]), BatchReader(batch.path)
+    assert child.manifest["refiner"]["config"] == {"method": "real-context",
+                                                   "landmarker": "some/run"}
+    for rel in parent.extra_files:  # the landmark arrays, byte for byte
+        assert (child.path / rel).read_bytes() == (parent.path / rel).read_bytes()
+    labels = read_face_labels(parent.path, verify=False)
+    before, after = parent.images().astype(int), child.images().astype(int)
+    set_in = 0
+    for i in range(parent.n):
+        x0, y0 = np.floor(labels["points68"][i].min(0)).astype(int)
+        x1, y1 = np.ceil(labels["points68"][i].max(0)).astype(int)
+        around = np.ones(before.shape[1:3], bool)  # beyond the face's box and the feather
+        around[max(y0 - 10, 0):y1 + 11, max(x0 - 10, 0):x1 + 11] = False
+        if np.abs(after[i] - before[i])[around].mean() > 5:  # another backdrop: set in
+            set_in += 1
+            # inside, the face's own pixels, moved by one gain and offset per channel
+            inner = slice(y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 4), slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4)
+            for ch in range(3):
+                a, b = before[i][inner][..., ch].ravel(), after[i][inner][..., ch].ravel()
+                assert np.corrcoef(a, b)[0, 1] > 0.95
+        else:
+            assert np.array_equal(after[i], before[i])  # no photograph fits: left as it is
+    assert set_in >= 2  # six photographs of random poses fit few of twelve faces; LFPW's ~90%

@@ -48,10 +48,12 @@ def test_the_pose_column_belongs_to_the_per_pose_patch_alone():
         RefineRequest(batch="b", real="r", out="o", method="pose-mean-patch", steps=10)
 
 
-def test_the_landmarker_belongs_to_the_face_aligned_patch_alone():
-    ok = RefineRequest(batch="b", real="r", out="o", method="landmark-patch", landmarker="run")
-    assert ok.landmarker == "run"
-    with pytest.raises(UsageError, match="landmark-patch settings: --landmarker"):
+def test_the_landmarker_belongs_to_the_methods_that_align_by_the_points():
+    for method in ("landmark-patch", "real-context"):
+        ok = RefineRequest(batch="b", real="r", out="o", method=method, landmarker="run")
+        assert ok.landmarker == "run"
+        assert REFINE_METHODS[method].config(ok).to_dict()["landmarker"] == "run"
+    with pytest.raises(UsageError, match="landmark-patch and real-context settings: --landmarker"):
         RefineRequest(batch="b", real="r", out="o", method="mean-patch", landmarker="run")
 
 
@@ -67,5 +69,14 @@ def test_the_command_line_says_so_before_reading_anything(tmp_path):
 
 def test_an_unknown_method_is_refused_with_the_known_ones():
     with pytest.raises(UsageError, match="one of simgan, mean-patch, pose-mean-patch, "
-                                         "landmark-patch, got 'cyclegan'"):
+                                         "landmark-patch, real-context, got 'cyclegan'"):
         RefineRequest(batch="b", real="r", out="o", method="cyclegan")
+
+
+def test_the_real_context_needs_a_landmarker_and_takes_no_strength():
+    bare = RefineRequest(batch="b", real="r", out="o", method="real-context")
+    with pytest.raises(UsageError, match="--method real-context needs --landmarker MODEL"):
+        REFINE_METHODS["real-context"].config(bare)
+    with pytest.raises(UsageError, match="settings: --strength"):
+        RefineRequest(batch="b", real="r", out="o", method="real-context", landmarker="run",
+                      strength=0.5)

@@ -71,7 +71,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "(their labels, if any, are ignored), fit the mean-patch shift (--method mean-patch: "
         "every image moved by the real mean image minus the batch's; pose-mean-patch: the same "
         "at each head pose of the real eyes, each eye moved by its own pose's; landmark-patch: the "
-        "difference of mean faces aligned by their 68 points, warped onto each face), or reuse "
+        "difference of mean faces aligned by their 68 points, warped onto each face; real-context: "
+        "each face set into a real photograph aligned by the 68 points), or reuse "
         "a refiner "
         "(--refiner), and write every image "
         "refined into a new batch with the parent's labels and metadata. The new batch is "
@@ -93,7 +94,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "synthetic eye taking the one nearest its head yaw; landmark-patch "
                         "(faces): the difference of the mean faces warped onto one shape by "
                         "their 68 points (the real ones found by --landmarker), warped back onto "
-                        "each synthetic face")
+                        "each synthetic face; real-context (faces): each face kept inside its "
+                        "68 points' outline and set into the real photograph (aligned by the "
+                        "points, found by --landmarker) of the closest shape, its hair, ears, "
+                        "neck and background around it")
     r.add_argument("--strength", type=at_least(0.0, float),
                    help="the patch methods: how far toward the real mean image (1: all the "
                         f"way; default {POSE_MEAN_PATCH_STRENGTH:g} for pose-mean-patch, "
@@ -102,7 +106,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="pose-mean-patch: the real folder's meta.csv column of each eye's head "
                         "yaw in degrees (default %(default)s, Columbia Gaze's)")
     r.add_argument("--landmarker", metavar="MODEL",
-                   help="landmark-patch: the landmark model (run folder, checkpoint or models:/ "
+                   help="landmark-patch, real-context: the landmark model (run folder, checkpoint or models:/ "
                         "URI) that finds the real faces' 68 points, e.g. one trained on the "
                         "synthetic batch")
     r.add_argument("--mirror-eye", choices=["L", "R"],
