@@ -4,6 +4,7 @@ synthetic faces: the label-efficiency benchmark of issue 13.
     python -m benchmarks.bench_landmark_label_efficiency [--n 25 100 645] [--seeds 0 1 2]
         [--arms a b c d] [--steps 3000] [--n-source 4000] [--model landmark_resnet_s]
         [--distribution FILE] [--transfer-fit ridge|mlp]
+        [--source-batch BATCH]   # the synthetic arms on a given batch, e.g. a refined one
     python -m benchmarks.bench_landmark_label_efficiency --quick     # smoke run, not results
 
 Real data: ``../shared/data/real/lfpw-train`` split 645/160 by ``split_face_folder`` (the
@@ -339,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
                          "at 1.0 DALN kept the model from learning the synthetic faces at all)")
     ap.add_argument("--distribution", help="the synthetic faces' scene distribution (JSON; "
                     "default: the built-in one), e.g. benchmarks/distributions/faces-lfpw-like.json")
+    ap.add_argument("--source-batch", metavar="BATCH",
+                    help="train the synthetic arms on this face batch (e.g. a refined one: "
+                         "`synthloop refine`) instead of generating --n-source faces; use a "
+                         "fresh SYNTHLOOP_HOME per batch, as runs are kept by name")
     ap.add_argument("--model", default="landmark_resnet_s")
     ap.add_argument("--ema", type=float, default=EMA_DECAY,
                     help="weight-average decay; 0 = score the online weights")
@@ -363,6 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         train_set = train_set.subset(list(range(16)))
     bench = Bench(a, settings, train_set, test_set, load_real_faces(train_set, size),
                   load_real_faces(test_set, size))
+    if a.source_batch:
+        if not (Path(a.source_batch) / "manifest.json").is_file():
+            print(f"{a.source_batch}: not a batch folder (no manifest.json)", file=sys.stderr)
+            return 2
+        bench._batch = str(a.source_batch)
     rows = [r for seed in a.seeds for arm in a.arms for r in getattr(bench, f"arm_{arm}")(seed)]
     summary = []
     for arm in a.arms:

@@ -244,6 +244,19 @@ def test_landmark_label_efficiency_benchmark(tmp_path):
     assert c["transfer_nme_io"] > 0 and c["transfer_nme_io"] != c["nme_io"]
 
 
+def test_landmark_label_efficiency_benchmark_trains_on_a_given_batch(tmp_path, face_data):
+    _needs_lfpw()
+    bad = _call("benchmarks.bench_landmark_label_efficiency", "--quick", "--source-batch",
+                str(tmp_path), tmp_path=tmp_path)
+    assert bad.returncode == 2 and f"{tmp_path}: not a batch folder" in bad.stderr
+    home = tmp_path / "home"
+    _run("benchmarks.bench_landmark_label_efficiency", "--quick", "--arms", "b",
+         "--source-batch", face_data["batch"], tmp_path=tmp_path, SYNTHLOOP_HOME=str(home))
+    (row,) = json.loads((tmp_path / "landmark_label_efficiency_quick.json").read_text())["rows"]
+    assert row["arm"].startswith("b") and row["nme_io"] > 0
+    assert home.is_dir() and not list(home.glob("batches/train-landmarks-*"))  # none generated
+
+
 def test_dense_synthetic_benchmark_scores_a_dense_model_on_fresh_faces(tmp_path):
     from models.checkpoint import save_checkpoint
     from models.registry import create_model
