@@ -287,10 +287,12 @@ def _real_context_fit(ctx: FitContext, cfg: RealContextSettings):
     from synthloop.errors import UsageError
 
     real_points = _landmarker_points(ctx, cfg.landmarker)
+    t = time.perf_counter()
     try:
         refiner = fit_real_context(ctx.real, real_points)
     except ValueError as e:
         raise UsageError(f"--method real-context cannot be fitted toward {ctx.req.real}: {e}") from None
+    ctx.seconds["fit_refiner"] = time.perf_counter() - t
     ctx.log(f"real context fitted: {refiner.cfg.bank_size} real photographs, their points from "
             f"{cfg.landmarker}; each synthetic face is set into the one of its "
             f"{refiner.cfg.choices} closest in shape that its points name")
