@@ -41,7 +41,7 @@ from benchmarks.common import machine, print_table, results_dir, save
 from synth.targets import target_name
 from synthloop.gaze.spec import LOOP_TARGET_VERSION
 from synthloop.loop.config import (
-    LOOP_REFINE_METHOD_NAMES,
+    REFINE_METHOD_NAMES,
     ROUND_START_CHOICES,
     TRANSFER_FIT_NAMES,
     UPDATE_NAMES,
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-n", type=int, default=3000, help="size of the simulated target")
     ap.add_argument("--target-version", default=LOOP_TARGET_VERSION, choices=["v1", "v2"],
                     help="simulated target version (synth/targets.py; the loop's default: v2)")
-    ap.add_argument("--refine-method", choices=LOOP_REFINE_METHOD_NAMES,
+    ap.add_argument("--refine-method", choices=REFINE_METHOD_NAMES,
                     help="refine every round's batch toward the analysis part in both arms "
                          "(mean-patch; simgan takes --refine-steps)")
     ap.add_argument("--refine-steps", type=int, default=0, help="SimGAN refiner steps a round")

@@ -21,8 +21,9 @@ from flows.forms import EmptyDict, EmptyText, EyeSide, ZeroInt, eye_side
 from models.names import METHODS
 from synthloop.errors import BatchRejected
 from synthloop.loop.config import (
+    LANDMARKER_METHODS,
     LOOP_DEFAULTS,
-    LOOP_REFINE_METHOD_NAMES,
+    REFINE_METHOD_NAMES,
     ROUND_START_CHOICES,
     TRANSFER_FIT_NAMES,
     UPDATE_NAMES,
@@ -125,17 +126,22 @@ class LoopParams(BaseModel):
         0, ge=0, le=1_000_000, title="Refiner steps",
         description="Refine each round's batch toward the analysis part's real images (SimGAN) "
         "before training, for this many refiner steps; 0 = train on the rendered batch.")
-    refine_method: Literal[LOOP_REFINE_METHOD_NAMES] = Field(
+    refine_method: Literal[REFINE_METHOD_NAMES] = Field(
         "simgan", title="Refinement",
         description="simgan: refine with a SimGAN refiner when Refiner steps is above 0; "
         "mean-patch: move each round's batch by the analysis part's mean image minus its own "
         "(seconds, no training; leave Refiner steps at 0); pose-mean-patch: the same at each "
-        "head pose of the real eyes (gaze; meta.csv's head_pose_P_deg).")
+        "head pose of the real eyes (gaze; meta.csv's head_pose_P_deg); landmark-patch and "
+        "real-context (landmarks): the mean patch in the face's own coordinates, or each "
+        "synthetic face set into an analysis photograph aligned by the 68 points, both "
+        "placing the real faces' points with the previous round's model (round 0 trains on "
+        "the rendered batch).")
     refine_strength: float = Field(
         0.0, ge=0.0, le=4.0, title="Mean-patch strength",
-        description="With mean-patch or pose-mean-patch: how far toward the analysis part's mean "
-        f"image (1: all the way); 0: the method's default ({POSE_MEAN_PATCH_STRENGTH:g} for "
-        f"pose-mean-patch, {MEAN_PATCH_STRENGTH:g} for mean-patch). A refined batch whose "
+        description="With mean-patch, pose-mean-patch or landmark-patch: how far toward the "
+        f"analysis part's mean image (1: all the way); 0: the method's default "
+        f"({POSE_MEAN_PATCH_STRENGTH:g} for pose-mean-patch, {MEAN_PATCH_STRENGTH:g} for the "
+        f"others). A refined batch whose "
         "labels can no longer be learned as well is quarantined.")
     mirror_eye: EyeSide = Field(
         "none", title="Mirror one eye side (gaze)",
@@ -215,12 +221,17 @@ def _accepted_batch(cfg: LoopConfig, lid: str, k: int, dist_json: str, dist_id: 
                         f"(quarantined under {settings.batches_dir / lid})")
 
 
-def _refined_batch(cfg: LoopConfig, lid: str, k: int, batch: dict) -> dict:
+def _refined_batch(cfg: LoopConfig, lid: str, k: int, batch: dict, landmarker: str | None) -> dict:
     """The round's batch refined toward the analysis part (write + validate in one
     transaction); the round then trains on it. A batch that is already the refined one
-    (a resumed round) is used as it is."""
-    request = round_refine_request(cfg, k, batch["batch_dir"])
+    (a resumed round) is used as it is, and so is round 0's where the method needs a
+    landmark model (``landmarker``: the previous round's)."""
+    request = round_refine_request(cfg, k, batch["batch_dir"], landmarker)
     if request is None:
+        if cfg.refine_method in LANDMARKER_METHODS and landmarker is None:
+            get_run_logger().info("round %d trains on the rendered batch: %s places the real "
+                                  "faces' points with the previous round's model", k,
+                                  cfg.refine_method)
         return batch
     if "ready" in request:
         return {**record_batch(lid, k, request["ready"]), "batch_dir": request["ready"]}
@@ -259,7 +270,7 @@ def feedback_loop(params: LoopParams) -> dict:
         rnd = open_round(cfg, lid, k, dist_id, parent)
         batch = rnd["batch"] or _accepted_batch(cfg, lid, k, rnd["distribution_json"], dist_id)
         if cfg.refines:
-            batch = _refined_batch(cfg, lid, k, batch)
+            batch = _refined_batch(cfg, lid, k, batch, prev_ckpt)
         train = train_round_on_gpu if where_to_train(params.train_on) == "gpu" else train_round
         trained = train(cfg, lid, k, batch["batch_dir"], batch["batch_id"],
                         cfg.starting_weights(prev_ckpt), rnd["mlflow_run_id"])

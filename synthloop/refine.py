@@ -247,7 +247,7 @@ def write_refined_batch(settings: Settings, req: RefineRequest,
             if change < NEARLY_UNCHANGED:
                 log(f"warning: the refiner left the images nearly unchanged (mean change "
                     f"{change:.2f} < {NEARLY_UNCHANGED} gray levels): the refined batch is close "
-                    "to its parent; more --steps or a lower --self-reg move it further")
+                    f"to its parent; {REFINE_METHODS[req.method].unchanged_hint}")
             first = _first_images(out, 64)
             run.log_grid(spec.refine_preview(parent, first, real, work / "refined-samples.png"))
             seconds["total"] = time.perf_counter() - t0

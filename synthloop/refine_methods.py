@@ -78,6 +78,8 @@ class RefineMethod:
     fit: Callable[[FitContext, Any], Any]  # (context, config) -> refiner
     reads: tuple[str, ...]  # the request fields it reads beyond the shared ones
     strength: float | None = None  # a patch's default strength (None: it takes none)
+    # what moves a batch it left nearly unchanged further (the warning's advice)
+    unchanged_hint: str = "a higher --strength moves it further"
 
     @property
     def trains(self) -> bool:
@@ -303,12 +305,15 @@ _SIMGAN_READS = ("steps", "self_reg", "width", "blocks", "batch_size", "pretrain
                  "bf16", "ema", "consistency")
 
 REFINE_METHODS: dict[str, RefineMethod] = {
-    "simgan": RefineMethod(_simgan_config, _simgan_fit, _SIMGAN_READS),
+    "simgan": RefineMethod(_simgan_config, _simgan_fit, _SIMGAN_READS,
+                           unchanged_hint="more --steps or a lower --self-reg move it further"),
     "mean-patch": RefineMethod(_mean_patch_config, _mean_patch_fit, ("strength",),
                                MEAN_PATCH_STRENGTH),
     "pose-mean-patch": RefineMethod(_pose_mean_patch_config, _pose_mean_patch_fit,
                                     ("strength", "pose_column"), POSE_MEAN_PATCH_STRENGTH),
     "landmark-patch": RefineMethod(_landmark_patch_config, _landmark_patch_fit,
                                    ("strength", "landmarker"), MEAN_PATCH_STRENGTH),
-    "real-context": RefineMethod(_real_context_config, _real_context_fit, ("landmarker",)),
+    "real-context": RefineMethod(_real_context_config, _real_context_fit, ("landmarker",),
+                                 unchanged_hint="no photograph's shape fitted the faces' (profiles, "
+                                 "or a --landmarker that misplaces the real faces' points)"),
 }

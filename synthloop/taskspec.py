@@ -160,6 +160,9 @@ class TaskSpec:
     #: whether real samples name their eye side and one side can be mirrored onto the
     #: other (``mirror_eye`` of training and of the loop)
     mirrors_eye_sides: bool = False
+    #: whether a landmark model can place 68 points on its real images (the refiners that
+    #: align faces by them, :meth:`refine_target_points`)
+    places_points: bool = False
     #: where the feedback loop's rounds start training when the user does not say
     #: (``LoopConfig.round_start``): "warm" from the previous round's model, or "scratch"
     loop_round_start: str = "warm"

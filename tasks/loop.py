@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
 from synthloop import lineage
-from synthloop.loop.config import LoopConfig
+from synthloop.loop.config import LANDMARKER_METHODS, LoopConfig
 from synthloop.loop.real import load_real
 from synthloop.loop.rounds import initial_distribution, loop_id, round_dir
 from synthloop.settings import get_settings
@@ -162,12 +162,15 @@ def record_batch(lid: str, k: int, batch_dir: str) -> dict[str, Any]:
 
 
 @task(name="plan-round-refinement")
-def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, Any] | None:
+def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str,
+                         landmarker: str | None = None) -> dict[str, Any] | None:
     """What refining round ``k``'s batch takes (toward the analysis part of the real data,
     never the held-out part): a request for :func:`tasks.refining.write_refined`;
     ``{"ready": folder}`` when an accepted refined child of this batch is already there (a
-    resumed round); None when ``batch_dir`` already is the refined batch. A quarantined
-    earlier attempt is kept: the next folder name is used."""
+    resumed round); None when ``batch_dir`` already is the refined batch, or when the
+    method aligns faces by a landmark model's points and there is none yet (round 0:
+    ``landmarker`` is the previous round's model). A quarantined earlier attempt is kept:
+    the next folder name is used."""
     from pathlib import Path
 
     from synth.shards import BatchReader
@@ -175,7 +178,8 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, A
     from synthloop.loop.rounds import round_seed
 
     parent = BatchReader(batch_dir, verify=False)
-    if "parent" in parent.manifest:
+    needs_landmarker = cfg.refine_method in LANDMARKER_METHODS
+    if "parent" in parent.manifest or (needs_landmarker and landmarker is None):
         return None
     out, n = f"{batch_dir}-refined", 1
     while Path(out).exists():
@@ -194,6 +198,7 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str) -> dict[str, A
             **({"method": cfg.refine_method, "strength": cfg.refine_strength} if cfg.refine_method
                else {"steps": cfg.refine_steps}),
             **({"mirror_eye": cfg.mirror_eye} if cfg.mirror_eye else {}),
+            **({"landmarker": landmarker} if needs_landmarker else {}),
             "seed": round_seed(cfg, k, 300)}
 
 

@@ -30,13 +30,15 @@ def test_a_loop_without_refinement_keeps_its_identity():
 
 
 @pytest.mark.parametrize("kwargs, says", [
-    ({"refine_method": "cyclegan"},
-     "refine_method 'cyclegan': choose from simgan, mean-patch, pose-mean-patch"),
-    ({"refine_method": "landmark-patch"}, "needs a landmark model, which the loop does not pass"),
+    ({"refine_method": "cyclegan"}, "refine_method 'cyclegan': choose from simgan, mean-patch, "
+     "pose-mean-patch, landmark-patch, real-context"),
+    ({"refine_method": "landmark-patch"}, "aligns faces by their 68 points: it refines landmarks "
+     "loops, not the gaze loop"),
+    ({"refine_method": "real-context"}, "real-context aligns faces"),
     ({"refine_method": "simgan"}, "needs refine_steps"),
     ({"refine_method": "mean-patch", "refine_steps": 100}, "mean-patch trains nothing"),
     ({"refine_method": "pose-mean-patch", "refine_steps": 100}, "pose-mean-patch trains nothing"),
-    ({"refine_strength": 0.5}, "set refine_method mean-patch or pose-mean-patch"),
+    ({"refine_strength": 0.5}, "set refine_method mean-patch, pose-mean-patch, landmark-patch"),
     ({"refine_method": "mean-patch", "refine_strength": 0.0}, r"must be in \(0, 4\]"),
     ({"refine_method": "pose-mean-patch", "refine_strength": 5.0}, r"must be in \(0, 4\]"),
 ])
@@ -94,3 +96,29 @@ def test_the_form_s_zero_strength_is_the_method_s_own_and_the_command_line_refus
     with pytest.raises(SystemExit):
         parser.parse_args(["loop", "--refine-strength", "0"])
     assert "--refine-strength: must be in (0, 4], got 0" in capsys.readouterr().err
+
+
+def test_a_landmarks_loop_refines_with_the_face_methods_and_refuses_what_they_do_not_take():
+    ctx = LoopConfig(task="landmarks", real="/faces", refine_method="real-context")
+    assert ctx.refines and ctx.to_dict()["refine_method"] == "real-context"
+    assert "refine_strength" not in ctx.to_dict()  # it takes none, so none is in its id
+    patch = LoopConfig(task="landmarks", real="/faces", refine_method="landmark-patch")
+    assert patch.to_dict()["refine_strength"] == 0.5
+    with pytest.raises(UsageError, match="real-context trains nothing"):
+        LoopConfig(task="landmarks", real="/faces", refine_method="real-context", refine_steps=10)
+    with pytest.raises(UsageError, match="refine_strength is the patches'"):
+        LoopConfig(task="landmarks", real="/faces", refine_method="real-context", refine_strength=1.0)
+
+
+def test_a_face_method_refines_from_round_1_with_the_previous_round_s_model(tmp_path, monkeypatch):
+    # (the request reads the batch's manifest only: an eye batch serves)
+    batch, request = round_request_on_a_batch(tmp_path, monkeypatch)
+    cfg = LoopConfig(task="landmarks", real="/faces", refine_method="real-context")
+    assert request(cfg, 0, str(batch)) is None  # round 0: no model yet to place the points
+    later = request(cfg, 1, str(batch), "/runs/round-0/last.pt")
+    assert later["method"] == "real-context" and later["landmarker"] == "/runs/round-0/last.pt"
+    assert later["real_indices"] == [3, 1] and later["strength"] is None and "steps" not in later
+    # the other methods never read a landmarker, so a round does not hand them one
+    plain = request(LoopConfig(task="landmarks", real="/faces", refine_method="mean-patch"), 1,
+                    str(batch), "/runs/round-0/last.pt")
+    assert "landmarker" not in plain and plain["method"] == "mean-patch"

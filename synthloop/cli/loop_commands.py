@@ -12,7 +12,7 @@ from synthloop.cli.common import EXIT_OK, positive_int, prefect_api, settings_wi
 from synthloop.cli.loop_summary import SummaryContext, next_steps, summary_lines
 from synthloop.loop.config import (
     LOOP_DEFAULTS,
-    LOOP_REFINE_METHOD_NAMES,
+    REFINE_METHOD_NAMES,
     ROUND_START_CHOICES,
     UPDATE_NAMES,
 )
@@ -169,16 +169,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lp.add_argument("--refine-steps", type=int, default=0,
                     help="refine each round's batch toward the analysis part's real images "
                          "(SimGAN) for this many refiner steps before training; 0 = no refinement")
-    lp.add_argument("--refine-method", choices=LOOP_REFINE_METHOD_NAMES, default="simgan",
+    lp.add_argument("--refine-method", choices=REFINE_METHOD_NAMES, default="simgan",
                     help="mean-patch: instead, move each round's batch by the analysis part's "
                          "mean image minus its own (seconds, no training; no --refine-steps); "
                          "pose-mean-patch: the same at each head pose of the real eyes (gaze; "
-                         "meta.csv's head_pose_P_deg)")
+                         "meta.csv's head_pose_P_deg); landmark-patch, real-context (landmarks): "
+                         "the mean patch in the face's own coordinates, or each synthetic face "
+                         "set into an analysis photograph aligned by the 68 points, the real "
+                         "faces' points placed by the previous round's model (round 0 trains "
+                         "on the rendered batch)")
     lp.add_argument("--refine-strength", type=_patch_strength,
-                    help="--refine-method mean-patch / pose-mean-patch: how far toward the "
-                         "analysis part's mean image (1: all the way; default "
+                    help="--refine-method mean-patch / pose-mean-patch / landmark-patch: how far "
+                         "toward the analysis part's mean image (1: all the way; default "
                          f"{POSE_MEAN_PATCH_STRENGTH:g} for pose-mean-patch, "
-                         f"{MEAN_PATCH_STRENGTH:g} for mean-patch)")
+                         f"{MEAN_PATCH_STRENGTH:g} for the others)")
     lp.add_argument("--mirror-eye", choices=["L", "R"],
                     help="gaze: mirror the real eyes of this side onto the other's, yaw negated "
                          "(meta.csv 'eye' column), for training, analysis and refinement; the "

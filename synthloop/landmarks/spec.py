@@ -80,6 +80,7 @@ class LandmarksSpec(TaskSpec):
     validation_metric = "real_nme_io_analysis"
     real_data_hint = "a folder of images with .pts files, e.g. LFPW train"
     label_transfer = True
+    places_points = True
 
     # ------------------------------------------------------------ distribution
 

@@ -10,7 +10,7 @@ from synthloop.errors import UsageError
 from synthloop.refine_methods import REFINE_METHODS, default_strength
 from synthloop.taskspec import TASK_NAMES, get_task
 
-__all__ = ["LOOP_DEFAULTS", "LOOP_REFINE_METHOD_NAMES", "REFINE_METHOD_NAMES",
+__all__ = ["LANDMARKER_METHODS", "LOOP_DEFAULTS", "REFINE_METHOD_NAMES",
            "ROUND_START_CHOICES", "ROUND_START_NAMES", "TRANSFER_FIT_NAMES", "UPDATE_NAMES",
            "LoopConfig", "resolve_round_start"]
 
@@ -38,13 +38,15 @@ ROUND_START_CHOICES = ("default", *ROUND_START_NAMES)
 #: written out so that reading a configuration does not import torch; a test keeps them equal)
 TRANSFER_FIT_NAMES = ("ridge", "mlp")
 
-#: how a batch may be refined (``synthloop.refine_methods`` imports no torch)
+#: how a batch may be refined (``synthloop.refine_methods`` imports no torch); a round's
+#: batch by every method: those that place the real faces' 68 points with a landmark model
+#: (``synthloop refine --landmarker``) use the previous round's model, so a loop's round 0
+#: trains on the rendered batch
 REFINE_METHOD_NAMES = tuple(REFINE_METHODS)
-#: ... and a round's batch: not by the methods that need a landmark model of the user's
-#: (``synthloop refine --landmarker``), which a round does not pass
-LOOP_REFINE_METHOD_NAMES = tuple(n for n, m in REFINE_METHODS.items() if "landmarker" not in m.reads)
-#: the loop's methods that fit a patch (nothing trained: no steps; a strength instead)
-_PATCH_METHODS = tuple(n for n in LOOP_REFINE_METHOD_NAMES if not REFINE_METHODS[n].trains)
+#: the methods that need a landmark model (tasks whose spec ``places_points``)
+LANDMARKER_METHODS = tuple(n for n, m in REFINE_METHODS.items() if "landmarker" in m.reads)
+#: the methods that take a strength (the patches)
+_STRENGTH_METHODS = tuple(n for n, m in REFINE_METHODS.items() if m.strength is not None)
 
 
 def resolve_round_start(task: str, choice: str) -> str:
@@ -119,22 +121,23 @@ class LoopConfig:
                              f"{', '.join(TRANSFER_FIT_NAMES)}")
         if self.refine_steps is not None and self.refine_steps < 1:
             raise UsageError(f"refine_steps must be positive (or None), got {self.refine_steps}")
-        if self.refine_method not in (None, *LOOP_REFINE_METHOD_NAMES):
-            why = (" (it needs a landmark model, which the loop does not pass: refine a batch "
-                   "with `synthloop refine --landmarker`)" if self.refine_method in REFINE_METHOD_NAMES
-                   else "")
+        if self.refine_method not in (None, *REFINE_METHOD_NAMES):
             raise UsageError(f"refine_method {self.refine_method!r}: choose from "
-                             f"{', '.join(LOOP_REFINE_METHOD_NAMES)}{why}")
+                             f"{', '.join(REFINE_METHOD_NAMES)}")
+        if self.refine_method in LANDMARKER_METHODS and not spec.places_points:
+            raise UsageError(f"refine_method {self.refine_method} aligns faces by their 68 points: "
+                             f"it refines landmarks loops, not the {self.task} loop")
         if self.refine_method == "simgan":  # one spelling per loop: the id depends on it
             if self.refine_steps is None:
                 raise UsageError("refine_method simgan needs refine_steps (the refiner's steps)")
             object.__setattr__(self, "refine_method", None)
-        patch = self.refine_method in _PATCH_METHODS
-        if patch and self.refine_steps is not None:
+        fitted = self.refine_method is not None and not REFINE_METHODS[self.refine_method].trains
+        if fitted and self.refine_steps is not None:
             raise UsageError(f"{self.refine_method} trains nothing: leave refine_steps unset")
+        patch = self.refine_method in _STRENGTH_METHODS
         if not patch and self.refine_strength is not None:
-            raise UsageError("refine_strength is the mean patches': set refine_method "
-                             + " or ".join(_PATCH_METHODS))
+            raise UsageError("refine_strength is the patches': set refine_method "
+                             + ", ".join(_STRENGTH_METHODS))
         if patch:
             strength = default_strength(self.refine_method, self.refine_strength)
             if not 0.0 < strength <= 4.0:

@@ -92,3 +92,33 @@ def test_landmarks_loop_needs_real_faces():
 
     with pytest.raises(ValueError, match="needs labeled real data .*.pts files"):
         LoopParams(task="landmarks").config()
+
+
+@pytest.mark.slow  # a whole two-round landmarks loop
+def test_landmarks_loop_sets_round_1_faces_into_photographs_placed_by_round_0_s_model(
+        prefect_harness, builtin_faces, real_faces):
+    from catalog import Catalog
+    from flows.feedback_loop import LoopParams, feedback_loop
+    from synth.shards import BatchReader
+    from synthloop.loop.real import load_real
+    from synthloop.settings import get_settings
+
+    # round 0's model must find the faces it places the photographs by: more steps than TINY
+    params = LoopParams(task="landmarks", real=str(real_faces), seed=0, refine_method="real-context",
+                        **{**TINY, "steps_per_round": 60})
+    state = feedback_loop(params, return_state=True)
+    assert state.is_completed(), state.message
+    res = state.result()
+    cat = Catalog(get_settings().catalog)
+    first, second = (BatchReader(cat.get_batch(r["batch_id"])["path"]) for r in res["rounds"])
+    assert "parent" not in first.manifest  # round 0: no model yet to place the real points
+    assert second.status.status == "accepted"
+    refiner = second.manifest["refiner"]
+    round0 = cat.get_training_run(f"{res['loop_id']}-r0")["checkpoint"]
+    assert refiner["config"] == {"method": "real-context", "landmarker": round0}
+    assert refiner["real_n"] == len(load_real(params.config()).analysis)  # never the held-out part
+    parent = BatchReader(second.manifest["parent"]["path"])
+    points = "landmarks/points68.npy"
+    assert (np.load(second.path / points) == np.load(parent.path / points)).all()
+    # (a 60-step model misplaces the photographs' points too far for any to fit a face's
+    # shape, so the pixels stay: tests/models/test_real_context.py checks the setting in)
