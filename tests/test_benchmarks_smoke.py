@@ -314,6 +314,17 @@ def test_refine_faces_benchmark_with_the_real_context(tmp_path):
     assert "refused" in out and {r["arm"] for r in res["rows"]} == {"unrefined"}
 
 
+def test_preparing_a_refined_face_batch_runs_the_product_s_steps_and_names_a_refusal(tmp_path):
+    _needs_lfpw()
+    out = tmp_path / "prep"
+    r = _call("benchmarks.prepare_refined_faces", "--quick", "--out", str(out), tmp_path=tmp_path,
+              SYNTHLOOP_HOME=str(tmp_path / "home"))
+    # the 4-step landmarker puts every photograph's points on one spot: refused, named
+    assert r.returncode == 1 and "not refined:" in r.stderr and "span no face" in r.stderr
+    assert (out / "synthetic" / "manifest.json").is_file() and (out / "landmarker").is_dir()
+    assert not (out / "refined-real-context").exists()  # nothing half-written
+
+
 def test_refine_gaze_benchmark(tmp_path):
     from tests.test_loop_real import _eyes
 
