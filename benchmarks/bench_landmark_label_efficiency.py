@@ -317,6 +317,16 @@ def lfpw_split(real: str, model: str, quick: bool):
     return settings, size, train_set, test_set
 
 
+def lfpw_train_indices(real: str, quick: bool = False):
+    """The folder indices of the split's training faces (as :func:`lfpw_split` splits), for
+    requests that name real images by index, e.g. a refiner's (the test faces never reach it)."""
+    from realdata.landmarks import read_landmark_folder
+    from realdata.splits import LFPW_N_TEST, holdout_split
+
+    n_folder = len(read_landmark_folder(real))
+    return holdout_split(n_folder, 8 if quick else LFPW_N_TEST, 0)[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[25, 100, 645])

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_landmark_label_efficiency import LFPW, Bench, lfpw_split
+from benchmarks.bench_landmark_label_efficiency import LFPW, Bench, lfpw_split, lfpw_train_indices
 from benchmarks.common import machine, print_table, results_dir, save
 from models.landmark_recipe import EMA_DECAY
 from synthloop.loop.config import REFINE_METHOD_NAMES, TRANSFER_FIT_NAMES
@@ -126,13 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(int(os.environ.get("SYNTHLOOP_BENCH_THREADS", "1")))
-    from realdata.landmarks import read_landmark_folder
     from realdata.real_faces import load_real_faces
-    from realdata.splits import holdout_split
 
     settings, size, train_set, test_set = lfpw_split(a.real, a.model, a.quick)
-    n_folder = len(read_landmark_folder(a.real))
-    real_train, _ = holdout_split(n_folder, n_folder - len(train_set), 0)  # the same split
+    real_train = lfpw_train_indices(a.real, a.quick)
     if a.quick:
         train_set, real_train = train_set.subset(list(range(16))), real_train[:16]
     faces = (load_real_faces(train_set, size), load_real_faces(test_set, size))

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.bench_landmark_label_efficiency import LFPW
+from benchmarks.bench_landmark_label_efficiency import LFPW, lfpw_train_indices
 from benchmarks.common import machine, print_table, save
 
 ALIGNED_METHODS = ("real-context", "landmark-patch")
@@ -62,15 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if not landmarker.exists():
         _synthloop("train", "--task", "landmarks", "--method", "source_only", "--source", str(batch),
                    "--steps", str(a.landmarker_steps), "--seed", "0", "--out", str(landmarker))
-    from realdata.landmarks import read_landmark_folder
-    from realdata.splits import LFPW_N_TEST, holdout_split, split_face_folder
     from synthloop.errors import UsageError
     from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
     from synthloop.settings import get_settings
 
-    train_set, _ = split_face_folder(a.real, n_test=LFPW_N_TEST, seed=0)
-    n_folder = len(read_landmark_folder(a.real))
-    real_train, _ = holdout_split(n_folder, n_folder - len(train_set), 0)  # the benchmark's split
+    real_train = lfpw_train_indices(a.real)
     if not (refined / "manifest.json").is_file():
         try:
             made = write_refined_batch(get_settings(), RefineRequest(

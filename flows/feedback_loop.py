@@ -21,7 +21,6 @@ from flows.forms import EmptyDict, EmptyText, EyeSide, ZeroInt, eye_side
 from models.names import METHODS
 from synthloop.errors import BatchRejected
 from synthloop.loop.config import (
-    LANDMARKER_METHODS,
     LOOP_DEFAULTS,
     REFINE_METHOD_NAMES,
     ROUND_START_CHOICES,
@@ -228,10 +227,9 @@ def _refined_batch(cfg: LoopConfig, lid: str, k: int, batch: dict, landmarker: s
     landmark model (``landmarker``: the previous round's)."""
     request = round_refine_request(cfg, k, batch["batch_dir"], landmarker)
     if request is None:
-        if cfg.refine_method in LANDMARKER_METHODS and landmarker is None:
-            get_run_logger().info("round %d trains on the rendered batch: %s places the real "
-                                  "faces' points with the previous round's model", k,
-                                  cfg.refine_method)
+        return batch
+    if "rendered" in request:
+        get_run_logger().info(request["rendered"])
         return batch
     if "ready" in request:
         return {**record_batch(lid, k, request["ready"]), "batch_dir": request["ready"]}

@@ -167,10 +167,11 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str,
     """What refining round ``k``'s batch takes (toward the analysis part of the real data,
     never the held-out part): a request for :func:`tasks.refining.write_refined`;
     ``{"ready": folder}`` when an accepted refined child of this batch is already there (a
-    resumed round); None when ``batch_dir`` already is the refined batch, or when the
-    method aligns faces by a landmark model's points and there is none yet (round 0:
-    ``landmarker`` is the previous round's model). A quarantined earlier attempt is kept:
-    the next folder name is used."""
+    resumed round); None when ``batch_dir`` already is the refined batch; ``{"rendered":
+    why}`` when the round trains on its rendered batch because the method aligns faces by
+    a landmark model's points and there is none yet (round 0: ``landmarker`` is the
+    previous round's model). A quarantined earlier attempt is kept: the next folder name
+    is used."""
     from pathlib import Path
 
     from synth.shards import BatchReader
@@ -178,9 +179,12 @@ def round_refine_request(cfg: LoopConfig, k: int, batch_dir: str,
     from synthloop.loop.rounds import round_seed
 
     parent = BatchReader(batch_dir, verify=False)
-    needs_landmarker = cfg.refine_method in LANDMARKER_METHODS
-    if "parent" in parent.manifest or (needs_landmarker and landmarker is None):
+    if "parent" in parent.manifest:
         return None
+    needs_landmarker = cfg.refine_method in LANDMARKER_METHODS
+    if needs_landmarker and landmarker is None:
+        return {"rendered": f"round {k} trains on the rendered batch: {cfg.refine_method} "
+                            "places the real faces' points with the previous round's model"}
     out, n = f"{batch_dir}-refined", 1
     while Path(out).exists():
         try:

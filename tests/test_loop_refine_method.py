@@ -114,7 +114,9 @@ def test_a_face_method_refines_from_round_1_with_the_previous_round_s_model(tmp_
     # (the request reads the batch's manifest only: an eye batch serves)
     batch, request = round_request_on_a_batch(tmp_path, monkeypatch)
     cfg = LoopConfig(task="landmarks", real="/faces", refine_method="real-context")
-    assert request(cfg, 0, str(batch)) is None  # round 0: no model yet to place the points
+    first = request(cfg, 0, str(batch))  # round 0: no model yet to place the points
+    assert first == {"rendered": "round 0 trains on the rendered batch: real-context places the "
+                                 "real faces' points with the previous round's model"}
     later = request(cfg, 1, str(batch), "/runs/round-0/last.pt")
     assert later["method"] == "real-context" and later["landmarker"] == "/runs/round-0/last.pt"
     assert later["real_indices"] == [3, 1] and later["strength"] is None and "steps" not in later
