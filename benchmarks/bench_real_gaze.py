@@ -28,7 +28,8 @@ subjects' eyes labeled with an earlier arm's predictions (``--teacher``, default
 half and half, like ``syn+real_all`` with pseudo-labels. A label-free teacher labels with
 its seed-ensemble mean (no real label is read); a few-label teacher (``--teacher
 syn+real_1``) with the same seed's model, its labeled people keeping their true labels
-(the student sees the same k people). ``--ensemble`` also scores the mean of each arm's
+(the student sees the same k people); ``selftrain+real_<k>`` keeps k people's true labels
+beside a label-free teacher's pseudo-labels for the rest. ``--ensemble`` also scores the mean of each arm's
 per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance;
 ``--ensemble-size K`` averages each K consecutive seeds instead (several ensembles).
 ``--ensemble-arms`` scores, per seed, the mean of every trained arm's predictions
@@ -216,8 +217,8 @@ def _plot_mean_patch(synthetic, refined, real, refiner, path: Path) -> None:
 
 
 def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds: dict):
-    if arm == "selftrain":
-        return _self_train(seed, eyes, analysis, a, work, preds)
+    if arm.partition("+")[0] == "selftrain":
+        return _self_train(arm, seed, eyes, analysis, a, work, preds)
     head = arm.partition("+")[0]
     method = head if head in DA_ARMS else "source_only"
     real_k = _labeled_k(arm)
@@ -247,16 +248,18 @@ def _start(arm: str, seed: int, a, work: Path, info: dict) -> dict:
             "init": work / f"{a.init_from}-s{seed}" / "last.pt"}
 
 
-def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
+def _self_train(arm: str, seed: int, eyes, analysis, a, work: Path, preds: dict):
     """The student of ``selftrain``: synthetic eyes beside the analysis eyes labeled by the
     teacher arm. A label-free teacher labels them with its seed-ensemble mean; a teacher
     that saw k labeled people (``syn+real_1``) with this seed's model only, since its other
-    seeds saw other people, and those k people keep their true labels."""
+    seeds saw other people, and those k people keep their true labels. The student
+    ``selftrain+real_<k>`` keeps k people's true labels under a label-free teacher."""
     import numpy as np
 
     teacher = preds[a.teacher]  # main() checked that the teacher arm runs first
-    real_k = _labeled_k(a.teacher)
-    if real_k is None:
+    teacher_k = _labeled_k(a.teacher)
+    real_k = _labeled_k(arm) or teacher_k
+    if teacher_k is None:
         pseudo, used = np.mean(list(teacher.values()), axis=0), sorted(teacher)
     else:
         pseudo, used = teacher[seed].copy(), [seed]
@@ -269,10 +272,10 @@ def _self_train(seed: int, eyes, analysis, a, work: Path, preds: dict):
     parts = [_synthetic_for(a, seed, eyes, analysis),
              (eyes.images[analysis], pseudo[analysis])]
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method="source_only",
-                                              seed=seed, out=work / f"selftrain-s{seed}",
+                                              seed=seed, out=work / f"{arm}-s{seed}",
                                               mirror=a.mirror, second_share=a.real_share,
                                               ema=a.ema, tta_shift=a.tta_shift,
-                                              **_start("selftrain", seed, a, work, info))
+                                              **_start(arm, seed, a, work, info))
     return pred, info
 
 
@@ -460,8 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.ensemble_size is not None and not (a.ensemble and 2 <= a.ensemble_size <= len(a.seeds)):
         ap.error(f"--ensemble-size {a.ensemble_size}: needs --ensemble and 2 to {len(a.seeds)} "
                  "(the number of --seeds)")
-    if "selftrain" in a.arms and a.teacher not in a.arms[:a.arms.index("selftrain")]:
+    students = [i for i, arm in enumerate(a.arms) if arm.partition("+")[0] == "selftrain"]
+    if students and a.teacher not in a.arms[:students[0]]:
         ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
+    for i in students:
+        k, teacher_k = _labeled_k(a.arms[i]), _labeled_k(a.teacher)
+        if k is not None and teacher_k not in (None, k):
+            ap.error(f"{a.arms[i]}: its teacher {a.teacher!r} saw {teacher_k} labeled people, "
+                     f"the student {k}")
     if a.init_from and [x for x in a.arms if x != "constant"][:1] != [a.init_from]:
         ap.error(f"--init-from {a.init_from!r}: must be the first trained arm of --arms")
     if a.refine != "none":

@@ -34,9 +34,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -294,14 +291,14 @@ def write_simulated_target(out_dir: str | Path, n: int, seed: int, labeled: bool
     """
     from PIL import Image
 
+    from realdata.eye_folder_writer import staged_folder
+
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # before rendering
         raise FileExistsError(f"{out} exists and is not an empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
     images, scenes, dist = _render(n, seed, label_shift, version)
     labels = np.stack([scenes[k] for k in ("gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw")], 1)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged_folder(out) as tmp:
         (tmp / "images").mkdir()
         width = max(6, len(str(n - 1)))
         names = [f"images/{i:0{width}d}.png" for i in range(n)]
@@ -319,13 +316,6 @@ def write_simulated_target(out_dir: str | Path, n: int, seed: int, labeled: bool
                     wr.writerow([name, *(repr(float(v)) for v in row)])
         (tmp / "distribution.json").write_text(dist.dumps() + "\n", encoding="utf-8")
         (tmp / SIMULATION_NOTE).write_text(_simulation_note(dist, n, seed, labeled, version), encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

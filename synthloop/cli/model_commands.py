@@ -1,4 +1,4 @@
-"""Commands on models: train, evaluate, tune."""
+"""Commands on models: train, evaluate, tune, pseudo-label."""
 
 from __future__ import annotations
 
@@ -53,6 +53,21 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(json.dumps(res, default=str))
     else:
         print("\n".join(spec.evaluation_lines(res)))
+    return EXIT_OK
+
+
+def cmd_pseudo_label(a: argparse.Namespace) -> int:
+    from synthloop.gaze.pseudo_label import pseudo_label_eyes
+
+    res = pseudo_label_eyes(a.model, a.data, a.out, tta_shift=a.tta_shift, log=log)
+    if a.json:
+        print(json.dumps(res), flush=True)
+        return EXIT_OK
+    print(f"wrote {res['n']} pseudo-labeled eyes to {res['out']} (labels: the mean of "
+          f"{len(res['teachers'])} model(s); teachers {res['teacher_spread_deg_mean']:.2f} deg "
+          "from their mean on average)")
+    print(f"train one model on them: synthloop train --method source_only --target {a.data} "
+          f"--real-labeled {res['out']} ...")
     return EXIT_OK
 
 
@@ -125,6 +140,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                      "a CPU a refined batch (--source) trains faster")
     t.add_argument("--no-register", action="store_true", help="do not log/register the model")
     t.set_defaults(func=cmd_train)
+
+    pl = sub.add_parser("pseudo-label", help="label unlabeled real eyes with the mean answer of "
+                        "trained gaze models, for a student to train on (--real-labeled)")
+    pl.add_argument("--model", action="append", required=True,
+                    help="a teacher: checkpoint folder/file or models:/name@alias; repeat it "
+                         "(five seeds of one recipe: docs/gaze.md)")
+    pl.add_argument("--data", required=True, help="the eyes to label: a folder with manifest.csv "
+                    "(or labels.csv, whose labels are ignored) and its meta.csv")
+    pl.add_argument("--out", required=True, help="new folder for the labeled eyes (labels.csv, "
+                    "meta.csv, PSEUDO_LABELS.json)")
+    pl.add_argument("--tta-shift", type=at_least(0), default=2, metavar="PX",
+                    help="each answer averaged over the patch shifted by up to PX px per axis "
+                         "(as `evaluate --tta-shift`)")
+    pl.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    pl.set_defaults(func=cmd_pseudo_label)
 
     tu = sub.add_parser("tune", help="tune gaze training hyper-parameters with Optuna (one MLflow "
                         "run per trial under a study run; resumable)")

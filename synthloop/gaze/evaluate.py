@@ -11,7 +11,7 @@ import numpy as np
 from synthloop.gaze.source import load_target
 
 __all__ = ["evaluate_gaze_model", "load_gaze_model", "load_gaze_model_and_side", "predict_eyes",
-           "serving_predictor", "slice_variables"]
+           "predict_in_data_frame", "serving_predictor", "slice_variables"]
 
 
 def load_gaze_model(ref: str):
@@ -75,6 +75,19 @@ def predict_eyes(net, images: np.ndarray, tta_shift: int = 0):
     return pitchyaw.numpy(), out.features.numpy(), [out.pitch_logits, out.yaw_logits]
 
 
+def predict_in_data_frame(net, side: str | None, eyes, tta_shift: int = 0):
+    """:func:`predict_eyes` on real ``eyes`` (:class:`realdata.eyes.EyeImages`) for a model
+    whose training mirrored the eyes of ``side`` onto the other's (None: none): it is shown
+    them the same way, and its pitch and yaw come back in the data's own frame."""
+    if side is None:
+        return predict_eyes(net, eyes.images, tta_shift)
+    from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
+
+    mask = mirrored_mask(eyes, side)
+    pred, feats, logits = predict_eyes(net, mirror_side(eyes, side).images, tta_shift)
+    return unmirror_pitchyaw(pred, mask), feats, logits
+
+
 def slice_variables(eyes) -> dict[str, np.ndarray]:
     """What labeled eyes can be sliced by besides their gaze: head pose (labels.csv, in
     degrees) and the numeric columns of their meta.csv."""
@@ -99,14 +112,7 @@ def evaluate_gaze_model(model_ref: str, data: str, *, tta_shift: int = 0, refere
 
     net, side = load_gaze_model_and_side(model_ref)
     ds = load_target(data)
-    if side is None:
-        pred, feats, logits = predict_eyes(net, ds.images, tta_shift)
-    else:  # the model saw this side mirrored: show it the same, score in the data's frame
-        from realdata.eye_side import mirror_side, mirrored_mask, unmirror_pitchyaw
-
-        mask = mirrored_mask(ds, side)
-        pred, feats, logits = predict_eyes(net, mirror_side(ds, side).images, tta_shift)
-        pred = unmirror_pitchyaw(pred, mask)
+    pred, feats, logits = predict_in_data_frame(net, side, ds, tta_shift)
     out: dict[str, Any] = {"model": model_ref, "data": str(Path(data).resolve()), "n": len(ds.images),
                            "data_kind": "simulated" if is_simulated(data) else "real",
                            **({"mirror_eye": side} if side else {}),
