@@ -1,5 +1,6 @@
-"""Flows: train a gaze model (DA method of choice) and evaluate a model, with typed
-parameters that the Prefect dashboard renders as forms."""
+"""Flows: train a gaze model (DA method of choice), label real eyes with trained models'
+answers, and evaluate a model, with typed parameters that the Prefect dashboard renders as
+forms."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from flows.forms import EmptyText
 from models.names import METHODS
-from tasks.training import evaluate_gaze_task, train_gaze_task
+from tasks.training import evaluate_gaze_task, pseudo_label_task, train_gaze_task
 
 
 class TrainParams(BaseModel):
@@ -50,13 +51,48 @@ class TrainParams(BaseModel):
                        description="Decay of a moving average of the weights, which is then what "
                        "is scored, saved and registered (0: off; 0.99 averages about the last "
                        "hundred steps).")
+    real_labeled: EmptyText = Field("", title="Labeled real eyes folder",
+                                    description="Labeled real eyes (labels.csv, meta.csv naming "
+                                    "the people) trained on beside the synthetic ones, or eyes "
+                                    "labeled by the Pseudo-label gaze flow. Leave empty for none.")
+    real_fraction: float = Field(0.5, gt=0.0, lt=1.0, title="Real share of each batch",
+                                 description="Share of each batch taken from the labeled real "
+                                 "eyes (0.125 did best with a single labeled person).")
+    mirror_eye: Literal["", "L", "R"] = Field(
+        "", title="Mirror one eye side", description="Mirror the real eyes of this side onto the "
+        "other's, yaw negated (meta.csv eye column); empty: no mirroring.")
 
 
 @flow(name="train-gaze", log_prints=True)
 def train_gaze(params: TrainParams) -> dict:
     return train_gaze_task(params.method, params.target, params.steps, params.seed, params.out,
                             params.source or None, params.n_source, params.batch_size, params.trade_off,
-                            params.device, params.ema or None)
+                            params.device, params.ema or None, params.real_labeled or None,
+                            params.real_fraction, params.mirror_eye or None)
+
+
+class PseudoLabelParams(BaseModel):
+    """Label unlabeled real eyes with the mean answer of a few trained gaze models (three to
+    five seeds of one recipe), then train one model on them with Train gaze's labeled real
+    eyes: it scores as well as the models' average. Seconds for a few thousand eyes."""
+
+    models: list[str] = Field(..., min_length=1, title="Teacher models",
+                              description="Registered models (models:/synthloop-gaze/3 is version "
+                              "3) or checkpoint folders; their answers are averaged.")
+    data: str = Field(..., title="Eyes to label",
+                      description="A folder with manifest.csv (or labels.csv, whose labels are not "
+                      "used) and meta.csv naming the people.")
+    out: str = Field(..., title="Output folder",
+                     description="A new folder for the labeled eyes, on the worker's machine; an "
+                     "existing folder with files in it is refused.")
+    tta_shift: int = Field(2, ge=0, le=4, title="Shift averaging (px)",
+                           description="Average each answer over the eye patch shifted by up to "
+                           "this many pixels per axis (0: off; 2 runs 25 passes).")
+
+
+@flow(name="pseudo-label-gaze", log_prints=True)
+def pseudo_label_gaze(params: PseudoLabelParams) -> dict:
+    return pseudo_label_task(params.models, params.data, params.out, params.tta_shift)
 
 
 class EvaluateParams(BaseModel):

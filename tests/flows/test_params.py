@@ -33,9 +33,10 @@ def test_flow_signatures_expose_the_models_to_prefect():
 
     from flows.feedback_loop import feedback_loop
     from flows.generate_batch import generate_batch, validate_existing_batch
-    from flows.train_gaze import evaluate_gaze, train_gaze
+    from flows.train_gaze import evaluate_gaze, pseudo_label_gaze, train_gaze
 
     for flow, name in ((generate_batch, "GenerateParams"), (train_gaze, "TrainParams"),
+                       (pseudo_label_gaze, "PseudoLabelParams"),
                        (evaluate_gaze, "EvaluateParams"), (feedback_loop, "LoopParams"),
                        (validate_existing_batch, "ValidateParams")):
         schema = parameter_schema(flow.fn).model_dump_for_openapi()
@@ -71,7 +72,8 @@ def test_every_deployment_points_at_a_flow_and_the_loop_runs_nightly():
         module = path.removesuffix(".py").replace("/", ".")
         names[dep["name"]] = getattr(importlib.import_module(module), func)
     flows = {f.name for f in names.values()}
-    assert {"generate-batch", "validate-batch", "train-gaze", "evaluate-gaze", "feedback-loop"} <= flows
+    assert {"generate-batch", "validate-batch", "train-gaze", "evaluate-gaze", "feedback-loop",
+            "pseudo-label-gaze"} <= flows
     loop = next(d for d in spec["deployments"] if d["name"] == "feedback-loop-gaze")
     assert loop["schedules"][0]["cron"] == "0 2 * * *"
     assert {d["work_pool"]["name"] for d in spec["deployments"]} == {"cpu", "gpu"}
