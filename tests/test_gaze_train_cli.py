@@ -104,3 +104,24 @@ def test_evaluate_bad_model_path_is_one_line(trained, tmp_path):
     env, home, tgt, ckpt, lines = trained
     r = run("evaluate", "--model", str(tmp_path / "nope"), "--data", str(tgt), env=env)
     assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pseudo_labels_from_the_registry_match_the_checkpoint(trained, tmp_path):
+    env, home, tgt, ckpt, lines = trained
+    from realdata.eyes import read_eye_folder
+
+    labels = {}
+    for name, model in (("ckpt", str(ckpt)), ("registry", "models:/synthloop-gaze@champion")):
+        r = run("pseudo-label", "--model", model, "--data", str(tgt), "--out",
+                str(tmp_path / name), "--tta-shift", "0", "--json", env=env)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1])["teachers"] == [
+            model if name == "registry" else str(ckpt.resolve())]
+        labels[name] = read_eye_folder(tmp_path / name).pitchyaw
+    assert (labels["ckpt"] == labels["registry"]).all()
+    # a home with no store has nothing registered to label with
+    r = run("pseudo-label", "--model", "models:/synthloop-gaze@champion", "--data", str(tgt),
+            "--out", str(tmp_path / "none"),
+            env={**env, "SYNTHLOOP_HOME": str(tmp_path / "empty-home")})
+    assert r.returncode == 2 and "no MLflow store" in r.stderr
+    assert not (tmp_path / "none").exists()

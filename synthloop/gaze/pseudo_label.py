@@ -26,12 +26,6 @@ PSEUDO_NOTE = "PSEUDO_LABELS.json"
 SPREAD_COLUMN = "teacher_spread_deg"
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from analysis.gaze_eval import angular_errors_deg
-
-    return angular_errors_deg(a, b)
-
-
 def pseudo_label_eyes(models: list[str], data: str, out: str, *, tta_shift: int = 0,
                       log=print) -> dict[str, Any]:
     """Label the eyes of ``data`` (manifest.csv or labels.csv, whose labels are ignored;
@@ -41,6 +35,7 @@ def pseudo_label_eyes(models: list[str], data: str, out: str, *, tta_shift: int 
     folder ``out`` (atomically) with :data:`PSEUDO_NOTE`. Returns that note."""
     import dataclasses
 
+    from analysis.gaze_eval import angular_errors_deg
     from realdata.eye_folder_writer import write_eye_folder
     from synthloop.gaze.evaluate import load_gaze_model_and_side, predict_in_data_frame
     from synthloop.gaze.source import load_target
@@ -61,7 +56,7 @@ def pseudo_label_eyes(models: list[str], data: str, out: str, *, tta_shift: int 
         log(f"teacher {i}/{len(models)}: {ref}: mean pitch {np.degrees(pred[:, 0].mean()):+.1f}, "
             f"yaw {np.degrees(pred[:, 1].mean()):+.1f} deg over {len(eyes)} eyes")
     mean = np.mean(answers, axis=0)
-    spread = np.mean([_angle_deg(a, mean) for a in answers], axis=0)
+    spread = np.mean([angular_errors_deg(a, mean) for a in answers], axis=0)
     meta = {**eyes.meta, SPREAD_COLUMN: spread} if len(models) > 1 else dict(eyes.meta)
     labeled = dataclasses.replace(eyes, pitchyaw=mean.astype(np.float32), meta=meta)
     note = {
