@@ -57,7 +57,8 @@ class TrainParams(BaseModel):
                                     "labeled by the Pseudo-label gaze flow. Leave empty for none.")
     real_fraction: float = Field(0.5, gt=0.0, lt=1.0, title="Real share of each batch",
                                  description="Share of each batch taken from the labeled real "
-                                 "eyes (0.125 did best with a single labeled person).")
+                                 "eyes (0.125 did best with a single labeled person, 0.75 with "
+                                 "pseudo-labeled eyes).")
     mirror_eye: Literal["", "L", "R"] = Field(
         "", title="Mirror one eye side", description="Mirror the real eyes of this side onto the "
         "other's, yaw negated (meta.csv eye column); empty: no mirroring.")

@@ -123,7 +123,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="gaze: use only this many people of --real-labeled (meta.csv subject)")
     t.add_argument("--real-fraction", type=at_least(0.0, float),
                    help="share of each batch taken from --real-labeled (default 0.5; with one "
-                        "labeled person 0.125 did better on held-out people, docs/gaze.md); "
+                        "labeled person 0.125 did better on held-out people, with eyes from "
+                        "`pseudo-label` 0.75: docs/gaze.md); "
                         "landmarks: 0 fits only the label transfer")
     t.add_argument("--mirror-eye", choices=["L", "R"],
                    help="gaze: mirror the real eyes of this side (meta.csv eye column) onto the "
