@@ -269,8 +269,12 @@ def _self_train(arm: str, seed: int, eyes, analysis, a, work: Path, preds: dict)
         idx, info["labeled_subjects"] = _labeled_subjects(eyes, analysis, real_k, seed,
                                                           a.rotate_people)
         pseudo[idx] = eyes.pitchyaw[idx]
+    real_idx = np.asarray(analysis)
+    if real_k is not None and a.labeled_repeat > 1:  # the labeled people's eyes drawn more often
+        real_idx = np.concatenate([real_idx, *[idx] * (a.labeled_repeat - 1)])
+        info["labeled_repeat"] = a.labeled_repeat
     parts = [_synthetic_for(a, seed, eyes, analysis),
-             (eyes.images[analysis], pseudo[analysis])]
+             (eyes.images[real_idx], pseudo[real_idx])]
     pred, info["train_s"] = train_and_predict(parts, eyes, analysis, method="source_only",
                                               seed=seed, out=work / f"{arm}-s{seed}",
                                               mirror=a.mirror, second_share=a.real_share,
@@ -411,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(and pseudo-labeled in selftrain)")
     ap.add_argument("--teacher", default="source_only",
                     help="the arm whose predictions label the analysis eyes for selftrain")
+    ap.add_argument("--labeled-repeat", type=int, default=1, metavar="R",
+                    help="selftrain with labeled people: their eyes appear R times among the "
+                         "pseudo-labeled ones (drawn R times as often)")
     ap.add_argument("--trade-off", type=float, default=1.0,
                     help="weight of the DA arms' transfer loss (TrainConfig.trade_off)")
     ap.add_argument("--init-from", metavar="ARM",
@@ -458,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if not 1 / 64 <= a.real_share <= 63 / 64:
         ap.error(f"--real-share {a.real_share}: needs at least one eye of each kind in a batch of 64")
+    if a.labeled_repeat < 1:
+        ap.error(f"--labeled-repeat {a.labeled_repeat}: at least 1")
     if a.tta_shift < 0 or (a.ema is not None and not 0 < a.ema < 1):
         ap.error(f"--tta-shift {a.tta_shift} / --ema {a.ema}: a shift >= 0 px, a decay in (0, 1)")
     if a.ensemble_size is not None and not (a.ensemble and 2 <= a.ensemble_size <= len(a.seeds)):

@@ -26,7 +26,7 @@ def _setup(monkeypatch):
     monkeypatch.setattr(bench, "_synthetic_for", lambda *a: ("synthetic", None))
     teacher = {0: rng.normal(size=(16, 2)), 1: rng.normal(size=(16, 2))}
     a = SimpleNamespace(teacher="dann", rotate_people=True, mirror=0.0, real_share=0.5, ema=None,
-                        tta_shift=0, init_from=None, steps=10)
+                        tta_shift=0, init_from=None, steps=10, labeled_repeat=1)
     return eyes, analysis, teacher, a, taught
 
 
@@ -50,6 +50,15 @@ def test_the_labeled_people_keep_their_true_labels(monkeypatch, tmp_path):
     mean = ((teacher[0] + teacher[1]) / 2)[analysis]
     np.testing.assert_allclose(labels[~person], mean[~person], rtol=1e-6)
     assert taught["out"].name == "selftrain+real_1-s1"
+    a.labeled_repeat = 3  # the person's eyes twice more after every analysis eye
+    _, info = bench._self_train("selftrain+real_1", 1, eyes, analysis, a, tmp_path,
+                                {"dann": teacher})
+    images, labels = taught["parts"][1]
+    assert len(images) == len(analysis) + 2 * person.sum() and info["labeled_repeat"] == 3
+    np.testing.assert_array_equal(images[len(analysis):], np.tile(eyes.images[analysis][person],
+                                                                  (2, 1, 1)))
+    np.testing.assert_array_equal(labels[len(analysis):], np.tile(eyes.pitchyaw[analysis][person],
+                                                                  (2, 1)))
 
 
 def test_a_student_cannot_keep_other_people_than_its_few_label_teacher(capsys):
