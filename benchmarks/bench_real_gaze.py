@@ -480,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         if k is not None and teacher_k not in (None, k):
             ap.error(f"{a.arms[i]}: its teacher {a.teacher!r} saw {teacher_k} labeled people, "
                      f"the student {k}")
+    if a.labeled_repeat > 1 and not any(_labeled_k(a.arms[i]) or _labeled_k(a.teacher)
+                                        for i in students):
+        ap.error(f"--labeled-repeat {a.labeled_repeat}: no selftrain arm keeps labeled people")
     if a.init_from and [x for x in a.arms if x != "constant"][:1] != [a.init_from]:
         ap.error(f"--init-from {a.init_from!r}: must be the first trained arm of --arms")
     if a.refine != "none":

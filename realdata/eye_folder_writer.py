@@ -27,21 +27,29 @@ from realdata.eyes import (
     EyeImages,
 )
 
-__all__ = ["SOURCE_COLUMN", "staged_folder", "write_eye_folder"]
+__all__ = ["SOURCE_COLUMN", "check_new_folder", "staged_folder", "write_eye_folder"]
 
 #: meta.csv column naming where each patch came from (text: a reader keeps it out of the
 #: numeric slicing columns).
 SOURCE_COLUMN = "source_image"
 
 
-@contextlib.contextmanager
-def staged_folder(out: str | Path) -> Iterator[Path]:
-    """A temporary folder beside ``out`` to write into; renamed to ``out`` when the block
-    ends without an error, removed when it raises. ``out`` must not exist yet (or be an
-    empty folder, which is replaced): :class:`FileExistsError` otherwise."""
+def check_new_folder(out: str | Path) -> Path:
+    """``out`` as a Path, when it can become a new folder: it does not exist or is an empty
+    folder; :class:`FileExistsError` otherwise. Callers with work to do before writing
+    check first, so that nothing is computed for a folder that would be refused."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder")
+    return out
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write into; renamed to ``out`` when the block
+    ends without an error, removed when it raises. ``out`` must be able to become a new
+    folder (:func:`check_new_folder`)."""
+    out = check_new_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -291,11 +291,9 @@ def write_simulated_target(out_dir: str | Path, n: int, seed: int, labeled: bool
     """
     from PIL import Image
 
-    from realdata.eye_folder_writer import staged_folder
+    from realdata.eye_folder_writer import check_new_folder, staged_folder
 
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # before rendering
-        raise FileExistsError(f"{out} exists and is not an empty folder")
+    out = check_new_folder(out_dir)  # before rendering
     images, scenes, dist = _render(n, seed, label_shift, version)
     labels = np.stack([scenes[k] for k in ("gaze_pitch", "gaze_yaw", "head_pitch", "head_yaw")], 1)
     with staged_folder(out) as tmp:

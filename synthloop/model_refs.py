@@ -25,6 +25,28 @@ def is_model_uri(ref: str) -> bool:
     return "://" in str(ref) or str(ref).startswith(("models:/", "runs:/"))
 
 
+def connect_for_models(models: list[str]) -> None:
+    """Connect to the tracking store when any of ``models`` is a registered model; reading
+    models never creates a store (a new one has nothing registered): a ``models:/`` or
+    ``runs:/`` reference without the local SQLite store is a
+    :class:`~synthloop.errors.UsageError` naming it."""
+    from synthloop.errors import UsageError
+    from synthloop.locks import sqlite_path
+    from synthloop.settings import get_settings
+    from synthloop.tracking import connect
+
+    uris = [m for m in models if is_model_uri(m)]
+    if not uris:
+        return
+    uri = get_settings().tracking_uri
+    db = sqlite_path(uri)
+    for m in uris:
+        if db is not None and not db.is_file() and m.startswith(("models:/", "runs:/")):
+            raise UsageError(f"--model {m}: no MLflow store at {db} (nothing was trained "
+                             "with this SYNTHLOOP_HOME)")
+    connect(uri, create=False)
+
+
 class ModelReferenceError(DataFormatError):
     """A model reference (``models:/``, ``runs:/``, ``scheme://``) that cannot be loaded;
     the message names the reference exactly as given (a Path would fold its ``//``)."""

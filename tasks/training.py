@@ -57,11 +57,9 @@ def evaluate_gaze_task(model: str, data: str, tta_shift: int = 0) -> dict:
 @task(name="pseudo-label-eyes")
 def pseudo_label_task(models: list[str], data: str, out: str, tta_shift: int = 2) -> dict:
     from synthloop.gaze.pseudo_label import pseudo_label_eyes
-    from synthloop.model_refs import is_model_uri
-    from synthloop.tracking import connect
+    from synthloop.model_refs import connect_for_models
 
-    if any(is_model_uri(m) for m in models):
-        connect(get_settings().tracking_uri, create=False)
+    connect_for_models(models)
     res = pseudo_label_eyes(models, data, out, tta_shift=tta_shift, log=get_run_logger().info)
     create_markdown_artifact(
         "\n".join([f"# {res['n']} eyes labeled by {len(models)} model(s)", "",

@@ -68,3 +68,6 @@ def test_a_student_cannot_keep_other_people_than_its_few_label_teacher(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--arms", "selftrain+real_1", "dann", "--teacher", "dann"])
     assert "teacher arm 'dann' earlier" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--arms", "dann", "selftrain", "--teacher", "dann", "--labeled-repeat", "3"])
+    assert "no selftrain arm keeps labeled people" in capsys.readouterr().err

@@ -32,30 +32,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _connect_for(models: list[str]) -> None:
-    """Connect to the tracking store when a model is a registered one; reading models never
-    creates a store (there is nothing registered in a new one)."""
-    from synthloop.locks import sqlite_path
-    from synthloop.model_refs import is_model_uri
-    from synthloop.settings import get_settings
-    from synthloop.tracking import connect
-
-    uris = [m for m in models if is_model_uri(m)]
-    if not uris:
-        return
-    uri = get_settings().tracking_uri
-    db = sqlite_path(uri)
-    for m in uris:
-        if db is not None and not db.is_file() and m.startswith(("models:/", "runs:/")):
-            raise UsageError(f"--model {m}: no MLflow store at {db} (nothing was trained "
-                             "with this SYNTHLOOP_HOME)")
-    connect(uri, create=False)
-
-
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    from synthloop.model_refs import connect_for_models
     from synthloop.taskspec import get_task
 
-    _connect_for([a.model])
+    connect_for_models([a.model])
     spec = get_task(a.task)
     res = spec.evaluate(a.model, a.data, tta_shift=a.tta_shift)
     if a.json:
@@ -67,8 +48,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def cmd_pseudo_label(a: argparse.Namespace) -> int:
     from synthloop.gaze.pseudo_label import pseudo_label_eyes
+    from synthloop.model_refs import connect_for_models
 
-    _connect_for(a.model)
+    connect_for_models(a.model)
     res = pseudo_label_eyes(a.model, a.data, a.out, tta_shift=a.tta_shift, log=log)
     if a.json:
         print(json.dumps(res), flush=True)

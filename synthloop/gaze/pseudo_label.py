@@ -36,17 +36,17 @@ def pseudo_label_eyes(models: list[str], data: str, out: str, *, tta_shift: int 
     import dataclasses
 
     from analysis.gaze_eval import angular_errors_deg
-    from realdata.eye_folder_writer import write_eye_folder
+    from realdata.eye_folder_writer import check_new_folder, write_eye_folder
     from synthloop.gaze.evaluate import load_gaze_model_and_side, predict_in_data_frame
     from synthloop.gaze.source import load_target
     from synthloop.model_refs import is_model_uri
 
     if not models:
         raise UsageError("pseudo-labels need at least one --model")
-    dest = Path(out)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise UsageError(f"--out {dest}: exists and is not an empty folder (pseudo-labels "
-                         "go to a new one)")
+    try:  # before any model runs
+        dest = check_new_folder(out)
+    except FileExistsError as e:
+        raise UsageError(f"--out {e} (pseudo-labels go to a new one)") from None
     eyes = load_target(data)
     answers = []
     for i, ref in enumerate(models, 1):
