@@ -55,9 +55,11 @@ def cmd_pseudo_label(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(res), flush=True)
         return EXIT_OK
-    print(f"wrote {res['n']} pseudo-labeled eyes to {res['out']} (labels: the mean of "
-          f"{len(res['teachers'])} model(s); teachers {res['teacher_spread_deg_mean']:.2f} deg "
-          "from their mean on average)")
+    n = len(res["teachers"])
+    source = ("one model's answers" if n == 1 else
+              f"the mean of {n} models, {res['teacher_spread_deg_mean']:.2f} deg from each on "
+              "average")
+    print(f"wrote {res['n']} pseudo-labeled eyes to {res['out']} (labels: {source})")
     print(f"train one model on them: synthloop train --method source_only --target {a.data} "
           f"--real-labeled {res['out']} ...")
     return EXIT_OK
