@@ -5,7 +5,7 @@ half of issue 14's benchmark.
         [--refiner-steps 1000] [--refiner-width 16] [--refiner-batch 8]
     python -m benchmarks.bench_refine_faces --refine-method mean-patch [--strength 0.5]
     python -m benchmarks.bench_refine_faces --refine-method landmark-patch [--strength 1.0]
-    python -m benchmarks.bench_refine_faces --refine-method real-context
+    python -m benchmarks.bench_refine_faces --refine-method real-context [--strength 1.0]
     python -m benchmarks.bench_refine_faces --quick     # a smoke run, not results
 
 Per seed, at an equal training budget:
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                          "aligned by the points (the SimGAN options below do not apply)")
     ap.add_argument("--strength", type=float,
                     help="the patch methods: how far toward the real mean crop (default: the "
-                         f"method's, {MEAN_PATCH_STRENGTH:g})")
+                         f"method's, {MEAN_PATCH_STRENGTH:g}); real-context: the share of the "
+                         "photograph's shading the face takes (default 0)")
     ap.add_argument("--refiner-steps", type=int, default=1000)
     ap.add_argument("--self-reg", type=float, default=10.0,
                     help="refiner self-regularisation weight (10: quarantined on seeds 0-2)")
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         aligned = "landmarker" in REFINE_METHODS[a.refine_method].reads
         folder = (f"refined-meanpatch{a.strength:g}" if a.refine_method == "mean-patch" else
                   f"refined-lmpatch{a.strength:g}-s{seed}" if a.refine_method == "landmark-patch"
-                  else f"refined-{a.refine_method}-s{seed}" if aligned
+                  else f"refined-{a.refine_method}{_shading(a.strength)}-s{seed}" if aligned
                   else f"refined-s{seed}-steps{a.refiner_steps}-w{a.refiner_width}-b{a.refiner_batch}"
                   f"-reg{a.self_reg:g}")
         unrefined = plain.synthetic("b", seed, a.steps)  # (the aligned methods' landmarker)
@@ -187,6 +188,11 @@ def main(argv: list[str] | None = None) -> int:
                  "summary": summary})
     print(f"wrote {path}")
     return 0
+
+
+def _shading(strength: float | None) -> str:
+    """real-context's folder suffix for a shading share (none at 0, as before it had one)."""
+    return f"-shading{strength:g}" if strength else ""
 
 
 def _grid(child: str, real: np.ndarray, out: Path) -> None:

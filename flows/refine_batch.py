@@ -56,10 +56,12 @@ class RefineParams(BaseModel):
         "(needs a landmark model); real-context (faces): each face set into a real photograph "
         "aligned by the 68 points, its hair, neck and background around it (needs a landmark "
         "model).")
-    strength: float = Field(0.0, ge=0.0, le=4.0, title="Mean-patch strength",
-                            description="How far toward the real mean image (1: all the way); "
-                            f"0: the method's default ({POSE_MEAN_PATCH_STRENGTH:g} for "
-                            f"pose-mean-patch, {MEAN_PATCH_STRENGTH:g} for the others).")
+    strength: float = Field(0.0, ge=0.0, le=4.0, title="Patch strength / shading",
+                            description="The patches: how far toward the real mean image (1: "
+                            f"all the way); 0: the method's default ({POSE_MEAN_PATCH_STRENGTH:g} "
+                            f"for pose-mean-patch, {MEAN_PATCH_STRENGTH:g} for the others). "
+                            "real-context: how much of the photograph's shading the face takes "
+                            "(0-1; 0: none).")
     pose_column: str = Field(DEFAULT_POSE_COLUMN, min_length=1, title="Head-pose column",
                              description="pose-mean-patch: the real folder's meta.csv column "
                              "of each eye's head yaw in degrees.")

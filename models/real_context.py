@@ -24,6 +24,14 @@ Colour: inside the outline the synthetic face is moved per channel to the mean a
 spread of the photograph's own face there (``colour``: how far, 0-1), so the seam
 joins skin to skin of one tone; the spread's gain is kept within 0.8-1.25 (more amplifies the renderer's noise).
 
+Shading (``shading``: how much, 0-1): a rendered face is lit evenly, a photographed one
+is not (a shadow beside the nose, a lit cheek, dark eye sockets). Inside the outline the
+face's low frequencies (a Gaussian of ``shading_sigma_px``, taken over the inside only)
+are moved toward the photograph's own face there, and its high frequencies (the edges of
+lids, brows, lips and nostrils that place the points) are kept:
+
+    face + shading * (low(real) - low(face))
+
 The refiner reads each image's 68 points and visibility beside it, as the face-aligned
 patch does (:mod:`models.landmark_patch`).
 """
@@ -60,6 +68,8 @@ class RealContextConfig:
     choices: int = 8
     max_residual: float = 0.05
     colour: float = 1.0
+    shading: float = 0.0
+    shading_sigma_px: float = 6.0
     conditioned_on: str = CONDITION
 
     def __post_init__(self) -> None:
@@ -74,6 +84,9 @@ class RealContextConfig:
             raise ValueError(f"max_residual must be in (0, 1], got {self.max_residual}")
         if not 0.0 <= self.colour <= 1.0:
             raise ValueError(f"colour must be in [0, 1], got {self.colour}")
+        if not 0.0 <= self.shading <= 1.0 or self.shading_sigma_px <= 0:
+            raise ValueError(f"shading must be in [0, 1] and shading_sigma_px > 0, got "
+                             f"{self.shading}, {self.shading_sigma_px}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +179,8 @@ class RealContextRefiner(ConditionedPatch):
         alpha = torch.where(fits[:, None, None], alpha, torch.ones_like(alpha)).float().to(x.device)
         inside = (dist < 0).float().to(x.device)[:, None]
         face = self._match_colour(x, real, inside) if c.colour > 0 else x
+        if c.shading > 0:
+            face = self._take_shading(face, real, inside)
         face = torch.where(fits[:, None, None, None].to(x.device), face, x)
         return alpha[:, None] * face + (1.0 - alpha[:, None]) * real
 
@@ -178,6 +193,30 @@ class RealContextRefiner(ConditionedPatch):
         gain = (sd_r / sd_s.clamp(min=1e-3)).clamp(*_GAIN_RANGE)
         matched = (x - mu_s) * gain + mu_r
         return (x + self.cfg.colour * (matched - x)).clamp(0.0, 1.0)
+
+
+    def _take_shading(self, face: Tensor, real: Tensor, inside: Tensor) -> Tensor:
+        """``face`` with its low frequencies inside the outline moved toward ``real``'s."""
+        low = _inside_blur(inside, self.cfg.shading_sigma_px)
+        return (face + self.cfg.shading * (low(real) - low(face))).clamp(0.0, 1.0)
+
+
+def _inside_blur(inside: Tensor, sigma: float):
+    """A Gaussian blur of ``sigma`` px that averages over ``inside`` ``(B, 1, H, W)`` only
+    (normalised convolution), so nothing from around the face leaks into it."""
+    radius = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=inside.dtype, device=inside.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+
+    def blur(img: Tensor) -> Tensor:
+        ch = img.shape[1]
+        pad = torch.nn.functional.pad(img, (radius, radius, radius, radius))
+        img = torch.nn.functional.conv2d(pad, k.view(1, 1, 1, -1).expand(ch, 1, 1, -1), groups=ch)
+        return torch.nn.functional.conv2d(img, k.view(1, 1, -1, 1).expand(ch, 1, -1, 1), groups=ch)
+
+    weight = blur(inside).clamp(min=1e-6)
+    return lambda img: blur(img * inside) / weight
 
 
 @register_model("real_context_refiner", task="refiner")

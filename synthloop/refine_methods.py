@@ -271,17 +271,26 @@ def _landmark_patch_fit(ctx: FitContext, cfg: LandmarkPatchSettings):
 
 @dataclass(frozen=True)
 class RealContextSettings:
-    """The real-context method's record (``steps`` 0: nothing is trained)."""
+    """The real-context method's record (``steps`` 0: nothing is trained); its strength
+    is how much of the photograph's own shading the face takes (0-1)."""
 
     landmarker: str | None = None
+    shading: float = 0.0
     steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "real-context", "landmarker": self.landmarker}
+        return {"method": "real-context", "landmarker": self.landmarker, "shading": self.shading}
 
 
 def _real_context_config(req):
-    return RealContextSettings(landmarker=_needs_landmarker("real-context", req.landmarker))
+    from synthloop.errors import UsageError
+
+    shading = 0.0 if req.strength is None else float(req.strength)
+    if not 0.0 <= shading <= 1.0:
+        raise UsageError(f"--strength {shading:g} for real-context is the share of the "
+                         "photograph's shading the face takes: 0 to 1")
+    return RealContextSettings(landmarker=_needs_landmarker("real-context", req.landmarker),
+                               shading=shading)
 
 
 def _real_context_fit(ctx: FitContext, cfg: RealContextSettings):
@@ -291,13 +300,14 @@ def _real_context_fit(ctx: FitContext, cfg: RealContextSettings):
     real_points = _landmarker_points(ctx, cfg.landmarker)
     t = time.perf_counter()
     try:
-        refiner = fit_real_context(ctx.real, real_points)
+        refiner = fit_real_context(ctx.real, real_points, shading=cfg.shading)
     except ValueError as e:
         raise UsageError(f"--method real-context cannot be fitted toward {ctx.req.real}: {e}") from None
     ctx.seconds["fit_refiner"] = time.perf_counter() - t
     ctx.log(f"real context fitted: {refiner.cfg.bank_size} real photographs, their points from "
             f"{cfg.landmarker}; each synthetic face is set into the one of its "
-            f"{refiner.cfg.choices} closest in shape that its points name")
+            f"{refiner.cfg.choices} closest in shape that its points name"
+            + (f", taking {cfg.shading:g} of its shading" if cfg.shading else ""))
     return refiner
 
 
@@ -313,7 +323,7 @@ REFINE_METHODS: dict[str, RefineMethod] = {
                                     ("strength", "pose_column"), POSE_MEAN_PATCH_STRENGTH),
     "landmark-patch": RefineMethod(_landmark_patch_config, _landmark_patch_fit,
                                    ("strength", "landmarker"), MEAN_PATCH_STRENGTH),
-    "real-context": RefineMethod(_real_context_config, _real_context_fit, ("landmarker",),
+    "real-context": RefineMethod(_real_context_config, _real_context_fit, ("landmarker", "strength"),
                                  unchanged_hint="no photograph's shape fitted the faces' (profiles, "
                                  "or a --landmarker that misplaces the real faces' points)"),
 }

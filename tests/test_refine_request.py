@@ -20,8 +20,8 @@ def test_simgan_settings_with_the_mean_patch_are_named_and_refused():
 
 def test_a_strength_without_the_mean_patch_is_refused():
     assert RefineRequest(batch="b", real="r", out="o").strength is None
-    with pytest.raises(UsageError, match="mean-patch, pose-mean-patch and landmark-patch "
-                                         r"settings: --strength \(add --method mean-patch"):
+    with pytest.raises(UsageError, match="mean-patch, pose-mean-patch, landmark-patch and "
+                                         r"real-context settings: --strength \(add --method mean-patch"):
         RefineRequest(batch="b", real="r", out="o", strength=0.3)
 
 
@@ -73,10 +73,17 @@ def test_an_unknown_method_is_refused_with_the_known_ones():
         RefineRequest(batch="b", real="r", out="o", method="cyclegan")
 
 
-def test_the_real_context_needs_a_landmarker_and_takes_no_strength():
+def test_the_real_context_needs_a_landmarker_and_its_strength_is_the_shading_share():
     bare = RefineRequest(batch="b", real="r", out="o", method="real-context")
     with pytest.raises(UsageError, match="--method real-context needs --landmarker MODEL"):
         REFINE_METHODS["real-context"].config(bare)
-    with pytest.raises(UsageError, match="settings: --strength"):
-        RefineRequest(batch="b", real="r", out="o", method="real-context", landmarker="run",
-                      strength=0.5)
+    config = REFINE_METHODS["real-context"].config
+    unset = RefineRequest(batch="b", real="r", out="o", method="real-context", landmarker="run")
+    assert config(unset).shading == 0.0  # the photograph's shading only when asked for
+    given = RefineRequest(batch="b", real="r", out="o", method="real-context", landmarker="run",
+                          strength=0.5)
+    assert config(given).to_dict()["shading"] == 0.5
+    too_far = RefineRequest(batch="b", real="r", out="o", method="real-context", landmarker="run",
+                            strength=1.5)
+    with pytest.raises(UsageError, match="--strength 1.5 for real-context .* 0 to 1"):
+        config(too_far)

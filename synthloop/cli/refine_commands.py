@@ -101,7 +101,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--strength", type=at_least(0.0, float),
                    help="the patch methods: how far toward the real mean image (1: all the "
                         f"way; default {POSE_MEAN_PATCH_STRENGTH:g} for pose-mean-patch, "
-                        f"{MEAN_PATCH_STRENGTH:g} for mean-patch and landmark-patch)")
+                        f"{MEAN_PATCH_STRENGTH:g} for mean-patch and landmark-patch); "
+                        "real-context: how much of the photograph's own shading the face "
+                        "takes, 0-1 (default 0)")
     r.add_argument("--pose-column", default=DEFAULT_POSE_COLUMN,
                    help="pose-mean-patch: the real folder's meta.csv column of each eye's head "
                         "yaw in degrees (default %(default)s, Columbia Gaze's)")

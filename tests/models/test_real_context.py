@@ -109,6 +109,29 @@ def test_colour_matching_moves_the_face_to_the_photographs_tone():
     assert torch.allclose(off(x, _cond(p))[:, :, inside], x[:, :, inside])
 
 
+def test_shading_takes_the_photographs_low_frequencies_and_keeps_the_faces_edges():
+    p = _shape()
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE]
+    ramp = (60 + 3 * xs).clip(0, 255)  # the photograph lit from the right: a smooth ramp
+    photo = np.repeat(ramp[..., None], 3, -1).astype(np.uint8)
+    x = torch.full((1, 3, SIZE, SIZE), 0.5)
+    x[:, :, 22:26, 18:30] = 0.2  # an edge (a lid line) on an evenly lit face
+    inside = torch.from_numpy(hull_distance(p, SIZE, SIZE) < 0)
+    flat = fit_real_context(photo[None], p[None], colour=0.0)(x, _cond(p))
+    assert torch.equal(flat[:, :, inside], x[:, :, inside])  # shading 0: as before
+    out = fit_real_context(photo[None], p[None], colour=0.0, shading=1.0,
+                           shading_sigma_px=3.0)(x, _cond(p))[0, 0]
+    # the face is now darker on the photograph's dark side: most of the ramp's 33 grey
+    # levels across these 11 px (the blur taken inside only flattens it near the outline)
+    left, right = float(out[30:33, 18:20].mean()), float(out[30:33, 29:31].mean())
+    assert 0.6 * 33 < (right - left) * 255 < 36
+    # and the lid line is still most of its 0.3 below the skin just above and below it
+    skin = (out[19:21, 20:28].mean() + out[26:28, 20:28].mean()) / 2
+    assert 0.2 < float(skin - out[22:26, 20:28].mean()) < 0.35
+    with pytest.raises(ValueError, match="shading must be in"):
+        fit_real_context(photo[None], p[None], shading=1.5)
+
+
 def test_a_face_no_photograph_fits_is_left_as_it_is():
     p = _shape()
     other = np.random.default_rng(3).normal(24, 8, (68, 2))
