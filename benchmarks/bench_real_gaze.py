@@ -29,7 +29,8 @@ half and half, like ``syn+real_all`` with pseudo-labels. A label-free teacher la
 its seed-ensemble mean (no real label is read); a few-label teacher (``--teacher
 syn+real_1``) with the same seed's model, its labeled people keeping their true labels
 (the student sees the same k people); ``selftrain+real_<k>`` keeps k people's true labels
-beside a label-free teacher's pseudo-labels for the rest. ``--ensemble`` also scores the mean of each arm's
+beside a label-free teacher's pseudo-labels for the rest; ``--student-steps N`` trains the
+students longer (or shorter) than the teachers. ``--ensemble`` also scores the mean of each arm's
 per-seed predictions (``<arm>@ensemble``): how much of the error is one model's variance;
 ``--ensemble-size K`` averages each K consecutive seeds instead (several ensembles).
 ``--ensemble-arms`` scores, per seed, the mean of every trained arm's predictions
@@ -237,14 +238,16 @@ def _train_and_predict(arm: str, seed: int, eyes, analysis, a, work: Path, preds
     return pred, info
 
 
-def _start(arm: str, seed: int, a, work: Path, info: dict) -> dict:
-    """How ``arm`` starts and how long it trains: from scratch for ``--steps``, or, after
-    ``--init-from`` ARM, from ARM's model of this seed for ``--finetune-steps`` at
-    ``--finetune-lr`` (recorded in ``info``)."""
+def _start(arm: str, seed: int, a, work: Path, info: dict, steps: int | None = None) -> dict:
+    """How ``arm`` starts and how long it trains: from scratch, or after ``--init-from`` ARM
+    from ARM's model of this seed at ``--finetune-lr``, for ``steps`` where given (a
+    student's), else ``--steps`` / ``--finetune-steps`` (recorded in ``info``)."""
+    if steps is not None:
+        info["steps"] = steps
     if not a.init_from or arm == a.init_from:
-        return {"steps": a.steps}
+        return {"steps": steps or a.steps}
     info["init_from"] = a.init_from
-    return {"steps": a.finetune_steps or a.steps, "lr": a.finetune_lr,
+    return {"steps": steps or a.finetune_steps or a.steps, "lr": a.finetune_lr,
             "init": work / f"{a.init_from}-s{seed}" / "last.pt"}
 
 
@@ -279,7 +282,8 @@ def _self_train(arm: str, seed: int, eyes, analysis, a, work: Path, preds: dict)
                                               seed=seed, out=work / f"{arm}-s{seed}",
                                               mirror=a.mirror, second_share=a.real_share,
                                               ema=a.ema, tta_shift=a.tta_shift,
-                                              **_start(arm, seed, a, work, info))
+                                              **_start(arm, seed, a, work, info,
+                                                       steps=a.student_steps))
     return pred, info
 
 
@@ -415,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(and pseudo-labeled in selftrain)")
     ap.add_argument("--teacher", default="source_only",
                     help="the arm whose predictions label the analysis eyes for selftrain")
+    ap.add_argument("--student-steps", type=int, metavar="N",
+                    help="steps of the selftrain arms (default: --steps): a student trains "
+                         "mostly on real eyes, so the synthetic budget need not bound it")
     ap.add_argument("--labeled-repeat", type=int, default=1, metavar="R",
                     help="selftrain with labeled people: their eyes appear R times among the "
                          "pseudo-labeled ones (drawn R times as often)")
@@ -463,8 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="real_gaze", help="results file name")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 30 steps")
     a = ap.parse_args(argv)
+    students = [i for i, arm in enumerate(a.arms) if arm.partition("+")[0] == "selftrain"]
     if not 1 / 64 <= a.real_share <= 63 / 64:
         ap.error(f"--real-share {a.real_share}: needs at least one eye of each kind in a batch of 64")
+    if a.student_steps is not None and (a.student_steps < 1 or not students):
+        ap.error(f"--student-steps {a.student_steps}: a positive budget for a selftrain arm")
     if a.labeled_repeat < 1:
         ap.error(f"--labeled-repeat {a.labeled_repeat}: at least 1")
     if a.tta_shift < 0 or (a.ema is not None and not 0 < a.ema < 1):
@@ -472,7 +482,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.ensemble_size is not None and not (a.ensemble and 2 <= a.ensemble_size <= len(a.seeds)):
         ap.error(f"--ensemble-size {a.ensemble_size}: needs --ensemble and 2 to {len(a.seeds)} "
                  "(the number of --seeds)")
-    students = [i for i, arm in enumerate(a.arms) if arm.partition("+")[0] == "selftrain"]
     if students and a.teacher not in a.arms[:students[0]]:
         ap.error(f"selftrain needs its teacher arm {a.teacher!r} earlier in --arms")
     for i in students:
@@ -563,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                         "split": {"analysis_subjects": n_pool, "holdout_subjects": len({*people}),
                                   "n_analysis": len(analysis), "n_holdout": len(held)},
                         "steps": a.steps, "n_synthetic": a.n_synthetic,
+                        **({"student_steps": a.student_steps} if a.student_steps else {}),
                         "distribution": a.distribution, "centre": a.centre, "mirror": a.mirror,
                         "mirror_eye": a.mirror_eye, "refine": a.refine,
                         **({"strength": a.strength} if a.refine != "none" else {}),

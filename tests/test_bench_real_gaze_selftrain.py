@@ -19,14 +19,15 @@ def _setup(monkeypatch):
     taught = {}
 
     def fake_train(parts, *_, **kw):
-        taught["parts"], taught["out"] = parts, kw["out"]
+        taught["parts"], taught["out"], taught["steps"] = parts, kw["out"], kw["steps"]
         return np.zeros((16, 2)), 1.0
 
     monkeypatch.setattr(bench, "train_and_predict", fake_train)
     monkeypatch.setattr(bench, "_synthetic_for", lambda *a: ("synthetic", None))
     teacher = {0: rng.normal(size=(16, 2)), 1: rng.normal(size=(16, 2))}
     a = SimpleNamespace(teacher="dann", rotate_people=True, mirror=0.0, real_share=0.5, ema=None,
-                        tta_shift=0, init_from=None, steps=10, labeled_repeat=1)
+                        tta_shift=0, init_from=None, steps=10, labeled_repeat=1,
+                        student_steps=None)
     return eyes, analysis, teacher, a, taught
 
 
@@ -37,6 +38,17 @@ def test_a_label_free_teacher_labels_every_analysis_eye_with_its_seed_mean(monke
     np.testing.assert_array_equal(images, eyes.images[analysis])
     np.testing.assert_allclose(labels, ((teacher[0] + teacher[1]) / 2)[analysis], rtol=1e-6)
     assert info["teacher_seeds"] == [0, 1] and "labeled_subjects" not in info
+    assert taught["steps"] == a.steps and "steps" not in info  # the teachers' budget
+
+
+def test_a_student_can_train_longer_than_its_teachers(monkeypatch, tmp_path, capsys):
+    eyes, analysis, teacher, a, taught = _setup(monkeypatch)
+    a.student_steps = 40
+    _, info = bench._self_train("selftrain", 1, eyes, analysis, a, tmp_path, {"dann": teacher})
+    assert taught["steps"] == 40 and info["steps"] == 40
+    with pytest.raises(SystemExit):
+        bench.main(["--arms", "dann", "--student-steps", "40"])
+    assert "--student-steps 40: a positive budget for a selftrain arm" in capsys.readouterr().err
 
 
 def test_the_labeled_people_keep_their_true_labels(monkeypatch, tmp_path):
