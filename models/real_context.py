@@ -194,7 +194,6 @@ class RealContextRefiner(ConditionedPatch):
         matched = (x - mu_s) * gain + mu_r
         return (x + self.cfg.colour * (matched - x)).clamp(0.0, 1.0)
 
-
     def _take_shading(self, face: Tensor, real: Tensor, inside: Tensor) -> Tensor:
         """``face`` with its low frequencies inside the outline moved toward ``real``'s."""
         low = _inside_blur(inside, self.cfg.shading_sigma_px)
