@@ -436,8 +436,9 @@ def test_the_real_context_sets_faces_into_the_photographs_and_keeps_the_labels(
     verdict = validate_refined(batch)
     assert verdict.status == "accepted", verdict.failing
     parent, child = BatchReader(face_data["batch"]), BatchReader(batch.path)
+    # the shading is recorded even when off, so the lineage says what was (not) done
     assert child.manifest["refiner"]["config"] == {"method": "real-context",
-                                                   "landmarker": "some/run"}
+                                                   "landmarker": "some/run", "shading": 0.0}
     for rel in parent.extra_files:  # the landmark arrays, byte for byte
         assert (child.path / rel).read_bytes() == (parent.path / rel).read_bytes()
     labels = read_face_labels(parent.path, verify=False)

@@ -115,7 +115,7 @@ def test_landmarks_loop_sets_round_1_faces_into_photographs_placed_by_round_0_s_
     assert second.status.status == "accepted"
     refiner = second.manifest["refiner"]
     round0 = cat.get_training_run(f"{res['loop_id']}-r0")["checkpoint"]
-    assert refiner["config"] == {"method": "real-context", "landmarker": round0}
+    assert refiner["config"] == {"method": "real-context", "landmarker": round0, "shading": 0.0}
     assert refiner["real_n"] == len(load_real(params.config()).analysis)  # never the held-out part
     parent = BatchReader(second.manifest["parent"]["path"])
     points = "landmarks/points68.npy"
