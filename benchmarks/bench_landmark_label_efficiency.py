@@ -2,7 +2,7 @@
 synthetic faces: the label-efficiency benchmark of issue 13.
 
     python -m benchmarks.bench_landmark_label_efficiency [--n 25 100 645] [--seeds 0 1 2]
-        [--arms a b c d] [--steps 3000] [--n-source 4000] [--model landmark_resnet_s]
+        [--arms a b c d e ast cst] [--steps 3000] [--n-source 4000] [--model landmark_resnet_s]
         [--distribution FILE] [--transfer-fit ridge|mlp]
         [--source-batch BATCH]   # the synthetic arms on a given batch, e.g. a refined one
     python -m benchmarks.bench_landmark_label_efficiency --quick     # smoke run, not results
@@ -28,7 +28,13 @@ images again, so DALN gets half the steps):
 - (e) arm c's synthetic pre-training, then the ``n`` real faces alone for the rest of the
   steps, on a 68-point model narrowed from the dense one (its 68 points start at the
   dense set's iBug vertices, at the 68-point model's own heatmap stride:
-  ``synthloop.landmarks.warm_start``).
+  ``synthloop.landmarks.warm_start``);
+- (ast), (cst): self-training on the unlabeled training faces. Arm a's or arm c's model
+  (the teacher, the same run) labels the 645 training faces with its flip-averaged 68
+  points, the ``n`` labeled faces keep their own, and a student trains on all 645: (ast)
+  as arm a does, from scratch, ``--steps`` steps; (cst) as arm c's joint phase does, from
+  the same pre-training, the rest of the steps. The student's minutes include its
+  teacher's; ``pseudo_nme_io`` is the teacher's error on the unlabeled faces it labeled.
 
 The recipe is ``models.landmark_recipe`` for every arm (Wing loss, face augmentation with
 flips, bf16 on the CPU, weight average); the last checkpoint is scored (no selection on
@@ -56,7 +62,8 @@ from synthloop.loop.config import TRANSFER_FIT_NAMES
 
 LFPW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "lfpw-train"
 ARMS = {"a": "a real only", "b": "b synthetic + transfer", "c": "c syn pre-train + syn/real",
-        "d": "d DALN + transfer", "e": "e syn pre-train + real fine-tune"}
+        "d": "d DALN + transfer", "e": "e syn pre-train + real fine-tune",
+        "ast": "a+st real only, self-trained", "cst": "c+st syn + real, self-trained"}
 
 
 def _recipe(model: str, steps: int, batch_size: int, seed: int, ema: float | None):
@@ -217,10 +224,11 @@ class Bench:
 
     # ------------------------------------------------------------------ the arms
 
-    def real_only(self, n: int, seed: int, steps: int, name: str,
-                  init: Path | None = None) -> tuple[dict, float]:
-        """Scores and minutes of a 68-point model trained ``steps`` steps on the ``n``
-        faces, from scratch or from ``init`` (a checkpoint of a dense model, narrowed)."""
+    def real_only(self, n: int, seed: int, steps: int, name: str, init: Path | None = None,
+                  faces=None) -> tuple[dict, float, Path]:
+        """Scores, minutes and run folder of a 68-point model trained ``steps`` steps on the
+        ``n`` labeled faces, or on ``faces`` (every training face, e.g. pseudo-labeled),
+        from scratch or from ``init`` (a checkpoint of a dense model, narrowed)."""
         import torch
 
         from models.data import ArraySource
@@ -230,11 +238,12 @@ class Bench:
         from synth.face_model import IBUG68_MIRROR
         from synthloop.landmarks.warm_start import warm_start_checkpoint
 
-        order = self.labeled(n, seed)
-        pts = self.train_faces.points[order].astype(np.float32)
-        src = ArraySource(self.train_faces.images[order], self.a.batch_size, seed,
+        faces = self.train_faces if faces is None else faces
+        order = self.labeled(n, seed) if faces is self.train_faces else np.arange(len(faces))
+        pts = faces.points[order].astype(np.float32)
+        src = ArraySource(faces.images[order], self.a.batch_size, seed,
                           labels={"points": pts, "visible": np.ones(pts.shape[:2], np.float32)})
-        val = {"image": torch.from_numpy(self.train_faces.nchw(order[:32])),
+        val = {"image": torch.from_numpy(faces.nchw(order[:32])),
                "points": torch.from_numpy(np.ascontiguousarray(pts[:32]))}
         cfg = _recipe(self.a.model, steps, self.a.batch_size, seed, self.ema)
         out = self.root / (f"{self.a.model}-{name}-n{n}-s{seed}-steps{steps}"
@@ -243,12 +252,12 @@ class Bench:
             init, OutputLayout("points68", 68), out)
         minutes = _timed(out, lambda: train(cfg, src, None, out, val_source=val, resume=True,
                                             init_weights=start))
-        return self.score(self.test_points(load_model(out / "last.pt"), IBUG68_MIRROR)), minutes
+        return self.score(self.test_points(load_model(out / "last.pt"), IBUG68_MIRROR)), minutes, out
 
     def arm_a(self, seed: int) -> list[dict]:
         rows = []
         for n in self.a.n:
-            r, minutes = self.real_only(n, seed, self.a.steps, "a")
+            r, minutes, _ = self.real_only(n, seed, self.a.steps, "a")
             rows.append(self.row("a", n, seed, r, minutes))
         return rows
 
@@ -256,34 +265,89 @@ class Bench:
         run, minutes = self.synthetic("b", seed, self.a.steps)
         return self.transferred(run, seed, minutes, "b")
 
-    def arm_c(self, seed: int) -> list[dict]:
+    @property
+    def joint_mirror(self) -> np.ndarray:
+        """The mirror of arm c's models: the dense set, then the real 68 head."""
         from models.landmark_augment import layout_mirror
-        from models.registry import load_model
 
-        pre_steps = self.pre_steps
-        joint_steps = max(1, self.a.steps - pre_steps)
-        pre, pre_min = self.synthetic("c-pre", seed, pre_steps)
-        mirror = layout_mirror(self.dense_mirror, real_head=True)
+        return layout_mirror(self.dense_mirror, real_head=True)
+
+    def c_joint(self, name: str, seed: int, real) -> tuple[Path, float, float]:
+        """Arm c's run on ``real`` (labeled real faces), its minutes and those of the shared
+        synthetic pre-training it starts from (syn + real for the rest of the steps)."""
+        pre, pre_min = self.synthetic("c-pre", seed, self.pre_steps)
         variant = "" if (self.a.pre_share, self.a.real_fraction) == (0.5, 0.5) else \
             f"-pre{self.a.pre_share:g}-rf{self.a.real_fraction:g}"
         variant += "-sh68" if self.a.syn_head68 else ""
-        rows = []
+        run, minutes = self.synthetic(f"{name}{variant}", seed, max(1, self.a.steps - self.pre_steps),
+                                      real_labeled=real, real_fraction=self.a.real_fraction,
+                                      real_val_fraction=0.0, transfer_steps=self.a.transfer_steps,
+                                      transfer_fit=self.a.transfer_fit,
+                                      syn_head68=self.a.syn_head68,
+                                      init_weights=str(pre / "last.pt"))
+        return run, minutes, pre_min
+
+    def arm_c(self, seed: int) -> list[dict]:
+        from models.registry import load_model
+
+        mirror, rows = self.joint_mirror, []
         for n in self.a.n:
             idx = self.labeled(n, seed)
-            real = self.train_set.subset(idx.tolist())
-            run, minutes = self.synthetic(f"c-n{n}{variant}", seed, joint_steps, real_labeled=real,
-                                          real_fraction=self.a.real_fraction,
-                                          real_val_fraction=0.0,
-                                          transfer_steps=self.a.transfer_steps,
-                                          transfer_fit=self.a.transfer_fit,
-                                          syn_head68=self.a.syn_head68,
-                                          init_weights=str(pre / "last.pt"))
+            run, minutes, pre_min = self.c_joint(f"c-n{n}", seed,
+                                                 self.train_set.subset(idx.tolist()))
             net = load_model(run / "last.pt")
             test = self.test_points(net, mirror)
             rows.append(self.row("c", n, seed, self.score(test[:, len(mirror) - 68:]),
-                                 pre_min + minutes, pre_steps=pre_steps,
-                                 real_fraction=self.a.real_fraction,
+                                 pre_min + minutes,
+                                 pre_steps=self.pre_steps, real_fraction=self.a.real_fraction,
                                  **self.transfer_route(net, mirror, test, idx, seed)))
+        return rows
+
+    def pseudo_labeled(self, teacher: Path, mirror: np.ndarray, idx: np.ndarray):
+        """The training faces labeled by ``teacher``'s 68 points (a run folder; its last 68
+        channels, flip-averaged), the labeled faces ``idx`` keeping their own; and the
+        teacher's scores on the faces it labeled."""
+        import torch
+
+        from models.predict import predict_points_flip_averaged
+        from models.registry import load_model
+
+        net = load_model(teacher / "last.pt").eval()
+        pts = predict_points_flip_averaged(net, torch.from_numpy(self.train_faces.nchw()), mirror,
+                                           amp=False)[:, len(mirror) - 68:].numpy()
+        unlabeled = np.setdiff1d(np.arange(len(pts)), idx)
+        from analysis.landmark_eval import evaluate_landmarks
+
+        ev = evaluate_landmarks(pts[unlabeled], self.train_faces.points[unlabeled])
+        pts[idx] = self.train_faces.points[idx]
+        return self.train_faces.relabeled(pts), {"pseudo_nme_io": float(ev["nme_inter_ocular"])}
+
+    def arm_ast(self, seed: int) -> list[dict]:
+        from synth.face_model import IBUG68_MIRROR
+
+        rows = []
+        for n in self.a.n:
+            idx = self.labeled(n, seed)
+            _, t_min, teacher = self.real_only(n, seed, self.a.steps, "a")  # arm a's run
+            faces, pseudo = self.pseudo_labeled(teacher, IBUG68_MIRROR, idx)
+            r, minutes, _ = self.real_only(n, seed, self.a.steps, "ast", faces=faces)
+            rows.append(self.row("ast", n, seed, r, t_min + minutes, **pseudo))
+        return rows
+
+    def arm_cst(self, seed: int) -> list[dict]:
+        from models.registry import load_model
+
+        mirror, rows = self.joint_mirror, []
+        for n in self.a.n:
+            idx = self.labeled(n, seed)
+            teacher, t_min, pre_min = self.c_joint(f"c-n{n}", seed,
+                                                   self.train_set.subset(idx.tolist()))
+            faces, pseudo = self.pseudo_labeled(teacher, mirror, idx)
+            run, minutes, _ = self.c_joint(f"cst-n{n}", seed, faces)
+            test = self.test_points(load_model(run / "last.pt"), mirror)
+            rows.append(self.row("cst", n, seed, self.score(test[:, len(mirror) - 68:]),
+                                 pre_min + t_min + minutes, pre_steps=self.pre_steps,
+                                 real_fraction=self.a.real_fraction, **pseudo))
         return rows
 
     def arm_d(self, seed: int) -> list[dict]:
@@ -297,7 +361,7 @@ class Bench:
         pre, pre_min = self.synthetic("c-pre", seed, pre_steps)  # arm c's, shared
         rows = []
         for n in self.a.n:
-            r, minutes = self.real_only(n, seed, max(1, self.a.steps - pre_steps),
+            r, minutes, _ = self.real_only(n, seed, max(1, self.a.steps - pre_steps),
                                         f"e-pre{pre_steps}", init=pre / "last.pt")
             rows.append(self.row("e", n, seed, r, pre_min + minutes, pre_steps=pre_steps))
         return rows
@@ -331,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, nargs="+", default=[25, 100, 645])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--arms", nargs="+", default=list("abcde"), choices=list(ARMS))
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-source", type=int, default=4000, help="synthetic faces (arms b-d)")

@@ -53,6 +53,21 @@ class RealFaces:
         return RealFaces(self.face_set.subset(idx.tolist()), self.images[idx], self.points[idx],
                          tuple(self.transforms[i] for i in idx), self.size)
 
+    def relabeled(self, points: Any) -> RealFaces:
+        """The same crops labeled with ``points`` ((N, 68, 2) crop coordinates, e.g. a
+        teacher's pseudo-labels). The face set carries them too, mapped back to the images,
+        so whatever crops these faces again (another size) sees the new labels, never the
+        old ones."""
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.shape != self.points.shape:
+            raise ValueError(f"points must be {self.points.shape}, got {pts.shape}")
+        if not np.isfinite(pts).all():
+            raise ValueError("points must be finite")
+        in_images = np.stack([t.from_crop(p) for t, p in zip(self.transforms, pts, strict=True)])
+        fs = FaceSet(self.face_set.names, self.face_set.image_paths, in_images,
+                     self.face_set.source)
+        return RealFaces(fs, self.images, pts.astype(self.points.dtype), self.transforms, self.size)
+
 
 _CROPS: OrderedDict[tuple, tuple[np.ndarray, Any]] = OrderedDict()
 _CROPS_MAX = 8192  # ~400 MB of 128x128 crops; LFPW is 805 faces

@@ -244,6 +244,21 @@ def test_landmark_label_efficiency_benchmark(tmp_path):
     assert c["transfer_nme_io"] > 0 and c["transfer_nme_io"] != c["nme_io"]
 
 
+def test_landmark_label_efficiency_self_trained_arms_learn_from_their_teachers(tmp_path):
+    _needs_lfpw()
+    home = tmp_path / "home"
+    _run("benchmarks.bench_landmark_label_efficiency", "--quick", "--arms", "ast", "cst",
+         tmp_path=tmp_path, SYNTHLOOP_HOME=str(home))
+    rows = json.loads((tmp_path / "landmark_label_efficiency_quick.json").read_text())["rows"]
+    assert [r["arm"][:4] for r in rows] == ["a+st", "c+st"]
+    assert all(r["nme_io"] > 0 and r["pseudo_nme_io"] > 0 for r in rows)
+    runs = home / "label-efficiency-quick"
+    # each student trained beside its teacher (arm a's and arm c's own runs)
+    for teacher, student in (("-a-n8-", "-ast-n8-"), ("-c-n8", "-cst-n8")):
+        assert [p for p in runs.iterdir() if teacher in p.name]
+        assert [p for p in runs.iterdir() if student in p.name]
+
+
 def test_landmark_label_efficiency_benchmark_trains_on_a_given_batch(tmp_path, face_data):
     _needs_lfpw()
     bad = _call("benchmarks.bench_landmark_label_efficiency", "--quick", "--source-batch",
