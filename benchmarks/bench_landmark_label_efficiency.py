@@ -309,6 +309,7 @@ class Bench:
         teacher's scores on the faces it labeled."""
         import torch
 
+        from analysis.landmark_eval import evaluate_landmarks
         from models.predict import predict_points_flip_averaged
         from models.registry import load_model
 
@@ -316,8 +317,6 @@ class Bench:
         pts = predict_points_flip_averaged(net, torch.from_numpy(self.train_faces.nchw()), mirror,
                                            amp=False)[:, len(mirror) - 68:].numpy()
         unlabeled = np.setdiff1d(np.arange(len(pts)), idx)
-        from analysis.landmark_eval import evaluate_landmarks
-
         ev = evaluate_landmarks(pts[unlabeled], self.train_faces.points[unlabeled])
         pts[idx] = self.train_faces.points[idx]
         return self.train_faces.relabeled(pts), {"pseudo_nme_io": float(ev["nme_inter_ocular"])}
@@ -440,6 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     settings, size, train_set, test_set = lfpw_split(a.real, a.model, a.quick)
     if a.quick:
         train_set = train_set.subset(list(range(16)))
+    if {"ast", "cst"} & set(a.arms) and max(a.n) >= len(train_set):
+        print(f"--n {max(a.n)}: the self-trained arms need unlabeled training faces (n below "
+              f"{len(train_set)})", file=sys.stderr)
+        return 2
     bench = Bench(a, settings, train_set, test_set, load_real_faces(train_set, size),
                   load_real_faces(test_set, size))
     if a.source_batch:

@@ -247,6 +247,9 @@ def test_landmark_label_efficiency_benchmark(tmp_path):
 def test_landmark_label_efficiency_self_trained_arms_learn_from_their_teachers(tmp_path):
     _needs_lfpw()
     home = tmp_path / "home"
+    every = _call("benchmarks.bench_landmark_label_efficiency", "--arms", "cst", "--n", "645",
+                  tmp_path=tmp_path, SYNTHLOOP_HOME=str(home))
+    assert every.returncode == 2 and "need unlabeled training faces" in every.stderr
     _run("benchmarks.bench_landmark_label_efficiency", "--quick", "--arms", "ast", "cst",
          tmp_path=tmp_path, SYNTHLOOP_HOME=str(home))
     rows = json.loads((tmp_path / "landmark_label_efficiency_quick.json").read_text())["rows"]
