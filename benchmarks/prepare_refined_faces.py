@@ -3,7 +3,7 @@ made the way a user without real labels would make it:
 
     python -m benchmarks.prepare_refined_faces --out DIR [--n-source 8000]
         [--distribution benchmarks/distributions/faces-lfpw-like.json]
-        [--method real-context|landmark-patch] [--landmarker-steps 3000]
+        [--method real-context|landmark-patch] [--strength S] [--landmarker-steps 3000]
     python -m benchmarks.prepare_refined_faces --out DIR --quick   # a smoke run
 
 1. ``synthloop generate`` renders ``--n-source`` faces, seed 0 (the seed the label-
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-source", type=int, default=8000)
     ap.add_argument("--distribution", help="the faces' scene distribution (default: built-in)")
     ap.add_argument("--method", choices=ALIGNED_METHODS, default="real-context")
+    ap.add_argument("--strength", type=float, default=None,
+                    help="the method's strength (real-context: how much of the photograph's "
+                         "shading the face takes; default: the method's own)")
     ap.add_argument("--landmarker-steps", type=int, default=3000)
     ap.add_argument("--real", default=str(LFPW), help="images + .pts (split 645/160)")
     ap.add_argument("--name", default="prepare_refined_faces")
@@ -53,8 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(a.real).is_dir():
         print(f"no real faces at {a.real}: this needs ../shared (LFPW)", file=sys.stderr)
         return 2
+    from synthloop.errors import UsageError
+    from synthloop.refine import RefineRequest
+    from synthloop.refine_methods import REFINE_METHODS
+    from synthloop.settings import get_settings
+
     out = Path(a.out)
     batch, landmarker, refined = out / "synthetic", out / "landmarker", out / f"refined-{a.method}"
+    real_train = lfpw_train_indices(a.real)
+    try:  # a setting the method refuses is named before anything is rendered or trained
+        request = RefineRequest(batch=str(batch), real=a.real, out=str(refined), seed=0,
+                                method=a.method, real_indices=real_train.tolist(),
+                                landmarker=str(landmarker), strength=a.strength)
+        REFINE_METHODS[a.method].config(request)
+    except UsageError as e:
+        print(f"prepare_refined_faces: {e}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     if not (batch / "manifest.json").is_file():
         _synthloop("generate", "--task", "landmarks", "-n", str(a.n_source), "--seed", "0",
@@ -62,16 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if not landmarker.exists():
         _synthloop("train", "--task", "landmarks", "--method", "source_only", "--source", str(batch),
                    "--steps", str(a.landmarker_steps), "--seed", "0", "--out", str(landmarker))
-    from synthloop.errors import UsageError
-    from synthloop.refine import RefineRequest, validate_refined, write_refined_batch
-    from synthloop.settings import get_settings
+    from synthloop.refine import validate_refined, write_refined_batch
 
-    real_train = lfpw_train_indices(a.real)
     if not (refined / "manifest.json").is_file():
         try:
-            made = write_refined_batch(get_settings(), RefineRequest(
-                batch=str(batch), real=a.real, out=str(refined), seed=0, method=a.method,
-                real_indices=real_train.tolist(), landmarker=str(landmarker)))
+            made = write_refined_batch(get_settings(), request)
         except UsageError as e:  # e.g. a landmarker that finds no face in the photographs
             print(f"not refined: {e}", file=sys.stderr)
             return 1

@@ -335,8 +335,8 @@ def test_refine_faces_benchmark_with_the_real_context(tmp_path):
 def test_preparing_a_refined_face_batch_runs_the_product_s_steps_and_names_a_refusal(tmp_path):
     _needs_lfpw()
     out = tmp_path / "prep"
-    r = _call("benchmarks.prepare_refined_faces", "--quick", "--out", str(out), tmp_path=tmp_path,
-              SYNTHLOOP_HOME=str(tmp_path / "home"))
+    r = _call("benchmarks.prepare_refined_faces", "--quick", "--out", str(out), "--strength", "1",
+              tmp_path=tmp_path, SYNTHLOOP_HOME=str(tmp_path / "home"))
     # the 4-step landmarker puts every photograph's points on one spot: refused, named
     assert r.returncode == 1 and "not refined:" in r.stderr and "span no face" in r.stderr
     assert (out / "synthetic" / "manifest.json").is_file() and (out / "landmarker").is_dir()
@@ -354,3 +354,12 @@ def test_refine_gaze_benchmark(tmp_path):
     (run,) = res["runs"]
     assert run["unrefined"]["mean_deg"] > 0 and run["refined"]["mean_deg"] > 0
     assert run["mean_abs_change"] >= 0 and "label_shift_deg" in run["gap"]
+
+
+def test_preparing_a_refined_face_batch_refuses_a_bad_strength_before_any_work(tmp_path):
+    _needs_lfpw()
+    out = tmp_path / "prep"
+    r = _call("benchmarks.prepare_refined_faces", "--quick", "--out", str(out), "--strength", "1.5",
+              tmp_path=tmp_path, SYNTHLOOP_HOME=str(tmp_path / "home"))
+    assert r.returncode == 2 and "--strength 1.5" in r.stderr and "0 to 1" in r.stderr
+    assert not out.exists()  # nothing rendered, nothing trained
