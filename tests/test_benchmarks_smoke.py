@@ -332,11 +332,15 @@ def test_refine_faces_benchmark_with_the_real_context(tmp_path):
     assert "refused" in out and {r["arm"] for r in res["rows"]} == {"unrefined"}
 
 
-def test_preparing_a_refined_face_batch_runs_the_product_s_steps_and_names_a_refusal(tmp_path):
+def _prepare_quick(tmp_path, strength: str):
     _needs_lfpw()
     out = tmp_path / "prep"
-    r = _call("benchmarks.prepare_refined_faces", "--quick", "--out", str(out), "--strength", "1",
-              tmp_path=tmp_path, SYNTHLOOP_HOME=str(tmp_path / "home"))
+    return out, _call("benchmarks.prepare_refined_faces", "--quick", "--out", str(out),
+                      "--strength", strength, tmp_path=tmp_path, SYNTHLOOP_HOME=str(tmp_path / "home"))
+
+
+def test_preparing_a_refined_face_batch_runs_the_product_s_steps_and_names_a_refusal(tmp_path):
+    out, r = _prepare_quick(tmp_path, "1")
     # the 4-step landmarker puts every photograph's points on one spot: refused, named
     assert r.returncode == 1 and "not refined:" in r.stderr and "span no face" in r.stderr
     assert (out / "synthetic" / "manifest.json").is_file() and (out / "landmarker").is_dir()
@@ -357,9 +361,6 @@ def test_refine_gaze_benchmark(tmp_path):
 
 
 def test_preparing_a_refined_face_batch_refuses_a_bad_strength_before_any_work(tmp_path):
-    _needs_lfpw()
-    out = tmp_path / "prep"
-    r = _call("benchmarks.prepare_refined_faces", "--quick", "--out", str(out), "--strength", "1.5",
-              tmp_path=tmp_path, SYNTHLOOP_HOME=str(tmp_path / "home"))
+    out, r = _prepare_quick(tmp_path, "1.5")
     assert r.returncode == 2 and "--strength 1.5" in r.stderr and "0 to 1" in r.stderr
     assert not out.exists()  # nothing rendered, nothing trained
